@@ -1,0 +1,347 @@
+/* config.c - the one settings table: environment, then flags, then -X passthrough. */
+#include "config.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define OFF(f) offsetof(payq_config_t, f)
+#define W PAYQ_PROG_WORKER
+#define P PAYQ_PROG_PRODUCER
+#define R PAYQ_PROG_REPLAY
+
+/* The table drives defaults, environment, flags, --help and -X dump alike. */
+static const payq_setting_t settings[] = {
+	{"brokers", "PAYQ_BROKERS", PAYQ_CF_STR, "localhost:9092", OFF(brokers), 0, 0, NULL,
+	 W | P | R, "Kafka bootstrap servers"},
+	{"topic", "PAYQ_TOPIC", PAYQ_CF_STR, "payq.commands", OFF(topic), 0, 0, NULL, W | P | R,
+	 "commands topic"},
+	{"dlq-topic", "PAYQ_DLQ_TOPIC", PAYQ_CF_STR, "payq.commands.dlq", OFF(dlq_topic), 0, 0,
+	 NULL, W | R, "dead-letter topic"},
+	{"group", "PAYQ_GROUP", PAYQ_CF_STR, "payq-workers", OFF(group), 0, 0, NULL, W | R,
+	 "consumer group"},
+	{"instance-id", "PAYQ_INSTANCE_ID", PAYQ_CF_STR, NULL, OFF(instance_id), 0, 0, NULL, W,
+	 "static membership id (group.instance.id), usually the pod name"},
+	{"batch-max", "PAYQ_BATCH_MAX", PAYQ_CF_INT, "500", OFF(batch_max), 1, 100000, NULL, W,
+	 "most commands applied in one database transaction"},
+	{"batch-wait-ms", "PAYQ_BATCH_WAIT_MS", PAYQ_CF_INT, "20", OFF(batch_wait_ms), 0, 60000,
+	 NULL, W, "longest wait to fill a batch"},
+	{"commit-mode", "PAYQ_COMMIT_MODE", PAYQ_CF_ENUM, "async", OFF(commit_mode), 0, 0,
+	 "async|sync", W, "Kafka offset commit after each batch: async, or sync (textbook mode)"},
+	{"payment-mode", "PAYQ_PAYMENT_MODE", PAYQ_CF_ENUM, "ledger", OFF(payment_mode), 0, 0,
+	 "ledger", W, "how pay commands take effect"},
+	{"http-addr", "PAYQ_HTTP_ADDR", PAYQ_CF_STR, "0.0.0.0:9400", OFF(http_addr), 0, 0, NULL, W,
+	 "address for /metrics, /healthz and /readyz; empty disables"},
+	{"log-level", "PAYQ_LOG_LEVEL", PAYQ_CF_LOGLEVEL, "info", OFF(log_level), 0, 0, NULL,
+	 W | P | R, "error, warn, info or debug"},
+	{"shutdown-timeout-ms", "PAYQ_SHUTDOWN_TIMEOUT_MS", PAYQ_CF_INT, "25000",
+	 OFF(shutdown_timeout_ms), 100, 3600000, NULL, W | P | R, "deadline for a clean shutdown"},
+	{"retry-max-ms", "PAYQ_RETRY_MAX_MS", PAYQ_CF_INT, "5000", OFF(retry_max_ms), 10, 600000,
+	 NULL, W, "cap of the database retry backoff"},
+	{"stats-interval-ms", "PAYQ_STATS_INTERVAL_MS", PAYQ_CF_INT, "5000",
+	 OFF(stats_interval_ms), 0, 3600000, NULL, W, "librdkafka statistics interval, for lag"},
+	{"db", "PAYQ_DB", PAYQ_CF_STR, NULL, OFF(db), 0, 0, NULL, W | R,
+	 "PostgreSQL conninfo or URI; libpq's PG* variables apply when unset"},
+};
+
+#undef W
+#undef P
+#undef R
+
+static char **str_field(payq_config_t *cfg, const payq_setting_t *s)
+{
+	return (char **)(void *)((char *)cfg + s->offset);
+}
+
+static int64_t *int_field(payq_config_t *cfg, const payq_setting_t *s)
+{
+	return (int64_t *)(void *)((char *)cfg + s->offset);
+}
+
+static bool enum_has(const char *choices, const char *v)
+{
+	size_t n = strlen(v);
+	const char *p = choices;
+
+	while (p && *p) {
+		const char *bar = strchr(p, '|');
+		size_t len = bar ? (size_t)(bar - p) : strlen(p);
+		if (len == n && !strncmp(p, v, n))
+			return true;
+		p = bar ? bar + 1 : NULL;
+	}
+	return false;
+}
+
+int payq_config_set(payq_config_t *cfg, const payq_setting_t *s, const char *value,
+		    char *errstr, size_t errstr_size)
+{
+	int64_t v;
+	int lvl;
+
+	switch (s->type) {
+	case PAYQ_CF_ENUM:
+		if (!enum_has(s->choices, value))
+			return payq_err(errstr, errstr_size, "%s (%s): \"%s\" is not one of %s",
+					s->name, s->env, value, s->choices);
+		/* fall through */
+	case PAYQ_CF_STR: {
+		char *dup = strdup(value);
+		if (!dup)
+			return payq_err(errstr, errstr_size, "out of memory");
+		free(*str_field(cfg, s));
+		*str_field(cfg, s) = dup;
+		return 0;
+	}
+	case PAYQ_CF_INT:
+		if (payq_parse_int64(value, s->min, s->max, &v))
+			return payq_err(errstr, errstr_size,
+					"%s (%s): \"%s\" is not an integer from %lld to %lld",
+					s->name, s->env, value, (long long)s->min,
+					(long long)s->max);
+		*int_field(cfg, s) = v;
+		return 0;
+	case PAYQ_CF_LOGLEVEL:
+		lvl = payq_log_level_parse(value);
+		if (lvl < 0)
+			return payq_err(errstr, errstr_size,
+					"%s (%s): \"%s\" is not one of error, warn, info, debug",
+					s->name, s->env, value);
+		*int_field(cfg, s) = lvl;
+		payq_log_level = lvl;
+		return 0;
+	}
+	return payq_err(errstr, errstr_size, "%s: unknown setting type", s->name);
+}
+
+void payq_config_init(payq_config_t *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(settings); i++)
+		if (settings[i].def)
+			payq_config_set(cfg, &settings[i], settings[i].def, NULL, 0);
+}
+
+void payq_config_destroy(payq_config_t *cfg)
+{
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(settings); i++)
+		if (settings[i].type == PAYQ_CF_STR || settings[i].type == PAYQ_CF_ENUM)
+			free(*str_field(cfg, &settings[i]));
+	for (size_t i = 0; i < cfg->xprops_cnt; i++)
+		free(cfg->xprops[i]);
+	free(cfg->xprops);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+const payq_setting_t *payq_config_find(const char *name, unsigned prog)
+{
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(settings); i++)
+		if ((settings[i].progs & prog) &&
+		    (!strcmp(settings[i].name, name) || !strcmp(settings[i].env, name)))
+			return &settings[i];
+	return NULL;
+}
+
+int payq_config_load_env(payq_config_t *cfg, unsigned prog, char *errstr, size_t errstr_size)
+{
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(settings); i++) {
+		const char *v;
+		if (!(settings[i].progs & prog))
+			continue;
+		v = getenv(settings[i].env);
+		if (v && payq_config_set(cfg, &settings[i], v, errstr, errstr_size))
+			return -1;
+	}
+	return 0;
+}
+
+int payq_config_add_x(payq_config_t *cfg, const char *kv, char *errstr, size_t errstr_size)
+{
+	const char *eq = strchr(kv, '=');
+	char key[256], **grown;
+	rd_kafka_conf_t *scratch;
+	rd_kafka_conf_res_t res;
+
+	if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key))
+		return payq_err(errstr, errstr_size, "-X %s: expected key=value, list or dump", kv);
+	memcpy(key, kv, (size_t)(eq - kv));
+	key[eq - kv] = '\0';
+
+	/* Try it on a scratch conf so librdkafka's own error text reaches the user. */
+	scratch = rd_kafka_conf_new();
+	res = rd_kafka_conf_set(scratch, key, eq + 1, errstr, errstr_size);
+	rd_kafka_conf_destroy(scratch);
+	if (res != RD_KAFKA_CONF_OK)
+		return -1;
+
+	grown = realloc(cfg->xprops, (cfg->xprops_cnt + 1) * sizeof(*grown));
+	if (!grown)
+		return payq_err(errstr, errstr_size, "out of memory");
+	cfg->xprops = grown;
+	cfg->xprops[cfg->xprops_cnt] = strdup(kv);
+	if (!cfg->xprops[cfg->xprops_cnt])
+		return payq_err(errstr, errstr_size, "out of memory");
+	cfg->xprops_cnt++;
+	return 0;
+}
+
+int payq_config_apply_x(const payq_config_t *cfg, rd_kafka_conf_t *conf, char *errstr,
+			size_t errstr_size)
+{
+	for (size_t i = 0; i < cfg->xprops_cnt; i++) {
+		char key[256];
+		const char *eq = strchr(cfg->xprops[i], '=');
+		size_t klen = (size_t)(eq - cfg->xprops[i]);
+
+		memcpy(key, cfg->xprops[i], klen);
+		key[klen] = '\0';
+		if (rd_kafka_conf_set(conf, key, eq + 1, errstr, errstr_size) != RD_KAFKA_CONF_OK)
+			return -1;
+	}
+	return 0;
+}
+
+void payq_config_print_help(FILE *fp, unsigned prog)
+{
+	fprintf(fp, "Settings (environment first, then flags, then -X):\n");
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(settings); i++) {
+		const payq_setting_t *s = &settings[i];
+		char flag[64];
+		if (!(s->progs & prog))
+			continue;
+		snprintf(flag, sizeof(flag), "--%s", s->name);
+		fprintf(fp, "  %-24s %-26s %s", flag, s->env, s->help);
+		if (s->def)
+			fprintf(fp, " (default: %s)", *s->def ? s->def : "\"\"");
+		fputc('\n', fp);
+	}
+	fprintf(fp, "  %-24s %-26s %s\n", "-X key=value", "", "any librdkafka property");
+	fprintf(fp, "  %-24s %-26s %s\n", "-X list", "", "list librdkafka properties");
+	fprintf(fp, "  %-24s %-26s %s\n", "-X dump", "",
+		"print the resolved settings and librdkafka configuration, then exit");
+	fprintf(fp, "  %-24s %-26s %s\n", "--help, --version", "", "");
+}
+
+void payq_config_dump(const payq_config_t *cfg, unsigned prog, FILE *fp)
+{
+	rd_kafka_conf_t *conf;
+	const char **arr;
+	size_t cnt;
+	char errstr[512];
+
+	fprintf(fp, "# payq settings\n");
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(settings); i++) {
+		const payq_setting_t *s = &settings[i];
+		payq_config_t *c = (payq_config_t *)(void *)cfg;
+		if (!(s->progs & prog))
+			continue;
+		if (s->type == PAYQ_CF_INT)
+			fprintf(fp, "%s = %lld\n", s->env, (long long)*int_field(c, s));
+		else if (s->type == PAYQ_CF_LOGLEVEL)
+			fprintf(fp, "%s = %s\n", s->env,
+				payq_log_level_name((int)*int_field(c, s)));
+		else if (s->env && !strcmp(s->env, "PAYQ_DB") && *str_field(c, s))
+			fprintf(fp, "%s = (set)\n", s->env); /* may hold a password */
+		else
+			fprintf(fp, "%s = %s\n", s->env,
+				*str_field(c, s) ? *str_field(c, s) : "(unset)");
+	}
+	conf = rd_kafka_conf_new();
+	rd_kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, errstr, sizeof(errstr));
+	if (payq_config_apply_x(cfg, conf, errstr, sizeof(errstr)))
+		fprintf(fp, "# -X error: %s\n", errstr);
+	fprintf(fp, "# librdkafka global configuration\n");
+	arr = rd_kafka_conf_dump(conf, &cnt);
+	for (size_t i = 0; i + 1 < cnt; i += 2)
+		fprintf(fp, "%s = %s\n", arr[i], arr[i + 1]);
+	rd_kafka_conf_dump_free(arr, cnt);
+	rd_kafka_conf_destroy(conf);
+}
+
+/* Returns the value of "--name=value" or "--name value", advancing *i; NULL if absent. */
+static const char *flag_value(int argc, char **argv, int *i, const char *eq)
+{
+	if (eq)
+		return eq + 1;
+	if (*i + 1 >= argc)
+		return NULL;
+	return argv[++*i];
+}
+
+payq_args_result_t payq_config_parse_args(payq_config_t *cfg, unsigned prog, const char *progname,
+					  void (*usage)(FILE *fp), int *argc, char **argv,
+					  char *errstr, size_t errstr_size)
+{
+	int out = 1;
+	bool dump = false;
+
+	for (int i = 1; i < *argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--")) {
+			while (i < *argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			if (usage)
+				usage(stdout);
+			payq_config_print_help(stdout, prog);
+			return PAYQ_ARGS_EXIT;
+		}
+		if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+			printf("%s %s (librdkafka %s)\n", progname, PAYQ_VERSION,
+			       rd_kafka_version_str());
+			return PAYQ_ARGS_EXIT;
+		}
+		if (!strncmp(a, "-X", 2)) {
+			const char *kv = a[2] ? a + 2 : (i + 1 < *argc ? argv[++i] : NULL);
+			if (!kv)
+				return payq_err(errstr, errstr_size,
+						"-X needs key=value, list or dump");
+			if (!strcmp(kv, "list")) {
+				rd_kafka_conf_properties_show(stdout);
+				return PAYQ_ARGS_EXIT;
+			}
+			if (!strcmp(kv, "dump")) {
+				dump = true;
+				continue;
+			}
+			if (payq_config_add_x(cfg, kv, errstr, errstr_size))
+				return PAYQ_ARGS_ERROR;
+			continue;
+		}
+		if (!strncmp(a, "--", 2)) {
+			const char *eq = strchr(a, '=');
+			char name[64];
+			size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+			const payq_setting_t *s;
+
+			if (len < sizeof(name)) {
+				memcpy(name, a + 2, len);
+				name[len] = '\0';
+				s = payq_config_find(name, prog);
+				if (s) {
+					const char *v = flag_value(*argc, argv, &i, eq);
+					if (!v)
+						return payq_err(errstr, errstr_size,
+								"--%s needs a value", s->name);
+					if (payq_config_set(cfg, s, v, errstr, errstr_size))
+						return PAYQ_ARGS_ERROR;
+					continue;
+				}
+			}
+		}
+		argv[out++] = argv[i];
+	}
+	*argc = out;
+	argv[out] = NULL;
+	if (dump) {
+		payq_config_dump(cfg, prog, stdout);
+		return PAYQ_ARGS_EXIT;
+	}
+	return PAYQ_ARGS_OK;
+}

@@ -1,0 +1,91 @@
+/* config.h - the one settings table: environment, then flags, then -X passthrough. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <librdkafka/rdkafka.h>
+
+/* Which programs read a setting; --help and -X dump show only their own. */
+#define PAYQ_PROG_WORKER 0x1u
+#define PAYQ_PROG_PRODUCER 0x2u
+#define PAYQ_PROG_REPLAY 0x4u
+#define PAYQ_PROG_ALL 0x7u
+
+typedef enum { PAYQ_CF_STR, PAYQ_CF_INT, PAYQ_CF_LOGLEVEL, PAYQ_CF_ENUM } payq_cf_type_t;
+
+typedef struct payq_config {
+	char *brokers;
+	char *topic;
+	char *dlq_topic;
+	char *group;
+	char *instance_id;
+	char *http_addr;
+	char *db;
+	char *commit_mode;   /* "async" (default) or "sync": sync commits after every batch */
+	char *payment_mode;  /* "ledger" */
+	int64_t batch_max;
+	int64_t batch_wait_ms;
+	int64_t shutdown_timeout_ms;
+	int64_t retry_max_ms;
+	int64_t stats_interval_ms;
+	int64_t log_level;
+	/* -X key=value pairs in the order given, applied to every librdkafka client. */
+	char **xprops;
+	size_t xprops_cnt;
+} payq_config_t;
+
+typedef struct payq_setting {
+	const char *name;     /* the flag is --name */
+	const char *env;      /* PAYQ_* variable */
+	payq_cf_type_t type;
+	const char *def;      /* default as text; NULL means unset */
+	size_t offset;        /* field in payq_config_t */
+	int64_t min, max;     /* PAYQ_CF_INT bounds */
+	const char *choices;  /* PAYQ_CF_ENUM: "a|b|c" */
+	unsigned progs;
+	const char *help;
+} payq_setting_t;
+
+typedef enum {
+	PAYQ_ARGS_OK = 0,   /* continue: unknown arguments were left in argv */
+	PAYQ_ARGS_EXIT = 1, /* --help, --version, -X list or -X dump was served: exit 0 */
+	PAYQ_ARGS_ERROR = -1, /* errstr names the problem: exit 2 */
+} payq_args_result_t;
+
+/* Fills cfg with the table's defaults. Free with payq_config_destroy(). */
+void payq_config_init(payq_config_t *cfg);
+void payq_config_destroy(payq_config_t *cfg);
+
+/* Reads every PAYQ_* variable of this program's settings. Returns 0, or -1 with
+ * errstr naming the variable and the bad value. */
+int payq_config_load_env(payq_config_t *cfg, unsigned prog, char *errstr, size_t errstr_size);
+
+/* Sets one setting from text, checking type and bounds. Returns 0 or -1. */
+int payq_config_set(payq_config_t *cfg, const payq_setting_t *s, const char *value,
+		    char *errstr, size_t errstr_size);
+
+/* Returns the setting for a flag name (without dashes) or PAYQ_* variable, or NULL. */
+const payq_setting_t *payq_config_find(const char *name, unsigned prog);
+
+/* Adds one -X key=value after checking it with librdkafka, whose error text is copied
+ * to errstr unchanged. Returns 0 or -1. */
+int payq_config_add_x(payq_config_t *cfg, const char *kv, char *errstr, size_t errstr_size);
+
+/* Consumes the common arguments from argv: --<setting> VALUE, --<setting>=VALUE,
+ * -X key=value, -X list, -X dump, --help and --version. The rest stay in argv, in
+ * order, and *argc is updated. usage() prints the program's own part of --help. */
+payq_args_result_t payq_config_parse_args(payq_config_t *cfg, unsigned prog, const char *progname,
+					  void (*usage)(FILE *fp), int *argc, char **argv,
+					  char *errstr, size_t errstr_size);
+
+/* Prints the settings of prog as a help table. */
+void payq_config_print_help(FILE *fp, unsigned prog);
+
+/* Prints the resolved settings, then librdkafka's resolved properties. */
+void payq_config_dump(const payq_config_t *cfg, unsigned prog, FILE *fp);
+
+/* Applies the -X pairs to conf. Returns 0, or -1 with librdkafka's error text. */
+int payq_config_apply_x(const payq_config_t *cfg, rd_kafka_conf_t *conf, char *errstr,
+			size_t errstr_size);

@@ -1,0 +1,1 @@
+int payq_http_placeholder;

@@ -1,0 +1,23 @@
+/* http.h - the worker's HTTP endpoint: /metrics, /healthz and /readyz on libmicrohttpd. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct payq_http payq_http_t;
+
+/* Health probes; called from the HTTP thread, so they must only read atomics or take
+ * their own locks. Return true for 200, false for 503; write a short reason into msg. */
+typedef bool (*payq_http_probe_fn)(void *opaque, char *msg, size_t msg_size);
+
+/* Starts serving on addr ("host:port", "0.0.0.0:9400", ":9400"; port 0 picks a free one).
+ * Returns the server, or NULL with errstr. */
+payq_http_t *payq_http_start(const char *addr, payq_http_probe_fn healthz,
+			     payq_http_probe_fn readyz, void *opaque, char *errstr,
+			     size_t errstr_size);
+
+/* The port actually bound. */
+int payq_http_port(const payq_http_t *http);
+
+/* Stops the server and frees it. NULL is ignored. */
+void payq_http_stop(payq_http_t *http);

@@ -1,0 +1,1 @@
+int payq_metrics_placeholder;

@@ -1,0 +1,37 @@
+/* util.h - small helpers shared by every payq program: time, JSON escaping, strings. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PAYQ_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Monotonic clock in milliseconds / microseconds. */
+int64_t payq_now_ms(void);
+int64_t payq_now_us(void);
+/* Wall clock in milliseconds since the epoch. */
+int64_t payq_wall_ms(void);
+
+/* Writes s as a quoted JSON string into buf (always NUL-terminated when size > 0).
+ * Returns the number of bytes written, never more than size - 1. */
+size_t payq_json_escape(char *buf, size_t size, const char *s);
+
+/* Formats errstr like snprintf and returns -1, for one-line error returns. */
+int payq_err(char *errstr, size_t errstr_size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Parses a whole decimal integer in [min, max]. Returns 0, or -1 on any junk. */
+int payq_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* Parses a duration such as "500ms", "30s", "15m", "2h" or "7d" into milliseconds. */
+int payq_parse_duration_ms(const char *s, int64_t *out);
+
+/* Parses an ISO 8601 UTC time ("2026-11-26T10:00:00Z", fraction optional, or a
+ * +hh:mm offset) into milliseconds since the epoch. Returns 0 or -1. */
+int payq_parse_iso8601_ms(const char *s, int64_t *out);
+
+/* Fills buf with n random bytes from the kernel. Returns 0 or -1. */
+int payq_random_bytes(void *buf, size_t n);
+
+/* Lower-case hex of n bytes into out (2n + 1 bytes). */
+void payq_hex(const unsigned char *in, size_t n, char *out);
