@@ -72,8 +72,10 @@ payq_reason_t payq_codec_decode(const void *key, size_t key_len, const void *val
 /* Computes cmd->payload_sha256 from the canonical form (see codec.c). */
 void payq_codec_hash(payq_command_t *cmd);
 
-/* Encodes cmd as the compact v1 JSON object. Returns a malloc()ed NUL-terminated
- * string that the caller frees, or NULL on allocation failure. */
+/* Encodes cmd as the compact v1 JSON object: v, type, command_id, order_id, then
+ * amount_minor and currency (create_order, pay) and the type's optional field when its
+ * has_* is set. Returns a malloc()ed NUL-terminated string that the caller frees, or
+ * NULL on allocation failure or when cmd->type is not a command type. */
 char *payq_codec_encode(const payq_command_t *cmd);
 
 /* True when s is 1..64 characters from [A-Za-z0-9._:-]. */

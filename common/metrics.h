@@ -5,15 +5,17 @@
 
 typedef enum { PAYQ_METRIC_COUNTER, PAYQ_METRIC_GAUGE, PAYQ_METRIC_HISTOGRAM } payq_metric_type_t;
 
-/* Declares a metric family before use. For histograms, buckets holds nbuckets upper
- * bounds in increasing order (+Inf is implicit). Declaring twice is harmless.
- * Returns 0, or -1 when the registry is full. */
+/* Declares a metric family before use. For histograms, buckets holds nbuckets finite
+ * upper bounds in increasing order (+Inf is implicit). Declaring twice is harmless: the
+ * first declaration stays. A counter or gauge with no series yet renders one unlabelled
+ * 0 sample. Returns 0, or -1 when the registry is full or the name or buckets are invalid. */
 int payq_metrics_declare(const char *name, payq_metric_type_t type, const char *help,
 			 const double *buckets, size_t nbuckets);
 
 /* Series are named by the family plus a label set in Prometheus syntax without braces,
  * for example "type=\"pay\",outcome=\"applied\"", or NULL for none. Label values must
- * already be escaped. All calls are thread-safe. */
+ * already be escaped. All calls are thread-safe. Calls naming an undeclared family, or a
+ * family of the wrong type, are ignored; add with v = 0 creates a series at 0. */
 void payq_metrics_add(const char *name, const char *labels, double v); /* counter/gauge += v */
 void payq_metrics_set(const char *name, const char *labels, double v); /* gauge = v */
 void payq_metrics_observe(const char *name, const char *labels, double v); /* histogram */

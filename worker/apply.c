@@ -1,0 +1,824 @@
+/* apply.c - applies a batch of commands to PostgreSQL in one transaction. */
+#include "apply.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "crash.h"
+#include "log.h"
+#include "migrate.h"
+#include "pg.h"
+#include "sqlbuf.h"
+#include "util.h"
+
+/*
+ * A batch takes two round trips, each one pipeline:
+ *
+ *   1. BEGIN; lock every order of the batch FOR UPDATE (in order_id order, so two
+ *      workers never deadlock); then read the dedup rows of every command. The dedup
+ *      read runs after the locks are held, so it sees whatever another worker committed
+ *      for the same orders before we got them.
+ *   2. The outcome table is evaluated here, in offset order, against those rows and
+ *      the batch's own earlier commands, merging every change to one order into one
+ *      row write. Then set-based writes over arrays (new orders, version-checked order
+ *      updates, payments, dedup rows, duplicate counters, anomalies, progress) and
+ *      COMMIT.
+ *
+ * The unique partial index on payments still refuses a second live payment, whatever
+ * this code does.
+ */
+
+enum { ST_UNPAID, ST_PAID, ST_CANCELLED };
+static const char *const status_names[] = {"unpaid", "paid", "cancelled"};
+
+static const char *const outcome_names[] = {
+	"applied",
+	"rejected_order_exists",
+	"rejected_unknown_order",
+	"rejected_already_paid",
+	"rejected_order_cancelled",
+	"rejected_amount_mismatch",
+	"duplicate",
+	"key_reuse",
+};
+
+const char *payq_outcome_name(payq_outcome_t o)
+{
+	return o < PAYQ_OUT__CNT ? outcome_names[o] : "unknown";
+}
+
+/* One order touched by the batch. */
+typedef struct ostate {
+	const char *order_id;
+	bool in_db, exists, changed;
+	int status, db_version, version;
+	int64_t amount;
+	const char *currency;
+	const char *customer_id;     /* new orders only */
+	const char *paid_command_id; /* set when paid in this batch */
+} ostate_t;
+
+/* One idempotency key (order_id, command_id) seen by the batch. */
+typedef struct dstate {
+	const char *order_id, *command_id;
+	const char *hash_hex;
+	bool in_db;
+	int first;      /* item that created the row in this batch, or -1 */
+	int dups;       /* redeliveries seen in this batch */
+} dstate_t;
+
+/* Open-addressing index from one or two strings to an array position. */
+typedef struct slot {
+	const char *k1, *k2;
+	int idx; /* -1 when empty */
+} slot_t;
+
+typedef struct strmap {
+	slot_t *slots;
+	size_t cap;
+} strmap_t;
+
+enum {
+	P_ORD_ID, P_ORD_AMOUNT, P_ORD_CUR, P_ORD_CUST, P_ORD_STATUS, P_ORD_VERSION, P_ORD_PAID,
+	P_UPD_ID, P_UPD_OLD, P_UPD_NEW, P_UPD_STATUS, P_UPD_PAID,
+	P_PAY_ORDER, P_PAY_CMD, P_PAY_AMOUNT, P_PAY_CUR, P_PAY_PAYER,
+	P_PC_ORDER, P_PC_CMD, P_PC_TYPE, P_PC_HASH, P_PC_OUT, P_PC_DETAIL, P_PC_PART, P_PC_OFF,
+	P_PC_DUPS,
+	P_DUP_ORDER, P_DUP_CMD, P_DUP_N,
+	P_AN_KIND, P_AN_ORDER, P_AN_CMD, P_AN_DETAIL, P_AN_PART, P_AN_OFF,
+	P_PR_PART, P_PR_NEXT,
+	P_LOCK_IDS, P_DD_ORDER, P_DD_CMD,
+	P__CNT
+};
+
+struct payq_apply {
+	char *conninfo, *group, *topic;
+	PGconn *conn;
+	bool healthy;
+
+	/* Scratch reused from batch to batch. */
+	ostate_t *orders;
+	size_t norders, orders_cap;
+	dstate_t *keys;
+	size_t nkeys, keys_cap;
+	strmap_t order_map, key_map;
+	char (*hex)[2 * PAYQ_SHA256_LEN + 1];
+	char (*detail)[128];
+	size_t items_cap;
+	payq_sqlbuf_t p[P__CNT];
+	size_t counts[8];
+};
+
+static const struct {
+	const char *name, *sql;
+} statements[] = {
+	{"lock_orders",
+	 "SELECT order_id, status, version, amount_minor, currency FROM payq.orders"
+	 " WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE"},
+	{"read_dedup",
+	 "SELECT p.order_id, p.command_id, encode(p.payload_sha256, 'hex')"
+	 " FROM payq.processed_commands p"
+	 " JOIN unnest($1::text[], $2::text[]) AS x(o, c) ON p.order_id = x.o AND p.command_id = x.c"},
+	{"ins_orders",
+	 "INSERT INTO payq.orders (order_id, amount_minor, currency, customer_id, status,"
+	 " version, paid_command_id)"
+	 " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],"
+	 " $6::int[], $7::text[])"},
+	{"upd_orders",
+	 "WITH u AS (UPDATE payq.orders o SET status = x.status, version = x.new_version,"
+	 " paid_command_id = x.paid, updated_at = now()"
+	 " FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[])"
+	 " AS x(order_id, old_version, new_version, status, paid)"
+	 " WHERE o.order_id = x.order_id AND o.version = x.old_version RETURNING 1)"
+	 " SELECT payq.expect_rows(cardinality($1::text[]), (SELECT count(*) FROM u),"
+	 " 'order version check')"},
+	{"ins_payments",
+	 "INSERT INTO payq.payments (order_id, command_id, amount_minor, currency, payer_id, status)"
+	 " SELECT o, c, a, cur, p, 'succeeded'"
+	 " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[])"
+	 " AS x(o, c, a, cur, p)"},
+	{"ins_processed",
+#ifdef PAYQ_MUTATION_SKIP_DEDUP
+	 /* Deliberately broken build: the dedup check is skipped, so a redelivery is
+	  * evaluated again and overwrites the first outcome. */
+	 "INSERT INTO payq.processed_commands AS p (order_id, command_id, command_type,"
+	 " payload_sha256, outcome, detail, kafka_topic, kafka_partition, kafka_offset, duplicates)"
+	 " SELECT o, c, t, decode(h, 'hex'), oc, d, $1, pa, off, dup"
+	 " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+	 " $8::int[], $9::bigint[], $10::int[]) AS x(o, c, t, h, oc, d, pa, off, dup)"
+	 " ON CONFLICT (order_id, command_id) DO UPDATE SET outcome = EXCLUDED.outcome,"
+	 " detail = EXCLUDED.detail"},
+#else
+	 "INSERT INTO payq.processed_commands (order_id, command_id, command_type,"
+	 " payload_sha256, outcome, detail, kafka_topic, kafka_partition, kafka_offset, duplicates)"
+	 " SELECT o, c, t, decode(h, 'hex'), oc, d, $1, pa, off, dup"
+	 " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+	 " $8::int[], $9::bigint[], $10::int[]) AS x(o, c, t, h, oc, d, pa, off, dup)"},
+#endif
+	{"upd_dups",
+	 "UPDATE payq.processed_commands p SET duplicates = p.duplicates + x.n, last_seen_at = now()"
+	 " FROM unnest($1::text[], $2::text[], $3::int[]) AS x(o, c, n)"
+	 " WHERE p.order_id = x.o AND p.command_id = x.c"},
+	{"ins_anomalies",
+	 "INSERT INTO payq.anomalies (kind, order_id, command_id, detail, kafka_topic,"
+	 " kafka_partition, kafka_offset)"
+	 " SELECT k, o, c, d, $1, pa, off FROM unnest($2::text[], $3::text[], $4::text[],"
+	 " $5::text[], $6::int[], $7::bigint[]) AS x(k, o, c, d, pa, off)"},
+	{"upsert_progress",
+	 "INSERT INTO payq.consumer_progress (group_id, topic, partition, next_offset)"
+	 " SELECT $1, $2, pa, n FROM unnest($3::int[], $4::bigint[]) AS x(pa, n)"
+	 " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+	 " SET next_offset = GREATEST(payq.consumer_progress.next_offset, EXCLUDED.next_offset),"
+	 " updated_at = now()"},
+	{"read_progress",
+	 "SELECT next_offset FROM payq.consumer_progress"
+	 " WHERE group_id = $1 AND topic = $2 AND partition = $3"},
+	{"ins_anomaly",
+	 "INSERT INTO payq.anomalies (kind, detail, kafka_topic, kafka_partition, kafka_offset)"
+	 " VALUES ($1, $2, $3, $4, $5)"},
+};
+
+/* FNV-1a over one or two strings. */
+static uint32_t hash2(const char *k1, const char *k2)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *s = k1; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	h = (h ^ 0x1f) * 16777619u;
+	for (const char *s = k2 ? k2 : ""; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static int map_reset(strmap_t *m, size_t want)
+{
+	size_t cap = 64;
+
+	while (cap < want * 2)
+		cap <<= 1;
+	if (cap > m->cap) {
+		slot_t *s = realloc(m->slots, cap * sizeof(*s));
+		if (!s)
+			return -1;
+		m->slots = s;
+		m->cap = cap;
+	}
+	for (size_t i = 0; i < m->cap; i++)
+		m->slots[i].idx = -1;
+	return 0;
+}
+
+/* Returns the slot for (k1, k2): either the existing one or the empty one to fill. */
+static slot_t *map_slot(strmap_t *m, const char *k1, const char *k2)
+{
+	size_t i = hash2(k1, k2) & (m->cap - 1);
+
+	for (;; i = (i + 1) & (m->cap - 1)) {
+		slot_t *s = &m->slots[i];
+		if (s->idx < 0 || (!strcmp(s->k1, k1) && (!k2 || !strcmp(s->k2, k2))))
+			return s;
+	}
+}
+
+static int grow(void **arr, size_t *cap, size_t want, size_t elem)
+{
+	void *p;
+
+	if (want <= *cap)
+		return 0;
+	p = realloc(*arr, want * elem);
+	if (!p)
+		return -1;
+	*arr = p;
+	*cap = want;
+	return 0;
+}
+
+payq_apply_t *payq_apply_new(const char *conninfo, const char *group, const char *topic)
+{
+	payq_apply_t *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return NULL;
+	a->conninfo = strdup(conninfo ? conninfo : "");
+	a->group = strdup(group);
+	a->topic = strdup(topic);
+	if (!a->conninfo || !a->group || !a->topic) {
+		payq_apply_destroy(a);
+		return NULL;
+	}
+	return a;
+}
+
+void payq_apply_destroy(payq_apply_t *a)
+{
+	if (!a)
+		return;
+	payq_apply_disconnect(a);
+	for (int i = 0; i < P__CNT; i++)
+		payq_sqlbuf_free(&a->p[i]);
+	free(a->orders);
+	free(a->keys);
+	free(a->order_map.slots);
+	free(a->key_map.slots);
+	free(a->hex);
+	free(a->detail);
+	free(a->conninfo);
+	free(a->group);
+	free(a->topic);
+	free(a);
+}
+
+void payq_apply_disconnect(payq_apply_t *a)
+{
+	if (a->conn)
+		PQfinish(a->conn);
+	a->conn = NULL;
+	a->healthy = false;
+}
+
+bool payq_apply_connected(const payq_apply_t *a)
+{
+	return a->conn && a->healthy && PQstatus(a->conn) == CONNECTION_OK;
+}
+
+int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
+{
+	if (payq_apply_connected(a))
+		return 0;
+	payq_apply_disconnect(a);
+	a->conn = payq_pg_connect(a->conninfo, "payq-worker", errstr, errstr_size);
+	if (!a->conn)
+		return -1;
+	if (payq_migrate_check(a->conn, errstr, errstr_size)) {
+		int transient = PQstatus(a->conn) != CONNECTION_OK;
+		payq_apply_disconnect(a);
+		return transient ? -1 : -2;
+	}
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(statements); i++) {
+		PGresult *res = PQprepare(a->conn, statements[i].name, statements[i].sql, 0, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			payq_err(errstr, errstr_size, "preparing %s: %s", statements[i].name,
+				 PQerrorMessage(a->conn));
+			PQclear(res);
+			payq_apply_disconnect(a);
+			return -1;
+		}
+		PQclear(res);
+	}
+	a->healthy = true;
+	return 0;
+}
+
+int payq_apply_ping(payq_apply_t *a)
+{
+	PGresult *res;
+	int ok;
+
+	if (!payq_apply_connected(a))
+		return -1;
+	res = PQexec(a->conn, "SELECT 1");
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	PQclear(res);
+	if (!ok)
+		a->healthy = false;
+	return ok ? 0 : -1;
+}
+
+/* Sends one prepared statement with n parameters taken from a->p[first...]. */
+static int send_prepared(payq_apply_t *a, const char *name, const char *const *fixed, int nfixed,
+			 int first, int n)
+{
+	const char *values[16];
+	int k = 0;
+
+	for (int i = 0; i < nfixed; i++)
+		values[k++] = fixed[i];
+	for (int i = 0; i < n; i++)
+		values[k++] = payq_sqlbuf_array(&a->p[first + i]);
+	return PQsendQueryPrepared(a->conn, name, k, values, NULL, NULL, 0) ? 0 : -1;
+}
+
+/* Reads the results of a pipeline up to its sync. keep[i] receives the tuples of query
+ * i when keep is not NULL. Returns PAYQ_APPLY_OK or the status of the first error. */
+static payq_apply_status_t pipeline_finish(payq_apply_t *a, int nq, PGresult **keep,
+					   char sqlstate[6], char *errstr, size_t errstr_size)
+{
+	payq_apply_status_t st = PAYQ_APPLY_OK;
+	int q = 0, nulls = 0;
+
+	for (;;) {
+		PGresult *r = PQgetResult(a->conn);
+		ExecStatusType es;
+
+		if (!r) {
+			if (PQstatus(a->conn) != CONNECTION_OK || ++nulls > nq + 1) {
+				if (st == PAYQ_APPLY_OK) {
+					st = PAYQ_APPLY_TRANSIENT;
+					payq_err(errstr, errstr_size, "%s", PQerrorMessage(a->conn));
+				}
+				break;
+			}
+			q++;
+			continue;
+		}
+		es = PQresultStatus(r);
+		if (es == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			break;
+		}
+		if (es == PGRES_FATAL_ERROR && st == PAYQ_APPLY_OK) {
+			snprintf(sqlstate, 6, "%s", payq_pg_sqlstate(r));
+			payq_err(errstr, errstr_size, "%s", PQresultErrorMessage(r));
+			/* 23505 here means another worker won a race for the same key; the
+			 * retry sees its row. The caller caps these retries. */
+			st = payq_pg_transient(a->conn, r) || !strcmp(sqlstate, "23505") ?
+				     PAYQ_APPLY_TRANSIENT : PAYQ_APPLY_PERMANENT;
+		}
+		if (keep && q < nq && es == PGRES_TUPLES_OK && !keep[q]) {
+			keep[q] = r;
+			continue;
+		}
+		PQclear(r);
+	}
+	if (errstr[0])
+		errstr[strcspn(errstr, "\n")] = '\0';
+	if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF && !PQexitPipelineMode(a->conn) &&
+	    st == PAYQ_APPLY_OK) {
+		st = PAYQ_APPLY_TRANSIENT;
+		payq_err(errstr, errstr_size, "leaving pipeline mode: %s", PQerrorMessage(a->conn));
+	}
+	return st;
+}
+
+static void rollback(payq_apply_t *a)
+{
+	if (PQstatus(a->conn) != CONNECTION_OK) {
+		a->healthy = false;
+		return;
+	}
+	if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF) {
+		/* The pipeline could not be drained: the connection's state is unknown. */
+		a->healthy = false;
+		return;
+	}
+	if (PQtransactionStatus(a->conn) != PQTRANS_IDLE)
+		PQclear(PQexec(a->conn, "ROLLBACK"));
+	if (PQstatus(a->conn) != CONNECTION_OK)
+		a->healthy = false;
+}
+
+static ostate_t *order_get(payq_apply_t *a, const char *order_id)
+{
+	slot_t *s = map_slot(&a->order_map, order_id, NULL);
+	return s->idx < 0 ? NULL : &a->orders[s->idx];
+}
+
+static dstate_t *key_get(payq_apply_t *a, const char *order_id, const char *command_id)
+{
+	slot_t *s = map_slot(&a->key_map, order_id, command_id);
+	return s->idx < 0 ? NULL : &a->keys[s->idx];
+}
+
+static dstate_t *key_add(payq_apply_t *a, const char *order_id, const char *command_id)
+{
+	slot_t *s = map_slot(&a->key_map, order_id, command_id);
+	dstate_t *k = &a->keys[a->nkeys];
+
+	s->k1 = order_id;
+	s->k2 = command_id;
+	s->idx = (int)a->nkeys++;
+	memset(k, 0, sizeof(*k));
+	k->order_id = order_id;
+	k->command_id = command_id;
+	k->first = -1;
+	return k;
+}
+
+/* Evaluates DESIGN.md's outcome table for one new command against the order's state
+ * and applies the effect to that state. Returns the outcome; fills detail. */
+static payq_outcome_t decide(ostate_t *o, const payq_command_t *c, char *detail, size_t size)
+{
+	detail[0] = '\0';
+	switch (c->type) {
+	case PAYQ_CMD_CREATE_ORDER:
+		if (o->exists) {
+			snprintf(detail, size, "order is %s", status_names[o->status]);
+			return PAYQ_OUT_REJECTED_ORDER_EXISTS;
+		}
+		o->exists = o->changed = true;
+		o->status = ST_UNPAID;
+		o->version = 1;
+		o->amount = c->amount_minor;
+		o->currency = c->currency;
+		o->customer_id = c->has_customer_id ? c->customer_id : NULL;
+		return PAYQ_OUT_APPLIED;
+	case PAYQ_CMD_PAY:
+		if (!o->exists) {
+			snprintf(detail, size, "no such order");
+			return PAYQ_OUT_REJECTED_UNKNOWN_ORDER;
+		}
+		if (o->status == ST_PAID) {
+			snprintf(detail, size, "order is paid");
+			return PAYQ_OUT_REJECTED_ALREADY_PAID;
+		}
+		if (o->status == ST_CANCELLED) {
+			snprintf(detail, size, "order is cancelled");
+			return PAYQ_OUT_REJECTED_ORDER_CANCELLED;
+		}
+		if (o->amount != c->amount_minor || strcmp(o->currency, c->currency)) {
+			snprintf(detail, size, "order is %" PRId64 " %s, pay is %" PRId64 " %s",
+				 o->amount, o->currency, c->amount_minor, c->currency);
+			return PAYQ_OUT_REJECTED_AMOUNT_MISMATCH;
+		}
+		o->status = ST_PAID;
+		o->version++;
+		o->changed = true;
+		o->paid_command_id = c->command_id;
+		return PAYQ_OUT_APPLIED;
+	case PAYQ_CMD_CANCEL_ORDER:
+		if (!o->exists) {
+			snprintf(detail, size, "no such order");
+			return PAYQ_OUT_REJECTED_UNKNOWN_ORDER;
+		}
+		if (o->status == ST_PAID) {
+			snprintf(detail, size, "order is paid");
+			return PAYQ_OUT_REJECTED_ALREADY_PAID;
+		}
+		if (o->status == ST_CANCELLED) {
+			snprintf(detail, size, "order is cancelled");
+			return PAYQ_OUT_REJECTED_ORDER_CANCELLED;
+		}
+		o->status = ST_CANCELLED;
+		o->version++;
+		o->changed = true;
+		return PAYQ_OUT_APPLIED;
+	case PAYQ_CMD_NONE:
+		break;
+	}
+	snprintf(detail, size, "unknown command type");
+	return PAYQ_OUT_REJECTED_UNKNOWN_ORDER;
+}
+
+static int prepare_scratch(payq_apply_t *a, size_t n)
+{
+	if (grow((void **)&a->orders, &a->orders_cap, n, sizeof(*a->orders)) ||
+	    grow((void **)&a->keys, &a->keys_cap, n, sizeof(*a->keys)) ||
+	    map_reset(&a->order_map, n) || map_reset(&a->key_map, n))
+		return -1;
+	if (n > a->items_cap) {
+		void *h = realloc(a->hex, n * sizeof(*a->hex));
+		void *d;
+		if (!h)
+			return -1;
+		a->hex = h;
+		d = realloc(a->detail, n * sizeof(*a->detail));
+		if (!d)
+			return -1;
+		a->detail = d;
+		a->items_cap = n;
+	}
+	a->norders = a->nkeys = 0;
+	for (int i = 0; i < P__CNT; i++)
+		payq_sqlbuf_reset(&a->p[i]);
+	return 0;
+}
+
+/* Round trip 1: BEGIN, lock the orders, read the dedup rows. */
+static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_t n,
+				      PGresult **locked, PGresult **dedup, char sqlstate[6],
+				      char *errstr, size_t errstr_size)
+{
+	PGresult *keep[3] = {NULL, NULL, NULL};
+	payq_apply_status_t st;
+
+	for (size_t i = 0; i < n; i++) {
+		const payq_command_t *c = &items[i].cmd;
+		slot_t *s = map_slot(&a->order_map, c->order_id, NULL);
+
+		payq_hex(c->payload_sha256, PAYQ_SHA256_LEN, a->hex[i]);
+		payq_sqlbuf_str(&a->p[P_DD_ORDER], c->order_id);
+		payq_sqlbuf_str(&a->p[P_DD_CMD], c->command_id);
+		if (s->idx >= 0)
+			continue;
+		s->k1 = c->order_id;
+		s->idx = (int)a->norders;
+		memset(&a->orders[a->norders], 0, sizeof(a->orders[0]));
+		a->orders[a->norders++].order_id = c->order_id;
+		payq_sqlbuf_str(&a->p[P_LOCK_IDS], c->order_id);
+	}
+
+	if (!PQenterPipelineMode(a->conn) ||
+	    !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
+	    send_prepared(a, "lock_orders", NULL, 0, P_LOCK_IDS, 1) ||
+	    send_prepared(a, "read_dedup", NULL, 0, P_DD_ORDER, 2) || !PQpipelineSync(a->conn)) {
+		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
+		errstr[strcspn(errstr, "\n")] = '\0';
+		pipeline_finish(a, 3, NULL, sqlstate, errstr + strlen(errstr), 0);
+		return PAYQ_APPLY_TRANSIENT;
+	}
+	st = pipeline_finish(a, 3, keep, sqlstate, errstr, errstr_size);
+	*locked = keep[1];
+	*dedup = keep[2];
+	PQclear(keep[0]);
+	if (st == PAYQ_APPLY_OK && (!*locked || !*dedup)) {
+		st = PAYQ_APPLY_TRANSIENT;
+		payq_err(errstr, errstr_size, "missing result in the read pipeline");
+	}
+	return st;
+}
+
+static void load_state(payq_apply_t *a, PGresult *locked, PGresult *dedup)
+{
+	for (int r = 0; r < PQntuples(locked); r++) {
+		ostate_t *o = order_get(a, PQgetvalue(locked, r, 0));
+		const char *status = PQgetvalue(locked, r, 1);
+
+		if (!o)
+			continue;
+		o->in_db = o->exists = true;
+		o->status = !strcmp(status, "paid") ? ST_PAID :
+			    !strcmp(status, "cancelled") ? ST_CANCELLED : ST_UNPAID;
+		o->db_version = o->version = atoi(PQgetvalue(locked, r, 2));
+		o->amount = strtoll(PQgetvalue(locked, r, 3), NULL, 10);
+		o->currency = PQgetvalue(locked, r, 4);
+	}
+#ifndef PAYQ_MUTATION_SKIP_DEDUP
+	for (int r = 0; r < PQntuples(dedup); r++) {
+		dstate_t *k = key_add(a, PQgetvalue(dedup, r, 0), PQgetvalue(dedup, r, 1));
+		k->in_db = true;
+		k->hash_hex = PQgetvalue(dedup, r, 2);
+	}
+#else
+	(void)dedup;
+#endif
+}
+
+/* Walks the batch in order and fills the write arrays. */
+static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
+{
+	char num[32];
+
+	for (size_t i = 0; i < n; i++) {
+		payq_item_t *it = &items[i];
+		const payq_command_t *c = &it->cmd;
+		dstate_t *k = key_get(a, c->order_id, c->command_id);
+		ostate_t *o;
+
+		a->detail[i][0] = '\0';
+		if (k) {
+			if (!strcmp(k->hash_hex, a->hex[i])) {
+				it->outcome = PAYQ_OUT_DUPLICATE;
+				k->dups++;
+				continue;
+			}
+			it->outcome = PAYQ_OUT_KEY_REUSE;
+			payq_sqlbuf_str(&a->p[P_AN_KIND], "key_reuse");
+			payq_sqlbuf_str(&a->p[P_AN_ORDER], c->order_id);
+			payq_sqlbuf_str(&a->p[P_AN_CMD], c->command_id);
+			payq_sqlbuf_str(&a->p[P_AN_DETAIL],
+					"same (order_id, command_id) with another payload_sha256");
+			snprintf(num, sizeof(num), "%d", (int)it->partition);
+			payq_sqlbuf_str(&a->p[P_AN_PART], num);
+			snprintf(num, sizeof(num), "%" PRId64, it->offset);
+			payq_sqlbuf_str(&a->p[P_AN_OFF], num);
+			continue;
+		}
+#ifdef PAYQ_MUTATION_SKIP_DEDUP
+		/* The broken build still needs one row per key in its INSERT. */
+		if (key_get(a, c->order_id, c->command_id))
+			continue;
+#endif
+		k = key_add(a, c->order_id, c->command_id);
+		k->hash_hex = a->hex[i];
+		k->first = (int)i;
+		o = order_get(a, c->order_id);
+		it->outcome = decide(o, c, a->detail[i], sizeof(a->detail[i]));
+		if (c->type == PAYQ_CMD_PAY && it->outcome == PAYQ_OUT_APPLIED) {
+			payq_sqlbuf_str(&a->p[P_PAY_ORDER], c->order_id);
+			payq_sqlbuf_str(&a->p[P_PAY_CMD], c->command_id);
+			snprintf(num, sizeof(num), "%" PRId64, c->amount_minor);
+			payq_sqlbuf_str(&a->p[P_PAY_AMOUNT], num);
+			payq_sqlbuf_str(&a->p[P_PAY_CUR], c->currency);
+			payq_sqlbuf_str(&a->p[P_PAY_PAYER], c->has_payer_id ? c->payer_id : NULL);
+		}
+	}
+
+	/* Dedup rows and duplicate counters. */
+	for (size_t j = 0; j < a->nkeys; j++) {
+		dstate_t *k = &a->keys[j];
+		if (k->in_db) {
+			if (!k->dups)
+				continue;
+			payq_sqlbuf_str(&a->p[P_DUP_ORDER], k->order_id);
+			payq_sqlbuf_str(&a->p[P_DUP_CMD], k->command_id);
+			snprintf(num, sizeof(num), "%d", k->dups);
+			payq_sqlbuf_str(&a->p[P_DUP_N], num);
+		} else {
+			const payq_item_t *it = &items[k->first];
+			payq_sqlbuf_str(&a->p[P_PC_ORDER], k->order_id);
+			payq_sqlbuf_str(&a->p[P_PC_CMD], k->command_id);
+			payq_sqlbuf_str(&a->p[P_PC_TYPE], payq_cmd_type_name(it->cmd.type));
+			payq_sqlbuf_str(&a->p[P_PC_HASH], k->hash_hex);
+			payq_sqlbuf_str(&a->p[P_PC_OUT], payq_outcome_name(it->outcome));
+			payq_sqlbuf_str(&a->p[P_PC_DETAIL],
+					a->detail[k->first][0] ? a->detail[k->first] : NULL);
+			snprintf(num, sizeof(num), "%d", (int)it->partition);
+			payq_sqlbuf_str(&a->p[P_PC_PART], num);
+			snprintf(num, sizeof(num), "%" PRId64, it->offset);
+			payq_sqlbuf_str(&a->p[P_PC_OFF], num);
+			snprintf(num, sizeof(num), "%d", k->dups);
+			payq_sqlbuf_str(&a->p[P_PC_DUPS], num);
+		}
+	}
+
+	/* One row write per changed order, whatever number of commands touched it. */
+	for (size_t j = 0; j < a->norders; j++) {
+		ostate_t *o = &a->orders[j];
+		if (!o->changed)
+			continue;
+		if (!o->in_db) {
+			payq_sqlbuf_str(&a->p[P_ORD_ID], o->order_id);
+			snprintf(num, sizeof(num), "%" PRId64, o->amount);
+			payq_sqlbuf_str(&a->p[P_ORD_AMOUNT], num);
+			payq_sqlbuf_str(&a->p[P_ORD_CUR], o->currency);
+			payq_sqlbuf_str(&a->p[P_ORD_CUST], o->customer_id);
+			payq_sqlbuf_str(&a->p[P_ORD_STATUS], status_names[o->status]);
+			snprintf(num, sizeof(num), "%d", o->version);
+			payq_sqlbuf_str(&a->p[P_ORD_VERSION], num);
+			payq_sqlbuf_str(&a->p[P_ORD_PAID], o->paid_command_id);
+		} else {
+			payq_sqlbuf_str(&a->p[P_UPD_ID], o->order_id);
+			snprintf(num, sizeof(num), "%d", o->db_version);
+			payq_sqlbuf_str(&a->p[P_UPD_OLD], num);
+			snprintf(num, sizeof(num), "%d", o->version);
+			payq_sqlbuf_str(&a->p[P_UPD_NEW], num);
+			payq_sqlbuf_str(&a->p[P_UPD_STATUS], status_names[o->status]);
+			payq_sqlbuf_str(&a->p[P_UPD_PAID], o->paid_command_id);
+		}
+	}
+}
+
+/* Round trip 2: the writes and COMMIT. */
+static payq_apply_status_t write_state(payq_apply_t *a, const payq_progress_t *progress,
+				       size_t nprogress, char sqlstate[6], char *errstr,
+				       size_t errstr_size)
+{
+	const char *topic_param[] = {a->topic};
+	const char *prog_params[] = {a->group, a->topic};
+	char num[32];
+	int nq = 0, bad = 0;
+
+	for (size_t i = 0; i < nprogress; i++) {
+		snprintf(num, sizeof(num), "%d", (int)progress[i].partition);
+		payq_sqlbuf_str(&a->p[P_PR_PART], num);
+		snprintf(num, sizeof(num), "%" PRId64, progress[i].next_offset);
+		payq_sqlbuf_str(&a->p[P_PR_NEXT], num);
+	}
+
+	if (!PQenterPipelineMode(a->conn))
+		bad = 1;
+#define SEND(cond, ...)                                         \
+	do {                                                    \
+		if (!bad && (cond)) {                           \
+			bad = send_prepared(a, __VA_ARGS__); \
+			nq++;                                   \
+		}                                               \
+	} while (0)
+	/* Orders first: payments reference them. */
+	SEND(a->p[P_ORD_ID].count, "ins_orders", NULL, 0, P_ORD_ID, 7);
+	SEND(a->p[P_UPD_ID].count, "upd_orders", NULL, 0, P_UPD_ID, 5);
+	SEND(a->p[P_PAY_ORDER].count, "ins_payments", NULL, 0, P_PAY_ORDER, 5);
+	SEND(a->p[P_PC_ORDER].count, "ins_processed", topic_param, 1, P_PC_ORDER, 9);
+	SEND(a->p[P_DUP_ORDER].count, "upd_dups", NULL, 0, P_DUP_ORDER, 3);
+	SEND(a->p[P_AN_KIND].count, "ins_anomalies", topic_param, 1, P_AN_KIND, 6);
+	SEND(nprogress, "upsert_progress", prog_params, 2, P_PR_PART, 2);
+#undef SEND
+	if (!bad) {
+		payq_crash_point("before_db_commit");
+		bad = !PQsendQueryParams(a->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) ||
+		      !PQpipelineSync(a->conn);
+		nq++;
+	}
+	if (bad) {
+		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
+		errstr[strcspn(errstr, "\n")] = '\0';
+		a->healthy = false;
+		return PAYQ_APPLY_TRANSIENT;
+	}
+	return pipeline_finish(a, nq, NULL, sqlstate, errstr, errstr_size);
+}
+
+payq_apply_status_t payq_apply_batch(payq_apply_t *a, payq_item_t *items, size_t n,
+				     const payq_progress_t *progress, size_t nprogress,
+				     char sqlstate[6], char *errstr, size_t errstr_size)
+{
+	PGresult *locked = NULL, *dedup = NULL;
+	payq_apply_status_t st;
+
+	sqlstate[0] = '\0';
+	errstr[0] = '\0';
+	if (!payq_apply_connected(a)) {
+		payq_err(errstr, errstr_size, "not connected");
+		return PAYQ_APPLY_TRANSIENT;
+	}
+	if (prepare_scratch(a, n ? n : 1)) {
+		payq_err(errstr, errstr_size, "out of memory");
+		return PAYQ_APPLY_TRANSIENT;
+	}
+
+	st = read_state(a, items, n, &locked, &dedup, sqlstate, errstr, errstr_size);
+	if (st == PAYQ_APPLY_OK) {
+		load_state(a, locked, dedup);
+		evaluate(a, items, n);
+		st = write_state(a, progress, nprogress, sqlstate, errstr, errstr_size);
+	}
+	/* The strings in the write arrays may point into these results. */
+	PQclear(locked);
+	PQclear(dedup);
+	if (st != PAYQ_APPLY_OK)
+		rollback(a);
+	return st;
+}
+
+int64_t payq_apply_read_progress(payq_apply_t *a, int32_t partition)
+{
+	char pbuf[16];
+	const char *params[3] = {a->group, a->topic, pbuf};
+	PGresult *res;
+	int64_t next = -2;
+
+	if (!payq_apply_connected(a))
+		return -2;
+	snprintf(pbuf, sizeof(pbuf), "%d", (int)partition);
+	res = PQexecPrepared(a->conn, "read_progress", 3, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		next = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+	else
+		a->healthy = PQstatus(a->conn) == CONNECTION_OK;
+	PQclear(res);
+	return next;
+}
+
+int payq_apply_anomaly(payq_apply_t *a, const char *kind, int32_t partition, int64_t offset,
+		       const char *detail)
+{
+	char pbuf[16], obuf[32];
+	const char *params[5] = {kind, detail, a->topic, pbuf, obuf};
+	PGresult *res;
+	int ret;
+
+	if (!payq_apply_connected(a))
+		return -1;
+	snprintf(pbuf, sizeof(pbuf), "%d", (int)partition);
+	snprintf(obuf, sizeof(obuf), "%" PRId64, offset);
+	res = PQexecPrepared(a->conn, "ins_anomaly", 5, params, NULL, NULL, 0);
+	ret = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+	PQclear(res);
+	return ret;
+}
