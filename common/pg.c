@@ -3,7 +3,14 @@
 
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
+
+static void notice_processor(void *arg, const char *message)
+{
+	(void)arg;
+	log_debug("PostgreSQL: %.*s", (int)strcspn(message, "\n"), message);
+}
 
 PGconn *payq_pg_connect(const char *conninfo, const char *appname, char *errstr,
 			size_t errstr_size)
@@ -25,6 +32,7 @@ PGconn *payq_pg_connect(const char *conninfo, const char *appname, char *errstr,
 		PQfinish(conn);
 		return NULL;
 	}
+	PQsetNoticeProcessor(conn, notice_processor, NULL);
 	return conn;
 }
 

@@ -339,8 +339,12 @@ static int send_prepared(payq_apply_t *a, const char *name, const char *const *f
 
 	for (int i = 0; i < nfixed; i++)
 		values[k++] = fixed[i];
-	for (int i = 0; i < n; i++)
-		values[k++] = payq_sqlbuf_array(&a->p[first + i]);
+	for (int i = 0; i < n; i++) {
+		values[k] = payq_sqlbuf_array(&a->p[first + i]);
+		/* A NULL array would unnest to nothing and silently drop rows. */
+		if (!values[k++])
+			return -1;
+	}
 	return PQsendQueryPrepared(a->conn, name, k, values, NULL, NULL, 0) ? 0 : -1;
 }
 
@@ -705,7 +709,8 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 }
 
 /* Round trip 2: the writes and COMMIT. */
-static payq_apply_status_t write_state(payq_apply_t *a, const payq_progress_t *progress,
+static payq_apply_status_t write_state(payq_apply_t *a, bool begin,
+				       const payq_progress_t *progress,
 				       size_t nprogress, char sqlstate[6], char *errstr,
 				       size_t errstr_size)
 {
@@ -723,6 +728,11 @@ static payq_apply_status_t write_state(payq_apply_t *a, const payq_progress_t *p
 
 	if (!PQenterPipelineMode(a->conn))
 		bad = 1;
+	/* Round trip 1 opened the transaction unless the batch had no commands. */
+	if (!bad && begin) {
+		bad = !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+		nq++;
+	}
 #define SEND(cond, ...)                                         \
 	do {                                                    \
 		if (!bad && (cond)) {                           \
@@ -772,11 +782,16 @@ payq_apply_status_t payq_apply_batch(payq_apply_t *a, payq_item_t *items, size_t
 		return PAYQ_APPLY_TRANSIENT;
 	}
 
-	st = read_state(a, items, n, &locked, &dedup, sqlstate, errstr, errstr_size);
-	if (st == PAYQ_APPLY_OK) {
-		load_state(a, locked, dedup);
-		evaluate(a, items, n);
-		st = write_state(a, progress, nprogress, sqlstate, errstr, errstr_size);
+	if (n == 0) {
+		st = write_state(a, true, progress, nprogress, sqlstate, errstr, errstr_size);
+	} else {
+		st = read_state(a, items, n, &locked, &dedup, sqlstate, errstr, errstr_size);
+		if (st == PAYQ_APPLY_OK) {
+			load_state(a, locked, dedup);
+			evaluate(a, items, n);
+			st = write_state(a, false, progress, nprogress, sqlstate, errstr,
+					 errstr_size);
+		}
 	}
 	/* The strings in the write arrays may point into these results. */
 	PQclear(locked);

@@ -1,5 +1,106 @@
-/* placeholder */
-int main(void)
+/* main.c - payq-worker: parses arguments and runs one subcommand. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "consume.h"
+#include "log.h"
+#include "migrate.h"
+#include "pg.h"
+
+static void usage(FILE *fp)
 {
-	return 1;
+	fprintf(fp,
+		"Usage: payq-worker [run] [settings]\n"
+		"       payq-worker migrate [--db CONNINFO]\n"
+		"\n"
+		"run      consume payq.commands and apply each command exactly once to PostgreSQL\n"
+		"         (the default). Offsets are committed only after the database commit.\n"
+		"migrate  apply the embedded schema migrations under an advisory lock; safe to\n"
+		"         run from many pods at once, and to run twice.\n"
+		"\n"
+		"Exit codes: 0 clean stop, 1 runtime or fatal Kafka error, 2 bad arguments or\n"
+		"settings, 3 database schema older than this worker (run `payq-worker migrate`).\n"
+		"\n");
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	payq_run = 0;
+}
+
+static int cmd_migrate(const payq_config_t *cfg)
+{
+	char errstr[512];
+	int applied;
+	PGconn *conn = payq_pg_connect(cfg->db, "payq-worker migrate", errstr, sizeof(errstr));
+
+	if (!conn) {
+		log_error("%s", errstr);
+		return PAYQ_EXIT_RUNTIME;
+	}
+	if (payq_migrate(conn, &applied, errstr, sizeof(errstr))) {
+		log_error("migrate: %s", errstr);
+		PQfinish(conn);
+		return PAYQ_EXIT_RUNTIME;
+	}
+	PQfinish(conn);
+	log_info("schema is at version %d (%d migrations applied now)",
+		 payq_migrations[payq_migrations_cnt - 1].version, applied);
+	return PAYQ_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	payq_config_t cfg;
+	char errstr[512];
+	const char *cmd = "run";
+	int rc;
+
+	payq_config_init(&cfg);
+	if (payq_config_load_env(&cfg, PAYQ_PROG_WORKER, errstr, sizeof(errstr))) {
+		fprintf(stderr, "payq-worker: %s\n", errstr);
+		payq_config_destroy(&cfg);
+		return PAYQ_EXIT_USAGE;
+	}
+	switch (payq_config_parse_args(&cfg, PAYQ_PROG_WORKER, "payq-worker", usage, &argc, argv,
+				       errstr, sizeof(errstr))) {
+	case PAYQ_ARGS_EXIT:
+		payq_config_destroy(&cfg);
+		return PAYQ_EXIT_OK;
+	case PAYQ_ARGS_ERROR:
+		fprintf(stderr, "payq-worker: %s\n", errstr);
+		payq_config_destroy(&cfg);
+		return PAYQ_EXIT_USAGE;
+	case PAYQ_ARGS_OK:
+		break;
+	}
+	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+		fprintf(stderr, "payq-worker: unknown argument \"%s\" (see --help)\n",
+			argc == 2 ? argv[1] : argv[2]);
+		payq_config_destroy(&cfg);
+		return PAYQ_EXIT_USAGE;
+	}
+	if (argc == 2)
+		cmd = argv[1];
+
+	if (!strcmp(cmd, "migrate")) {
+		rc = cmd_migrate(&cfg);
+	} else if (!strcmp(cmd, "run")) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_signal;
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		rc = payq_consume_run(&cfg);
+	} else {
+		fprintf(stderr, "payq-worker: unknown command \"%s\" (see --help)\n", cmd);
+		rc = PAYQ_EXIT_USAGE;
+	}
+	payq_config_destroy(&cfg);
+	return rc;
 }

@@ -1,0 +1,880 @@
+/* consume.c - the worker's consume loop: poll a batch, dead-letter, apply, store, commit. */
+#include "consume.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <librdkafka/rdkafka.h>
+
+#include "apply.h"
+#include "codec.h"
+#include "crash.h"
+#include "dlq.h"
+#include "http.h"
+#include "kafka.h"
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+#include "wmetrics.h"
+
+volatile sig_atomic_t payq_run = 1;
+
+/* One polled message and what decoding it found. */
+typedef struct entry {
+	rd_kafka_message_t *msg;
+	payq_reason_t reason;
+	char error[256];
+} entry_t;
+
+typedef struct worker {
+	payq_config_t *cfg;
+	rd_kafka_t *rk;
+	payq_dlq_t *dlq;
+	payq_apply_t *apply;
+	payq_http_t *http;
+	bool cooperative;
+	bool paused;
+	bool fatal;
+	bool commit_dirty;
+	int64_t stop_deadline_ms; /* set when a signal arrives */
+
+	entry_t *batch;    /* the batch being collected or applied, in poll order */
+	size_t nbatch;
+	entry_t *held;     /* polled while paused; they start the next batch */
+	size_t nheld, held_cap;
+	payq_item_t *items;
+	payq_dlq_entry_t *dead;
+	payq_progress_t *prog;
+	size_t *poison;
+
+	atomic_llong last_poll_ms;
+	atomic_bool joined;
+	atomic_bool db_ok;
+} worker_t;
+
+/* ---- health probes (HTTP thread) ---- */
+
+static bool healthz(void *opaque, char *msg, size_t size)
+{
+	worker_t *w = opaque;
+	int64_t age = payq_now_ms() - atomic_load(&w->last_poll_ms);
+
+	if (age > 30000) {
+		snprintf(msg, size, "main loop has not polled for %" PRId64 " ms", age);
+		return false;
+	}
+	return true;
+}
+
+static bool readyz(void *opaque, char *msg, size_t size)
+{
+	worker_t *w = opaque;
+
+	if (!atomic_load(&w->joined)) {
+		snprintf(msg, size, "not joined to the consumer group");
+		return false;
+	}
+	if (!atomic_load(&w->db_ok)) {
+		snprintf(msg, size, "database not answering");
+		return false;
+	}
+	return true;
+}
+
+/* ---- librdkafka callbacks (all run inside rd_kafka_consumer_poll on this thread) ---- */
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	worker_t *w = opaque;
+	char buf[512];
+
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		rd_kafka_fatal_error(rk, buf, sizeof(buf));
+		log_error("fatal Kafka error: %s", buf);
+		w->fatal = true;
+		payq_run = 0;
+		return;
+	}
+	log_warn("Kafka error: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+		      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	(void)rk;
+	(void)offsets;
+	(void)opaque;
+	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+		return;
+	if (err) {
+		payq_metrics_add("payq_commit_errors_total", NULL, 1);
+		log_warn("offset commit failed: %s", rd_kafka_err2str(err));
+		return;
+	}
+	payq_metrics_set("payq_last_commit_timestamp_seconds", NULL,
+			 (double)payq_wall_ms() / 1000.0);
+}
+
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	cJSON *root = cJSON_ParseWithLength(json, len), *topics, *t;
+
+	(void)rk;
+	(void)opaque;
+	topics = cJSON_GetObjectItemCaseSensitive(root, "topics");
+	cJSON_ArrayForEach(t, topics) {
+		cJSON *parts = cJSON_GetObjectItemCaseSensitive(t, "partitions"), *p;
+		cJSON_ArrayForEach(p, parts) {
+			cJSON *lag = cJSON_GetObjectItemCaseSensitive(p, "consumer_lag");
+			char labels[256];
+			if (!strcmp(p->string, "-1") || !cJSON_IsNumber(lag) || lag->valuedouble < 0)
+				continue;
+			snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%s\"", t->string,
+				 p->string);
+			payq_metrics_set("payq_consumer_lag", labels, lag->valuedouble);
+		}
+	}
+	cJSON_Delete(root);
+	return 0; /* librdkafka frees json */
+}
+
+static bool in_list(const rd_kafka_topic_partition_list_t *parts, const rd_kafka_message_t *m)
+{
+	for (int i = 0; i < parts->cnt; i++)
+		if (parts->elems[i].partition == m->partition &&
+		    !strcmp(parts->elems[i].topic, rd_kafka_topic_name(m->rkt)))
+			return true;
+	return false;
+}
+
+/* Forgets polled messages of revoked partitions; their new owner gets them again from
+ * the committed offset, so nothing is lost. Keeps the rest in order. */
+static void drop_partitions(worker_t *w, const rd_kafka_topic_partition_list_t *parts)
+{
+	size_t k = 0, dropped = 0;
+
+	for (size_t i = 0; i < w->nbatch; i++) {
+		if (in_list(parts, w->batch[i].msg)) {
+			rd_kafka_message_destroy(w->batch[i].msg);
+			dropped++;
+		} else {
+			w->batch[k++] = w->batch[i];
+		}
+	}
+	w->nbatch = k;
+	k = 0;
+	for (size_t i = 0; i < w->nheld; i++) {
+		if (in_list(parts, w->held[i].msg)) {
+			rd_kafka_message_destroy(w->held[i].msg);
+			dropped++;
+		} else {
+			w->held[k++] = w->held[i];
+		}
+	}
+	w->nheld = k;
+	if (dropped)
+		log_info("dropped %zu uncommitted messages of revoked partitions", dropped);
+}
+
+/* On assign: compare Kafka's committed offset with consumer_progress. Kafka behind the
+ * database means a crash between the database commit and the Kafka commit: seek
+ * forward. Kafka ahead means offsets moved past commands the database never saw. */
+static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts)
+{
+	char errstr[512];
+	rd_kafka_topic_partition_list_t *committed;
+	rd_kafka_resp_err_t err;
+
+	if (!parts->cnt)
+		return;
+	/* While the database is known to be down, do not stall the rebalance on it. */
+	if (!atomic_load(&w->db_ok) && !payq_apply_connected(w->apply)) {
+		log_warn("drift check skipped: database unavailable");
+		return;
+	}
+	if (payq_apply_connect(w->apply, errstr, sizeof(errstr))) {
+		log_warn("drift check skipped, database unavailable: %s", errstr);
+		return;
+	}
+	committed = rd_kafka_topic_partition_list_copy(parts);
+	err = rd_kafka_committed(w->rk, committed, 10000);
+	if (err) {
+		log_warn("drift check skipped, committed offsets unavailable: %s",
+			 rd_kafka_err2str(err));
+		rd_kafka_topic_partition_list_destroy(committed);
+		return;
+	}
+	for (int i = 0; i < committed->cnt; i++) {
+		rd_kafka_topic_partition_t *c = &committed->elems[i];
+		payq_log_ctx_t ctx = {c->topic, c->partition, c->offset, NULL};
+		int64_t db = payq_apply_read_progress(w->apply, c->partition);
+		int64_t kafka = c->offset >= 0 ? c->offset : 0;
+
+		if (db < 0)
+			continue; /* no progress row, or the read failed: trust Kafka */
+		if (kafka < db) {
+			payq_log(PAYQ_LOG_WARN, &ctx,
+				 "Kafka offset %" PRId64 " is behind consumer_progress %" PRId64
+				 ": seeking forward",
+				 kafka, db);
+			parts->elems[i].offset = db;
+			payq_metrics_add("payq_offset_rewinds_total", NULL, 1);
+		} else if (kafka > db) {
+			char detail[160];
+			snprintf(detail, sizeof(detail),
+				 "committed offset %" PRId64 " is ahead of consumer_progress %" PRId64
+				 "; commands in between may have been skipped",
+				 kafka, db);
+			payq_log(PAYQ_LOG_ERROR, &ctx, "offset_gap: %s", detail);
+			payq_apply_anomaly(w->apply, "offset_gap", c->partition, kafka, detail);
+			payq_metrics_add("payq_anomalies_total", "kind=\"offset_gap\"", 1);
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(committed);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			 rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	worker_t *w = opaque;
+	rd_kafka_error_t *error = NULL;
+	rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+	payq_metrics_add("payq_rebalances_total", NULL, 1);
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		log_info("assigned %d partitions (%s)", parts->cnt,
+			 rd_kafka_rebalance_protocol(rk));
+		drift_check(w, parts);
+		if (w->cooperative)
+			error = rd_kafka_incremental_assign(rk, parts);
+		else
+			ret = rd_kafka_assign(rk, parts);
+		if (w->paused)
+			rd_kafka_pause_partitions(rk, parts);
+		atomic_store(&w->joined, true);
+	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+		bool lost = rd_kafka_assignment_lost(rk);
+
+		log_info("revoked %d partitions%s", parts->cnt, lost ? " (assignment lost)" : "");
+		drop_partitions(w, parts);
+#ifdef PAYQ_MUTATION_LOST_COMMIT_OK
+		/* Deliberately broken build: commits even though the assignment is lost. */
+		lost = false;
+#endif
+		/* A lost assignment belongs to someone else now: committing could overwrite
+		 * their progress. Stored offsets are all post-COMMIT, so the rest is safe. */
+		if (!lost && w->commit_dirty) {
+			rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
+			if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
+				log_warn("commit on revoke failed: %s", rd_kafka_err2str(cerr));
+			w->commit_dirty = false;
+		}
+		if (w->cooperative)
+			error = rd_kafka_incremental_unassign(rk, parts);
+		else
+			ret = rd_kafka_assign(rk, NULL);
+	} else {
+		log_error("rebalance error: %s", rd_kafka_err2str(err));
+		ret = rd_kafka_assign(rk, NULL);
+	}
+	if (error) {
+		log_error("incremental rebalance: %s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+	} else if (ret) {
+		log_error("assign: %s", rd_kafka_err2str(ret));
+	}
+}
+
+/* ---- polling ---- */
+
+static int hold(worker_t *w, rd_kafka_message_t *m)
+{
+	if (w->nheld == w->held_cap) {
+		size_t cap = w->held_cap ? w->held_cap * 2 : 64;
+		entry_t *p = realloc(w->held, cap * sizeof(*p));
+		if (!p)
+			return -1;
+		w->held = p;
+		w->held_cap = cap;
+	}
+	w->held[w->nheld++].msg = m;
+	return 0;
+}
+
+/* Polls once. A message comes back only if it is a real message; errors are logged. */
+static rd_kafka_message_t *poll_one(worker_t *w, int timeout_ms)
+{
+	rd_kafka_message_t *m = rd_kafka_consumer_poll(w->rk, timeout_ms);
+
+	atomic_store(&w->last_poll_ms, payq_now_ms());
+	if (!m)
+		return NULL;
+	if (m->err) {
+		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+			log_warn("consumer: %s", rd_kafka_message_errstr(m));
+		rd_kafka_message_destroy(m);
+		return NULL;
+	}
+	return m;
+}
+
+static void set_paused(worker_t *w, bool pause)
+{
+	rd_kafka_topic_partition_list_t *parts;
+
+	if (w->paused == pause)
+		return;
+	if (rd_kafka_assignment(w->rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		if (pause)
+			rd_kafka_pause_partitions(w->rk, parts);
+		else
+			rd_kafka_resume_partitions(w->rk, parts);
+		rd_kafka_topic_partition_list_destroy(parts);
+	}
+	w->paused = pause;
+}
+
+/* Waits wait_ms with fetching paused, still polling so the worker stays in the group.
+ * Returns false when the caller should give up: a fatal error, or a shutdown whose
+ * deadline has passed. */
+static bool tick(void *opaque, int wait_ms)
+{
+	worker_t *w = opaque;
+	int64_t until = payq_now_ms() + wait_ms;
+
+	set_paused(w, true);
+	do {
+		rd_kafka_message_t *m = poll_one(w, wait_ms > 100 ? 100 : wait_ms);
+		if (m && hold(w, m))
+			rd_kafka_message_destroy(m); /* out of memory: it will be fetched again */
+		if (w->fatal)
+			return false;
+		if (!payq_run) {
+			if (!w->stop_deadline_ms)
+				w->stop_deadline_ms = payq_now_ms() + w->cfg->shutdown_timeout_ms;
+			if (payq_now_ms() >= w->stop_deadline_ms)
+				return false;
+		}
+	} while (payq_now_ms() < until);
+	return true;
+}
+
+/* Fills the batch: held messages first, then polls until batch_max messages or
+ * batch_wait_ms after the first one. Returns the batch size. */
+static size_t collect(worker_t *w)
+{
+	size_t max = (size_t)w->cfg->batch_max;
+	int64_t deadline = 0;
+
+	while (w->nheld && w->nbatch < max) {
+		w->batch[w->nbatch++] = w->held[0];
+		memmove(w->held, w->held + 1, --w->nheld * sizeof(*w->held));
+	}
+	if (w->nbatch)
+		deadline = payq_now_ms() + w->cfg->batch_wait_ms;
+	while (payq_run && !w->fatal && w->nbatch < max) {
+		int64_t now = payq_now_ms();
+		int timeout = deadline ? (int)(deadline - now) : 100;
+		rd_kafka_message_t *m;
+
+		if (deadline && now >= deadline)
+			break;
+		m = poll_one(w, timeout > 100 ? 100 : timeout < 0 ? 0 : timeout);
+		if (!m) {
+			if (!deadline)
+				break; /* idle: let the caller do housekeeping */
+			continue;
+		}
+		w->batch[w->nbatch++].msg = m;
+		if (!deadline)
+			deadline = payq_now_ms() + w->cfg->batch_wait_ms;
+	}
+	return w->nbatch;
+}
+
+/* ---- applying a batch ---- */
+
+static int64_t backoff_ms(int attempt, int64_t cap)
+{
+	int64_t base = 100;
+	uint32_t r = 0;
+
+	for (int i = 0; i < attempt && base < cap; i++)
+		base *= 2;
+	if (base > cap)
+		base = cap;
+	payq_random_bytes(&r, sizeof(r));
+	/* Equal jitter: half fixed, half random, so retries of many pods spread out. */
+	return base / 2 + (int64_t)(r % (uint32_t)(base / 2 + 1));
+}
+
+/* Applies items[0..n) in one transaction, retrying transient errors forever (until
+ * shutdown) and splitting on a permanent error. Poison commands are appended to
+ * poison[]. Returns 0, or -1 when the batch must be abandoned. */
+static int apply_range(worker_t *w, payq_item_t *items, size_t n, const payq_progress_t *prog,
+		       size_t nprog, size_t *poison, size_t *npoison, size_t base)
+{
+	char sqlstate[6], errstr[512];
+	int attempt = 0;
+
+	for (;;) {
+		payq_apply_status_t st;
+		int rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
+
+		if (rc == -2) {
+			log_error("%s", errstr);
+			w->fatal = true;
+			return -1;
+		}
+		if (rc == 0) {
+			st = payq_apply_batch(w->apply, items, n, prog, nprog, sqlstate, errstr,
+					      sizeof(errstr));
+			if (st == PAYQ_APPLY_OK) {
+				atomic_store(&w->db_ok, true);
+				return 0;
+			}
+			if (st == PAYQ_APPLY_PERMANENT ||
+			    (!strcmp(sqlstate, "23505") && attempt >= 5))
+				break;
+		} else {
+			snprintf(sqlstate, sizeof(sqlstate), "08000");
+		}
+		{
+			char labels[64];
+			int64_t wait = backoff_ms(attempt++, w->cfg->retry_max_ms);
+			snprintf(labels, sizeof(labels), "sqlstate=\"%s\"",
+				 sqlstate[0] ? sqlstate : "none");
+			payq_metrics_add("payq_db_retries_total", labels, 1);
+			log_warn("database error (SQLSTATE %s), retrying the batch in %" PRId64
+				 " ms: %s",
+				 sqlstate[0] ? sqlstate : "none", wait, errstr);
+			if (!payq_apply_connected(w->apply)) {
+				atomic_store(&w->db_ok, false);
+				payq_apply_disconnect(w->apply);
+			}
+			if (!tick(w, (int)wait))
+				return -1;
+		}
+	}
+
+	/* A permanent error: one command made the database refuse. Split to find it. */
+	if (n == 1) {
+		payq_log_ctx_t ctx = {w->cfg->topic, items[0].partition, items[0].offset,
+				      items[0].cmd.command_id};
+		payq_log(PAYQ_LOG_ERROR, &ctx, "database refused the command (SQLSTATE %s): %s",
+			 sqlstate, errstr);
+		poison[(*npoison)++] = base;
+		return 0;
+	}
+	log_warn("permanent database error (SQLSTATE %s) in a batch of %zu; splitting: %s",
+		 sqlstate, n, errstr);
+	if (apply_range(w, items, n / 2, NULL, 0, poison, npoison, base) ||
+	    apply_range(w, items + n / 2, n - n / 2, NULL, 0, poison, npoison, base + n / 2))
+		return -1;
+	/* Progress goes in its own transaction, after the poison is dead-lettered. */
+	return 1;
+}
+
+static void count_outcomes(const payq_item_t *items, size_t n)
+{
+	size_t counts[PAYQ_CMD_CANCEL_ORDER + 1][PAYQ_OUT__CNT];
+
+	memset(counts, 0, sizeof(counts));
+	for (size_t i = 0; i < n; i++)
+		counts[items[i].cmd.type][items[i].outcome]++;
+	for (int t = PAYQ_CMD_CREATE_ORDER; t <= PAYQ_CMD_CANCEL_ORDER; t++) {
+		for (int o = 0; o < PAYQ_OUT__CNT; o++) {
+			char labels[96];
+			if (!counts[t][o])
+				continue;
+			if (o == PAYQ_OUT_DUPLICATE) {
+				payq_metrics_add("payq_duplicates_total", NULL, (double)counts[t][o]);
+				continue;
+			}
+			if (o == PAYQ_OUT_KEY_REUSE) {
+				payq_metrics_add("payq_anomalies_total", "kind=\"key_reuse\"",
+						 (double)counts[t][o]);
+				continue;
+			}
+			snprintf(labels, sizeof(labels), "type=\"%s\",outcome=\"%s\"",
+				 payq_cmd_type_name((payq_cmd_type_t)t),
+				 payq_outcome_name((payq_outcome_t)o));
+			payq_metrics_add("payq_commands_total", labels, (double)counts[t][o]);
+			if (t == PAYQ_CMD_PAY && o == PAYQ_OUT_REJECTED_ALREADY_PAID)
+				payq_metrics_add("payq_double_payment_attempts_total", NULL,
+						 (double)counts[t][o]);
+		}
+	}
+}
+
+/* Next offset per partition over the whole batch, malformed messages included. */
+static size_t batch_progress(const worker_t *w, payq_progress_t *prog)
+{
+	size_t np = 0;
+
+	for (size_t i = 0; i < w->nbatch; i++) {
+		const rd_kafka_message_t *m = w->batch[i].msg;
+		size_t j;
+		for (j = 0; j < np && prog[j].partition != m->partition; j++)
+			;
+		if (j == np)
+			prog[np++] = (payq_progress_t){m->partition, m->offset + 1};
+		else if (m->offset + 1 > prog[j].next_offset)
+			prog[j].next_offset = m->offset + 1;
+	}
+	return np;
+}
+
+/* Stores offsets for the batch: called only once everything in it is settled. */
+static void store_offsets(worker_t *w, const payq_progress_t *prog, size_t np)
+{
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)np);
+	rd_kafka_resp_err_t err;
+
+	for (size_t i = 0; i < np; i++)
+		rd_kafka_topic_partition_list_add(list, w->cfg->topic, prog[i].partition)->offset =
+			prog[i].next_offset;
+	err = rd_kafka_offsets_store(w->rk, list);
+	/* A partition revoked meanwhile fails here, and that is right: its new owner
+	 * takes over from the committed offset and the dedup table absorbs the repeat. */
+	if (err && err != RD_KAFKA_RESP_ERR__STATE)
+		log_warn("storing offsets: %s", rd_kafka_err2str(err));
+	rd_kafka_topic_partition_list_destroy(list);
+	w->commit_dirty = true;
+}
+
+static void commit(worker_t *w, bool sync)
+{
+	rd_kafka_resp_err_t err;
+
+	if (!w->commit_dirty || w->fatal)
+		return;
+	err = rd_kafka_commit(w->rk, NULL, sync ? 0 : 1);
+	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+		payq_metrics_add("payq_commit_errors_total", NULL, 1);
+		log_warn("offset commit: %s", rd_kafka_err2str(err));
+		return;
+	}
+	if (sync)
+		payq_metrics_set("payq_last_commit_timestamp_seconds", NULL,
+				 (double)payq_wall_ms() / 1000.0);
+	w->commit_dirty = false;
+}
+
+/* Decodes the batch and collects valid commands into w->items. Returns their count. */
+static size_t decode_batch(worker_t *w, size_t *ndead)
+{
+	size_t n = 0;
+
+	*ndead = 0;
+	for (size_t i = 0; i < w->nbatch; i++) {
+		entry_t *e = &w->batch[i];
+		rd_kafka_message_t *m = e->msg;
+		payq_item_t *it = &w->items[n];
+		rd_kafka_timestamp_type_t tstype;
+
+		e->reason = payq_codec_decode(m->key ? m->key : "", m->key ? m->key_len : 0,
+					      m->payload, m->len, &it->cmd, e->error,
+					      sizeof(e->error));
+		if (e->reason != PAYQ_REASON_OK) {
+			payq_dlq_entry_t *d = &w->dead[(*ndead)++];
+			d->msg = m;
+			d->reason = payq_reason_name(e->reason);
+			snprintf(d->error, sizeof(d->error), "%s", e->error);
+			continue;
+		}
+		it->partition = m->partition;
+		it->offset = m->offset;
+		it->timestamp_ms = rd_kafka_message_timestamp(m, &tstype);
+		n++;
+	}
+	return n;
+}
+
+/* Settles one batch: DLQ copies persisted, then one database transaction with the
+ * outcomes and consumer_progress, then offsets stored and committed. Returns 0, or -1
+ * when the batch was abandoned (shutdown deadline or fatal error): nothing of it is
+ * stored, so it will be delivered again. */
+static int process_batch(worker_t *w)
+{
+	payq_progress_t *prog = w->prog;
+	size_t *poison = w->poison;
+	size_t ndead, n, np, npoison = 0;
+	int64_t t0 = payq_now_us();
+	int rc;
+
+	n = decode_batch(w, &ndead);
+	np = batch_progress(w, prog);
+
+	/* The offset rule: DLQ copies are PERSISTED before consumer_progress moves past
+	 * them, and offsets are stored only after the database COMMIT. */
+	if (ndead && payq_dlq_deliver(w->dlq, w->dead, ndead, tick, w)) {
+		w->fatal = w->fatal || payq_dlq_fatal(w->dlq, NULL, 0);
+		return -1;
+	}
+	for (size_t i = 0; i < ndead; i++) {
+		char labels[64];
+		payq_log_ctx_t ctx = {w->cfg->topic, w->dead[i].msg->partition,
+				      w->dead[i].msg->offset, NULL};
+		snprintf(labels, sizeof(labels), "reason=\"%s\"", w->dead[i].reason);
+		payq_metrics_add("payq_dlq_total", labels, 1);
+		payq_log(PAYQ_LOG_WARN, &ctx, "dead-lettered: %s: %s", w->dead[i].reason,
+			 w->dead[i].error);
+	}
+
+	rc = apply_range(w, w->items, n, prog, np, poison, &npoison, 0);
+	if (rc < 0)
+		return -1;
+	if (rc > 0 || npoison) {
+		/* Poison found by splitting: dead-letter it, then write the progress. */
+		char sqlstate[6], errstr[256];
+		for (size_t i = 0; i < npoison; i++) {
+			payq_item_t *it = &w->items[poison[i]];
+			for (size_t j = 0; j < w->nbatch; j++) {
+				rd_kafka_message_t *m = w->batch[j].msg;
+				if (m->partition == it->partition && m->offset == it->offset) {
+					w->dead[i].msg = m;
+					w->dead[i].reason = "db_rejected";
+					snprintf(w->dead[i].error, sizeof(w->dead[i].error),
+						 "database refused the command");
+				}
+			}
+		}
+		if (npoison && payq_dlq_deliver(w->dlq, w->dead, npoison, tick, w)) {
+			w->fatal = w->fatal || payq_dlq_fatal(w->dlq, NULL, 0);
+			return -1;
+		}
+		while (payq_apply_batch(w->apply, NULL, 0, prog, np, sqlstate, errstr,
+					sizeof(errstr)) != PAYQ_APPLY_OK) {
+			log_warn("writing progress: %s", errstr);
+			if (!tick(w, 500) || payq_apply_connect(w->apply, errstr, sizeof(errstr)) == -2)
+				return -1;
+		}
+	}
+	payq_crash_point("after_db_commit");
+	if (w->paused)
+		set_paused(w, false);
+
+	if (w->fatal)
+		return -1;
+	store_offsets(w, prog, np);
+	commit(w, !strcmp(w->cfg->commit_mode, "sync"));
+
+	{
+		int64_t now_wall = payq_wall_ms();
+		for (size_t i = 0; i < n; i++)
+			if (w->items[i].timestamp_ms > 0)
+				payq_metrics_observe("payq_commit_latency_seconds", NULL,
+						     (double)(now_wall - w->items[i].timestamp_ms) /
+							     1000.0);
+	}
+	count_outcomes(w->items, n);
+	payq_metrics_observe("payq_batch_size", NULL, (double)w->nbatch);
+	payq_metrics_observe("payq_batch_duration_seconds", NULL,
+			     (double)(payq_now_us() - t0) / 1e6);
+	log_debug("batch of %zu applied (%zu valid, %zu dead-lettered)", w->nbatch, n, ndead);
+	return 0;
+}
+
+static void release_batch(worker_t *w)
+{
+	for (size_t i = 0; i < w->nbatch; i++)
+		rd_kafka_message_destroy(w->batch[i].msg);
+	w->nbatch = 0;
+}
+
+/* ---- setup and the loop ---- */
+
+static rd_kafka_t *make_consumer(worker_t *w, char *errstr, size_t errstr_size)
+{
+	char stats[32];
+	const char *defaults[] = {
+		"client.id", "payq-worker",
+		"group.id", w->cfg->group,
+		"enable.auto.commit", "false",
+		"enable.auto.offset.store", "false",
+		"auto.offset.reset", "earliest",
+		"statistics.interval.ms", stats,
+		"group.instance.id", w->cfg->instance_id ? w->cfg->instance_id : "",
+		NULL,
+	};
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+	char strategy[128];
+	size_t sz = sizeof(strategy);
+
+	snprintf(stats, sizeof(stats), "%" PRId64, w->cfg->stats_interval_ms);
+	if (!w->cfg->instance_id || !*w->cfg->instance_id)
+		defaults[12] = NULL; /* no static membership */
+	conf = payq_kafka_conf_new(w->cfg, defaults, errstr, errstr_size);
+	if (!conf)
+		return NULL;
+	rd_kafka_conf_set_opaque(conf, w);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
+	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+	rd_kafka_conf_set_offset_commit_cb(conf, commit_cb);
+	rd_kafka_conf_set_stats_cb(conf, stats_cb);
+	if (rd_kafka_conf_get(conf, "partition.assignment.strategy", strategy, &sz) ==
+	    RD_KAFKA_CONF_OK)
+		w->cooperative = strstr(strategy, "cooperative") != NULL;
+	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+	if (!rk) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_poll_set_consumer(rk);
+	return rk;
+}
+
+static int subscribe(worker_t *w, char *errstr, size_t errstr_size)
+{
+	rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_resp_err_t err;
+
+	rd_kafka_topic_partition_list_add(topics, w->cfg->topic, RD_KAFKA_PARTITION_UA);
+	err = rd_kafka_subscribe(w->rk, topics);
+	rd_kafka_topic_partition_list_destroy(topics);
+	if (err)
+		return payq_err(errstr, errstr_size, "subscribe to %s: %s", w->cfg->topic,
+				rd_kafka_err2str(err));
+	return 0;
+}
+
+static void shutdown_worker(worker_t *w)
+{
+	int64_t left;
+
+	if (w->rk) {
+		if (!w->fatal)
+			commit(w, true);
+		/* Close leaves the group (a static member stays until session.timeout.ms,
+		 * which is the point of static membership) and runs the final revoke. */
+		rd_kafka_consumer_close(w->rk);
+	}
+	left = w->stop_deadline_ms ? w->stop_deadline_ms - payq_now_ms() : 5000;
+	payq_dlq_destroy(w->dlq, left > 0 ? (int)left : 0);
+	for (size_t i = 0; i < w->nheld; i++)
+		rd_kafka_message_destroy(w->held[i].msg);
+	release_batch(w);
+	if (w->rk)
+		rd_kafka_destroy(w->rk);
+	payq_http_stop(w->http);
+	payq_apply_destroy(w->apply);
+	free(w->batch);
+	free(w->held);
+	free(w->items);
+	free(w->dead);
+	free(w->prog);
+	free(w->poison);
+}
+
+int payq_consume_run(payq_config_t *cfg)
+{
+	worker_t w;
+	char errstr[512];
+	int rc = PAYQ_EXIT_OK, crc;
+	int64_t last_ping = 0;
+
+	memset(&w, 0, sizeof(w));
+	w.cfg = cfg;
+	atomic_store(&w.last_poll_ms, payq_now_ms());
+	payq_worker_metrics_init();
+
+	w.batch = calloc((size_t)cfg->batch_max, sizeof(*w.batch));
+	w.items = calloc((size_t)cfg->batch_max, sizeof(*w.items));
+	w.dead = calloc((size_t)cfg->batch_max, sizeof(*w.dead));
+	w.prog = calloc((size_t)cfg->batch_max, sizeof(*w.prog));
+	w.poison = calloc((size_t)cfg->batch_max, sizeof(*w.poison));
+	w.apply = payq_apply_new(cfg->db, cfg->group, cfg->topic);
+	if (!w.batch || !w.items || !w.dead || !w.prog || !w.poison || !w.apply) {
+		log_error("out of memory");
+		rc = PAYQ_EXIT_RUNTIME;
+		goto out;
+	}
+
+	/* A schema that is too old stops the worker before it joins the group. */
+	crc = payq_apply_connect(w.apply, errstr, sizeof(errstr));
+	if (crc == -2) {
+		log_error("%s", errstr);
+		rc = PAYQ_EXIT_SCHEMA;
+		goto out;
+	}
+	if (crc == -1)
+		log_warn("database not reachable yet, will retry: %s", errstr);
+	atomic_store(&w.db_ok, crc == 0);
+
+	if (cfg->http_addr && *cfg->http_addr) {
+		w.http = payq_http_start(cfg->http_addr, healthz, readyz, &w, errstr,
+					 sizeof(errstr));
+		if (!w.http) {
+			log_error("%s", errstr);
+			rc = PAYQ_EXIT_USAGE;
+			goto out;
+		}
+		log_info("serving /metrics, /healthz and /readyz on port %d",
+			 payq_http_port(w.http));
+	}
+
+	w.dlq = payq_dlq_new(cfg, errstr, sizeof(errstr));
+	if (!w.dlq) {
+		log_error("DLQ producer: %s", errstr);
+		rc = PAYQ_EXIT_USAGE;
+		goto out;
+	}
+	w.rk = make_consumer(&w, errstr, sizeof(errstr));
+	if (!w.rk) {
+		log_error("consumer: %s", errstr);
+		rc = PAYQ_EXIT_USAGE;
+		goto out;
+	}
+	if (subscribe(&w, errstr, sizeof(errstr))) {
+		log_error("%s", errstr);
+		rc = PAYQ_EXIT_RUNTIME;
+		goto out;
+	}
+	log_info("consuming %s as group %s (batch %" PRId64 ", wait %" PRId64 " ms, commit %s)",
+		 cfg->topic, cfg->group, cfg->batch_max, cfg->batch_wait_ms, cfg->commit_mode);
+
+	while (!w.fatal) {
+		/* After a signal: stop fetching, finish the batch already polled, then stop. */
+		if (!collect(&w) && !payq_run)
+			break;
+		if (w.nbatch) {
+			if (process_batch(&w)) {
+				rc = PAYQ_EXIT_RUNTIME;
+				break;
+			}
+			release_batch(&w);
+			continue;
+		}
+		/* Idle: flush a pending commit and keep readiness honest. */
+		commit(&w, false);
+		if (payq_now_ms() - last_ping > 5000) {
+			last_ping = payq_now_ms();
+			if (payq_apply_connect(w.apply, errstr, sizeof(errstr)) == 0)
+				atomic_store(&w.db_ok, payq_apply_ping(w.apply) == 0);
+			else
+				atomic_store(&w.db_ok, false);
+		}
+		if (payq_dlq_fatal(w.dlq, errstr, sizeof(errstr))) {
+			log_error("fatal DLQ producer error: %s", errstr);
+			w.fatal = true;
+		}
+	}
+	if (w.fatal) {
+		if (payq_dlq_fatal(w.dlq, errstr, sizeof(errstr)))
+			log_error("fatal DLQ producer error: %s", errstr);
+		rc = PAYQ_EXIT_RUNTIME;
+	}
+	if (!w.stop_deadline_ms)
+		w.stop_deadline_ms = payq_now_ms() + cfg->shutdown_timeout_ms;
+	log_info("shutting down");
+out:
+	shutdown_worker(&w);
+	return rc;
+}
