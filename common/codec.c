@@ -202,8 +202,15 @@ static void close_value(struct doc *d, size_t end)
 	d->open = false;
 }
 
+static void note(size_t *bad, size_t at)
+{
+	if (*bad == SIZE_MAX)
+		*bad = at;
+}
+
 /* Scans one string body starting at *i, leaving *i past the closing quote. Returns
- * false on an escaped lone surrogate; notes other faults at *bad. */
+ * false on an escaped lone surrogate; notes other faults at *bad. cJSON would decode
+ * a \u with bad hex digits as U+0000, so that is caught here. */
 static bool scan_string(const unsigned char *s, size_t n, size_t *i, size_t *bad)
 {
 	size_t p = *i;
@@ -211,14 +218,16 @@ static bool scan_string(const unsigned char *s, size_t n, size_t *i, size_t *bad
 	while (p < n && s[p] != '"') {
 		long cp, lo;
 
-		if (s[p] < 0x20 && *bad == SIZE_MAX)
-			*bad = p;
+		if (s[p] < 0x20)
+			note(bad, p);
 		if (s[p] != '\\' || p + 1 >= n) {
 			p++;
 			continue;
 		}
 		if (s[p + 1] != 'u' || (cp = hex4(s, n, p + 2)) < 0) {
-			p += 2; /* cJSON rejects any other bad escape */
+			if (s[p + 1] == 'u' || !memchr("\"\\/bfnrt", s[p + 1], 8))
+				note(bad, p);
+			p += 2;
 			continue;
 		}
 		p += 6;
@@ -233,8 +242,8 @@ static bool scan_string(const unsigned char *s, size_t n, size_t *i, size_t *bad
 			p += 6;
 		}
 	}
-	if (p >= n && *bad == SIZE_MAX)
-		*bad = n;
+	if (p >= n)
+		note(bad, n);
 	*i = p + 1;
 	return true;
 }
@@ -302,8 +311,8 @@ static payq_reason_t scan(struct doc *d)
 			}
 			break;
 		default:
-			if (!json_ws(c) && (c < 0x20 || c >= 0x80) && bad == SIZE_MAX)
-				bad = i;
+			if (!json_ws(c) && (c < 0x20 || c >= 0x80))
+				note(&bad, i);
 		}
 		i++;
 	}
@@ -314,26 +323,13 @@ static payq_reason_t scan(struct doc *d)
 
 static size_t put_utf8(unsigned long cp, char *out)
 {
-	if (cp < 0x80) {
-		out[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = (char)(0xc0 | cp >> 6);
-		out[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		out[0] = (char)(0xe0 | cp >> 12);
-		out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		out[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	out[0] = (char)(0xf0 | cp >> 18);
-	out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-	out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-	out[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
+	static const unsigned char lead[] = {0, 0, 0xc0, 0xe0, 0xf0};
+	size_t len = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+
+	for (size_t k = len - 1; k > 0; k--, cp >>= 6)
+		out[k] = (char)(0x80 | (cp & 0x3f));
+	out[0] = (char)(lead[len] | cp);
+	return len;
 }
 
 /* Decodes the body of a string that scan() and cJSON accepted into the arena. The

@@ -64,7 +64,9 @@ int payq_reason_parse(const char *name);
  * key/key_len is the Kafka message key; key == NULL skips the key_mismatch check (the
  * producer validates JSONL lines before it has a key). A NULL value is "empty".
  * On success returns PAYQ_REASON_OK and fills *cmd, including payload_sha256.
- * Otherwise returns the reason code and writes a readable message into errstr. */
+ * Otherwise returns the reason code, clears *cmd and writes a readable message naming
+ * the field into errstr (which may be NULL). Allocation failure, which the reason codes
+ * have no name for, reads as not_json with errstr "out of memory". */
 payq_reason_t payq_codec_decode(const void *key, size_t key_len, const void *value,
 				size_t value_len, payq_command_t *cmd, char *errstr,
 				size_t errstr_size);
