@@ -608,6 +608,8 @@ static int process_batch(worker_t *w)
 	int64_t t0 = payq_now_us();
 	int rc;
 
+	if (payq_fault_point("kafka_fatal"))
+		payq_dlq_test_fatal(w->dlq);
 	n = decode_batch(w, &ndead);
 	np = batch_progress(w, prog);
 
@@ -627,6 +629,12 @@ static int process_batch(worker_t *w)
 			 w->dead[i].error);
 	}
 
+#ifdef PAYQ_MUTATION_STORE_BEFORE_COMMIT
+	/* Deliberately broken build: offsets are stored and committed before the database
+	 * transaction, so a crash in between loses the batch. */
+	store_offsets(w, prog, np);
+	commit(w, true);
+#endif
 	rc = apply_range(w, w->items, n, prog, np, poison, &npoison, 0);
 	if (rc < 0)
 		return -1;
@@ -660,8 +668,12 @@ static int process_batch(worker_t *w)
 	if (w->paused)
 		set_paused(w, false);
 
-	if (w->fatal)
+	/* A fatal error means nothing more is stored, even for a committed batch: the
+	 * dedup table absorbs its redelivery. */
+	if (w->fatal || payq_dlq_fatal(w->dlq, NULL, 0)) {
+		w->fatal = true;
 		return -1;
+	}
 	store_offsets(w, prog, np);
 	commit(w, !strcmp(w->cfg->commit_mode, "sync"));
 

@@ -9,20 +9,37 @@
 
 #include "log.h"
 
-void payq_crash_point(const char *name)
+/* True when var names this point and this is its Nth pass. */
+static bool hit(const char *var, const char *name, long *hits)
 {
-	static long hits;
-	const char *at = getenv("PAYQ_CRASH_AT");
+	const char *at = getenv(var);
 	size_t len = strlen(name);
 	long nth = 1;
 
 	if (!at || strncmp(at, name, len) || (at[len] && at[len] != ':'))
-		return;
+		return false;
 	if (at[len] == ':')
 		nth = strtol(at + len + 1, NULL, 10);
-	if (++hits < nth)
+	return ++*hits == nth;
+}
+
+void payq_crash_point(const char *name)
+{
+	static long hits;
+
+	if (!hit("PAYQ_CRASH_AT", name, &hits))
 		return;
 	log_warn("crash point %s reached (hit %ld): SIGKILL", name, hits);
 	kill(getpid(), SIGKILL);
+}
+
+bool payq_fault_point(const char *name)
+{
+	static long hits;
+
+	if (!hit("PAYQ_FAULT_AT", name, &hits))
+		return false;
+	log_warn("fault point %s reached (hit %ld)", name, hits);
+	return true;
 }
 #endif

@@ -3,8 +3,14 @@
  * -Dcrash_points=true; inert unless the variable is set. */
 #pragma once
 
+#include <stdbool.h>
+
 #ifdef PAYQ_CRASH_POINTS
 void payq_crash_point(const char *name);
+/* True the Nth time (default 1st) the point called name is passed while
+ * PAYQ_FAULT_AT=name[:N]; the caller then injects the fault. */
+bool payq_fault_point(const char *name);
 #else
 #define payq_crash_point(name) ((void)0)
+#define payq_fault_point(name) false
 #endif

@@ -33,6 +33,19 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		log_warn("DLQ delivery failed: %s", rd_kafka_err2str(m->err));
 }
 
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	char buf[512];
+
+	(void)opaque;
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		rd_kafka_fatal_error(rk, buf, sizeof(buf));
+		log_error("fatal DLQ producer error: %s", buf);
+		return;
+	}
+	log_warn("DLQ producer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
 payq_dlq_t *payq_dlq_new(const payq_config_t *cfg, char *errstr, size_t errstr_size)
 {
 	static const char *const defaults[] = {
@@ -55,6 +68,7 @@ payq_dlq_t *payq_dlq_new(const payq_config_t *cfg, char *errstr, size_t errstr_s
 		goto fail;
 	/* Consumer-only -X properties would not apply here; they were checked already. */
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_opaque(conf, d);
 	d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
 	if (!d->rk) {
@@ -161,6 +175,13 @@ bool payq_dlq_fatal(payq_dlq_t *d, char *errstr, size_t errstr_size)
 	if (errstr)
 		payq_err(errstr, errstr_size, "%s", buf);
 	return true;
+}
+
+void payq_dlq_test_fatal(payq_dlq_t *d)
+{
+	rd_kafka_test_fatal_error(d->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+				  "payq fault injection");
+	rd_kafka_poll(d->rk, 0);
 }
 
 void payq_dlq_destroy(payq_dlq_t *d, int timeout_ms)
