@@ -255,8 +255,12 @@ void payq_config_dump(const payq_config_t *cfg, unsigned prog, FILE *fp)
 		fprintf(fp, "# -X error: %s\n", errstr);
 	fprintf(fp, "# librdkafka global configuration\n");
 	arr = rd_kafka_conf_dump(conf, &cnt);
-	for (size_t i = 0; i + 1 < cnt; i += 2)
-		fprintf(fp, "%s = %s\n", arr[i], arr[i + 1]);
+	for (size_t i = 0; i + 1 < cnt; i += 2) {
+		/* Never print secrets: passwords, keys and SASL credentials. */
+		bool secret = strstr(arr[i], "password") || strstr(arr[i], "secret") ||
+			      strstr(arr[i], ".key.pem") || strstr(arr[i], "sasl.oauthbearer.config");
+		fprintf(fp, "%s = %s\n", arr[i], secret ? "(set)" : arr[i + 1]);
+	}
 	rd_kafka_conf_dump_free(arr, cnt);
 	rd_kafka_conf_destroy(conf);
 }

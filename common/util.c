@@ -55,6 +55,13 @@ size_t payq_json_escape(char *buf, size_t size, const char *s)
 				buf[n++] = (char)c;
 		}
 	}
+	/* Never cut a UTF-8 sequence in half when the buffer ran out. */
+	if (*s) {
+		while (n > 1 && ((unsigned char)buf[n - 1] & 0xc0) == 0x80)
+			n--;
+		if (n > 1 && ((unsigned char)buf[n - 1] & 0xc0) == 0xc0)
+			n--;
+	}
 	buf[n++] = '"';
 	buf[n] = '\0';
 	return n;
@@ -77,7 +84,8 @@ int payq_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 	char *end;
 	long long v;
 
-	if (!s || !*s)
+	/* strtoll would accept leading blanks and a plus sign; a setting may not. */
+	if (!s || !((*s >= '0' && *s <= '9') || (*s == '-' && s[1] >= '0' && s[1] <= '9')))
 		return -1;
 	errno = 0;
 	v = strtoll(s, &end, 10);
@@ -96,7 +104,7 @@ int payq_parse_duration_ms(const char *s, int64_t *out)
 	char *end;
 	long long v;
 
-	if (!s || !*s)
+	if (!s || *s < '0' || *s > '9')
 		return -1;
 	errno = 0;
 	v = strtoll(s, &end, 10);
@@ -119,12 +127,19 @@ int payq_parse_iso8601_ms(const char *s, int64_t *out)
 	const char *p;
 	int64_t frac_ms = 0, offset_s = 0;
 
+	/* Exactly YYYY-MM-DDTHH:MM:SS first: strptime takes one-digit fields and blanks. */
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+	for (size_t i = 0; i < sizeof(shape) - 1; i++)
+		if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i])
+			return -1;
 	memset(&tm, 0, sizeof(tm));
 	p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
 	if (!p)
 		return -1;
 	if (*p == '.') {
 		int64_t scale = 100;
+		if (p[1] < '0' || p[1] > '9')
+			return -1;
 		for (p++; *p >= '0' && *p <= '9'; p++) {
 			frac_ms += (*p - '0') * scale;
 			scale /= 10;
@@ -133,17 +148,33 @@ int payq_parse_iso8601_ms(const char *s, int64_t *out)
 	if (*p == 'Z') {
 		p++;
 	} else if (*p == '+' || *p == '-') {
-		int hh, mm;
-		if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+		/* Exactly [+-]hh:mm, checked before stepping over it. */
+		if (strlen(p) != 6 || p[3] != ':')
 			return -1;
-		offset_s = (hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
+		for (int i = 1; i < 6; i++)
+			if (i != 3 && (p[i] < '0' || p[i] > '9'))
+				return -1;
+		offset_s = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600 +
+			   ((p[4] - '0') * 10 + (p[5] - '0')) * 60;
+		if (p[1] > '2' || (p[1] == '2' && p[2] > '3') || p[4] > '5')
+			return -1;
+		if (*p == '-')
+			offset_s = -offset_s;
 		p += 6;
 	} else {
 		return -1;
 	}
 	if (*p)
 		return -1;
-	*out = ((int64_t)timegm(&tm) - offset_s) * 1000 + frac_ms;
+	{
+		/* timegm() normalises 30 February to 2 March; refuse days that do not exist. */
+		struct tm check = tm, back;
+		time_t t = timegm(&check);
+		gmtime_r(&t, &back);
+		if (back.tm_mday != tm.tm_mday || back.tm_mon != tm.tm_mon)
+			return -1;
+		*out = ((int64_t)t - offset_s) * 1000 + frac_ms;
+	}
 	return 0;
 }
 

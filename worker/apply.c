@@ -91,7 +91,7 @@ enum {
 	P_DUP_ORDER, P_DUP_CMD, P_DUP_N,
 	P_AN_KIND, P_AN_ORDER, P_AN_CMD, P_AN_DETAIL, P_AN_PART, P_AN_OFF,
 	P_PR_PART, P_PR_NEXT,
-	P_LOCK_IDS, P_DD_ORDER, P_DD_CMD,
+	P_LOCK_IDS,
 	P__CNT
 };
 
@@ -119,10 +119,12 @@ static const struct {
 	{"lock_orders",
 	 "SELECT order_id, status, version, amount_minor, currency FROM payq.orders"
 	 " WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE"},
+	/* Every dedup row of the batch's orders: an index range scan on the primary key's
+	 * prefix, where a join on both columns tempts the planner into a hash join over
+	 * the whole table. Rows of commands not in the batch are simply never looked up. */
 	{"read_dedup",
-	 "SELECT p.order_id, p.command_id, encode(p.payload_sha256, 'hex')"
-	 " FROM payq.processed_commands p"
-	 " JOIN unnest($1::text[], $2::text[]) AS x(o, c) ON p.order_id = x.o AND p.command_id = x.c"},
+	 "SELECT order_id, command_id, encode(payload_sha256, 'hex')"
+	 " FROM payq.processed_commands WHERE order_id = ANY($1::text[])"},
 	{"ins_orders",
 	 "INSERT INTO payq.orders (order_id, amount_minor, currency, customer_id, status,"
 	 " version, paid_command_id)"
@@ -299,6 +301,14 @@ int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
 		int transient = PQstatus(a->conn) != CONNECTION_OK;
 		payq_apply_disconnect(a);
 		return transient ? -1 : -2;
+	}
+	/* A generic plan frozen while the tables were small would scan them whole for
+	 * ever after; custom plans follow the tables' real size. Planning is cheap
+	 * next to a round trip. */
+	if (payq_pg_exec(a->conn, "SET plan_cache_mode = force_custom_plan", errstr,
+			 errstr_size)) {
+		payq_apply_disconnect(a);
+		return -1;
 	}
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(statements); i++) {
 		PGresult *res = PQprepare(a->conn, statements[i].name, statements[i].sql, 0, NULL);
@@ -546,8 +556,6 @@ static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_
 		slot_t *s = map_slot(&a->order_map, c->order_id, NULL);
 
 		payq_hex(c->payload_sha256, PAYQ_SHA256_LEN, a->hex[i]);
-		payq_sqlbuf_str(&a->p[P_DD_ORDER], c->order_id);
-		payq_sqlbuf_str(&a->p[P_DD_CMD], c->command_id);
 		if (s->idx >= 0)
 			continue;
 		s->k1 = c->order_id;
@@ -560,7 +568,7 @@ static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_
 	if (!PQenterPipelineMode(a->conn) ||
 	    !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
 	    send_prepared(a, "lock_orders", NULL, 0, P_LOCK_IDS, 1) ||
-	    send_prepared(a, "read_dedup", NULL, 0, P_DD_ORDER, 2) || !PQpipelineSync(a->conn)) {
+	    send_prepared(a, "read_dedup", NULL, 0, P_LOCK_IDS, 1) || !PQpipelineSync(a->conn)) {
 		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
 		errstr[strcspn(errstr, "\n")] = '\0';
 		pipeline_finish(a, 3, NULL, sqlstate, errstr + strlen(errstr), 0);
@@ -577,8 +585,16 @@ static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_
 	return st;
 }
 
-static void load_state(payq_apply_t *a, PGresult *locked, PGresult *dedup)
+static int load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedup)
 {
+	/* The dedup read returns every row of the batch's orders, not only the batch's
+	 * commands, so size the key index for both. */
+	size_t want = n + (size_t)PQntuples(dedup);
+
+	if (grow((void **)&a->keys, &a->keys_cap, want, sizeof(*a->keys)) ||
+	    map_reset(&a->key_map, want))
+		return -1;
+
 	for (int r = 0; r < PQntuples(locked); r++) {
 		ostate_t *o = order_get(a, PQgetvalue(locked, r, 0));
 		const char *status = PQgetvalue(locked, r, 1);
@@ -601,6 +617,7 @@ static void load_state(payq_apply_t *a, PGresult *locked, PGresult *dedup)
 #else
 	(void)dedup;
 #endif
+	return 0;
 }
 
 /* Walks the batch in order and fills the write arrays. */
@@ -786,8 +803,11 @@ payq_apply_status_t payq_apply_batch(payq_apply_t *a, payq_item_t *items, size_t
 		st = write_state(a, true, progress, nprogress, sqlstate, errstr, errstr_size);
 	} else {
 		st = read_state(a, items, n, &locked, &dedup, sqlstate, errstr, errstr_size);
+		if (st == PAYQ_APPLY_OK && load_state(a, n, locked, dedup)) {
+			st = PAYQ_APPLY_TRANSIENT;
+			payq_err(errstr, errstr_size, "out of memory");
+		}
 		if (st == PAYQ_APPLY_OK) {
-			load_state(a, locked, dedup);
 			evaluate(a, items, n);
 			st = write_state(a, false, progress, nprogress, sqlstate, errstr,
 					 errstr_size);

@@ -473,8 +473,8 @@ static int apply_range(worker_t *w, payq_item_t *items, size_t n, const payq_pro
 	}
 	log_warn("permanent database error (SQLSTATE %s) in a batch of %zu; splitting: %s",
 		 sqlstate, n, errstr);
-	if (apply_range(w, items, n / 2, NULL, 0, poison, npoison, base) ||
-	    apply_range(w, items + n / 2, n - n / 2, NULL, 0, poison, npoison, base + n / 2))
+	if (apply_range(w, items, n / 2, NULL, 0, poison, npoison, base) < 0 ||
+	    apply_range(w, items + n / 2, n - n / 2, NULL, 0, poison, npoison, base + n / 2) < 0)
 		return -1;
 	/* Progress goes in its own transaction, after the poison is dead-lettered. */
 	return 1;
@@ -712,6 +712,8 @@ static rd_kafka_t *make_consumer(worker_t *w, char *errstr, size_t errstr_size)
 		"enable.auto.offset.store", "false",
 		"auto.offset.reset", "earliest",
 		"statistics.interval.ms", stats,
+		/* The default prefetch queue (64 MiB) alone would exceed the RSS budget. */
+		"queued.max.messages.kbytes", "16384",
 		"group.instance.id", w->cfg->instance_id ? w->cfg->instance_id : "",
 		NULL,
 	};
@@ -722,7 +724,7 @@ static rd_kafka_t *make_consumer(worker_t *w, char *errstr, size_t errstr_size)
 
 	snprintf(stats, sizeof(stats), "%" PRId64, w->cfg->stats_interval_ms);
 	if (!w->cfg->instance_id || !*w->cfg->instance_id)
-		defaults[12] = NULL; /* no static membership */
+		defaults[14] = NULL; /* no static membership */
 	conf = payq_kafka_conf_new(w->cfg, defaults, errstr, errstr_size);
 	if (!conf)
 		return NULL;

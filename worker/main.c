@@ -10,6 +10,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "pg.h"
+#include "prune.h"
 
 static void usage(FILE *fp)
 {
@@ -20,7 +21,9 @@ static void usage(FILE *fp)
 		"run      consume payq.commands and apply each command exactly once to PostgreSQL\n"
 		"         (the default). Offsets are committed only after the database commit.\n"
 		"migrate  apply the embedded schema migrations under an advisory lock; safe to\n"
-		"         run from many pods at once, and to run twice.\n"
+		"         run from many pods at once, and to run twice.\n");
+	payq_prune_usage(fp);
+	fprintf(fp,
 		"\n"
 		"Exit codes: 0 clean stop, 1 runtime or fatal Kafka error, 2 bad arguments or\n"
 		"settings, 3 database schema older than this worker (run `payq-worker migrate`).\n"
@@ -78,6 +81,11 @@ int main(int argc, char **argv)
 		return PAYQ_EXIT_USAGE;
 	case PAYQ_ARGS_OK:
 		break;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "prune")) {
+		rc = payq_prune_main(&cfg, argc - 1, argv + 1);
+		payq_config_destroy(&cfg);
+		return rc;
 	}
 	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
 		fprintf(stderr, "payq-worker: unknown argument \"%s\" (see --help)\n",

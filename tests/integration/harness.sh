@@ -21,6 +21,16 @@ for t in "${TOPICS[@]}"; do
 	pass "Kafka at $PAYQ_TEST_BROKERS: idempotent produce to $t and read back the same bytes"
 done
 
+# librdkafka's mock cluster advertises about twenty API keys and no KRaft ones; a real
+# Apache Kafka 3.9 broker advertises about sixty, DescribeQuorum (55) among them.
+apilog=$(kcat -b "$PAYQ_TEST_BROKERS" -L -m 10 -X debug=feature 2>&1 >/dev/null) ||
+	die "kcat ApiVersion probe failed"
+apis=$(grep -c 'ApiKey ' <<<"$apilog" || true)
+((apis >= 40)) || die "broker advertises only $apis API keys: not a real Apache Kafka"
+grep -q 'ApiKey DescribeQuorum[A-Za-z]* (55)' <<<"$apilog" ||
+	die "broker does not advertise DescribeQuorum (55): not a KRaft Apache Kafka"
+pass "broker advertises $apis API keys including DescribeQuorum: a real KRaft Apache Kafka"
+
 metadata=$(kcat -b "$PAYQ_TEST_BROKERS" -L -J -m 10) || die "kcat -L failed on $PAYQ_TEST_BROKERS"
 summary=$(python3 -c '
 import json, sys
@@ -39,16 +49,6 @@ for t in "${TOPICS[@]}"; do
 	[[ -n $line ]] || die "topic $t does not exist"
 	assert_eq "$t $PARTITIONS $PARTITIONS" "$line" "topic $t has $PARTITIONS partitions, each with a leader"
 done
-
-# librdkafka's mock cluster advertises about twenty API keys and no KRaft ones; a real
-# Apache Kafka 3.9 broker advertises about sixty, DescribeQuorum (55) among them.
-apilog=$(kcat -b "$PAYQ_TEST_BROKERS" -L -m 10 -X debug=feature 2>&1 >/dev/null) ||
-	die "kcat ApiVersion probe failed"
-apis=$(grep -c 'ApiKey ' <<<"$apilog" || true)
-((apis >= 40)) || die "broker advertises only $apis API keys: not a real Apache Kafka"
-grep -q 'ApiKey DescribeQuorum[A-Za-z]* (55)' <<<"$apilog" ||
-	die "broker does not advertise DescribeQuorum (55): not a KRaft Apache Kafka"
-pass "broker advertises $apis API keys including DescribeQuorum: a real KRaft Apache Kafka"
 
 port=${PAYQ_TEST_BROKERS##*:}
 owner=$(ss -Hltnp "sport = :$port" | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1 || true)

@@ -1,0 +1,418 @@
+/* sink.c - payq-producer's Kafka side: produce with headers, count delivery reports, flush. */
+#include "sink.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "kafka.h"
+#include "log.h"
+#include "util.h"
+
+#define FAILURES_LOGGED 5 /* each failed delivery is counted; only the first few are logged */
+
+static volatile sig_atomic_t run = 1;
+
+struct sink {
+	const payq_config_t *cfg;
+	sink_opts_t opts;
+	rd_kafka_t *rk;
+	int partitions; /* dry run only */
+	int64_t message_timeout_ms;
+	bool fatal;
+	bool interrupted;
+	int64_t queued, delivered, failed, possibly_persisted;
+	int64_t *per_partition;
+	int per_partition_cnt;
+	char first_error[512];  /* the first failed delivery or produce() error */
+	char broker_error[512]; /* the last error_cb text, e.g. connection refused */
+	rd_kafka_resp_err_t last_logged_err;
+	int64_t start_us;
+	bool progress;
+	int64_t progress_ms;
+	double tokens;
+	int64_t bucket_us;
+};
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	run = 0;
+}
+
+void sink_handle_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+static void count_partition(sink_t *s, int32_t partition)
+{
+	if (partition < 0)
+		return;
+	if (partition >= s->per_partition_cnt) {
+		int n = partition + 1 > 2 * s->per_partition_cnt ? partition + 1
+								 : 2 * s->per_partition_cnt;
+		int64_t *grown = realloc(s->per_partition, (size_t)n * sizeof(*grown));
+		if (!grown)
+			return;
+		memset(grown + s->per_partition_cnt, 0,
+		       (size_t)(n - s->per_partition_cnt) * sizeof(*grown));
+		s->per_partition = grown;
+		s->per_partition_cnt = n;
+	}
+	s->per_partition[partition]++;
+}
+
+static void print_msg(int32_t partition, const void *key, size_t key_len, const void *value,
+		      size_t value_len)
+{
+	printf("%d\t", (int)partition);
+	fwrite(key, 1, key_len, stdout);
+	putchar('\t');
+	if (value)
+		fwrite(value, 1, value_len, stdout);
+	putchar('\n');
+}
+
+static void note_failure(sink_t *s, const char *key, size_t key_len, const char *what)
+{
+	if (!s->first_error[0])
+		snprintf(s->first_error, sizeof(s->first_error), "%s", what);
+	if (s->failed <= FAILURES_LOGGED)
+		log_error("not delivered: key %.*s: %s%s", (int)key_len, key, what,
+			  s->failed == FAILURES_LOGGED ? " (further failures are only counted)"
+						       : "");
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	sink_t *s = opaque;
+	rd_kafka_msg_status_t st = rd_kafka_message_status(m);
+
+	(void)rk;
+	if (!m->err && st == RD_KAFKA_MSG_STATUS_PERSISTED) {
+		s->delivered++;
+		count_partition(s, m->partition);
+		if (s->opts.print)
+			print_msg(m->partition, m->key, m->key_len, m->payload, m->len);
+		return;
+	}
+	s->failed++;
+	if (st == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
+		s->possibly_persisted++;
+	note_failure(s, m->key, m->key_len, rd_kafka_err2str(m->err));
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	sink_t *s = opaque;
+	char buf[256];
+
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof(buf));
+		log_error("fatal Kafka error, stopping: %s: %s", rd_kafka_err2name(orig), buf);
+		snprintf(s->broker_error, sizeof(s->broker_error), "fatal: %s", buf);
+		s->fatal = true;
+		return;
+	}
+	snprintf(s->broker_error, sizeof(s->broker_error), "%s", reason);
+	/* librdkafka logs transport failures itself and repeats them every retry; say each
+	 * other kind once. */
+	if (err != RD_KAFKA_RESP_ERR__TRANSPORT && err != (int)s->last_logged_err) {
+		log_error("kafka: %s: %s", rd_kafka_err2name(err), reason);
+		s->last_logged_err = err;
+	}
+}
+
+sink_t *sink_new(const payq_config_t *cfg, const sink_opts_t *opts, char *errstr,
+		 size_t errstr_size)
+{
+	/* clang-format off */
+	static const char *const defaults[] = {
+		"client.id", "payq-producer",
+		"enable.idempotence", "true",
+		"acks", "all",
+		"partitioner", "murmur2_random", /* the Java client's keyed partitioning */
+		"linger.ms", "5",
+		"compression.type", "lz4",
+		"message.timeout.ms", "30000",
+		NULL,
+	};
+	/* clang-format on */
+	sink_t *s = calloc(1, sizeof(*s));
+	rd_kafka_conf_t *conf;
+	char buf[64];
+	size_t sz = sizeof(buf);
+
+	if (!s) {
+		payq_err(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	s->cfg = cfg;
+	s->opts = *opts;
+	s->partitions = opts->partitions;
+	s->last_logged_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (opts->dry_run && opts->partitions > 0)
+		return s;
+
+	conf = payq_kafka_conf_new(cfg, defaults, errstr, errstr_size);
+	if (!conf)
+		goto fail;
+	if (rd_kafka_conf_get(conf, "message.timeout.ms", buf, &sz) != RD_KAFKA_CONF_OK ||
+	    payq_parse_int64(buf, 0, INT32_MAX, &s->message_timeout_ms))
+		s->message_timeout_ms = 30000;
+	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
+	rd_kafka_conf_set_opaque(conf, s);
+	s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+	if (!s->rk) {
+		rd_kafka_conf_destroy(conf);
+		goto fail;
+	}
+	if (opts->dry_run) {
+		/* Only the partition count is needed; a dry run sends nothing. */
+		int timeout = s->message_timeout_ms < 10000 ? (int)s->message_timeout_ms : 10000;
+		s->partitions =
+			payq_kafka_partition_count(s->rk, cfg->topic, timeout, errstr, errstr_size);
+		rd_kafka_destroy(s->rk);
+		s->rk = NULL;
+		if (s->partitions <= 0) {
+			size_t n = strlen(errstr);
+			snprintf(errstr + n, errstr_size - n,
+				 "; --dry-run --partitions N works without a broker");
+			goto fail;
+		}
+		return s;
+	}
+	s->progress = isatty(STDERR_FILENO);
+	return s;
+fail:
+	sink_destroy(s);
+	return NULL;
+}
+
+bool sink_running(const sink_t *s)
+{
+	return run && !s->fatal;
+}
+
+/* Token bucket: waits (serving delivery reports) until one message may go out. */
+static void throttle(sink_t *s)
+{
+	double burst = s->opts.rate / 20 > 1 ? s->opts.rate / 20 : 1;
+	int64_t now = payq_now_us();
+
+	if (!s->bucket_us) {
+		s->bucket_us = now;
+		s->tokens = 1;
+	}
+	for (;;) {
+		s->tokens += (double)(now - s->bucket_us) * s->opts.rate / 1e6;
+		s->bucket_us = now;
+		if (s->tokens > burst)
+			s->tokens = burst;
+		if (s->tokens >= 1 || !sink_running(s))
+			break;
+		int wait_ms = (int)ceil((1 - s->tokens) * 1000 / s->opts.rate);
+		wait_ms = wait_ms < 1 ? 1 : wait_ms > 100 ? 100 : wait_ms;
+		if (s->rk) {
+			rd_kafka_poll(s->rk, wait_ms);
+		} else {
+			struct timespec ts = {0, (long)wait_ms * 1000000};
+			nanosleep(&ts, NULL);
+		}
+		now = payq_now_us();
+	}
+	s->tokens -= 1;
+}
+
+static void show_progress(sink_t *s, bool force)
+{
+	int64_t now = payq_now_ms();
+	double secs;
+
+	if (!s->progress || (!force && now - s->progress_ms < 500))
+		return;
+	s->progress_ms = now;
+	secs = (double)(payq_now_us() - s->start_us) / 1e6;
+	fprintf(stderr, "\rsent %lld, delivered %lld, failed %lld (%.0f msgs/s)  ",
+		(long long)s->queued, (long long)s->delivered, (long long)s->failed,
+		secs > 0 ? (double)s->delivered / secs : 0.0);
+}
+
+static int dry_send(sink_t *s, const sink_msg_t *m)
+{
+	/* librdkafka's own partitioner function; with a key it never looks at the topic. */
+	int32_t p = rd_kafka_msg_partitioner_murmur2_random(NULL, m->key, m->key_len, s->partitions,
+							    NULL, NULL);
+
+	if (s->opts.print)
+		print_msg(p, m->key, m->key_len, m->value, m->value_len);
+	else
+		printf("%d %.*s %s %s\n", (int)p, (int)m->key_len, m->key,
+		       m->command_id ? m->command_id : "-", m->type ? m->type : "-");
+	s->queued++;
+	s->delivered++;
+	count_partition(s, p);
+	return 0;
+}
+
+int sink_send(sink_t *s, const sink_msg_t *m)
+{
+	rd_kafka_headers_t *hdrs;
+	rd_kafka_resp_err_t err;
+
+	if (!s->start_us)
+		s->start_us = payq_now_us();
+	if (!run)
+		s->interrupted = true;
+	if (!sink_running(s))
+		return -1;
+	if (s->opts.rate > 0)
+		throttle(s);
+	if (!s->rk)
+		return dry_send(s, m);
+
+	for (;;) {
+		hdrs = rd_kafka_headers_new(3);
+		rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
+		if (m->type)
+			rd_kafka_header_add(hdrs, "payq-type", -1, m->type, -1);
+		if (m->command_id)
+			rd_kafka_header_add(hdrs, "payq-command-id", -1, m->command_id, -1);
+		err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->cfg->topic),
+					RD_KAFKA_V_KEY(m->key, m->key_len),
+					RD_KAFKA_V_VALUE((void *)m->value, m->value_len),
+					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+		if (!err)
+			break;
+		rd_kafka_headers_destroy(hdrs); /* produce() owns them only on success */
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+			if (err == RD_KAFKA_RESP_ERR__FATAL) {
+				s->fatal = true;
+				return -1;
+			}
+			s->failed++;
+			note_failure(s, m->key, m->key_len, rd_kafka_err2str(err));
+			return 0;
+		}
+		rd_kafka_poll(s->rk, 100);
+		if (!run)
+			s->interrupted = true;
+		if (!sink_running(s))
+			return -1;
+	}
+	s->queued++;
+	rd_kafka_poll(s->rk, 0);
+	show_progress(s, false);
+	return 0;
+}
+
+/* Waits for the outstanding delivery reports until the deadline, then purges the rest
+ * so that every message queued has been counted as delivered or failed. */
+static void flush(sink_t *s)
+{
+	int64_t deadline = payq_now_ms() + s->message_timeout_ms + 5000;
+	bool stopping = false;
+
+	while (rd_kafka_outq_len(s->rk) > 0) {
+		int64_t now = payq_now_ms();
+		if (!stopping && !sink_running(s)) {
+			/* A signal or fatal error: give it the shutdown budget, no more. */
+			int64_t budget = s->fatal ? 1000 : s->cfg->shutdown_timeout_ms;
+			stopping = true;
+			if (!run)
+				s->interrupted = true;
+			if (now + budget < deadline)
+				deadline = now + budget;
+		}
+		if (now >= deadline)
+			break;
+		rd_kafka_flush(s->rk, 100);
+		show_progress(s, false);
+	}
+	if (rd_kafka_outq_len(s->rk) > 0) {
+		log_error("flush deadline passed with %d message(s) outstanding; purging",
+			  rd_kafka_outq_len(s->rk));
+		rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_poll(s->rk, 100);
+		rd_kafka_flush(s->rk, 100);
+	}
+}
+
+int sink_finish(sink_t *s)
+{
+	char parts[4096];
+	size_t n = 0;
+	double secs;
+	int64_t undelivered;
+	int rc;
+
+	if (!run)
+		s->interrupted = true;
+	if (s->rk)
+		flush(s);
+	if (s->progress && s->progress_ms) {
+		show_progress(s, true);
+		fputc('\n', stderr);
+	}
+	parts[0] = '\0';
+	for (int p = 0; p < s->per_partition_cnt && n < sizeof(parts) - 32; p++)
+		if (s->per_partition[p])
+			n += (size_t)snprintf(parts + n, sizeof(parts) - n, "%s%d:%lld",
+					      n ? " " : "", p, (long long)s->per_partition[p]);
+	secs = s->start_us ? (double)(payq_now_us() - s->start_us) / 1e6 : 0;
+	undelivered = s->queued - s->delivered - s->failed;
+	if (undelivered < 0)
+		undelivered = 0;
+
+	if (!s->rk) {
+		log_info("dry run: %lld message(s), nothing sent; per partition: %s",
+			 (long long)s->queued, n ? parts : "-");
+		return s->interrupted ? PRODUCER_EXIT_INTERRUPTED : PRODUCER_EXIT_OK;
+	}
+
+	rc = s->interrupted                         ? PRODUCER_EXIT_INTERRUPTED
+	     : s->fatal || s->failed || undelivered ? PRODUCER_EXIT_UNDELIVERED
+						    : PRODUCER_EXIT_OK;
+	payq_log(rc == PRODUCER_EXIT_OK ? PAYQ_LOG_INFO : PAYQ_LOG_ERROR, NULL,
+		 "sent %lld, delivered %lld, failed %lld, undelivered %lld%s in %.2f s "
+		 "(%.0f msgs/s delivered); per partition: %s",
+		 (long long)s->queued, (long long)s->delivered, (long long)s->failed,
+		 (long long)undelivered, s->interrupted ? " (interrupted)" : "", secs,
+		 secs > 0 ? (double)s->delivered / secs : 0.0, n ? parts : "-");
+	if (s->failed || undelivered)
+		log_error("%lld message(s) not persisted%s: first error: %s%s%s",
+			  (long long)(s->failed + undelivered),
+			  s->possibly_persisted ? " (some possibly persisted)" : "",
+			  s->first_error[0] ? s->first_error : "none reported",
+			  s->broker_error[0] ? "; last broker error: " : "", s->broker_error);
+	return rc;
+}
+
+int64_t sink_delivered(const sink_t *s)
+{
+	return s->delivered;
+}
+
+void sink_destroy(sink_t *s)
+{
+	if (!s)
+		return;
+	if (s->rk)
+		rd_kafka_destroy(s->rk);
+	free(s->per_partition);
+	free(s);
+}

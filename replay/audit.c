@@ -1,0 +1,354 @@
+/* audit.c - payq-replay audit: checks the topic against the database and the DLQ. */
+#include "audit.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "cli.h"
+#include "codec.h"
+#include "db.h"
+#include "kafka.h"
+#include "log.h"
+#include "range.h"
+#include "util.h"
+
+#define LOOKUP_BATCH 500
+
+void replay_audit_usage(FILE *fp)
+{
+	fprintf(fp,
+		"Usage: payq-replay audit [--group G] [--from-time ISO8601 | --from-offset N]\n"
+		"         [--partition P]... [settings]\n"
+		"\n"
+		"Proves that nothing was lost. Reads the commands topic (--topic) from the start\n"
+		"(or --from-*) up to the group's consumer_progress, with every high watermark\n"
+		"fixed at the start, and checks that:\n"
+		"  - every valid command has its processed_commands row (order_id, command_id),\n"
+		"    or was dead-lettered by the database (db_rejected);\n"
+		"  - every malformed message has a DLQ record (payq-dlq-topic, -partition and\n"
+		"    -offset headers) in --dlq-topic;\n"
+		"  - the group's committed offset is not ahead of consumer_progress.\n"
+		"Each gap is printed on stdout as `gap KIND topic/partition[/offset] ...`.\n"
+		"Messages past consumer_progress (not consumed yet) and messages older than the\n"
+		"dedup retention horizon (their rows may be pruned) are counted, not checked.\n"
+		"\n"
+		"  --group G          the consumer group (default: the --group setting)\n"
+		"  --from-time T      start at the first message at or after T\n"
+		"  --from-offset N    start at offset N in every selected partition\n"
+		"  --partition P      only this partition; repeatable\n"
+		"\n");
+	replay_print_exit_codes(fp);
+}
+
+typedef struct pending {
+	int32_t partition;
+	int64_t offset;
+	payq_cmd_type_t type;
+	char order_id[PAYQ_ID_MAX + 1], command_id[PAYQ_ID_MAX + 1];
+} pending_t;
+
+typedef struct audit {
+	const char *topic;
+	PGconn *conn;
+	int64_t horizon;
+	uint64_t *dlq; /* sorted (partition << 48 | offset) dead-lettered from topic */
+	size_t ndlq, dlq_cap;
+	replay_keys_t *keys;
+	pending_t pend[LOOKUP_BATCH];
+	bool found[LOOKUP_BATCH];
+	size_t npend;
+	int64_t total, read, valid, malformed, dead_lettered, old, gaps;
+	replay_progress_t progress;
+	char errstr[512];
+} audit_t;
+
+static uint64_t dlq_key(int64_t partition, int64_t offset)
+{
+	return (uint64_t)partition << 48 | ((uint64_t)offset & ((1ull << 48) - 1));
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static bool in_dlq(const audit_t *a, int32_t partition, int64_t offset)
+{
+	uint64_t k = dlq_key(partition, offset);
+	return a->ndlq && bsearch(&k, a->dlq, a->ndlq, sizeof(k), cmp_u64);
+}
+
+/* Collects the source coordinates of each DLQ record that came from the audited topic. */
+static int on_dead_letter(void *opaque, const rd_kafka_message_t *m)
+{
+	audit_t *a = opaque;
+	char t[256], p[16], o[32];
+	int64_t pv, ov;
+
+	if (payq_kafka_header_str(m, "payq-dlq-topic", t, sizeof(t)) || strcmp(t, a->topic) ||
+	    payq_kafka_header_str(m, "payq-dlq-partition", p, sizeof(p)) ||
+	    payq_kafka_header_str(m, "payq-dlq-offset", o, sizeof(o)) ||
+	    payq_parse_int64(p, 0, INT32_MAX, &pv) || payq_parse_int64(o, 0, (1ll << 48) - 1, &ov))
+		return 0;
+	if (a->ndlq == a->dlq_cap) {
+		size_t cap = a->dlq_cap ? a->dlq_cap * 2 : 1024;
+		uint64_t *grown = realloc(a->dlq, cap * sizeof(*grown));
+		if (!grown) {
+			log_error("out of memory");
+			return -1;
+		}
+		a->dlq = grown;
+		a->dlq_cap = cap;
+	}
+	a->dlq[a->ndlq++] = dlq_key(pv, ov);
+	return 0;
+}
+
+static void gap_missing_row(audit_t *a, const pending_t *p)
+{
+	a->gaps++;
+	replay_progress_end(&a->progress);
+	printf("gap missing_row %s/%" PRId32 "/%" PRId64 " type=%s order_id=%s command_id=%s: "
+	       "valid command without a processed_commands row or DLQ record\n",
+	       a->topic, p->partition, p->offset, payq_cmd_type_name(p->type), p->order_id,
+	       p->command_id);
+}
+
+static int flush_lookups(audit_t *a)
+{
+	memset(a->found, 0, sizeof(a->found));
+	if (replay_keys_lookup(a->keys, a->conn, a->found, a->errstr, sizeof(a->errstr)))
+		return -1;
+	for (size_t i = 0; i < a->npend; i++) {
+		if (a->found[i])
+			continue;
+		if (in_dlq(a, a->pend[i].partition, a->pend[i].offset))
+			a->dead_lettered++; /* db_rejected: the database refused it */
+		else
+			gap_missing_row(a, &a->pend[i]);
+	}
+	a->npend = 0;
+	return 0;
+}
+
+static int on_command(void *opaque, const rd_kafka_message_t *m)
+{
+	audit_t *a = opaque;
+	payq_command_t cmd;
+	char err[256];
+	payq_reason_t reason;
+
+	a->read++;
+	if (a->horizon >= 0 && rd_kafka_message_timestamp(m, NULL) < a->horizon) {
+		a->old++;
+		goto progress;
+	}
+	reason = payq_codec_decode(m->key ? m->key : "", m->key ? m->key_len : 0, m->payload,
+				   m->len, &cmd, err, sizeof(err));
+	if (reason != PAYQ_REASON_OK) {
+		a->malformed++;
+		if (!in_dlq(a, m->partition, m->offset)) {
+			a->gaps++;
+			replay_progress_end(&a->progress);
+			printf("gap missing_dlq %s/%" PRId32 "/%" PRId64 " reason=%s: malformed "
+			       "message without a DLQ record\n",
+			       a->topic, m->partition, m->offset, payq_reason_name(reason));
+		}
+		goto progress;
+	}
+	a->valid++;
+	a->pend[a->npend] =
+		(pending_t){.partition = m->partition, .offset = m->offset, .type = cmd.type};
+	memcpy(a->pend[a->npend].order_id, cmd.order_id, sizeof(cmd.order_id));
+	memcpy(a->pend[a->npend].command_id, cmd.command_id, sizeof(cmd.command_id));
+	if (replay_keys_add(a->keys, cmd.order_id, cmd.command_id, a->npend)) {
+		log_error("out of memory");
+		return -1;
+	}
+	if (++a->npend == LOOKUP_BATCH && flush_lookups(a)) {
+		log_error("%s", a->errstr);
+		return -1;
+	}
+progress:
+	replay_progress(&a->progress, false,
+			"audit: %" PRId64 "/%" PRId64 " read, %" PRId64 " gaps", a->read, a->total,
+			a->gaps);
+	return 0;
+}
+
+/* Compares the group's committed offsets with consumer_progress, partition by partition. */
+static void compare_offsets(audit_t *a, const char *group, const payq_range_t *r,
+			    const int64_t *committed, const int64_t *progress)
+{
+	for (size_t i = 0; i < r->cnt; i++) {
+		int32_t p = r->parts[i].partition;
+		int64_t c = committed[p], g = progress[p];
+
+		if (c >= 0 && g >= 0 && c > g) {
+			a->gaps++;
+			printf("gap offset_ahead %s/%" PRId32 " committed=%" PRId64
+			       " consumer_progress=%" PRId64 ": group %s committed past what the "
+			       "database recorded; offsets [%" PRId64 ", %" PRId64
+			       ") may have been "
+			       "skipped\n",
+			       a->topic, p, c, g, group, g, c);
+		} else if (c > 0 && g < 0) {
+			a->gaps++;
+			printf("gap no_progress %s/%" PRId32 " committed=%" PRId64
+			       ": group %s committed offsets but consumer_progress has no row\n",
+			       a->topic, p, c, group);
+		} else if (g >= 0 && c < g) {
+			char cs[24] = "none";
+			if (c >= 0)
+				snprintf(cs, sizeof(cs), "%" PRId64, c);
+			printf("note %s/%" PRId32 " committed=%s consumer_progress=%" PRId64
+			       ": Kafka is behind the database; the worker seeks forward on "
+			       "assign\n",
+			       a->topic, p, cs, g);
+		}
+	}
+}
+
+int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"partition", required_argument, NULL, OPT_PARTITION},
+		{"from-offset", required_argument, NULL, OPT_FROM_OFFSET},
+		{"from-time", required_argument, NULL, OPT_FROM_TIME},
+		{NULL, 0, NULL, 0},
+	};
+	audit_t a;
+	payq_range_spec_t spec, dspec;
+	payq_range_t range = {0}, dlq = {0};
+	int64_t *committed = NULL, *progress = NULL, unconsumed = 0;
+	rd_kafka_t *rk = NULL;
+	char errstr[512], when[40];
+	int opt, nparts = 0, rc = REPLAY_EXIT_USAGE, rd;
+
+	memset(&a, 0, sizeof(a));
+	a.topic = cfg->topic;
+	payq_range_spec_init(&spec);
+	payq_range_spec_init(&dspec);
+	replay_progress_init(&a.progress);
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (replay_range_opt(opt, optarg, &spec, errstr, sizeof(errstr)) == 1)
+			continue;
+		if (opt == '?' || opt == ':')
+			payq_err(errstr, sizeof(errstr), "unknown or incomplete option \"%s\"",
+				 argv[optind - 1]);
+		goto usage;
+	}
+	if (optind < argc) {
+		payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", argv[optind]);
+		goto usage;
+	}
+	if (spec.from_offset >= 0 && spec.from_time_ms >= 0) {
+		payq_err(errstr, sizeof(errstr),
+			 "give at most one of --from-offset and --from-time");
+		goto usage;
+	}
+
+	rc = REPLAY_EXIT_FAILED;
+	a.conn = replay_db_connect(cfg, "audit", errstr, sizeof(errstr));
+	if (!a.conn)
+		goto fail;
+	a.keys = replay_keys_new();
+	rk = payq_range_client_new(cfg, errstr, sizeof(errstr));
+	if (!a.keys || !rk ||
+	    payq_range_resolve(rk, a.topic, &spec, &range, errstr, sizeof(errstr)))
+		goto fail;
+	for (size_t i = 0; i < range.cnt; i++)
+		if (range.parts[i].partition + 1 > nparts)
+			nparts = range.parts[i].partition + 1;
+	committed = calloc((size_t)nparts + 1, sizeof(*committed));
+	progress = calloc((size_t)nparts + 1, sizeof(*progress));
+	if (!committed || !progress) {
+		payq_err(errstr, sizeof(errstr), "out of memory");
+		goto fail;
+	}
+	/* Progress first, then the DLQ's watermarks: the worker persists a dead letter
+	 * before it commits the progress past it, so every DLQ record for an offset below
+	 * this progress is below the DLQ high watermark read next. */
+	if (replay_db_progress(a.conn, cfg->group, a.topic, progress, nparts, errstr,
+			       sizeof(errstr)) ||
+	    replay_group_committed(rk, cfg->group, a.topic, nparts, committed, errstr,
+				   sizeof(errstr)) ||
+	    replay_db_horizon(a.conn, &a.horizon, errstr, sizeof(errstr)) ||
+	    payq_range_resolve(rk, cfg->dlq_topic, &dspec, &dlq, errstr, sizeof(errstr)))
+		goto fail;
+
+	rd = payq_range_read(rk, &dlq, on_dead_letter, &a, errstr, sizeof(errstr));
+	if (rd)
+		goto read_failed;
+	if (a.ndlq)
+		qsort(a.dlq, a.ndlq, sizeof(*a.dlq), cmp_u64);
+
+	/* Only what the group has consumed can be checked. */
+	for (size_t i = 0; i < range.cnt; i++) {
+		payq_range_part_t *p = &range.parts[i];
+		int64_t done = progress[p->partition] < 0 ? p->start : progress[p->partition];
+		if (done < p->end) {
+			unconsumed += p->end - (done > p->start ? done : p->start);
+			p->end = done > p->start ? done : p->start;
+		}
+	}
+	a.total = payq_range_total(&range);
+	printf("audit: group %s, %s: %" PRId64 " messages to check, %zu dead letters from it "
+	       "in %s%s%s\n",
+	       cfg->group, a.topic, a.total, a.ndlq, cfg->dlq_topic,
+	       a.horizon >= 0 ? ", dedup horizon " : "",
+	       a.horizon >= 0 ? replay_fmt_time(a.horizon, when, sizeof(when)) : "");
+	fflush(stdout);
+
+	rd = payq_range_read(rk, &range, on_command, &a, errstr, sizeof(errstr));
+	if (rd == 0 && flush_lookups(&a)) {
+		snprintf(errstr, sizeof(errstr), "%s", a.errstr);
+		rd = -1;
+	}
+	replay_progress_end(&a.progress);
+	if (rd)
+		goto read_failed;
+	compare_offsets(&a, cfg->group, &range, committed, progress);
+	printf("audit: read=%" PRId64 " valid=%" PRId64 " malformed=%" PRId64
+	       " db_rejected=%" PRId64 " older_than_horizon=%" PRId64 " not_consumed=%" PRId64
+	       " gaps=%" PRId64 "\n",
+	       a.read, a.valid, a.malformed, a.dead_lettered, a.old, unconsumed, a.gaps);
+	rc = a.gaps ? REPLAY_EXIT_GAPS : REPLAY_EXIT_OK;
+	goto out;
+
+read_failed:
+	replay_progress_end(&a.progress);
+	if (rd > 0) {
+		fprintf(stderr, "payq-replay audit: interrupted\n");
+		rc = REPLAY_EXIT_INTERRUPTED;
+		goto out;
+	}
+fail:
+	fprintf(stderr, "payq-replay audit: %s\n", errstr);
+	goto out;
+usage:
+	fprintf(stderr, "payq-replay audit: %s (see payq-replay audit --help)\n", errstr);
+out:
+	free(committed);
+	free(progress);
+	free(a.dlq);
+	replay_keys_free(a.keys);
+	if (a.conn)
+		PQfinish(a.conn);
+	if (rk) {
+		rd_kafka_consumer_close(rk);
+		rd_kafka_destroy(rk);
+	}
+	payq_range_free(&range);
+	payq_range_free(&dlq);
+	payq_range_spec_free(&spec);
+	payq_range_spec_free(&dspec);
+	return rc;
+}

@@ -1,0 +1,422 @@
+/* dlq.c - payq-replay dlq: re-drives dead letters to the topic they came from. */
+#include "dlq.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "codec.h"
+#include "db.h"
+#include "kafka.h"
+#include "log.h"
+#include "range.h"
+#include "sink.h"
+#include "util.h"
+
+#define DLQ_PREFIX "payq-dlq-"
+
+enum { OPT_REASON = OPT__FIRST_OWN };
+
+void replay_dlq_usage(FILE *fp)
+{
+	fprintf(fp,
+		"Usage: payq-replay dlq [--reason CODE]... [--to-topic T] [--partition P]...\n"
+		"         [--from-offset N | --from-time ISO8601] [--to-offset N | --to-time ISO8601]\n"
+		"         [--rate MSGS_PER_S] [--dry-run] [--force] [settings]\n"
+		"\n"
+		"Re-drives dead letters from the DLQ topic (--dlq-topic) after a fix: each record\n"
+		"goes to the topic named in its payq-dlq-topic header (or --to-topic) with its key,\n"
+		"value and headers, minus the payq-dlq-* headers, plus payq-replay-of:\n"
+		"<dlq topic>/<partition>/<offset>. The producer is idempotent (acks=all, murmur2\n"
+		"keys) and every copy must have a PERSISTED delivery report.\n"
+		"\n"
+		"  --reason CODE      only dead letters with this payq-dlq-reason; repeatable.\n"
+		"                     Codes: empty, too_large, bad_encoding, not_json,\n"
+		"                     duplicate_field, unsupported_version, unknown_type,\n"
+		"                     missing_field, bad_field, bad_amount, key_mismatch,\n"
+		"                     db_rejected\n"
+		"  --to-topic T       send every record to T instead of its payq-dlq-topic\n"
+		"  --partition P, --from-offset N, --from-time T, --to-offset N, --to-time T\n"
+		"                     a slice of the DLQ, as for republish (default: all of it)\n"
+		"  --rate R           at most R messages per second\n"
+		"  --dry-run          send nothing: list each record and whether this build's codec\n"
+		"                     accepts it now\n"
+		"  --force            re-drive even records older than the dedup retention horizon\n"
+		"\n"
+		"Refused (exit 2) when a selected record's original timestamp (payq-dlq-timestamp)\n"
+		"is older than the dedup retention horizon, unless --force. The summary line goes\n"
+		"to stdout. A record that is still malformed goes back to the DLQ: select by\n"
+		"--reason and range so that it is not re-driven again and again.\n"
+		"\n");
+	replay_print_exit_codes(fp);
+}
+
+typedef struct redrive {
+	const char *to_topic;
+	char **reasons;
+	size_t nreasons;
+	bool dry_run;
+	payq_sink_t *sink;
+	rd_kafka_t *rk;
+	char **known; /* target topics that exist */
+	size_t nknown;
+	char *missing; /* the last target found missing, not asked again */
+	int64_t total, read, matched, skipped, unknown, valid_now, still_bad, oldest_ts;
+	replay_progress_t progress;
+	char errstr[512];
+} redrive_t;
+
+static bool reason_known(const char *code)
+{
+	return !strcmp(code, "db_rejected") || payq_reason_parse(code) > PAYQ_REASON_OK;
+}
+
+/* True when m passes the --reason filter; fills reason and target. */
+static bool select_record(redrive_t *d, const rd_kafka_message_t *m, char *reason, size_t rsize,
+			  char *target, size_t tsize)
+{
+	bool match = !d->nreasons;
+
+	if (payq_kafka_header_str(m, "payq-dlq-reason", reason, rsize))
+		snprintf(reason, rsize, "?");
+	for (size_t i = 0; i < d->nreasons && !match; i++)
+		match = !strcmp(d->reasons[i], reason);
+	if (!match)
+		return false;
+	if (d->to_topic)
+		snprintf(target, tsize, "%s", d->to_topic);
+	else if (payq_kafka_header_str(m, "payq-dlq-topic", target, tsize))
+		*target = '\0';
+	return true;
+}
+
+/* First pass: the oldest original timestamp among the selected records. */
+static int on_scan(void *opaque, const rd_kafka_message_t *m)
+{
+	redrive_t *d = opaque;
+	char reason[64], target[256], ts[32];
+	int64_t v;
+
+	if (!select_record(d, m, reason, sizeof(reason), target, sizeof(target)) || !*target)
+		return 0;
+	if (payq_kafka_header_str(m, "payq-dlq-timestamp", ts, sizeof(ts)) ||
+	    payq_parse_int64(ts, 0, INT64_MAX, &v))
+		v = rd_kafka_message_timestamp(m, NULL);
+	if (v >= 0 && (d->oldest_ts < 0 || v < d->oldest_ts))
+		d->oldest_ts = v;
+	return 0;
+}
+
+/* True when topic exists; asks the broker once per topic. A missing topic would only
+ * fail after message.timeout.ms, per message. */
+static bool target_exists(redrive_t *d, const char *topic)
+{
+	char errstr[256], **grown;
+
+	for (size_t i = 0; i < d->nknown; i++)
+		if (!strcmp(d->known[i], topic))
+			return true;
+	if (d->missing && !strcmp(d->missing, topic))
+		return false;
+	if (payq_kafka_partition_count(d->rk, topic, 15000, errstr, sizeof(errstr)) < 0) {
+		log_error("%s", errstr);
+		free(d->missing);
+		d->missing = strdup(topic);
+		return false;
+	}
+	grown = realloc(d->known, (d->nknown + 1) * sizeof(*grown));
+	if (grown) {
+		d->known = grown;
+		d->known[d->nknown] = strdup(topic);
+		if (d->known[d->nknown])
+			d->nknown++;
+	}
+	return true;
+}
+
+static int on_record(void *opaque, const rd_kafka_message_t *m)
+{
+	redrive_t *d = opaque;
+	char reason[64], target[256], from[320], t[128], p[16], o[32];
+
+	d->read++;
+	if (!select_record(d, m, reason, sizeof(reason), target, sizeof(target)))
+		goto progress;
+	d->matched++;
+	if (!*target) {
+		log_warn("%s/%" PRId32 "/%" PRId64 ": no payq-dlq-topic header; skipped (use "
+			 "--to-topic)",
+			 rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+		d->skipped++;
+		goto progress;
+	}
+	if (!target_exists(d, target)) {
+		log_error("%s/%" PRId32 "/%" PRId64 ": target topic %s does not exist; not "
+			  "re-driven",
+			  rd_kafka_topic_name(m->rkt), m->partition, m->offset, target);
+		d->unknown++;
+		goto progress;
+	}
+	if (d->dry_run) {
+		payq_command_t cmd;
+		char err[256];
+		payq_reason_t now = payq_codec_decode(m->key ? m->key : "", m->key ? m->key_len : 0,
+						      m->payload, m->len, &cmd, err, sizeof(err));
+
+		if (payq_kafka_header_str(m, "payq-dlq-topic", t, sizeof(t)))
+			snprintf(t, sizeof(t), "?");
+		if (payq_kafka_header_str(m, "payq-dlq-partition", p, sizeof(p)))
+			snprintf(p, sizeof(p), "?");
+		if (payq_kafka_header_str(m, "payq-dlq-offset", o, sizeof(o)))
+			snprintf(o, sizeof(o), "?");
+		snprintf(from, sizeof(from), "%s/%s/%s", t, p, o);
+		if (now == PAYQ_REASON_OK) {
+			d->valid_now++;
+			printf("  %s/%" PRId32 "/%" PRId64 " reason=%s from=%s -> %s: now valid "
+			       "(%s %s %s)\n",
+			       rd_kafka_topic_name(m->rkt), m->partition, m->offset, reason, from,
+			       target, payq_cmd_type_name(cmd.type), cmd.order_id, cmd.command_id);
+		} else {
+			d->still_bad++;
+			printf("  %s/%" PRId32 "/%" PRId64
+			       " reason=%s from=%s -> %s: still %s: %s\n",
+			       rd_kafka_topic_name(m->rkt), m->partition, m->offset, reason, from,
+			       target, payq_reason_name(now), err);
+		}
+	} else if (payq_sink_copy(d->sink, target, m, DLQ_PREFIX, d->errstr, sizeof(d->errstr))) {
+		if (replay_run)
+			log_error("%s", d->errstr);
+		return -1;
+	}
+progress:
+	if (d->sink) {
+		payq_sink_stats_t st = payq_sink_stats(d->sink);
+		payq_sink_poll(d->sink);
+		replay_progress(&d->progress, false,
+				"dlq: %" PRId64 "/%" PRId64 " read, %" PRId64 " sent, %" PRId64
+				" delivered",
+				d->read, d->total, st.queued, st.delivered);
+	}
+	return 0;
+}
+
+/* Refuses when a selected record is older than the horizon; see horizon.h. */
+static int dlq_horizon(const payq_config_t *cfg, rd_kafka_t *rk, const payq_range_t *range,
+		       redrive_t *d, bool force)
+{
+	char errstr[512], when[40], oldest[40];
+	int64_t horizon;
+	PGconn *conn = replay_db_connect(cfg, "dlq", errstr, sizeof(errstr));
+	int rd;
+
+	if (!conn) {
+		if (force) {
+			log_warn("--force: dedup retention horizon not checked: %s", errstr);
+			return REPLAY_EXIT_OK;
+		}
+		fprintf(stderr,
+			"payq-replay dlq: %s\npayq-replay dlq: the database is needed to "
+			"check the dedup retention horizon; --force skips the check\n",
+			errstr);
+		return REPLAY_EXIT_FAILED;
+	}
+	rd = replay_db_horizon(conn, &horizon, errstr, sizeof(errstr));
+	PQfinish(conn);
+	if (rd) {
+		fprintf(stderr, "payq-replay dlq: %s\n", errstr);
+		return REPLAY_EXIT_FAILED;
+	}
+	if (horizon < 0)
+		return REPLAY_EXIT_OK;
+	d->oldest_ts = -1;
+	rd = payq_range_read(rk, range, on_scan, d, errstr, sizeof(errstr));
+	if (rd) {
+		if (rd < 0)
+			fprintf(stderr, "payq-replay dlq: %s\n", errstr);
+		return rd < 0 ? REPLAY_EXIT_FAILED : REPLAY_EXIT_INTERRUPTED;
+	}
+	if (d->oldest_ts < 0 || d->oldest_ts >= horizon)
+		return REPLAY_EXIT_OK;
+	replay_fmt_time(horizon, when, sizeof(when));
+	replay_fmt_time(d->oldest_ts, oldest, sizeof(oldest));
+	if (force) {
+		log_warn("--force: re-driving dead letters from %s, older than the dedup horizon "
+			 "%s",
+			 oldest, when);
+		return REPLAY_EXIT_OK;
+	}
+	fprintf(stderr,
+		"payq-replay dlq: refused: selected dead letters go back to %s, older than the "
+		"dedup retention horizon %s. processed_commands rows of that age may have been "
+		"pruned, so a command applied since could be applied a second time. Narrow the "
+		"selection (--from-time, --reason), or pass --force if you are sure.\n",
+		oldest, when);
+	return REPLAY_EXIT_USAGE;
+}
+
+int replay_dlq_main(const payq_config_t *cfg, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"reason", required_argument, NULL, OPT_REASON},
+		{"to-topic", required_argument, NULL, OPT_TO_TOPIC},
+		{"partition", required_argument, NULL, OPT_PARTITION},
+		{"from-offset", required_argument, NULL, OPT_FROM_OFFSET},
+		{"from-time", required_argument, NULL, OPT_FROM_TIME},
+		{"to-offset", required_argument, NULL, OPT_TO_OFFSET},
+		{"to-time", required_argument, NULL, OPT_TO_TIME},
+		{"rate", required_argument, NULL, OPT_RATE},
+		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
+		{"force", no_argument, NULL, OPT_FORCE},
+		{NULL, 0, NULL, 0},
+	};
+	redrive_t d;
+	payq_range_spec_t spec;
+	payq_range_t range = {0};
+	double rate = 0;
+	bool force = false;
+	rd_kafka_t *rk = NULL;
+	char errstr[512];
+	int opt, rc = REPLAY_EXIT_USAGE, rd;
+
+	memset(&d, 0, sizeof(d));
+	payq_range_spec_init(&spec);
+	replay_progress_init(&d.progress);
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		int res = replay_range_opt(opt, optarg, &spec, errstr, sizeof(errstr));
+		if (res < 0)
+			goto usage;
+		if (res > 0)
+			continue;
+		switch (opt) {
+		case OPT_REASON: {
+			char **grown;
+			if (!reason_known(optarg)) {
+				payq_err(errstr, sizeof(errstr),
+					 "--reason \"%s\" is not a DLQ reason "
+					 "code",
+					 optarg);
+				goto usage;
+			}
+			grown = realloc(d.reasons, (d.nreasons + 1) * sizeof(*grown));
+			if (!grown) {
+				payq_err(errstr, sizeof(errstr), "out of memory");
+				goto usage;
+			}
+			d.reasons = grown;
+			d.reasons[d.nreasons++] = optarg;
+			break;
+		}
+		case OPT_TO_TOPIC: d.to_topic = optarg; break;
+		case OPT_DRY_RUN: d.dry_run = true; break;
+		case OPT_FORCE: force = true; break;
+		case OPT_RATE:
+			if (replay_parse_rate(optarg, &rate)) {
+				payq_err(errstr, sizeof(errstr),
+					 "--rate \"%s\" is not a positive number", optarg);
+				goto usage;
+			}
+			break;
+		default:
+			payq_err(errstr, sizeof(errstr), "unknown or incomplete option \"%s\"",
+				 argv[optind - 1]);
+			goto usage;
+		}
+	}
+	if (optind < argc) {
+		payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", argv[optind]);
+		goto usage;
+	}
+	if ((spec.from_offset >= 0 && spec.from_time_ms >= 0) ||
+	    (spec.to_offset >= 0 && spec.to_time_ms >= 0)) {
+		payq_err(errstr, sizeof(errstr),
+			 "give at most one of --from-offset and "
+			 "--from-time, and at most one of --to-offset and --to-time");
+		goto usage;
+	}
+
+	rc = REPLAY_EXIT_FAILED;
+	rk = payq_range_client_new(cfg, errstr, sizeof(errstr));
+	if (!rk || payq_range_resolve(rk, cfg->dlq_topic, &spec, &range, errstr, sizeof(errstr)))
+		goto fail;
+	d.rk = rk;
+	d.total = payq_range_total(&range);
+	printf("dlq: %s -> %s, %" PRId64 " dead letters to look at%s\n", cfg->dlq_topic,
+	       d.to_topic ? d.to_topic : "each record's payq-dlq-topic", d.total,
+	       d.dry_run ? " (dry run)" : "");
+	payq_range_print(&range, "  ");
+
+	if (!d.dry_run) {
+		rc = dlq_horizon(cfg, rk, &range, &d, force);
+		if (rc != REPLAY_EXIT_OK)
+			goto out;
+		rc = REPLAY_EXIT_FAILED;
+		d.sink = payq_sink_new(cfg, rate, errstr, sizeof(errstr));
+		if (!d.sink)
+			goto fail;
+	}
+
+	rd = payq_range_read(rk, &range, on_record, &d, errstr, sizeof(errstr));
+	if (d.sink) {
+		char ferr[512];
+		/* Also after an interruption, so that the summary says what landed. */
+		if (payq_sink_finish(d.sink, 330000, (int)cfg->shutdown_timeout_ms, ferr,
+				     sizeof(ferr)) &&
+		    rd == 0) {
+			snprintf(errstr, sizeof(errstr), "%s", ferr);
+			rd = replay_run ? -1 : 1;
+		}
+	}
+	replay_progress_end(&d.progress);
+	if (d.dry_run) {
+		printf("dlq: dry run, nothing sent: read=%" PRId64 " matched=%" PRId64
+		       " valid_now=%" PRId64 " still_malformed=%" PRId64 " skipped=%" PRId64
+		       " unknown_topic=%" PRId64 "\n",
+		       d.read, d.matched, d.valid_now, d.still_bad, d.skipped, d.unknown);
+	} else {
+		payq_sink_stats_t st = payq_sink_stats(d.sink);
+		printf("dlq: read=%" PRId64 " matched=%" PRId64 " sent=%" PRId64
+		       " delivered=%" PRId64 " failed=%" PRId64 " skipped=%" PRId64
+		       " unknown_topic=%" PRId64 "\n",
+		       d.read, d.matched, st.queued, st.delivered, st.queued - st.delivered,
+		       d.skipped, d.unknown);
+	}
+	if (rd == 1 || !replay_run) {
+		fprintf(stderr, "payq-replay dlq: interrupted\n");
+		rc = REPLAY_EXIT_INTERRUPTED;
+	} else if (rd < 0) {
+		fprintf(stderr, "payq-replay dlq: %s\n", errstr);
+	} else if (d.unknown) {
+		fprintf(stderr,
+			"payq-replay dlq: %" PRId64 " dead letters were not re-driven: "
+			"their target topic does not exist\n",
+			d.unknown);
+	} else {
+		rc = REPLAY_EXIT_OK;
+	}
+	goto out;
+
+fail:
+	fprintf(stderr, "payq-replay dlq: %s\n", errstr);
+	goto out;
+usage:
+	fprintf(stderr, "payq-replay dlq: %s (see payq-replay dlq --help)\n", errstr);
+out:
+	payq_sink_destroy(d.sink);
+	free(d.reasons);
+	for (size_t i = 0; i < d.nknown; i++)
+		free(d.known[i]);
+	free(d.known);
+	free(d.missing);
+	if (rk) {
+		rd_kafka_consumer_close(rk);
+		rd_kafka_destroy(rk);
+	}
+	payq_range_free(&range);
+	payq_range_spec_free(&spec);
+	return rc;
+}
