@@ -41,6 +41,7 @@ typedef struct worker {
 	bool paused;
 	bool fatal;
 	bool commit_dirty;
+	bool in_flight;           /* process_batch() is settling w->batch */
 	int64_t stop_deadline_ms; /* set when a signal arrives */
 
 	entry_t *batch;    /* the batch being collected or applied, in poll order */
@@ -51,6 +52,7 @@ typedef struct worker {
 	payq_dlq_entry_t *dead;
 	payq_progress_t *prog;
 	size_t *poison;
+	char (*poison_err)[200];
 
 	atomic_llong last_poll_ms;
 	atomic_bool joined;
@@ -108,12 +110,13 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
 	(void)rk;
 	(void)offsets;
-	(void)opaque;
 	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		return;
 	if (err) {
 		payq_metrics_add("payq_commit_errors_total", NULL, 1);
 		log_warn("offset commit failed: %s", rd_kafka_err2str(err));
+		/* The stored offsets are still there: try again on the next chance. */
+		((worker_t *)opaque)->commit_dirty = true;
 		return;
 	}
 	payq_metrics_set("payq_last_commit_timestamp_seconds", NULL,
@@ -158,7 +161,10 @@ static void drop_partitions(worker_t *w, const rd_kafka_topic_partition_list_t *
 {
 	size_t k = 0, dropped = 0;
 
-	for (size_t i = 0; i < w->nbatch; i++) {
+	/* A batch being settled keeps its messages: the DLQ copies point at them, and
+	 * applying them anyway is safe (the dedup table and the order locks serialise
+	 * us with the new owner; storing their offsets just fails). */
+	for (size_t i = 0; i < w->nbatch && !w->in_flight; i++) {
 		if (in_list(parts, w->batch[i].msg)) {
 			rd_kafka_message_destroy(w->batch[i].msg);
 			dropped++;
@@ -166,7 +172,8 @@ static void drop_partitions(worker_t *w, const rd_kafka_topic_partition_list_t *
 			w->batch[k++] = w->batch[i];
 		}
 	}
-	w->nbatch = k;
+	if (!w->in_flight)
+		w->nbatch = k;
 	k = 0;
 	for (size_t i = 0; i < w->nheld; i++) {
 		if (in_list(parts, w->held[i].msg)) {
@@ -184,7 +191,8 @@ static void drop_partitions(worker_t *w, const rd_kafka_topic_partition_list_t *
 /* On assign: compare Kafka's committed offset with consumer_progress. Kafka behind the
  * database means a crash between the database commit and the Kafka commit: seek
  * forward. Kafka ahead means offsets moved past commands the database never saw. */
-static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts)
+static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts,
+			rd_kafka_topic_partition_list_t *forward)
 {
 	char errstr[512];
 	rd_kafka_topic_partition_list_t *committed;
@@ -223,6 +231,7 @@ static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts)
 				 ": seeking forward",
 				 kafka, db);
 			parts->elems[i].offset = db;
+			rd_kafka_topic_partition_list_add(forward, c->topic, c->partition)->offset = db;
 			payq_metrics_add("payq_offset_rewinds_total", NULL, 1);
 		} else if (kafka > db) {
 			char detail[160];
@@ -249,11 +258,18 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		log_info("assigned %d partitions (%s)", parts->cnt,
 			 rd_kafka_rebalance_protocol(rk));
-		drift_check(w, parts);
+		rd_kafka_topic_partition_list_t *forward = rd_kafka_topic_partition_list_new(0);
+
+		drift_check(w, parts, forward);
 		if (w->cooperative)
 			error = rd_kafka_incremental_assign(rk, parts);
 		else
 			ret = rd_kafka_assign(rk, parts);
+		/* A partition moved forward has nothing left to apply below the database's
+		 * offset; store it now, or Kafka would stay behind until new traffic came. */
+		if (forward->cnt && !error && !ret && !rd_kafka_offsets_store(rk, forward))
+			w->commit_dirty = true;
+		rd_kafka_topic_partition_list_destroy(forward);
 		if (w->paused)
 			rd_kafka_pause_partitions(rk, parts);
 		atomic_store(&w->joined, true);
@@ -314,6 +330,17 @@ static rd_kafka_message_t *poll_one(worker_t *w, int timeout_ms)
 	atomic_store(&w->last_poll_ms, payq_now_ms());
 	if (!m)
 		return NULL;
+	if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+		/* With the main queue forwarded to the consumer, fatal errors such as a
+		 * fenced static member arrive here rather than in error_cb. */
+		char buf[512];
+		rd_kafka_fatal_error(w->rk, buf, sizeof(buf));
+		log_error("fatal Kafka error: %s", buf);
+		w->fatal = true;
+		payq_run = 0;
+		rd_kafka_message_destroy(m);
+		return NULL;
+	}
 	if (m->err) {
 		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			log_warn("consumer: %s", rd_kafka_message_errstr(m));
@@ -467,6 +494,9 @@ static int apply_range(worker_t *w, payq_item_t *items, size_t n, const payq_pro
 		payq_log_ctx_t ctx = {w->cfg->topic, items[0].partition, items[0].offset,
 				      items[0].cmd.command_id};
 		payq_log(PAYQ_LOG_ERROR, &ctx, "database refused the command (SQLSTATE %s): %s",
+			 sqlstate, errstr);
+		w->poison_err[*npoison][0] = '\0';
+		snprintf(w->poison_err[*npoison], sizeof(w->poison_err[0]), "SQLSTATE %s: %.150s",
 			 sqlstate, errstr);
 		poison[(*npoison)++] = base;
 		return 0;
@@ -649,7 +679,8 @@ static int process_batch(worker_t *w)
 					w->dead[i].msg = m;
 					w->dead[i].reason = "db_rejected";
 					snprintf(w->dead[i].error, sizeof(w->dead[i].error),
-						 "database refused the command");
+						 "database refused the command: %.200s",
+						 w->poison_err[i]);
 				}
 			}
 		}
@@ -785,6 +816,7 @@ static void shutdown_worker(worker_t *w)
 	free(w->dead);
 	free(w->prog);
 	free(w->poison);
+	free(w->poison_err);
 }
 
 int payq_consume_run(payq_config_t *cfg)
@@ -804,8 +836,10 @@ int payq_consume_run(payq_config_t *cfg)
 	w.dead = calloc((size_t)cfg->batch_max, sizeof(*w.dead));
 	w.prog = calloc((size_t)cfg->batch_max, sizeof(*w.prog));
 	w.poison = calloc((size_t)cfg->batch_max, sizeof(*w.poison));
+	w.poison_err = calloc((size_t)cfg->batch_max, sizeof(*w.poison_err));
 	w.apply = payq_apply_new(cfg->db, cfg->group, cfg->topic);
-	if (!w.batch || !w.items || !w.dead || !w.prog || !w.poison || !w.apply) {
+	if (!w.batch || !w.items || !w.dead || !w.prog || !w.poison || !w.poison_err ||
+	    !w.apply) {
 		log_error("out of memory");
 		rc = PAYQ_EXIT_RUNTIME;
 		goto out;
@@ -859,7 +893,10 @@ int payq_consume_run(payq_config_t *cfg)
 		if (!collect(&w) && !payq_run)
 			break;
 		if (w.nbatch) {
-			if (process_batch(&w)) {
+			w.in_flight = true;
+		crc = process_batch(&w);
+		w.in_flight = false;
+		if (crc) {
 				rc = PAYQ_EXIT_RUNTIME;
 				break;
 			}

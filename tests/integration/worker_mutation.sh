@@ -1,0 +1,83 @@
+#!/bin/bash
+# Mutation check: deliberately broken payq-worker builds (meson -Dmutation=NAME) must fail
+# the same scenario checks that the real worker passes. For each mutant the scenario is
+# run first against the real worker (it must hold: exit 0), then against the mutant (it
+# must report a violation: exit 3; exit 1 means it could not run, which is no detection).
+#
+#   store-before-commit  crash before the database COMMIT, restart: commands are lost
+#   skip-dedup           redelivered commands: outcomes overwritten, duplicates not counted
+#   dlq-store-early      a DLQ copy that cannot be persisted: its offset is committed anyway
+#
+# The mutants come from PAYQ_MUTANT_<NAME>_EXE (NAME upper-case, '-' as '_'), for example
+# PAYQ_MUTANT_SKIP_DEDUP_EXE; unset ones are built here, incrementally, in
+# $PAYQ_BUILD_ROOT/../build-mut-<name>.
+# shellcheck source=tests/lib.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/integration/worker_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
+
+require_env PAYQ_BUILD_ROOT
+
+# mutant_exe NAME: prints the mutant worker's path, building it if needed.
+mutant_exe() {
+	local name=$1 var dir
+	var=PAYQ_MUTANT_$(tr 'a-z-' 'A-Z_' <<<"$name")_EXE
+	if [[ -n ${!var:-} ]]; then
+		[[ -x ${!var} ]] || die "$var=${!var} is not an executable"
+		printf '%s\n' "${!var}"
+		return
+	fi
+	dir=$(realpath -m "$PAYQ_BUILD_ROOT/../build-mut-$name")
+	(
+		exec {lock}>"$dir.lock"
+		flock "$lock"
+		if [[ ! -f $dir/build.ninja ]]; then
+			meson setup "$dir" "$PAYQ_SOURCE_ROOT" -Dmutation="$name" -Dcrash_points=true \
+				>"$dir.setup.log" 2>&1 || {
+				cat "$dir.setup.log" >&2
+				exit 1
+			}
+		fi
+		ninja -C "$dir" worker/payq-worker >"$dir.build.log" 2>&1 || {
+			tail -n 30 "$dir.build.log" >&2
+			exit 1
+		}
+	) || die "cannot build the $name mutant in $dir"
+	printf '%s\n' "$dir/worker/payq-worker"
+}
+
+# check_mutant NAME SCENARIO: the real worker passes SCENARIO, the mutant fails it.
+check_mutant() {
+	local name=$1 scenario=$2 exe rc t0
+	exe=$(mutant_exe "$name")
+	t0=$SECONDS
+	rc=0
+	wl_scenario "$scenario" >"$WL_LOGDIR/$name.$scenario.real.out" 2>&1 || rc=$?
+	if ((rc != 0)); then
+		cat "$WL_LOGDIR/$name.$scenario.real.out" >&2
+		die "control: the real worker fails $scenario (exit $rc), so the mutant check means nothing"
+	fi
+	rc=0
+	WL_EXE=$exe wl_scenario "$scenario" >"$WL_LOGDIR/$name.$scenario.mutant.out" 2>&1 || rc=$?
+	case $rc in
+	"$WL_VIOLATION")
+		pass "mutant $name: $scenario detects it ($((SECONDS - t0)) s): $(grep -m 1 '^VIOLATION' "$WL_LOGDIR/$name.$scenario.mutant.out" | cut -c 1-200)"
+		;;
+	0)
+		cat "$WL_LOGDIR/$name.$scenario.mutant.out" >&2
+		die "mutant $name survived $scenario: the check passed against a broken worker"
+		;;
+	*)
+		cat "$WL_LOGDIR/$name.$scenario.mutant.out" >&2
+		die "mutant $name: $scenario could not run (exit $rc), which is not a detection"
+		;;
+	esac
+}
+
+WL_LOGDIR=$(mktemp -d "${PAYQ_TEST_STATE_DIR:-${TMPDIR:-/tmp}}/wt-mutation.XXXXXX")
+on_exit "[[ \${rc:-1} != 0 ]] || rm -rf '$WL_LOGDIR'"
+
+check_mutant store-before-commit wl_scenario_crash_before_commit
+check_mutant skip-dedup wl_scenario_redelivery
+check_mutant skip-dedup wl_scenario_outcomes
+check_mutant dlq-store-early wl_scenario_dlq_unpersisted
