@@ -116,15 +116,24 @@ struct payq_apply {
 static const struct {
 	const char *name, *sql;
 } statements[] = {
+	/* Both reads probe the primary key once per order through LATERAL: on fresh,
+	 * unanalysed tables the planner would otherwise guess that an = ANY() over a few
+	 * hundred ids matches most of the table and scan all of it. Locks are taken in
+	 * order_id order, so two workers never deadlock on the same orders. */
 	{"lock_orders",
-	 "SELECT order_id, status, version, amount_minor, currency FROM payq.orders"
-	 " WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE"},
-	/* Every dedup row of the batch's orders: an index range scan on the primary key's
-	 * prefix, where a join on both columns tempts the planner into a hash join over
-	 * the whole table. Rows of commands not in the batch are simply never looked up. */
+	 "SELECT o.order_id, o.status, o.version, o.amount_minor, o.currency"
+	 " FROM (SELECT DISTINCT id FROM unnest($1::text[]) AS u(id) ORDER BY id) AS k"
+	 " JOIN LATERAL (SELECT * FROM payq.orders WHERE order_id = k.id FOR UPDATE) AS o"
+	 " ON true"},
+	/* Every dedup row of the batch's orders, an index range scan on the key's prefix
+	 * (OFFSET 0 keeps the planner from flattening the probe into a hash join).
+	 * Rows of commands not in the batch are simply never looked up. */
 	{"read_dedup",
-	 "SELECT order_id, command_id, encode(payload_sha256, 'hex')"
-	 " FROM payq.processed_commands WHERE order_id = ANY($1::text[])"},
+	 "SELECT p.order_id, p.command_id, encode(p.payload_sha256, 'hex')"
+	 " FROM unnest($1::text[]) AS k(id)"
+	 " JOIN LATERAL (SELECT * FROM payq.processed_commands WHERE order_id = k.id"
+	 " OFFSET 0) AS p"
+	 " ON true"},
 	{"ins_orders",
 	 "INSERT INTO payq.orders (order_id, amount_minor, currency, customer_id, status,"
 	 " version, paid_command_id)"
