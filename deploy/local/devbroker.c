@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,7 +61,9 @@ static void usage(FILE *fp)
 		"  clear API                          drop pending errors of API (cluster-wide)\n"
 		"  broker down|up ID                  disconnect a broker and refuse connections,\n"
 		"                                     or accept them again (-1: every broker);\n"
-		"                                     leaders do not move\n"
+		"                                     leaders do not move. While a broker is down\n"
+		"                                     its port stays bound (not listening), so no\n"
+		"                                     other program can take it meanwhile\n"
 		"  leader TOPIC PARTITION BROKER      move a partition's leader\n"
 		"  coordinator group|transaction KEY BROKER\n"
 		"                                     move a group's (transactional id's)\n"
@@ -136,6 +141,73 @@ static int parse_i32(const char *s, int32_t min, int32_t max, int32_t *out)
 		return -1;
 	*out = (int32_t)v;
 	return 0;
+}
+
+/* ---- holding the ports of down brokers ----
+ *
+ * librdkafka 2.0.2's mock closes a broker's listening socket on set_down and binds the
+ * same port again on set_up. Meanwhile any program on the machine could get that port
+ * (another mock cluster, an outgoing connection) and clients would then reach the wrong
+ * server. So while a broker is down, a socket of ours keeps the port bound, without
+ * listening: connections are refused, as from a down broker. */
+
+#define MAX_BROKERS 16
+
+static int broker_port[MAX_BROKERS + 1]; /* by broker id, from the bootstrap list */
+static int held_fd[MAX_BROKERS + 1];
+
+static void ports_init(const char *bootstraps)
+{
+	const char *p = bootstraps;
+
+	for (int id = 1; id <= MAX_BROKERS && p && *p; id++) {
+		const char *colon = strchr(p, ':'), *comma = strchr(p, ',');
+		if (colon && (!comma || colon < comma))
+			broker_port[id] = atoi(colon + 1);
+		p = comma ? comma + 1 : NULL;
+	}
+	for (int id = 0; id <= MAX_BROKERS; id++)
+		held_fd[id] = -1;
+}
+
+static void port_hold(int id)
+{
+	struct sockaddr_in sin;
+	int fd, on = 1;
+
+	if (id < 1 || id > MAX_BROKERS || !broker_port[id] || held_fd[id] >= 0)
+		return;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((uint16_t)broker_port[id]);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin))) {
+		fprintf(stderr, "payq-devbroker: could not hold the port %d of broker %d: %s\n",
+			broker_port[id], id, strerror(errno));
+		close(fd);
+		return;
+	}
+	held_fd[id] = fd;
+}
+
+static void port_release(int id)
+{
+	if (id < 1 || id > MAX_BROKERS || held_fd[id] < 0)
+		return;
+	close(held_fd[id]);
+	held_fd[id] = -1;
+}
+
+/* Applies fn to one broker id, or to every one for -1. */
+static void each_broker(int32_t id, void (*fn)(int))
+{
+	for (int i = 1; i <= MAX_BROKERS; i++)
+		if (id == -1 || id == i)
+			fn(i);
 }
 
 /* ---- the control channel ---- */
@@ -285,8 +357,14 @@ static int command(rd_kafka_mock_cluster_t *mc, char *line)
 		if (ac != 3 || (strcmp(av[1], "down") && strcmp(av[1], "up")) ||
 		    parse_i32(av[2], -1, 1 << 30, &broker))
 			return fail("usage: broker down|up ID");
-		return done(!strcmp(av[1], "down") ? rd_kafka_mock_broker_set_down(mc, broker)
-						   : rd_kafka_mock_broker_set_up(mc, broker));
+		if (!strcmp(av[1], "down")) {
+			rd_kafka_resp_err_t err = rd_kafka_mock_broker_set_down(mc, broker);
+			if (!err)
+				each_broker(broker, port_hold);
+			return done(err);
+		}
+		each_broker(broker, port_release);
+		return done(rd_kafka_mock_broker_set_up(mc, broker));
 	}
 	if (!strcmp(av[0], "leader")) {
 		if (ac != 4 || parse_i32(av[2], 0, 1 << 30, &partition) ||
@@ -409,7 +487,7 @@ int main(int argc, char **argv)
 			       rd_kafka_version_str());
 			return 0;
 		} else if (!strcmp(a, "--brokers") && v) {
-			if (payq_parse_int64(v, 1, 16, &brokers)) {
+			if (payq_parse_int64(v, 1, MAX_BROKERS, &brokers)) {
 				fprintf(stderr, "payq-devbroker: --brokers: \"%s\" is not 1..16\n", v);
 				return 2;
 			}
@@ -474,6 +552,7 @@ int main(int argc, char **argv)
 	sa.sa_handler = stop;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	ports_init(rd_kafka_mock_cluster_bootstraps(mc));
 	printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
 	fflush(stdout);
 	while (run) {
@@ -494,6 +573,7 @@ int main(int argc, char **argv)
 
 	if (control.fd >= 0 && control.fd != STDIN_FILENO)
 		close(control.fd);
+	each_broker(-1, port_release);
 	rd_kafka_mock_cluster_destroy(mc);
 	rd_kafka_destroy(rk);
 	return 0;
