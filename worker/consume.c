@@ -270,8 +270,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		if (forward->cnt && !error && !ret && !rd_kafka_offsets_store(rk, forward))
 			w->commit_dirty = true;
 		rd_kafka_topic_partition_list_destroy(forward);
+		/* librdkafka keeps a partition's pause across revoke and reassign, so set it
+		 * explicitly either way: a partition given back must not stay paused. */
 		if (w->paused)
 			rd_kafka_pause_partitions(rk, parts);
+		else
+			rd_kafka_resume_partitions(rk, parts);
 		atomic_store(&w->joined, true);
 	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
 		bool lost = rd_kafka_assignment_lost(rk);
@@ -284,7 +288,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 #endif
 		/* A lost assignment belongs to someone else now: committing could overwrite
 		 * their progress. Stored offsets are all post-COMMIT, so the rest is safe. */
-		if (!lost && w->commit_dirty) {
+		if (!lost && w->commit_dirty && !w->fatal) {
 			rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
 			if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
 				log_warn("commit on revoke failed: %s", rd_kafka_err2str(cerr));

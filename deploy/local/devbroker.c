@@ -1,7 +1,9 @@
 /* devbroker.c - payq-devbroker: librdkafka's mock cluster on loopback, for the demo and the
  * fault-injection tests (through the optional --control channel). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -10,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,16 +77,53 @@ static void usage(FILE *fp)
 
 /* Kafka protocol API keys by name, for the control commands. */
 static const char *const api_names[] = {
-	"Produce", "Fetch", "ListOffsets", "Metadata", "LeaderAndIsr", "StopReplica",
-	"UpdateMetadata", "ControlledShutdown", "OffsetCommit", "OffsetFetch", "FindCoordinator",
-	"JoinGroup", "Heartbeat", "LeaveGroup", "SyncGroup", "DescribeGroups", "ListGroups",
-	"SaslHandshake", "ApiVersions", "CreateTopics", "DeleteTopics", "DeleteRecords",
-	"InitProducerId", "OffsetForLeaderEpoch", "AddPartitionsToTxn", "AddOffsetsToTxn",
-	"EndTxn", "WriteTxnMarkers", "TxnOffsetCommit", "DescribeAcls", "CreateAcls",
-	"DeleteAcls", "DescribeConfigs", "AlterConfigs", "AlterReplicaLogDirs", "DescribeLogDirs",
-	"SaslAuthenticate", "CreatePartitions", "CreateDelegationToken", "RenewDelegationToken",
-	"ExpireDelegationToken", "DescribeDelegationToken", "DeleteGroups", "ElectLeaders",
-	"IncrementalAlterConfigs", "AlterPartitionReassignments", "ListPartitionReassignments",
+	"Produce",
+	"Fetch",
+	"ListOffsets",
+	"Metadata",
+	"LeaderAndIsr",
+	"StopReplica",
+	"UpdateMetadata",
+	"ControlledShutdown",
+	"OffsetCommit",
+	"OffsetFetch",
+	"FindCoordinator",
+	"JoinGroup",
+	"Heartbeat",
+	"LeaveGroup",
+	"SyncGroup",
+	"DescribeGroups",
+	"ListGroups",
+	"SaslHandshake",
+	"ApiVersions",
+	"CreateTopics",
+	"DeleteTopics",
+	"DeleteRecords",
+	"InitProducerId",
+	"OffsetForLeaderEpoch",
+	"AddPartitionsToTxn",
+	"AddOffsetsToTxn",
+	"EndTxn",
+	"WriteTxnMarkers",
+	"TxnOffsetCommit",
+	"DescribeAcls",
+	"CreateAcls",
+	"DeleteAcls",
+	"DescribeConfigs",
+	"AlterConfigs",
+	"AlterReplicaLogDirs",
+	"DescribeLogDirs",
+	"SaslAuthenticate",
+	"CreatePartitions",
+	"CreateDelegationToken",
+	"RenewDelegationToken",
+	"ExpireDelegationToken",
+	"DescribeDelegationToken",
+	"DeleteGroups",
+	"ElectLeaders",
+	"IncrementalAlterConfigs",
+	"AlterPartitionReassignments",
+	"ListPartitionReassignments",
 	"OffsetDelete",
 };
 
@@ -414,7 +451,8 @@ static int control_open(control_t *c, const char *path)
 	}
 	if (stat(path, &st)) {
 		if (errno != ENOENT || mkfifo(path, 0600)) {
-			fprintf(stderr, "payq-devbroker: --control %s: %s\n", path, strerror(errno));
+			fprintf(stderr, "payq-devbroker: --control %s: %s\n", path,
+				strerror(errno));
 			return -1;
 		}
 	} else if (!S_ISFIFO(st.st_mode)) {
@@ -488,14 +526,15 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--brokers") && v) {
 			if (payq_parse_int64(v, 1, MAX_BROKERS, &brokers)) {
-				fprintf(stderr, "payq-devbroker: --brokers: \"%s\" is not 1..16\n", v);
+				fprintf(stderr, "payq-devbroker: --brokers: \"%s\" is not 1..16\n",
+					v);
 				return 2;
 			}
 			i++;
 		} else if (!strcmp(a, "--partitions") && v) {
 			if (payq_parse_int64(v, 1, 1000, &partitions)) {
-				fprintf(stderr, "payq-devbroker: --partitions: \"%s\" is not 1..1000\n",
-					v);
+				fprintf(stderr,
+					"payq-devbroker: --partitions: \"%s\" is not 1..1000\n", v);
 				return 2;
 			}
 			i++;
@@ -510,7 +549,8 @@ int main(int argc, char **argv)
 			control_path = v;
 			i++;
 		} else {
-			fprintf(stderr, "payq-devbroker: unknown or incomplete argument \"%s\"\n", a);
+			fprintf(stderr, "payq-devbroker: unknown or incomplete argument \"%s\"\n",
+				a);
 			usage(stderr);
 			return 2;
 		}
@@ -537,8 +577,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (int i = 0; i < ntopics; i++) {
-		rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(mc, topics[i], (int)partitions,
-								     (int)brokers);
+		rd_kafka_resp_err_t err =
+			rd_kafka_mock_topic_create(mc, topics[i], (int)partitions, (int)brokers);
 		if (err) {
 			fprintf(stderr, "payq-devbroker: topic %s: %s\n", topics[i],
 				rd_kafka_err2str(err));

@@ -42,7 +42,7 @@ sleep 0.5
 broker_ctl broker up 2
 # New traffic on every partition, before the new assignment arrives.
 produce_orders 11 30
-wait_processed
+expect check_processed 30
 
 expect check_no_asan_report
 expect check_alive w1

@@ -26,11 +26,10 @@ wait_until 20 committed_at_end || die "offsets not committed before any fault"
 
 # (a) Broker 2, leader of partitions 1 and 3, down for 5 s; the producer waits for it.
 broker_ctl broker down 2
-produce_orders 11 30 &
-producer=$!
+produce_orders_bg 11 30
 sleep 5
 broker_ctl broker up 2
-wait "$producer" || die "producing orders 11..30 failed"
+wait "$PRODUCER_PID" || die "producing orders 11..30 failed: $(tail -n 3 "$WORK/producer.log")"
 wait_processed
 expect check_committed_end 20
 

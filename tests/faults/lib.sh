@@ -4,11 +4,19 @@
 # Every scenario is isolated: its own database (CREATE DATABASE + payq-worker migrate), its
 # own payq-devbroker (librdkafka's mock cluster, driven through --control), its own
 # consumer group and work folder. Everything started here is stopped by the EXIT trap of
-# tests/lib.sh, also on failure. Set PAYQ_FAULTS_KEEP=1 to keep the work folder (logs).
+# tests/lib.sh, also on failure.
 #
 # Checks are functions that print "ok ..." or "VIOLATION ..." and return non-zero on a
 # violation, so the same check runs against the real worker (must pass) and a mutant
-# (must fail).
+# (must fail). Settings, all optional:
+#   PAYQ_FAULTS_KEEP=1               keep the work folder (logs, dumps)
+#   PAYQ_FAULTS_WORKER_EXE           run this worker instead of PAYQ_WORKER_EXE
+#   PAYQ_FAULTS_ONLY="check_x ..."   judge the run by these checks alone
+#   PAYQ_FAULTS_EXPECT_VIOLATION=1   succeed only if some check reports a violation
+#   PAYQ_FAULTS_ASAN_EXE             AddressSanitizer worker (else built in
+#                                    $PAYQ_BUILD_ROOT/../build-faults-asan)
+#   PAYQ_MUTANT_<NAME>_EXE           mutant worker (else built in
+#                                    $PAYQ_BUILD_ROOT/../build-mut-<name>)
 
 # shellcheck source=tests/lib.sh
 source "${PAYQ_SOURCE_ROOT:-$(dirname "${BASH_SOURCE[0]}")/../..}/tests/lib.sh"
@@ -157,8 +165,9 @@ monitor_stop() { stop_pid "$MONITOR_PID"; }
 
 # ---- traffic ----
 
-# Produces create_order and pay for orders FROM..TO (IDs ORD-<RUN>-N): produce_orders FROM TO
-produce_orders() {
+# Writes create_order and pay for orders FROM..TO (IDs ORD-<PID>-N) to a JSONL file,
+# records them as expected, and prints the file name.
+orders_file() {
 	local from=$1 to=$2 i o file=$WORK/orders-$1-$2.jsonl
 	: >"$file"
 	for ((i = from; i <= to; i++)); do
@@ -169,9 +178,27 @@ produce_orders() {
 			"$i" "$o" $((1000 + i)) "$i" >>"$file"
 		printf '%s\tc-%s-1\tcreate_order\n%s\tc-%s-2\tpay\n' "$o" "$i" "$o" "$i" >>"$WORK/expected.tsv"
 	done
+	printf '%s' "$file"
+}
+
+# Produces create_order and pay for orders FROM..TO: produce_orders FROM TO
+produce_orders() {
+	local file
+	file=$(orders_file "$1" "$2")
 	PAYQ_LOG_LEVEL=warn "$PAYQ_PRODUCER_EXE" --brokers "$BROKERS" -X reconnect.backoff.max.ms=1000 send "$file" \
 		>>"$WORK/producer.log" 2>&1 || die "payq-producer send failed: $(tail -n 3 "$WORK/producer.log")"
-	log "produced orders $from..$to ($(((to - from + 1) * 2)) commands)"
+	log "produced orders $1..$2 ($((($2 - $1 + 1) * 2)) commands)"
+}
+
+# The same in the background; sets PRODUCER_PID (wait for it).
+produce_orders_bg() {
+	local file
+	file=$(orders_file "$1" "$2")
+	PAYQ_LOG_LEVEL=warn "$PAYQ_PRODUCER_EXE" --brokers "$BROKERS" -X reconnect.backoff.max.ms=1000 send "$file" \
+		>>"$WORK/producer.log" 2>&1 &
+	PRODUCER_PID=$!
+	on_exit "stop_pid $PRODUCER_PID"
+	log "producing orders $1..$2 in the background"
 }
 
 # Produces only create_order, or only pay, for FROM..TO: produce_half create_order|pay FROM TO
@@ -319,6 +346,16 @@ wait_processed() {
 }
 
 # ---- checks: print ok/VIOLATION, return non-zero on violation ----
+
+# Every produced command processed and every message settled within TIMEOUT_S: a stall
+# (a partition never fetched again) is a violation, not a test error.
+check_processed() {
+	if ! wait_until "$1" all_processed; then
+		violation "only $(processed_count) of $(expected_count) commands processed, consumer_progress [$(sql "SELECT string_agg(partition || ':' || next_offset, ' ' ORDER BY partition) FROM payq.consumer_progress WHERE group_id = '$GROUP'")] against log-end offsets [$(end_offsets | tr '\n' ' ')], after $1 s"
+		return 1
+	fi
+	ok "all $(expected_count) commands processed"
+}
 
 ok() { printf 'ok   %s: %s\n' "$TEST_NAME" "$*"; }
 

@@ -80,8 +80,9 @@ static rd_kafka_topic_partition_list_t *partitions(rd_kafka_t *rk, const char *t
 	rd_kafka_topic_destroy(rkt);
 	if (err || md->topic_cnt != 1 || md->topics[0].err) {
 		fprintf(stderr, "offsets_probe: metadata for %s: %s\n", topic,
-			rd_kafka_err2str(err ? err : md->topic_cnt ? md->topics[0].err :
-							  RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+			rd_kafka_err2str(err		 ? err
+					 : md->topic_cnt ? md->topics[0].err
+							 : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
 		goto out;
 	}
 	parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
@@ -184,8 +185,8 @@ static void header(const rd_kafka_message_t *m, const char *name, char *buf, siz
 	size_t len;
 
 	snprintf(buf, size, "-");
-	if (rd_kafka_message_headers(m, &hdrs) || rd_kafka_header_get_last(hdrs, name, &val, &len) ||
-	    !val)
+	if (rd_kafka_message_headers(m, &hdrs) ||
+	    rd_kafka_header_get_last(hdrs, name, &val, &len) || !val)
 		return;
 	if (len >= size)
 		len = size - 1;
@@ -305,11 +306,10 @@ static int cmd_produce(const char *brokers, const char *topic)
 		*tab = '\0';
 		value = tab + 1;
 		do {
-			err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-						RD_KAFKA_V_KEY(line, strlen(line)),
-						RD_KAFKA_V_VALUE(value, strlen(value)),
-						RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-						RD_KAFKA_V_END);
+			err = rd_kafka_producev(
+				rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(line, strlen(line)),
+				RD_KAFKA_V_VALUE(value, strlen(value)),
+				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 			if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 				rd_kafka_poll(rk, 100);
 		} while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
