@@ -465,8 +465,28 @@ static dstate_t *key_add(payq_apply_t *a, const char *order_id, const char *comm
 
 /* Evaluates DESIGN.md's outcome table for one new command against the order's state
  * and applies the effect to that state. Returns the outcome; fills detail. */
+/* pay and cancel_order share these rows of the table: both need an unpaid order. */
+static payq_outcome_t check_unpaid(const ostate_t *o, char *detail, size_t size)
+{
+	if (!o->exists) {
+		snprintf(detail, size, "no such order");
+		return PAYQ_OUT_REJECTED_UNKNOWN_ORDER;
+	}
+	if (o->status == ST_PAID) {
+		snprintf(detail, size, "order is paid");
+		return PAYQ_OUT_REJECTED_ALREADY_PAID;
+	}
+	if (o->status == ST_CANCELLED) {
+		snprintf(detail, size, "order is cancelled");
+		return PAYQ_OUT_REJECTED_ORDER_CANCELLED;
+	}
+	return PAYQ_OUT_APPLIED;
+}
+
 static payq_outcome_t decide(ostate_t *o, const payq_command_t *c, char *detail, size_t size)
 {
+	payq_outcome_t out;
+
 	detail[0] = '\0';
 	switch (c->type) {
 	case PAYQ_CMD_CREATE_ORDER:
@@ -482,18 +502,8 @@ static payq_outcome_t decide(ostate_t *o, const payq_command_t *c, char *detail,
 		o->customer_id = c->has_customer_id ? c->customer_id : NULL;
 		return PAYQ_OUT_APPLIED;
 	case PAYQ_CMD_PAY:
-		if (!o->exists) {
-			snprintf(detail, size, "no such order");
-			return PAYQ_OUT_REJECTED_UNKNOWN_ORDER;
-		}
-		if (o->status == ST_PAID) {
-			snprintf(detail, size, "order is paid");
-			return PAYQ_OUT_REJECTED_ALREADY_PAID;
-		}
-		if (o->status == ST_CANCELLED) {
-			snprintf(detail, size, "order is cancelled");
-			return PAYQ_OUT_REJECTED_ORDER_CANCELLED;
-		}
+		if ((out = check_unpaid(o, detail, size)) != PAYQ_OUT_APPLIED)
+			return out;
 		if (o->amount != c->amount_minor || strcmp(o->currency, c->currency)) {
 			snprintf(detail, size, "order is %" PRId64 " %s, pay is %" PRId64 " %s",
 				 o->amount, o->currency, c->amount_minor, c->currency);
@@ -505,18 +515,8 @@ static payq_outcome_t decide(ostate_t *o, const payq_command_t *c, char *detail,
 		o->paid_command_id = c->command_id;
 		return PAYQ_OUT_APPLIED;
 	case PAYQ_CMD_CANCEL_ORDER:
-		if (!o->exists) {
-			snprintf(detail, size, "no such order");
-			return PAYQ_OUT_REJECTED_UNKNOWN_ORDER;
-		}
-		if (o->status == ST_PAID) {
-			snprintf(detail, size, "order is paid");
-			return PAYQ_OUT_REJECTED_ALREADY_PAID;
-		}
-		if (o->status == ST_CANCELLED) {
-			snprintf(detail, size, "order is cancelled");
-			return PAYQ_OUT_REJECTED_ORDER_CANCELLED;
-		}
+		if ((out = check_unpaid(o, detail, size)) != PAYQ_OUT_APPLIED)
+			return out;
 		o->status = ST_CANCELLED;
 		o->version++;
 		o->changed = true;

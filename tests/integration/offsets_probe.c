@@ -1,12 +1,13 @@
-/* offsets_probe.c - Kafka state for the worker integration tests: topics, committed
- * offsets, watermarks, group membership, and a byte-exact dump of a topic.
+/* offsets_probe.c - Kafka state for the worker integration tests and the chaos soak: topics,
+ * committed offsets, watermarks, group membership, and a byte-exact dump of a topic.
  *
  *   offsets_probe create-topics BROKERS PARTITIONS TOPIC...
  *   offsets_probe delete-topics BROKERS TOPIC...
  *   offsets_probe offsets BROKERS GROUP TOPIC
  *       one line per partition: "PARTITION COMMITTED LOW HIGH" (COMMITTED -1: none)
  *   offsets_probe watch BROKERS GROUP TOPIC INTERVAL_MS STOPFILE
- *       samples the committed offsets until STOPFILE exists (at most 10 minutes):
+ *       samples the committed offsets until STOPFILE exists (no time limit; a failed
+ *       sample is skipped with a note on stderr):
  *       "MS PARTITION COMMITTED" per sample and partition that has a committed offset
  *   offsets_probe group BROKERS GROUP
  *       "STATE MEMBERS" ("Dead 0" when the group is unknown)
@@ -176,6 +177,22 @@ static rd_kafka_topic_partition_list_t *all_partitions(rd_kafka_t *rk, const cha
 	return parts;
 }
 
+/* Fetches committed offsets; returns an error instead of exiting (for watch). */
+static rd_kafka_resp_err_t try_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts)
+{
+	rd_kafka_resp_err_t err;
+
+	for (int i = 0; i < parts->cnt; i++)
+		parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+	err = rd_kafka_committed(rk, parts, TIMEOUT_MS);
+	if (err)
+		return err;
+	for (int i = 0; i < parts->cnt; i++)
+		if (parts->elems[i].err)
+			return parts->elems[i].err;
+	return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 static void committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts)
 {
 	rd_kafka_resp_err_t err;
@@ -218,8 +235,16 @@ static int cmd_watch(const char *brokers, const char *group, const char *topic, 
 	int64_t t0 = now_ms();
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while (access(stopfile, F_OK) != 0 && now_ms() - t0 < 600000) {
-		committed(rk, parts);
+	/* No time limit: the soak stops it (STOPFILE, or a signal). A failed sample, as
+	 * during a broker restart, is skipped and reported on stderr. */
+	while (access(stopfile, F_OK) != 0) {
+		rd_kafka_resp_err_t err = try_committed(rk, parts);
+		if (err) {
+			fprintf(stderr, "offsets_probe: watch: %s (sample skipped)\n",
+				rd_kafka_err2str(err));
+			usleep((useconds_t)interval_ms * 1000);
+			continue;
+		}
 		for (int i = 0; i < parts->cnt; i++)
 			if (parts->elems[i].offset >= 0)
 				printf("%" PRId64 " %" PRId32 " %" PRId64 "\n", now_ms() - t0,
