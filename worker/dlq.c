@@ -145,11 +145,14 @@ int payq_dlq_deliver(payq_dlq_t *d, payq_dlq_entry_t *entries, size_t n, payq_dl
 		/* Deliberately broken build: carries on before any delivery report. */
 		return 0;
 #endif
-		while (d->outstanding > 0) {
-			rd_kafka_poll(d->rk, 50);
+		/* A delivery report normally takes a few milliseconds: wait for it here. Only a
+		 * slow one makes the consumer tick, because a tick pauses the partitions and
+		 * so throws away what the consumer has fetched ahead. */
+		for (int64_t t0 = payq_now_ms(); d->outstanding > 0;) {
+			rd_kafka_poll(d->rk, 10);
 			if (payq_dlq_fatal(d, NULL, 0))
 				return -1;
-			if (!tick(opaque, 0))
+			if (payq_now_ms() - t0 > 1000 && !tick(opaque, 0))
 				return -1;
 		}
 		pending = 0;
