@@ -24,13 +24,21 @@ typedef struct payq_config {
 	char *http_addr;
 	char *db;
 	char *commit_mode;   /* "async" (default) or "sync": sync commits after every batch */
-	char *payment_mode;  /* "ledger" */
+	char *payment_mode;  /* "ledger" (default) or "gateway" */
+	char *gateway_url;   /* gateway mode: the payment channel's base URL */
+	char *reconcile;     /* "auto" (on in gateway mode), "on" or "off" */
+	char *reconcile_schedule; /* delays between reconciliation attempts, "1m,5m,..." */
 	int64_t batch_max;
 	int64_t batch_wait_ms;
 	int64_t shutdown_timeout_ms;
 	int64_t retry_max_ms;
 	int64_t stats_interval_ms;
 	int64_t log_level;
+	int64_t gateway_timeout_ms;
+	int64_t gateway_connect_timeout_ms;
+	int64_t gateway_concurrency;
+	int64_t reconcile_max_attempts;
+	int64_t reconcile_interval_ms;
 	/* -X key=value pairs in the order given, applied to every librdkafka client. */
 	char **xprops;
 	size_t xprops_cnt;

@@ -30,6 +30,11 @@
  *
  * The unique partial index on payments still refuses a second live payment, whatever
  * this code does.
+ *
+ * Gateway mode changes only pay: the payment is written pending, the order stays unpaid
+ * and the caller charges the channel after COMMIT, then settles (payq_apply_settle()).
+ * consumer_progress then moves in the settling transaction, not in this one, so a
+ * crash before the settle leaves the pay to be redelivered and resumed.
  */
 
 enum { ST_UNPAID, ST_PAID, ST_CANCELLED };
@@ -42,6 +47,9 @@ static const char *const outcome_names[] = {
 	"rejected_already_paid",
 	"rejected_order_cancelled",
 	"rejected_amount_mismatch",
+	"pending",
+	"rejected_declined",
+	"rejected_payment_in_progress",
 	"duplicate",
 	"key_reuse",
 };
@@ -55,6 +63,7 @@ const char *payq_outcome_name(payq_outcome_t o)
 typedef struct ostate {
 	const char *order_id;
 	bool in_db, exists, changed;
+	bool in_progress; /* gateway mode: a pending or unknown payment */
 	int status, db_version, version;
 	int64_t amount;
 	const char *currency;
@@ -67,6 +76,8 @@ typedef struct dstate {
 	const char *order_id, *command_id;
 	const char *hash_hex;
 	bool in_db;
+	bool pending;   /* gateway mode: its recorded outcome is pending */
+	bool resumed;   /* gateway mode: one of its redeliveries charges again */
 	int first;      /* item that created the row in this batch, or -1 */
 	int dups;       /* redeliveries seen in this batch */
 } dstate_t;
@@ -86,6 +97,7 @@ enum {
 	P_ORD_ID, P_ORD_AMOUNT, P_ORD_CUR, P_ORD_CUST, P_ORD_STATUS, P_ORD_VERSION, P_ORD_PAID,
 	P_UPD_ID, P_UPD_OLD, P_UPD_NEW, P_UPD_STATUS, P_UPD_PAID,
 	P_PAY_ORDER, P_PAY_CMD, P_PAY_AMOUNT, P_PAY_CUR, P_PAY_PAYER,
+	P_SET_ORDER, P_SET_CMD, P_SET_STATUS, P_SET_CHARGE, P_SET_DECLINE, P_SET_DETAIL,
 	P_PC_ORDER, P_PC_CMD, P_PC_TYPE, P_PC_HASH, P_PC_OUT, P_PC_DETAIL, P_PC_PART, P_PC_OFF,
 	P_PC_DUPS,
 	P_DUP_ORDER, P_DUP_CMD, P_DUP_N,
@@ -99,6 +111,8 @@ struct payq_apply {
 	char *conninfo, *group, *topic;
 	PGconn *conn;
 	bool healthy;
+	bool gateway;
+	char first_look_s[32]; /* gateway mode: seconds, as a query parameter */
 
 	/* Scratch reused from batch to batch. */
 	ostate_t *orders;
@@ -125,11 +139,20 @@ static const struct {
 	 " FROM (SELECT DISTINCT id FROM unnest($1::text[]) AS u(id) ORDER BY id) AS k"
 	 " JOIN LATERAL (SELECT * FROM payq.orders WHERE order_id = k.id FOR UPDATE) AS o"
 	 " ON true"},
+	/* Gateway mode also needs to know whether a payment is in progress. */
+	{"lock_orders_gw",
+	 "SELECT o.order_id, o.status, o.version, o.amount_minor, o.currency,"
+	 " EXISTS (SELECT 1 FROM payq.payments p WHERE p.order_id = o.order_id"
+	 " AND p.status IN ('pending', 'unknown'))"
+	 " FROM (SELECT DISTINCT id FROM unnest($1::text[]) AS u(id) ORDER BY id) AS k"
+	 " JOIN LATERAL (SELECT * FROM payq.orders WHERE order_id = k.id FOR UPDATE) AS o"
+	 " ON true"},
 	/* Every dedup row of the batch's orders, an index range scan on the key's prefix
 	 * (OFFSET 0 keeps the planner from flattening the probe into a hash join).
 	 * Rows of commands not in the batch are simply never looked up. */
 	{"read_dedup",
-	 "SELECT p.order_id, p.command_id, encode(p.payload_sha256, 'hex')"
+	 "SELECT p.order_id, p.command_id, encode(p.payload_sha256, 'hex'),"
+	 " p.outcome = 'pending'"
 	 " FROM unnest($1::text[]) AS k(id)"
 	 " JOIN LATERAL (SELECT * FROM payq.processed_commands WHERE order_id = k.id"
 	 " OFFSET 0) AS p"
@@ -152,6 +175,36 @@ static const struct {
 	 " SELECT o, c, a, cur, p, 'succeeded'"
 	 " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[])"
 	 " AS x(o, c, a, cur, p)"},
+	/* The idempotency key is fixed here, once, for every later charge and query. */
+	{"ins_payments_gw",
+	 "INSERT INTO payq.payments (order_id, command_id, amount_minor, currency, payer_id, status,"
+	 " idempotency_key, next_attempt_at)"
+	 " SELECT o, c, a, cur, p, 'pending', o || ':' || c, now() + make_interval(secs => $1)"
+	 " FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])"
+	 " AS x(o, c, a, cur, p)"},
+	/* Step 3 of gateway mode, one statement: only payments still pending or unknown
+	 * move, and the order and the outcome follow the payment. */
+	{"settle",
+	 "WITH r AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],"
+	 " $6::text[], $7::text[]) AS r(order_id, command_id, status, charge_id, decline, detail)),"
+	 " p AS (UPDATE payq.payments p SET status = r.status,"
+	 " gateway_charge_id = coalesce(r.charge_id, p.gateway_charge_id),"
+	 " decline_code = r.decline, updated_at = now(),"
+	 " next_attempt_at = CASE WHEN r.status = 'unknown'"
+	 " THEN now() + make_interval(secs => $1) END"
+	 " FROM r WHERE p.order_id = r.order_id AND p.command_id = r.command_id"
+	 " AND p.status IN ('pending', 'unknown')"
+	 " RETURNING p.order_id, p.command_id, p.status, r.detail),"
+	 " o AS (UPDATE payq.orders o SET status = 'paid', version = o.version + 1,"
+	 " paid_command_id = p.command_id, updated_at = now()"
+	 " FROM p WHERE p.status = 'succeeded' AND o.order_id = p.order_id"
+	 " AND o.status = 'unpaid' RETURNING 1),"
+	 " c AS (UPDATE payq.processed_commands c SET outcome = CASE p.status"
+	 " WHEN 'succeeded' THEN 'applied' WHEN 'failed' THEN 'rejected_declined'"
+	 " ELSE 'pending' END, detail = p.detail"
+	 " FROM p WHERE c.order_id = p.order_id AND c.command_id = p.command_id RETURNING 1)"
+	 " SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM p WHERE status = 'succeeded'),"
+	 " (SELECT count(*) FROM o)"},
 	{"ins_processed",
 #ifdef PAYQ_MUTATION_SKIP_DEDUP
 	 /* Deliberately broken build: the dedup check is skipped, so a redelivery is
@@ -480,10 +533,15 @@ static payq_outcome_t check_unpaid(const ostate_t *o, char *detail, size_t size)
 		snprintf(detail, size, "order is cancelled");
 		return PAYQ_OUT_REJECTED_ORDER_CANCELLED;
 	}
+	if (o->in_progress) {
+		snprintf(detail, size, "a payment of the order is pending or unknown");
+		return PAYQ_OUT_REJECTED_PAYMENT_IN_PROGRESS;
+	}
 	return PAYQ_OUT_APPLIED;
 }
 
-static payq_outcome_t decide(ostate_t *o, const payq_command_t *c, char *detail, size_t size)
+static payq_outcome_t decide(ostate_t *o, const payq_command_t *c, bool gateway, char *detail,
+			     size_t size)
 {
 	payq_outcome_t out;
 
@@ -508,6 +566,11 @@ static payq_outcome_t decide(ostate_t *o, const payq_command_t *c, char *detail,
 			snprintf(detail, size, "order is %" PRId64 " %s, pay is %" PRId64 " %s",
 				 o->amount, o->currency, c->amount_minor, c->currency);
 			return PAYQ_OUT_REJECTED_AMOUNT_MISMATCH;
+		}
+		if (gateway) {
+			/* Paid only once the channel says so (payq_apply_settle()). */
+			o->in_progress = true;
+			return PAYQ_OUT_PENDING;
 		}
 		o->status = ST_PAID;
 		o->version++;
@@ -576,7 +639,7 @@ static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_
 
 	if (!PQenterPipelineMode(a->conn) ||
 	    !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
-	    send_prepared(a, "lock_orders", NULL, 0, P_LOCK_IDS, 1) ||
+	    send_prepared(a, a->gateway ? "lock_orders_gw" : "lock_orders", NULL, 0, P_LOCK_IDS, 1) ||
 	    send_prepared(a, "read_dedup", NULL, 0, P_LOCK_IDS, 1) || !PQpipelineSync(a->conn)) {
 		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
 		errstr[strcspn(errstr, "\n")] = '\0';
@@ -616,12 +679,14 @@ static int load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *ded
 		o->db_version = o->version = atoi(PQgetvalue(locked, r, 2));
 		o->amount = strtoll(PQgetvalue(locked, r, 3), NULL, 10);
 		o->currency = PQgetvalue(locked, r, 4);
+		o->in_progress = a->gateway && PQgetvalue(locked, r, 5)[0] == 't';
 	}
 #ifndef PAYQ_MUTATION_SKIP_DEDUP
 	for (int r = 0; r < PQntuples(dedup); r++) {
 		dstate_t *k = key_add(a, PQgetvalue(dedup, r, 0), PQgetvalue(dedup, r, 1));
 		k->in_db = true;
 		k->hash_hex = PQgetvalue(dedup, r, 2);
+		k->pending = PQgetvalue(dedup, r, 3)[0] == 't';
 	}
 #else
 	(void)dedup;
@@ -641,10 +706,16 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 		ostate_t *o;
 
 		a->detail[i][0] = '\0';
+		it->charge = false;
 		if (k) {
 			if (!strcmp(k->hash_hex, a->hex[i])) {
 				it->outcome = PAYQ_OUT_DUPLICATE;
 				k->dups++;
+				/* The recovery point of an interrupted gateway pay: charge again
+				 * with the same key (once per batch). */
+				if (a->gateway && k->in_db && k->pending && !k->resumed &&
+				    c->type == PAYQ_CMD_PAY)
+					it->charge = k->resumed = true;
 				continue;
 			}
 			it->outcome = PAYQ_OUT_KEY_REUSE;
@@ -668,8 +739,10 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 		k->hash_hex = a->hex[i];
 		k->first = (int)i;
 		o = order_get(a, c->order_id);
-		it->outcome = decide(o, c, a->detail[i], sizeof(a->detail[i]));
-		if (c->type == PAYQ_CMD_PAY && it->outcome == PAYQ_OUT_APPLIED) {
+		it->outcome = decide(o, c, a->gateway, a->detail[i], sizeof(a->detail[i]));
+		it->charge = it->outcome == PAYQ_OUT_PENDING;
+		if (c->type == PAYQ_CMD_PAY &&
+		    (it->outcome == PAYQ_OUT_APPLIED || it->outcome == PAYQ_OUT_PENDING)) {
 			payq_sqlbuf_str(&a->p[P_PAY_ORDER], c->order_id);
 			payq_sqlbuf_str(&a->p[P_PAY_CMD], c->command_id);
 			snprintf(num, sizeof(num), "%" PRId64, c->amount_minor);
@@ -735,15 +808,20 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 }
 
 /* Round trip 2: the writes and COMMIT. */
-static payq_apply_status_t write_state(payq_apply_t *a, bool begin,
+static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_later,
 				       const payq_progress_t *progress,
 				       size_t nprogress, char sqlstate[6], char *errstr,
 				       size_t errstr_size)
 {
 	const char *topic_param[] = {a->topic};
 	const char *prog_params[] = {a->group, a->topic};
+	const char *look_param[] = {a->first_look_s};
 	char num[32];
 	int nq = 0, bad = 0;
+
+	/* Progress moves with the settle, after the charges. */
+	if (settle_later)
+		nprogress = 0;
 
 	for (size_t i = 0; i < nprogress; i++) {
 		snprintf(num, sizeof(num), "%d", (int)progress[i].partition);
@@ -769,7 +847,9 @@ static payq_apply_status_t write_state(payq_apply_t *a, bool begin,
 	/* Orders first: payments reference them. */
 	SEND(a->p[P_ORD_ID].count, "ins_orders", NULL, 0, P_ORD_ID, 7);
 	SEND(a->p[P_UPD_ID].count, "upd_orders", NULL, 0, P_UPD_ID, 5);
-	SEND(a->p[P_PAY_ORDER].count, "ins_payments", NULL, 0, P_PAY_ORDER, 5);
+	SEND(a->p[P_PAY_ORDER].count && !a->gateway, "ins_payments", NULL, 0, P_PAY_ORDER, 5);
+	SEND(a->p[P_PAY_ORDER].count && a->gateway, "ins_payments_gw", look_param, 1, P_PAY_ORDER,
+	     5);
 	SEND(a->p[P_PC_ORDER].count, "ins_processed", topic_param, 1, P_PC_ORDER, 9);
 	SEND(a->p[P_DUP_ORDER].count, "upd_dups", NULL, 0, P_DUP_ORDER, 3);
 	SEND(a->p[P_AN_KIND].count, "ins_anomalies", topic_param, 1, P_AN_KIND, 6);
@@ -809,7 +889,8 @@ payq_apply_status_t payq_apply_batch(payq_apply_t *a, payq_item_t *items, size_t
 	}
 
 	if (n == 0) {
-		st = write_state(a, true, progress, nprogress, sqlstate, errstr, errstr_size);
+		st = write_state(a, true, false, progress, nprogress, sqlstate, errstr,
+				 errstr_size);
 	} else {
 		st = read_state(a, items, n, &locked, &dedup, sqlstate, errstr, errstr_size);
 		if (st == PAYQ_APPLY_OK && load_state(a, n, locked, dedup)) {
@@ -817,14 +898,92 @@ payq_apply_status_t payq_apply_batch(payq_apply_t *a, payq_item_t *items, size_t
 			payq_err(errstr, errstr_size, "out of memory");
 		}
 		if (st == PAYQ_APPLY_OK) {
+			bool settle_later = false;
 			evaluate(a, items, n);
-			st = write_state(a, false, progress, nprogress, sqlstate, errstr,
-					 errstr_size);
+			for (size_t i = 0; i < n && !settle_later; i++)
+				settle_later = items[i].charge;
+			st = write_state(a, false, settle_later, progress, nprogress, sqlstate,
+					 errstr, errstr_size);
 		}
 	}
 	/* The strings in the write arrays may point into these results. */
 	PQclear(locked);
 	PQclear(dedup);
+	if (st != PAYQ_APPLY_OK)
+		rollback(a);
+	return st;
+}
+
+void payq_apply_set_gateway(payq_apply_t *a, int64_t first_look_ms)
+{
+	a->gateway = true;
+	snprintf(a->first_look_s, sizeof(a->first_look_s), "%.3f", (double)first_look_ms / 1000.0);
+}
+
+/* payments.status for what the channel said; not-found never gets here. */
+static const char *settled_status(payq_charge_status_t s)
+{
+	return s == PAYQ_CHARGE_SUCCEEDED ? "succeeded" :
+	       s == PAYQ_CHARGE_DECLINED  ? "failed" : "unknown";
+}
+
+payq_apply_status_t payq_apply_settle(payq_apply_t *a, const payq_charge_t *c, size_t n,
+				      const payq_progress_t *progress, size_t nprogress,
+				      char sqlstate[6], char *errstr, size_t errstr_size)
+{
+	const char *look_param[] = {a->first_look_s};
+	const char *prog_params[] = {a->group, a->topic};
+	PGresult *keep[4] = {NULL, NULL, NULL, NULL};
+	payq_apply_status_t st;
+	char num[32];
+	int nq = 3;
+
+	sqlstate[0] = '\0';
+	errstr[0] = '\0';
+	if (!payq_apply_connected(a)) {
+		payq_err(errstr, errstr_size, "not connected");
+		return PAYQ_APPLY_TRANSIENT;
+	}
+	if (prepare_scratch(a, 1)) {
+		payq_err(errstr, errstr_size, "out of memory");
+		return PAYQ_APPLY_TRANSIENT;
+	}
+	for (size_t i = 0; i < n; i++) {
+		payq_sqlbuf_str(&a->p[P_SET_ORDER], c[i].order_id);
+		payq_sqlbuf_str(&a->p[P_SET_CMD], c[i].command_id);
+		payq_sqlbuf_str(&a->p[P_SET_STATUS], settled_status(c[i].status));
+		payq_sqlbuf_str(&a->p[P_SET_CHARGE], c[i].charge_id[0] ? c[i].charge_id : NULL);
+		payq_sqlbuf_str(&a->p[P_SET_DECLINE],
+				c[i].decline_code[0] ? c[i].decline_code : NULL);
+		payq_sqlbuf_str(&a->p[P_SET_DETAIL], c[i].detail);
+	}
+	for (size_t i = 0; i < nprogress; i++) {
+		snprintf(num, sizeof(num), "%d", (int)progress[i].partition);
+		payq_sqlbuf_str(&a->p[P_PR_PART], num);
+		snprintf(num, sizeof(num), "%" PRId64, progress[i].next_offset);
+		payq_sqlbuf_str(&a->p[P_PR_NEXT], num);
+	}
+	if (!PQenterPipelineMode(a->conn) ||
+	    !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
+	    send_prepared(a, "settle", look_param, 1, P_SET_ORDER, 6) ||
+	    (nprogress && (nq++, send_prepared(a, "upsert_progress", prog_params, 2, P_PR_PART, 2))) ||
+	    !PQsendQueryParams(a->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) ||
+	    !PQpipelineSync(a->conn)) {
+		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
+		errstr[strcspn(errstr, "\n")] = '\0';
+		a->healthy = false;
+		rollback(a);
+		return PAYQ_APPLY_TRANSIENT;
+	}
+	st = pipeline_finish(a, nq, keep, sqlstate, errstr, errstr_size);
+	if (st == PAYQ_APPLY_OK && keep[1] && PQntuples(keep[1]) == 1 &&
+	    strcmp(PQgetvalue(keep[1], 0, 1), PQgetvalue(keep[1], 0, 2)))
+		/* A succeeded payment whose order was not unpaid: the outcome table should
+		 * have made that impossible. The money moved; say so loudly. */
+		log_error("settle: %s succeeded payments but %s orders marked paid",
+			  PQgetvalue(keep[1], 0, 1), PQgetvalue(keep[1], 0, 2));
+	for (int i = 0; i < 4; i++)
+		PQclear(keep[i]);
 	if (st != PAYQ_APPLY_OK)
 		rollback(a);
 	return st;

@@ -6,9 +6,12 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "gateway.h"
 
-/* What happened to one command. The first six are DESIGN.md's outcomes and are recorded
- * in processed_commands.outcome; the last two leave no new row. */
+/* What happened to one command. All but the last two are recorded in
+ * processed_commands.outcome: DESIGN.md's six, and gateway mode's pending (charged or
+ * about to be, result not yet known), rejected_declined and rejected_payment_in_progress.
+ * duplicate and key_reuse leave no new row. */
 typedef enum {
 	PAYQ_OUT_APPLIED = 0,
 	PAYQ_OUT_REJECTED_ORDER_EXISTS,
@@ -16,6 +19,9 @@ typedef enum {
 	PAYQ_OUT_REJECTED_ALREADY_PAID,
 	PAYQ_OUT_REJECTED_ORDER_CANCELLED,
 	PAYQ_OUT_REJECTED_AMOUNT_MISMATCH,
+	PAYQ_OUT_PENDING,
+	PAYQ_OUT_REJECTED_DECLINED,
+	PAYQ_OUT_REJECTED_PAYMENT_IN_PROGRESS,
 	PAYQ_OUT_DUPLICATE,
 	PAYQ_OUT_KEY_REUSE,
 	PAYQ_OUT__CNT
@@ -28,6 +34,7 @@ typedef struct payq_item {
 	int64_t offset;
 	int64_t timestamp_ms; /* Kafka message timestamp, for latency */
 	payq_outcome_t outcome; /* set by a successful payq_apply_batch() */
+	bool charge; /* gateway mode: its payment is pending; charge it, then settle */
 } payq_item_t;
 
 /* consumer_progress for one partition: every offset below next_offset is settled. */
@@ -53,6 +60,15 @@ void payq_apply_destroy(payq_apply_t *a);
  * is too old (do not retry). */
 int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size);
 
+/* Gateway mode: a pay that passes the outcome table records a pending payment and the
+ * outcome pending, and sets item.charge; the caller charges the channel after COMMIT and
+ * records the results with payq_apply_settle(). A redelivered pay whose outcome is still
+ * pending is a duplicate with charge set: it resumes with the same idempotency key.
+ * While an order has a pending or unknown payment, pay and cancel_order for it are
+ * rejected_payment_in_progress. first_look_ms: when the reconciler first looks at a
+ * payment left pending or unknown. */
+void payq_apply_set_gateway(payq_apply_t *a, int64_t first_look_ms);
+
 /* Drops the connection, for example after a transient error. */
 void payq_apply_disconnect(payq_apply_t *a);
 
@@ -69,6 +85,16 @@ int payq_apply_ping(payq_apply_t *a);
 payq_apply_status_t payq_apply_batch(payq_apply_t *a, payq_item_t *items, size_t n,
 				     const payq_progress_t *progress, size_t nprogress,
 				     char sqlstate[6], char *errstr, size_t errstr_size);
+
+/* Gateway mode, step 3: records what the channel said for each charge, in one
+ * transaction with progress (may be NULL). succeeded: payment succeeded, order paid,
+ * outcome applied; declined: payment failed, outcome rejected_declined, order unpaid;
+ * unknown: payment unknown (the reconciler's), outcome stays pending. A payment that is
+ * no longer pending or unknown (someone else settled it) is left alone. Same errors as
+ * payq_apply_batch(). */
+payq_apply_status_t payq_apply_settle(payq_apply_t *a, const payq_charge_t *c, size_t n,
+				      const payq_progress_t *progress, size_t nprogress,
+				      char sqlstate[6], char *errstr, size_t errstr_size);
 
 /* Reads consumer_progress for a partition. Returns the next offset, -1 if there is
  * no row, or -2 on error. */

@@ -15,10 +15,12 @@
 #include "codec.h"
 #include "crash.h"
 #include "dlq.h"
+#include "gateway.h"
 #include "http.h"
 #include "kafka.h"
 #include "log.h"
 #include "metrics.h"
+#include "reconcile.h"
 #include "util.h"
 #include "wmetrics.h"
 
@@ -37,6 +39,10 @@ typedef struct worker {
 	payq_dlq_t *dlq;
 	payq_apply_t *apply;
 	payq_http_t *http;
+	payq_gateway_t *gw;        /* gateway mode only */
+	payq_reconciler_t *reconciler;
+	payq_charge_t *charges;    /* gateway mode: this batch's charges */
+	size_t *charge_item;       /* the item of each charge */
 	bool cooperative;
 	bool paused;
 	bool fatal;
@@ -514,6 +520,81 @@ static int apply_range(worker_t *w, payq_item_t *items, size_t n, const payq_pro
 	return 1;
 }
 
+/* Gateway mode, steps 2 and 3: charges the batch's pending payments through the
+ * channel, concurrently, then records the results and (when progress is given) the
+ * batch's consumer_progress in one transaction, retrying that until it commits. The
+ * offsets are stored only after this. Returns 0, or -1 when the batch is abandoned: its
+ * pays are then still pending and resume, with the same keys, on redelivery. */
+static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog, size_t np)
+{
+	char sqlstate[6], errstr[512];
+	size_t k = 0;
+	int attempt = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const payq_item_t *it = &w->items[i];
+		payq_charge_t *c = &w->charges[k];
+		if (!it->charge)
+			continue;
+		memset(c, 0, sizeof(*c));
+		c->order_id = it->cmd.order_id;
+		c->command_id = it->cmd.command_id;
+		c->amount_minor = it->cmd.amount_minor;
+		c->currency = it->cmd.currency;
+		c->payer_id = it->cmd.has_payer_id ? it->cmd.payer_id : NULL;
+		c->retry = it->outcome == PAYQ_OUT_DUPLICATE;
+		w->charge_item[k++] = i;
+	}
+	if (!k)
+		return 0;
+	payq_crash_point("before_charge");
+	payq_gateway_charge(w->gw, w->charges, k);
+	payq_crash_point("after_charge");
+
+	for (;;) {
+		int rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
+		if (rc == -2) {
+			log_error("%s", errstr);
+			w->fatal = true;
+			return -1;
+		}
+		if (rc == 0 && payq_apply_settle(w->apply, w->charges, k, prog, np, sqlstate, errstr,
+						 sizeof(errstr)) == PAYQ_APPLY_OK)
+			break;
+		{
+			char labels[64];
+			int64_t wait = backoff_ms(attempt++, w->cfg->retry_max_ms);
+			snprintf(labels, sizeof(labels), "sqlstate=\"%s\"",
+				 rc == 0 && sqlstate[0] ? sqlstate : "08000");
+			payq_metrics_add("payq_db_retries_total", labels, 1);
+			log_warn("recording %zu gateway results failed, retrying in %" PRId64 " ms: %s",
+				 k, wait, errstr);
+			if (!payq_apply_connected(w->apply)) {
+				atomic_store(&w->db_ok, false);
+				payq_apply_disconnect(w->apply);
+			}
+			if (!tick(w, (int)wait))
+				return -1;
+		}
+	}
+	atomic_store(&w->db_ok, true);
+	for (size_t j = 0; j < k; j++) {
+		const payq_charge_t *c = &w->charges[j];
+		payq_item_t *it = &w->items[w->charge_item[j]];
+		payq_log_ctx_t ctx = {w->cfg->topic, it->partition, it->offset, c->command_id};
+		if (c->status == PAYQ_CHARGE_UNKNOWN)
+			payq_log(PAYQ_LOG_WARN, &ctx, "payment of order %s unknown, left to the "
+				 "reconciler: %s", c->order_id, c->detail);
+		if (it->outcome != PAYQ_OUT_PENDING)
+			continue; /* a resumed redelivery counts as a duplicate */
+		if (c->status == PAYQ_CHARGE_SUCCEEDED)
+			it->outcome = PAYQ_OUT_APPLIED;
+		else if (c->status == PAYQ_CHARGE_DECLINED)
+			it->outcome = PAYQ_OUT_REJECTED_DECLINED;
+	}
+	return 0;
+}
+
 static void count_outcomes(const payq_item_t *items, size_t n)
 {
 	size_t counts[PAYQ_CMD_CANCEL_ORDER + 1][PAYQ_OUT__CNT];
@@ -672,6 +753,16 @@ static int process_batch(worker_t *w)
 	rc = apply_range(w, w->items, n, prog, np, poison, &npoison, 0);
 	if (rc < 0)
 		return -1;
+	/* A poison command's last evaluation was rolled back: nothing of it is recorded, so
+	 * whatever that evaluation said, it must not be charged. */
+	for (size_t i = 0; i < npoison; i++)
+		w->items[poison[i]].charge = false;
+	/* Gateway mode: charge, then settle. With the whole batch applied at once, the
+	 * settle carries the progress that the apply left out; after a split, progress
+	 * follows the poison below, as in ledger mode. */
+	if (w->gw && charge_and_settle(w, n, rc == 0 && !npoison ? prog : NULL,
+				       rc == 0 && !npoison ? np : 0))
+		return -1;
 	if (rc > 0 || npoison) {
 		/* Poison found by splitting: dead-letter it, then write the progress. */
 		char sqlstate[6], errstr[256];
@@ -814,7 +905,11 @@ static void shutdown_worker(worker_t *w)
 	if (w->rk)
 		rd_kafka_destroy(w->rk);
 	payq_http_stop(w->http);
+	payq_reconciler_stop(w->reconciler);
+	payq_gateway_destroy(w->gw);
 	payq_apply_destroy(w->apply);
+	free(w->charges);
+	free(w->charge_item);
 	free(w->batch);
 	free(w->held);
 	free(w->items);
@@ -842,12 +937,41 @@ int payq_consume_run(payq_config_t *cfg)
 	w.prog = calloc((size_t)cfg->batch_max, sizeof(*w.prog));
 	w.poison = calloc((size_t)cfg->batch_max, sizeof(*w.poison));
 	w.poison_err = calloc((size_t)cfg->batch_max, sizeof(*w.poison_err));
+	w.charges = calloc((size_t)cfg->batch_max, sizeof(*w.charges));
+	w.charge_item = calloc((size_t)cfg->batch_max, sizeof(*w.charge_item));
 	w.apply = payq_apply_new(cfg->db, cfg->group, cfg->topic);
 	if (!w.batch || !w.items || !w.dead || !w.prog || !w.poison || !w.poison_err ||
-	    !w.apply) {
+	    !w.charges || !w.charge_item || !w.apply) {
 		log_error("out of memory");
 		rc = PAYQ_EXIT_RUNTIME;
 		goto out;
+	}
+
+	if (!strcmp(cfg->payment_mode, "gateway")) {
+		int64_t *delays;
+		size_t ndelays;
+		if (payq_reconcile_parse_schedule(cfg->reconcile_schedule, &delays, &ndelays, errstr,
+						  sizeof(errstr)) ||
+		    !(w.gw = payq_gateway_new(cfg, errstr, sizeof(errstr)))) {
+			log_error("%s", errstr);
+			rc = PAYQ_EXIT_USAGE;
+			goto out;
+		}
+		payq_apply_set_gateway(w.apply, delays[0]);
+		/* A slow channel must not starve the consumer: keep polling, paused. */
+		payq_gateway_set_idle(w.gw, tick, &w);
+		free(delays);
+		log_info("payment mode gateway: charging through %s (timeout %" PRId64
+			 " ms, %" PRId64 " at once)", cfg->gateway_url, cfg->gateway_timeout_ms,
+			 cfg->gateway_concurrency);
+	}
+	if (!strcmp(cfg->reconcile, "on") || (!strcmp(cfg->reconcile, "auto") && w.gw)) {
+		w.reconciler = payq_reconciler_start(cfg, errstr, sizeof(errstr));
+		if (!w.reconciler) {
+			log_error("reconciler: %s", errstr);
+			rc = PAYQ_EXIT_USAGE;
+			goto out;
+		}
 	}
 
 	/* A schema that is too old stops the worker before it joins the group. */

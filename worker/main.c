@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <libpq-fe.h>
 
 #include "config.h"
@@ -11,18 +12,22 @@
 #include "migrate.h"
 #include "pg.h"
 #include "prune.h"
+#include "reconcile.h"
 
 static void usage(FILE *fp)
 {
 	fprintf(fp,
 		"Usage: payq-worker [run] [settings]\n"
 		"       payq-worker migrate [--db CONNINFO]\n"
+		"       payq-worker prune --older-than DURATION [--batch N]\n"
+		"       payq-worker reconcile [--once] [--all]\n"
 		"\n"
 		"run      consume payq.commands and apply each command exactly once to PostgreSQL\n"
 		"         (the default). Offsets are committed only after the database commit.\n"
 		"migrate  apply the embedded schema migrations under an advisory lock; safe to\n"
 		"         run from many pods at once, and to run twice.\n");
 	payq_prune_usage(fp);
+	payq_reconcile_usage(fp);
 	fprintf(fp,
 		"\n"
 		"Exit codes: 0 clean stop, 1 runtime or fatal Kafka error, 2 bad arguments or\n"
@@ -34,6 +39,16 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	payq_run = 0;
+}
+
+static void handle_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 }
 
 static int cmd_migrate(const payq_config_t *cfg)
@@ -87,6 +102,15 @@ int main(int argc, char **argv)
 		payq_config_destroy(&cfg);
 		return rc;
 	}
+	/* Before any thread starts: the reconciler's thread uses libcurl too. */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (argc >= 2 && !strcmp(argv[1], "reconcile")) {
+		handle_signals();
+		rc = payq_reconcile_main(&cfg, argc - 1, argv + 1);
+		payq_config_destroy(&cfg);
+		curl_global_cleanup();
+		return rc;
+	}
 	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
 		fprintf(stderr, "payq-worker: unknown argument \"%s\" (see --help)\n",
 			argc == 2 ? argv[1] : argv[2]);
@@ -99,16 +123,13 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "migrate")) {
 		rc = cmd_migrate(&cfg);
 	} else if (!strcmp(cmd, "run")) {
-		struct sigaction sa;
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_handler = on_signal;
-		sigaction(SIGINT, &sa, NULL);
-		sigaction(SIGTERM, &sa, NULL);
+		handle_signals();
 		rc = payq_consume_run(&cfg);
 	} else {
 		fprintf(stderr, "payq-worker: unknown command \"%s\" (see --help)\n", cmd);
 		rc = PAYQ_EXIT_USAGE;
 	}
 	payq_config_destroy(&cfg);
+	curl_global_cleanup();
 	return rc;
 }

@@ -25,7 +25,7 @@ void payq_worker_metrics_init(void)
 	payq_metrics_declare("payq_double_payment_attempts_total", PAYQ_METRIC_COUNTER,
 			     "pay commands rejected because the order was already paid.", NULL, 0);
 	payq_metrics_declare("payq_anomalies_total", PAYQ_METRIC_COUNTER,
-			     "Anomalies recorded, by kind (key_reuse, offset_gap).", NULL, 0);
+			     "Anomalies recorded, by kind (key_reuse, offset_gap, unresolved_payment).", NULL, 0);
 	payq_metrics_declare("payq_dlq_total", PAYQ_METRIC_COUNTER,
 			     "Messages dead-lettered, by reason code.", NULL, 0);
 	payq_metrics_declare("payq_batch_size", PAYQ_METRIC_HISTOGRAM,
@@ -51,6 +51,19 @@ void payq_worker_metrics_init(void)
 			     "Kafka offset commits that failed.", NULL, 0);
 	payq_metrics_declare("payq_last_commit_timestamp_seconds", PAYQ_METRIC_GAUGE,
 			     "Unix time of the last successful Kafka offset commit.", NULL, 0);
+	payq_metrics_declare("payq_gateway_requests_total", PAYQ_METRIC_COUNTER,
+			     "Gateway mode: requests to the payment channel, by operation (charge, "
+			     "query) and result (succeeded, declined, unknown, not_found).", NULL, 0);
+	payq_metrics_declare("payq_gateway_request_seconds", PAYQ_METRIC_HISTOGRAM,
+			     "Gateway mode: time for one request to the payment channel.",
+			     seconds_buckets, PAYQ_ARRAY_SIZE(seconds_buckets));
+	payq_metrics_declare("payq_reconciled_total", PAYQ_METRIC_COUNTER,
+			     "Gateway mode: reconciler looks at pending or unknown payments, by "
+			     "result (succeeded, declined, unresolved).", NULL, 0);
+	payq_metrics_declare("payq_payments_unresolved", PAYQ_METRIC_GAUGE,
+			     "Gateway mode: payments still pending or unknown after "
+			     "PAYQ_RECONCILE_MAX_ATTEMPTS looks (as last seen by the reconciler "
+			     "that leads).", NULL, 0);
 	payq_metrics_declare("payq_build_info", PAYQ_METRIC_GAUGE,
 			     "Build information; the value is always 1.", NULL, 0);
 	snprintf(labels, sizeof(labels), "version=\"%s\",librdkafka=\"%s\"", PAYQ_VERSION,
@@ -64,4 +77,6 @@ void payq_worker_metrics_init(void)
 	payq_metrics_set("payq_last_commit_timestamp_seconds", NULL, 0);
 	payq_metrics_add("payq_anomalies_total", "kind=\"key_reuse\"", 0);
 	payq_metrics_add("payq_anomalies_total", "kind=\"offset_gap\"", 0);
+	payq_metrics_add("payq_anomalies_total", "kind=\"unresolved_payment\"", 0);
+	payq_metrics_set("payq_payments_unresolved", NULL, 0);
 }

@@ -17,7 +17,8 @@ command -v promtool >/dev/null || die "promtool not found (apt-get install prome
 ALLOW=(up=job kube_pod_status_ready=condition)
 # The metrics the issue asks alerts for.
 REQUIRE=(payq_consumer_lag payq_last_commit_timestamp_seconds payq_dlq_total
-	payq_double_payment_attempts_total payq_anomalies_total kube_pod_status_ready up)
+	payq_double_payment_attempts_total payq_anomalies_total payq_payments_unresolved
+	kube_pod_status_ready up)
 
 WORK=$(mktemp -d -t payq-alert-metrics.XXXXXX)
 on_exit "rm -rf '$WORK'"

@@ -101,7 +101,9 @@ wl_teardown() {
 wl_scenario() {
 	local rc=0
 	# shellcheck disable=SC2016 # expanded by the inner bash
-	env TEST_NAME="$TEST_NAME" WL_EXE="$WL_EXE" bash -c 'source "$1"; source "$2"; shift 2; "$@"' \
+	# Gateway scenarios (gw_*) also need gateway_lib.sh.
+	env TEST_NAME="$TEST_NAME" WL_EXE="$WL_EXE" bash -c 'source "$1"; source "$2"
+		[[ $3 != gw_* ]] || source "${2%/*}/gateway_lib.sh"; shift 2; "$@"' \
 		"$TEST_NAME" "$PAYQ_SOURCE_ROOT/tests/lib.sh" "$WL_LIB" "$@" || rc=$?
 	return "$rc"
 }

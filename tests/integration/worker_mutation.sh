@@ -7,6 +7,8 @@
 #   store-before-commit  crash before the database COMMIT, restart: commands are lost
 #   skip-dedup           redelivered commands: outcomes overwritten, duplicates not counted
 #   dlq-store-early      a DLQ copy that cannot be persisted: its offset is committed anyway
+#   new-key-on-retry     gateway mode: a pay resumed after a crash is charged with a new
+#                        idempotency key, so the channel charges the order twice
 #
 # The mutants come from PAYQ_MUTANT_<NAME>_EXE (NAME upper-case, '-' as '_'), for example
 # PAYQ_MUTANT_SKIP_DEDUP_EXE; unset ones are built here, incrementally, in
@@ -81,3 +83,4 @@ check_mutant store-before-commit wl_scenario_crash_before_commit
 check_mutant skip-dedup wl_scenario_redelivery
 check_mutant skip-dedup wl_scenario_outcomes
 check_mutant dlq-store-early wl_scenario_dlq_unpersisted
+check_mutant new-key-on-retry gw_scenario_crash_resume

@@ -1,0 +1,56 @@
+/* gateway.h - the payment channel client of gateway mode: charges and status queries
+ * over HTTP, many at once through libcurl's multi interface. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* What the channel said about one idempotency key. */
+typedef enum {
+	PAYQ_CHARGE_SUCCEEDED = 0, /* money moved; charge_id is set */
+	PAYQ_CHARGE_DECLINED,      /* refused by the channel; decline_code is set */
+	PAYQ_CHARGE_UNKNOWN,       /* no answer, 5xx, timeout, 409, ...: ask again later */
+	PAYQ_CHARGE_NOT_FOUND,     /* status query only: the channel never saw the key */
+} payq_charge_status_t;
+
+/* One request. The caller fills the inputs; every call fills status and detail. */
+typedef struct payq_charge {
+	/* in: the idempotency key is "<order_id>:<command_id>" and never changes */
+	const char *order_id, *command_id, *currency, *payer_id; /* payer_id may be NULL */
+	int64_t amount_minor;
+	bool retry;         /* resuming an earlier attempt (redelivery or reconciliation) */
+	/* out */
+	payq_charge_status_t status;
+	long http_status;   /* 0 when there was no response */
+	char charge_id[64];
+	char decline_code[64];
+	char detail[200];   /* why, for logs, processed_commands.detail and anomalies */
+} payq_charge_t;
+
+typedef struct payq_gateway payq_gateway_t;
+
+/* Needs cfg->gateway_url. Call curl_global_init() once before the first one. */
+payq_gateway_t *payq_gateway_new(const payq_config_t *cfg, char *errstr, size_t errstr_size);
+void payq_gateway_destroy(payq_gateway_t *g);
+
+/* Called about every 200 ms while a call below has run for more than a second, so a
+ * slow channel does not starve the caller's own duties (a consumer's polls). Returning
+ * false stops sending: the charges not yet sent come back PAYQ_CHARGE_UNKNOWN. */
+typedef bool (*payq_gateway_idle_fn)(void *opaque, int wait_ms);
+void payq_gateway_set_idle(payq_gateway_t *g, payq_gateway_idle_fn fn, void *opaque);
+
+/* POST /charges for every charge, at most PAYQ_GATEWAY_CONCURRENCY at once; the timeout
+ * of each runs from when it is sent. Returns when each has an answer or timed out. */
+void payq_gateway_charge(payq_gateway_t *g, payq_charge_t *c, size_t n);
+
+/* GET /charges/{key} for every charge: SUCCEEDED, DECLINED, NOT_FOUND or UNKNOWN. */
+void payq_gateway_query(payq_gateway_t *g, payq_charge_t *c, size_t n);
+
+/* Writes "<order_id>:<command_id>" into buf. Returns buf. */
+const char *payq_gateway_key(const char *order_id, const char *command_id, char *buf,
+			     size_t size);
+
+const char *payq_charge_status_name(payq_charge_status_t s);

@@ -1,0 +1,470 @@
+/* reconcile.c - gateway mode's reconciler (a payment janitor).
+ *
+ * A payment stays pending when the worker died between recording it and settling it,
+ * and goes unknown when the channel did not answer clearly. Either way money may have
+ * moved. Each pass takes the payments that are due, asks the channel about each
+ * idempotency key (GET /charges/KEY), and:
+ *   - succeeded or declined: settles it, as the worker would have (payq_apply_settle);
+ *   - not found (the channel never saw the key): charges again with the same key;
+ *   - anything else: looks again after the next wait of PAYQ_RECONCILE_SCHEDULE, and
+ *     after PAYQ_RECONCILE_MAX_ATTEMPTS looks raises the anomaly unresolved_payment
+ *     once (payq_payments_unresolved counts them). It never gives up: a person may fix
+ *     the channel, and the next look settles the payment.
+ * Every step is idempotent, so two reconcilers, or a reconciler and a worker resuming
+ * the same pay, are safe; the leader lock only avoids doing the work twice.
+ */
+#include "reconcile.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "apply.h"
+#include "consume.h"
+#include "gateway.h"
+#include "log.h"
+#include "metrics.h"
+#include "migrate.h"
+#include "pg.h"
+#include "util.h"
+#include "wmetrics.h"
+
+enum { PAGE = 200 };
+
+/* Any constant shared by every reconciler of a database; "payq" in ASCII. */
+#define LEADER_LOCK "SELECT pg_try_advisory_lock(1885434225)"
+
+/* The due payments after a given payment_id ($2), oldest first; $1 true takes the not
+ * yet due ones too. The partial index keeps this cheap: it only holds live ones. */
+static const char sql_due[] =
+	"SELECT payment_id, order_id, command_id, amount_minor, currency, payer_id, attempts"
+	" FROM payq.payments WHERE status IN ('pending', 'unknown')"
+	" AND (coalesce(next_attempt_at, '-infinity') <= now() OR $1::boolean)"
+	" AND payment_id > $2::bigint ORDER BY payment_id LIMIT 200";
+
+/* A look that settled nothing: count it and set the next one. */
+static const char sql_again[] =
+	"UPDATE payq.payments SET attempts = attempts + 1, updated_at = now(),"
+	" next_attempt_at = now() + make_interval(secs => $3)"
+	" WHERE order_id = $1 AND command_id = $2 AND status IN ('pending', 'unknown')"
+	" RETURNING attempts";
+
+static const char sql_anomaly[] =
+	"INSERT INTO payq.anomalies (kind, order_id, command_id, detail)"
+	" VALUES ('unresolved_payment', $1, $2, $3)";
+
+static const char sql_unresolved[] =
+	"SELECT count(*) FROM payq.payments WHERE status IN ('pending', 'unknown')"
+	" AND attempts >= $1::int";
+
+struct payq_reconciler {
+	const payq_config_t *cfg;
+	int64_t *delays;
+	size_t ndelays;
+	PGconn *conn;       /* the leader lock, the scan and the bookkeeping */
+	bool leader;
+	payq_apply_t *apply; /* settling, on its own connection */
+	payq_gateway_t *gw;
+	pthread_t thread;
+	bool threaded;
+	atomic_bool stop;
+	payq_charge_t c[PAGE], again[PAGE], done[PAGE];
+};
+
+/* What one pass did. */
+typedef struct tally {
+	int64_t looked, succeeded, declined, recharged, unresolved, raised;
+} tally_t;
+
+int payq_reconcile_parse_schedule(const char *text, int64_t **delays_ms, size_t *n,
+				  char *errstr, size_t errstr_size)
+{
+	char *copy = strdup(text ? text : ""), *save = NULL, *tok;
+	int64_t *d = NULL;
+	size_t cnt = 0;
+
+	*delays_ms = NULL;
+	*n = 0;
+	if (!copy)
+		return payq_err(errstr, errstr_size, "out of memory");
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		int64_t ms, *p = realloc(d, (cnt + 1) * sizeof(*d));
+		if (!p) {
+			free(d);
+			free(copy);
+			return payq_err(errstr, errstr_size, "out of memory");
+		}
+		d = p;
+		if (payq_parse_duration_ms(tok, &ms) || ms < 0) {
+			payq_err(errstr, errstr_size,
+				 "reconcile-schedule (PAYQ_RECONCILE_SCHEDULE): \"%s\" is not a "
+				 "duration such as 500ms, 30s, 5m, 1h or 1d", tok);
+			free(d);
+			free(copy);
+			return -1;
+		}
+		d[cnt++] = ms;
+	}
+	free(copy);
+	if (!cnt) {
+		free(d);
+		return payq_err(errstr, errstr_size, "reconcile-schedule (PAYQ_RECONCILE_SCHEDULE) "
+				"is empty; give waits such as 1m,5m,1h");
+	}
+	*delays_ms = d;
+	*n = cnt;
+	return 0;
+}
+
+static void reconciler_free(payq_reconciler_t *r)
+{
+	if (!r)
+		return;
+	if (r->conn)
+		PQfinish(r->conn);
+	payq_apply_destroy(r->apply);
+	payq_gateway_destroy(r->gw);
+	free(r->delays);
+	free(r);
+}
+
+static payq_reconciler_t *reconciler_new(const payq_config_t *cfg, char *errstr,
+					 size_t errstr_size)
+{
+	payq_reconciler_t *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		payq_err(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	r->cfg = cfg;
+	if (payq_reconcile_parse_schedule(cfg->reconcile_schedule, &r->delays, &r->ndelays, errstr,
+					  errstr_size) ||
+	    !(r->gw = payq_gateway_new(cfg, errstr, errstr_size))) {
+		reconciler_free(r);
+		return NULL;
+	}
+	r->apply = payq_apply_new(cfg->db, cfg->group, cfg->topic);
+	if (!r->apply) {
+		payq_err(errstr, errstr_size, "out of memory");
+		reconciler_free(r);
+		return NULL;
+	}
+	payq_apply_set_gateway(r->apply, r->delays[0]);
+	return r;
+}
+
+/* Connects both connections; with take_lock, also tries to become the leader. Returns
+ * 0 when the pass may run, 1 when another reconciler leads, -1 on a database error. */
+static int reconciler_ready(payq_reconciler_t *r, bool take_lock, char *errstr,
+			    size_t errstr_size)
+{
+	PGresult *res;
+
+	if (r->conn && PQstatus(r->conn) != CONNECTION_OK) {
+		PQfinish(r->conn);
+		r->conn = NULL;
+	}
+	if (!r->conn) {
+		r->leader = false;
+		r->conn = payq_pg_connect(r->cfg->db, "payq-reconciler", errstr, errstr_size);
+		if (!r->conn)
+			return -1;
+		if (payq_migrate_check(r->conn, errstr, errstr_size))
+			return -1;
+	}
+	if (take_lock && !r->leader) {
+		res = PQexec(r->conn, LEADER_LOCK);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+			payq_err(errstr, errstr_size, "leader lock: %s", PQerrorMessage(r->conn));
+			PQclear(res);
+			return -1;
+		}
+		r->leader = PQgetvalue(res, 0, 0)[0] == 't';
+		PQclear(res);
+		if (!r->leader)
+			return 1;
+		log_info("reconciler: this worker leads (advisory lock taken)");
+	}
+	if (payq_apply_connect(r->apply, errstr, errstr_size))
+		return -1;
+	return 0;
+}
+
+static int64_t delay_after(const payq_reconciler_t *r, int64_t attempts)
+{
+	size_t i = (size_t)attempts < r->ndelays ? (size_t)attempts : r->ndelays - 1;
+	return r->delays[i];
+}
+
+/* Counts one more look at c and raises the anomaly when it reaches the limit. */
+static int look_again(payq_reconciler_t *r, const payq_charge_t *c, int64_t attempts, tally_t *t,
+		      char *errstr, size_t errstr_size)
+{
+	char secs[32];
+	const char *params[3] = {c->order_id, c->command_id, secs};
+	PGresult *res;
+	int64_t now_attempts;
+
+	snprintf(secs, sizeof(secs), "%.3f", (double)delay_after(r, attempts + 1) / 1000.0);
+	res = PQexecParams(r->conn, sql_again, 3, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		payq_err(errstr, errstr_size, "counting a look: %s", PQerrorMessage(r->conn));
+		PQclear(res);
+		return -1;
+	}
+	t->unresolved++;
+	if (PQntuples(res) == 0) { /* settled meanwhile by someone else */
+		PQclear(res);
+		return 0;
+	}
+	now_attempts = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (now_attempts == r->cfg->reconcile_max_attempts) {
+		const char *ap[3] = {c->order_id, c->command_id, c->detail};
+		log_error("unresolved_payment: order %s command %s still unknown after %" PRId64
+			  " looks: %s", c->order_id, c->command_id, now_attempts, c->detail);
+		res = PQexecParams(r->conn, sql_anomaly, 3, NULL, ap, NULL, NULL, 0);
+		PQclear(res);
+		payq_metrics_add("payq_anomalies_total", "kind=\"unresolved_payment\"", 1);
+		t->raised++;
+	}
+	return 0;
+}
+
+static int settle(payq_reconciler_t *r, const payq_charge_t *c, size_t n, char *errstr,
+		  size_t errstr_size)
+{
+	char sqlstate[6];
+
+	if (!n)
+		return 0;
+	if (payq_apply_settle(r->apply, c, n, NULL, 0, sqlstate, errstr, errstr_size) !=
+	    PAYQ_APPLY_OK) {
+		if (!payq_apply_connected(r->apply))
+			payq_apply_disconnect(r->apply);
+		return -1;
+	}
+	return 0;
+}
+
+/* One page of due payments. Returns the rows looked at, or -1. *last moves on. */
+static int page(payq_reconciler_t *r, bool all, int64_t *last, tally_t *t, char *errstr,
+		size_t errstr_size)
+{
+	char lastbuf[32];
+	const char *params[2] = {all ? "true" : "false", lastbuf};
+	PGresult *res;
+	size_t n, nagain = 0, ndone = 0;
+	int64_t attempts[PAGE];
+
+	snprintf(lastbuf, sizeof(lastbuf), "%" PRId64, *last);
+	res = PQexecParams(r->conn, sql_due, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		payq_err(errstr, errstr_size, "reading due payments: %s", PQerrorMessage(r->conn));
+		PQclear(res);
+		return -1;
+	}
+	n = (size_t)PQntuples(res);
+	for (size_t i = 0; i < n; i++) {
+		payq_charge_t *c = &r->c[i];
+		memset(c, 0, sizeof(*c));
+		*last = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+		c->order_id = PQgetvalue(res, (int)i, 1);
+		c->command_id = PQgetvalue(res, (int)i, 2);
+		c->amount_minor = strtoll(PQgetvalue(res, (int)i, 3), NULL, 10);
+		c->currency = PQgetvalue(res, (int)i, 4);
+		c->payer_id = PQgetisnull(res, (int)i, 5) ? NULL : PQgetvalue(res, (int)i, 5);
+		c->retry = true;
+		attempts[i] = strtoll(PQgetvalue(res, (int)i, 6), NULL, 10);
+	}
+	payq_gateway_query(r->gw, r->c, n);
+
+	/* The channel never saw these keys: the charge can be made now, with the same key. */
+	for (size_t i = 0; i < n; i++)
+		if (r->c[i].status == PAYQ_CHARGE_NOT_FOUND)
+			r->again[nagain++] = r->c[i];
+	payq_gateway_charge(r->gw, r->again, nagain);
+	t->recharged += (int64_t)nagain;
+	for (size_t i = 0, j = 0; i < n; i++)
+		if (r->c[i].status == PAYQ_CHARGE_NOT_FOUND)
+			r->c[i] = r->again[j++];
+
+	for (size_t i = 0; i < n; i++) {
+		payq_charge_t *c = &r->c[i];
+		t->looked++;
+		if (c->status == PAYQ_CHARGE_SUCCEEDED || c->status == PAYQ_CHARGE_DECLINED) {
+			t->succeeded += c->status == PAYQ_CHARGE_SUCCEEDED;
+			t->declined += c->status == PAYQ_CHARGE_DECLINED;
+			r->done[ndone++] = *c;
+			log_info("reconciler: order %s command %s %s", c->order_id, c->command_id,
+				 c->detail);
+		} else if (look_again(r, c, attempts[i], t, errstr, errstr_size)) {
+			PQclear(res);
+			return -1;
+		}
+	}
+	if (settle(r, r->done, ndone, errstr, errstr_size)) {
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	return (int)n;
+}
+
+static void publish_unresolved(payq_reconciler_t *r)
+{
+	char maxbuf[32];
+	const char *params[1] = {maxbuf};
+	PGresult *res;
+
+	snprintf(maxbuf, sizeof(maxbuf), "%" PRId64, r->cfg->reconcile_max_attempts);
+	res = PQexecParams(r->conn, sql_unresolved, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		payq_metrics_set("payq_payments_unresolved", NULL,
+				 strtod(PQgetvalue(res, 0, 0), NULL));
+	PQclear(res);
+}
+
+/* One pass over everything due. Returns 0, 1 when not the leader, or -1. */
+static int pass(payq_reconciler_t *r, bool take_lock, bool all, tally_t *t, char *errstr,
+		size_t errstr_size)
+{
+	int64_t last = 0;
+	int rc = reconciler_ready(r, take_lock, errstr, errstr_size), got;
+
+	if (rc)
+		return rc;
+	memset(t, 0, sizeof(*t));
+	do {
+		got = page(r, all, &last, t, errstr, errstr_size);
+		if (got < 0)
+			return -1;
+	} while (got == PAGE && !atomic_load(&r->stop));
+	payq_metrics_add("payq_reconciled_total", "result=\"succeeded\"", (double)t->succeeded);
+	payq_metrics_add("payq_reconciled_total", "result=\"declined\"", (double)t->declined);
+	payq_metrics_add("payq_reconciled_total", "result=\"unresolved\"", (double)t->unresolved);
+	publish_unresolved(r);
+	return 0;
+}
+
+static void nap(payq_reconciler_t *r, int64_t ms)
+{
+	for (int64_t end = payq_now_ms() + ms; payq_now_ms() < end && !atomic_load(&r->stop);)
+		usleep(20000);
+}
+
+static void *thread_main(void *opaque)
+{
+	payq_reconciler_t *r = opaque;
+	char errstr[512];
+	tally_t t;
+
+	while (!atomic_load(&r->stop)) {
+		int rc = pass(r, true, false, &t, errstr, sizeof(errstr));
+		if (rc < 0) {
+			log_warn("reconciler: %s", errstr);
+			if (r->conn && PQstatus(r->conn) != CONNECTION_OK) {
+				PQfinish(r->conn);
+				r->conn = NULL;
+			}
+		} else if (rc == 0 && t.looked) {
+			log_info("reconciler: looked at %" PRId64 ": %" PRId64 " succeeded, %" PRId64
+				 " declined, %" PRId64 " charged again, %" PRId64 " unresolved",
+				 t.looked, t.succeeded, t.declined, t.recharged, t.unresolved);
+		}
+		nap(r, r->cfg->reconcile_interval_ms);
+	}
+	return NULL;
+}
+
+payq_reconciler_t *payq_reconciler_start(const payq_config_t *cfg, char *errstr,
+					 size_t errstr_size)
+{
+	payq_reconciler_t *r = reconciler_new(cfg, errstr, errstr_size);
+
+	if (!r)
+		return NULL;
+	if (pthread_create(&r->thread, NULL, thread_main, r)) {
+		payq_err(errstr, errstr_size, "starting the reconciler thread failed");
+		reconciler_free(r);
+		return NULL;
+	}
+	r->threaded = true;
+	return r;
+}
+
+void payq_reconciler_stop(payq_reconciler_t *r)
+{
+	if (!r)
+		return;
+	atomic_store(&r->stop, true);
+	if (r->threaded)
+		pthread_join(r->thread, NULL);
+	reconciler_free(r);
+}
+
+void payq_reconcile_usage(FILE *fp)
+{
+	fprintf(fp,
+		"reconcile  gateway mode: ask the payment channel about pending and unknown\n"
+		"         payments and settle them (the workers do it too, under a leader lock).\n"
+		"         --once   one pass, then print a summary and exit\n"
+		"         --all    look at every pending and unknown payment, due or not\n");
+}
+
+int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv)
+{
+	bool once = false, all = false;
+	char errstr[512];
+	payq_reconciler_t *r;
+	tally_t t;
+	int rc = PAYQ_EXIT_OK;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--once")) {
+			once = true;
+		} else if (!strcmp(argv[i], "--all")) {
+			all = true;
+		} else {
+			fprintf(stderr, "payq-worker reconcile: unknown argument \"%s\" (see --help)\n",
+				argv[i]);
+			return PAYQ_EXIT_USAGE;
+		}
+	}
+	payq_worker_metrics_init();
+	r = reconciler_new(cfg, errstr, sizeof(errstr));
+	if (!r) {
+		fprintf(stderr, "payq-worker reconcile: %s\n", errstr);
+		return PAYQ_EXIT_USAGE;
+	}
+	do {
+		/* --once runs without the lock: every step is idempotent, and an operator
+		 * running it by hand should not wait for the workers' leader. */
+		int prc = pass(r, !once, all, &t, errstr, sizeof(errstr));
+		if (prc < 0) {
+			log_error("reconcile: %s", errstr);
+			if (once) {
+				rc = strstr(errstr, "schema") ? PAYQ_EXIT_SCHEMA : PAYQ_EXIT_RUNTIME;
+				break;
+			}
+		} else if (once) {
+			printf("reconcile: looked at %" PRId64 ": %" PRId64 " succeeded, %" PRId64
+			       " declined, %" PRId64 " charged again, %" PRId64
+			       " unresolved (%" PRId64 " reported as unresolved_payment)\n",
+			       t.looked, t.succeeded, t.declined, t.recharged, t.unresolved, t.raised);
+		}
+		if (!once)
+			for (int64_t end = payq_now_ms() + cfg->reconcile_interval_ms;
+			     payq_run && payq_now_ms() < end;)
+				usleep(20000);
+	} while (!once && payq_run);
+	reconciler_free(r);
+	return rc;
+}
