@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
 """benchlib.py - helpers for tests/bench/run: metrics parsing, /proc figures, report.
 
-  benchlib.py scrape URL...            total messages applied (sum of payq_batch_size_sum)
+  benchlib.py scrape [--charges] URL...
+                                       total messages applied (sum of payq_batch_size_sum);
+                                       --charges adds the charges that succeeded at the
+                                       payment channel (gateway mode)
+  benchlib.py ledger URL               the sandbox gateway's /ledger: "charges multi" (multi:
+                                       the orders charged more than once, comma-separated, or -)
+  benchlib.py manifest FILE            the generator's manifest: "messages pays_applied"
   benchlib.py quantiles FILE...        p50 p99 (seconds) of payq_commit_latency_seconds,
                                        buckets summed over every scrape file given
   benchlib.py proc PID                 cpu_seconds peak_rss_kib
@@ -35,18 +41,33 @@ def fetch(url):
         return r.read().decode()
 
 
-def cmd_scrape(urls):
-    total = 0.0
+def cmd_scrape(urls, charges=False):
+    total = charged = 0.0
     for u in urls:
         try:
             text = fetch(u)
         except OSError:
-            print(-1)
+            print('-1 -1' if charges else -1)
             return
-        for name, _, v in parse(text):
+        for name, labels, v in parse(text):
             if name == 'payq_batch_size_sum':
                 total += v
-    print(int(total))
+            elif name == 'payq_gateway_requests_total' and 'op="charge"' in labels and \
+                    'result="succeeded"' in labels:
+                charged += v
+    print(f'{int(total)} {int(charged)}' if charges else int(total))
+
+
+def cmd_ledger(url):
+    led = json.loads(fetch(url))
+    multi = ','.join(led['multi_charged_orders']) or '-'
+    print(f"{int(led['charges'])} {multi}")
+
+
+def cmd_manifest(path):
+    with open(path) as f:
+        m = json.load(f)
+    print(f"{int(m['messages'])} {int(m['outcomes']['pay']['applied'])}")
 
 
 def histogram_quantile(q, buckets):
@@ -127,6 +148,8 @@ def cmd_report(figfile, jsonfile, mdfile, smoke):
     def r(x, nd=1):
         return None if x is None or math.isnan(x) or math.isinf(x) else round(x, nd)
 
+    # A phase left out (--only) has no figures: it is left out of the JSON, the table
+    # and the targets.
     ms = 1000.0
     res = {
         'profile': fig.get('profile'),
@@ -134,14 +157,19 @@ def cmd_report(figfile, jsonfile, mdfile, smoke):
         'worker_batch_max': int(n('batch_max')),
         'worker_what_if': {'pgoptions': fig.get('worker_pgoptions', ''),
                            'args': fig.get('worker_args', '')},
-        'a_db_ceiling': {
+    }
+    if fig.get('phases'):
+        res['phases'] = fig['phases']
+    if 'a_tps' in fig:
+        res['a_db_ceiling'] = {
             'clients': int(n('a_clients')), 'batch_size': int(n('batch_max')),
             'seconds': n('a_seconds'), 'tps': r(n('a_tps'), 2),
             'commands_per_s': r(n('a_tps') * n('batch_max')),
             'commands_per_s_2_clients': r(n('a2_tps') * n('batch_max')),
-        },
-    }
+        }
     for ph, title in (('b', 'b_worker_batch'), ('c', 'c_worker_per_message')):
+        if ph + '_rate' not in fig:
+            continue
         res[title] = {
             'commands': int(n(ph + '_commands')),
             'commands_per_s': r(n(ph + '_rate')),
@@ -152,32 +180,70 @@ def cmd_report(figfile, jsonfile, mdfile, smoke):
         }
         # A quantile in the +Inf bucket is reported as the largest finite bound.
         res[title]['latency_at_top_bucket'] = n(ph + '_p99') >= n('lat_top')
-    res['c_worker_per_message']['settings'] = 'PAYQ_BATCH_MAX=1 PAYQ_COMMIT_MODE=sync'
-    res['d_replay'] = {'commands': int(n('d_commands')), 'commands_per_s': r(n('d_rate'))}
-    res['e_scale'] = {'partitions': int(n('partitions')), 'commands': int(n('e_commands')),
-                      'commands_per_s': {}}
-    for w in fig.get('e_workers', '').split(','):
-        if w:
-            res['e_scale']['commands_per_s'][w] = r(n(f'e{w}_rate'))
-    res['f_moderate_load'] = {
-        'target_rate': r(n('f_target_rate')), 'commands': int(n('f_commands')),
-        'achieved_rate': r(n('f_rate')),
-        'latency_p50_ms': r(n('f_p50') * ms, 2), 'latency_p99_ms': r(n('f_p99') * ms, 2),
-        'latency_at_top_bucket': n('f_p99') >= n('lat_top'),
-    }
-    b = res['b_worker_batch']['commands_per_s'] or float('nan')
-    c = res['c_worker_per_message']['commands_per_s'] or float('nan')
-    a = res['a_db_ceiling']['commands_per_s'] or float('nan')
-    d = res['d_replay']['commands_per_s'] or float('nan')
-    f99 = res['f_moderate_load']['latency_p99_ms']
-    rss = max(n('b_rss'), n('c_rss'), n('e_rss_max')) / 1024.0
-    targets = [
-        ('(b)/(c) >= 10', b / c, 10, True),
-        ('(b)/(a) >= 0.6', b / a, 0.6, True),
-        ('(d)/(b) >= 1.5', d / b, 1.5, True),
-        ('(f) p99 <= 100 ms', f99 if f99 is not None else float('nan'), 100, False),
-        ('worker peak RSS <= 64 MiB', rss, 64, False),
-    ]
+    if 'c_worker_per_message' in res:
+        res['c_worker_per_message']['settings'] = 'PAYQ_BATCH_MAX=1 PAYQ_COMMIT_MODE=sync'
+    if 'd_rate' in fig:
+        res['d_replay'] = {'commands': int(n('d_commands')), 'commands_per_s': r(n('d_rate'))}
+    if 'e_workers' in fig:
+        res['e_scale'] = {'partitions': int(n('partitions')), 'commands': int(n('e_commands')),
+                          'commands_per_s': {}}
+        for w in fig.get('e_workers', '').split(','):
+            if w:
+                res['e_scale']['commands_per_s'][w] = r(n(f'e{w}_rate'))
+    if 'f_rate' in fig:
+        res['f_moderate_load'] = {
+            'target_rate': r(n('f_target_rate')), 'commands': int(n('f_commands')),
+            'achieved_rate': r(n('f_rate')),
+            'latency_p50_ms': r(n('f_p50') * ms, 2), 'latency_p99_ms': r(n('f_p99') * ms, 2),
+            'latency_at_top_bucket': n('f_p99') >= n('lat_top'),
+        }
+    if 'gc_rate' in fig and 'gs_rate' in fig:
+        g = res['g_gateway'] = {'settings': fig.get('g_settings', '')}
+        for ph, title in (('gc', 'concurrent'), ('gs', 'sequential')):
+            g[title] = {
+                'gateway_concurrency': int(n(ph + '_concurrency')),
+                'commands': int(n(ph + '_commands')),
+                'commands_per_s': r(n(ph + '_rate')),
+                'pays_charged': int(n(ph + '_charges')),
+                'charges_per_s': r(n(ph + '_charge_rate')),
+                'latency_p50_ms': r(n(ph + '_p50') * ms, 2),
+                'latency_p99_ms': r(n(ph + '_p99') * ms, 2),
+                'latency_at_top_bucket': n(ph + '_p99') >= n('lat_top'),
+                'cpu_seconds_per_100k': r(n(ph + '_cpu') / n(ph + '_commands') * 1e5, 3),
+                'peak_rss_mib': r(n(ph + '_rss') / 1024.0, 2),
+                # Checked by tests/bench/run: the sandbox's charges equal the manifest's
+                # applied pays, and no order was charged twice.
+                'manifest_pays_applied': int(n(ph + '_expected')),
+                'sandbox_charges': int(n(ph + '_sandbox_charges')),
+                'multi_charged_orders': int(n(ph + '_multi')),
+            }
+        g['charges_per_s_ratio'] = r(n('gc_charge_rate') / n('gs_charge_rate'), 2)
+
+    def rate(key):
+        return (res.get(key) or {}).get('commands_per_s') or float('nan')
+
+    targets = []
+    b, c, a, d = (rate('b_worker_batch'), rate('c_worker_per_message'),
+                  rate('a_db_ceiling'), rate('d_replay'))
+    if 'b_worker_batch' in res and 'c_worker_per_message' in res:
+        targets.append(('(b)/(c) >= 10', b / c, 10, True))
+    if 'b_worker_batch' in res and 'a_db_ceiling' in res:
+        targets.append(('(b)/(a) >= 0.6', b / a, 0.6, True))
+    if 'd_replay' in res:
+        targets.append(('(d)/(b) >= 1.5', d / b, 1.5, True))
+    if 'f_moderate_load' in res:
+        f99 = res['f_moderate_load']['latency_p99_ms']
+        targets.append(('(f) p99 <= 100 ms', f99 if f99 is not None else float('nan'), 100,
+                        False))
+    rss_keys = [k for k in ('b_rss', 'c_rss', 'e_rss_max') if k in fig]
+    if rss_keys:
+        targets.append(('worker peak RSS <= 64 MiB', max(n(k) for k in rss_keys) / 1024.0, 64,
+                        False))
+    if 'g_gateway' in res:
+        gr = res['g_gateway']['charges_per_s_ratio']
+        targets.append((f"(g) charges/s, {res['g_gateway']['concurrent']['gateway_concurrency']}"
+                        f" at once / 1 at a time >= 10",
+                        gr if gr is not None else float('nan'), 10, True))
     res['targets'] = [
         {'target': t, 'value': r(v, 2), 'threshold': th,
          'met': bool(not math.isnan(v) and (v >= th if ge else v <= th))}
@@ -199,38 +265,56 @@ def cmd_report(figfile, jsonfile, mdfile, smoke):
     def lat(v):
         return f'>= {fmt(v, 0)}' if v is not None and v >= top_ms else fmt(v, 1)
 
-    bw, cw = res['b_worker_batch'], res['c_worker_per_message']
     lines = [
         f"payq benchmark, profile {res['profile']}, {res['machine']['cpus']} CPUs, "
         f"load average {res['machine']['loadavg_1m_at_start']} at start"
+        + (f", phases {res['phases']} only" if 'phases' in res else '')
         + (f"; WHAT-IF worker settings: PGOPTIONS {res['worker_what_if']['pgoptions']!r}, "
            f"args {res['worker_what_if']['args']!r}"
            if any(res['worker_what_if'].values()) else ''),
         '',
         '| Phase | Commands | Commands/s | p50 ms | p99 ms | CPU s / 100k | Peak RSS MiB |',
         '|---|---:|---:|---:|---:|---:|---:|',
-        f"| (a) DB ceiling: pgbench, worker SQL, batch {res['worker_batch_max']}, 1 conn "
-        f"({res['a_db_ceiling']['seconds']:.0f} s) | | {fmt(a)} | | | | |",
-        f"| (a') same, 2 conns | | {fmt(res['a_db_ceiling']['commands_per_s_2_clients'])}"
-        ' | | | | |',
-        f"| (b) worker, batch mode, preproduced backlog | {bw['commands']:,} | "
-        f"{fmt(bw['commands_per_s'])} | {lat(bw['latency_p50_ms'])} | "
-        f"{lat(bw['latency_p99_ms'])} | {fmt(bw['cpu_seconds_per_100k'], 2)} | "
-        f"{fmt(bw['peak_rss_mib'], 1)} |",
-        f"| (c) worker, per message (batch 1, sync offset commit) | {cw['commands']:,} | "
-        f"{fmt(cw['commands_per_s'])} | {lat(cw['latency_p50_ms'])} | "
-        f"{lat(cw['latency_p99_ms'])} | {fmt(cw['cpu_seconds_per_100k'], 2)} | "
-        f"{fmt(cw['peak_rss_mib'], 1)} |",
-        f"| (d) replay, every command a duplicate | {res['d_replay']['commands']:,} | "
-        f"{fmt(d)} | | | | |",
     ]
-    for w, v in res['e_scale']['commands_per_s'].items():
+    if 'a_db_ceiling' in res:
+        lines += [
+            f"| (a) DB ceiling: pgbench, worker SQL, batch {res['worker_batch_max']}, 1 conn "
+            f"({res['a_db_ceiling']['seconds']:.0f} s) | | {fmt(a)} | | | | |",
+            f"| (a') same, 2 conns | | {fmt(res['a_db_ceiling']['commands_per_s_2_clients'])}"
+            ' | | | | |',
+        ]
+
+    def worker_row(label, w):
+        return (f"| {label} | {w['commands']:,} | {fmt(w['commands_per_s'])} | "
+                f"{lat(w['latency_p50_ms'])} | {lat(w['latency_p99_ms'])} | "
+                f"{fmt(w['cpu_seconds_per_100k'], 2)} | {fmt(w['peak_rss_mib'], 1)} |")
+
+    if 'b_worker_batch' in res:
+        lines.append(worker_row('(b) worker, batch mode, preproduced backlog',
+                                res['b_worker_batch']))
+    if 'c_worker_per_message' in res:
+        lines.append(worker_row('(c) worker, per message (batch 1, sync offset commit)',
+                                res['c_worker_per_message']))
+    if 'd_replay' in res:
+        lines.append(f"| (d) replay, every command a duplicate | {res['d_replay']['commands']:,} | "
+                     f"{fmt(d)} | | | | |")
+    for w, v in res.get('e_scale', {}).get('commands_per_s', {}).items():
         lines.append(f"| (e) scale: {w} worker(s), {res['e_scale']['partitions']} partitions | "
                      f"{res['e_scale']['commands']:,} | {fmt(v)} | | | | |")
-    fm = res['f_moderate_load']
-    lines.append(f"| (f) moderate load: producer at {fmt(fm['target_rate'])}/s "
-                 f"(achieved {fmt(fm['achieved_rate'])}/s) | {fm['commands']:,} | | "
-                 f"{lat(fm['latency_p50_ms'])} | {lat(fm['latency_p99_ms'])} | | |")
+    if 'f_moderate_load' in res:
+        fm = res['f_moderate_load']
+        lines.append(f"| (f) moderate load: producer at {fmt(fm['target_rate'])}/s "
+                     f"(achieved {fmt(fm['achieved_rate'])}/s) | {fm['commands']:,} | | "
+                     f"{lat(fm['latency_p50_ms'])} | {lat(fm['latency_p99_ms'])} | | |")
+    if 'g_gateway' in res:
+        gc, gs = res['g_gateway']['concurrent'], res['g_gateway']['sequential']
+        lines.append(worker_row(
+            f"(g) gateway mode, up to {gc['gateway_concurrency']} charges at once, sandbox "
+            f"{fig.get('g_latency_ms', '?')} ms: {gc['pays_charged']:,} pays charged, "
+            f"{fmt(gc['charges_per_s'])} charges/s", gc))
+        lines.append(worker_row(
+            f"(g') same, one charge at a time (PAYQ_GATEWAY_CONCURRENCY=1): "
+            f"{gs['pays_charged']:,} pays charged, {fmt(gs['charges_per_s'], 1)} charges/s", gs))
     lines += ['', '| Target | Value | Met |', '|---|---:|---|']
     for t in res['targets']:
         lines.append(f"| {t['target']} | {fmt(t['value'], 2)} | "
@@ -249,7 +333,8 @@ def cmd_report(figfile, jsonfile, mdfile, smoke):
         def walk(path, v):
             if isinstance(v, dict):
                 for k, x in v.items():
-                    if k in ('targets', 'notes', 'profile', 'settings', 'latency_at_top_bucket', 'worker_what_if'):
+                    if k in ('targets', 'notes', 'profile', 'settings', 'latency_at_top_bucket',
+                             'worker_what_if', 'phases', 'multi_charged_orders'):
                         continue
                     walk(f'{path}.{k}', x)
             elif isinstance(v, bool) or not isinstance(v, (int, float)) or \
@@ -269,7 +354,11 @@ def main():
         sys.exit(__doc__)
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == 'scrape':
-        cmd_scrape(args)
+        cmd_scrape([a for a in args if a != '--charges'], '--charges' in args)
+    elif cmd == 'ledger':
+        cmd_ledger(args[0])
+    elif cmd == 'manifest':
+        cmd_manifest(args[0])
     elif cmd == 'quantiles':
         cmd_quantiles(args)
     elif cmd == 'proc':
