@@ -47,6 +47,7 @@ typedef struct worker {
 	bool paused;
 	bool fatal;
 	bool commit_dirty;
+	int64_t async_commit_ms;  /* when the async commit in flight was sent, or 0 */
 	bool in_flight;           /* process_batch() is settling w->batch */
 	int64_t stop_deadline_ms; /* set when a signal arrives */
 
@@ -114,15 +115,18 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		      rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
+	worker_t *w = opaque;
+
 	(void)rk;
 	(void)offsets;
+	w->async_commit_ms = 0;
 	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		return;
 	if (err) {
 		payq_metrics_add("payq_commit_errors_total", NULL, 1);
 		log_warn("offset commit failed: %s", rd_kafka_err2str(err));
 		/* The stored offsets are still there: try again on the next chance. */
-		((worker_t *)opaque)->commit_dirty = true;
+		w->commit_dirty = true;
 		return;
 	}
 	payq_metrics_set("payq_last_commit_timestamp_seconds", NULL,
@@ -669,12 +673,22 @@ static void commit(worker_t *w, bool sync)
 
 	if (!w->commit_dirty || w->fatal)
 		return;
+	/* One async commit at a time. librdkafka retries a commit that met a retriable
+	 * error (a coordinator still loading after a broker restart), and a retried older
+	 * commit can land after a newer one: the committed offset would move backwards
+	 * (seen in the long chaos soak). The offsets stay stored and dirty, so the next
+	 * commit, after this one's callback, carries them. (A callback lost in a rebalance
+	 * must not stop commits for good: after 10 s the next one goes anyway.) */
+	if (!sync && w->async_commit_ms && payq_now_ms() - w->async_commit_ms < 10000)
+		return;
 	err = rd_kafka_commit(w->rk, NULL, sync ? 0 : 1);
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
 		payq_metrics_add("payq_commit_errors_total", NULL, 1);
 		log_warn("offset commit: %s", rd_kafka_err2str(err));
 		return;
 	}
+	if (!sync && !err)
+		w->async_commit_ms = payq_now_ms();
 	if (sync)
 		payq_metrics_set("payq_last_commit_timestamp_seconds", NULL,
 				 (double)payq_wall_ms() / 1000.0);
