@@ -18,10 +18,18 @@
 /*
  * A batch takes two round trips, each one pipeline:
  *
- *   1. BEGIN; lock every order of the batch FOR UPDATE (in order_id order, so two
- *      workers never deadlock); then read the dedup rows of every command. The dedup
- *      read runs after the locks are held, so it sees whatever another worker committed
- *      for the same orders before we got them.
+ *   1. BEGIN; read the dedup rows of the batch's orders; then lock every order of the
+ *      batch FOR UPDATE (in order_id order, so two workers never deadlock) and read it.
+ *      The order of the two matters. Each statement has its own snapshot, and a
+ *      FOR UPDATE that waits for another worker's transaction (a zombie after a lost
+ *      assignment, say) sees that worker's updates to the rows it locks but not the
+ *      orders it created. Were the dedup read second, it would see that worker's new
+ *      dedup rows while the order read missed its new orders: its create_order counted
+ *      as a duplicate and a later pay in our batch rejected as an unknown order (the
+ *      gateway chaos soak found this). With the dedup read first, the order state is
+ *      never older than the dedup state: anything that worker committed after the
+ *      dedup read looks new to us, and writing it again fails on a unique key (23505),
+ *      which rolls back and retries the batch with fresh reads.
  *   2. The outcome table is evaluated here, in offset order, against those rows and
  *      the batch's own earlier commands, merging every change to one order into one
  *      row write. Then set-based writes over arrays (new orders, version-checked order
@@ -639,16 +647,17 @@ static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_
 
 	if (!PQenterPipelineMode(a->conn) ||
 	    !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
+	    send_prepared(a, "read_dedup", NULL, 0, P_LOCK_IDS, 1) ||
 	    send_prepared(a, a->gateway ? "lock_orders_gw" : "lock_orders", NULL, 0, P_LOCK_IDS, 1) ||
-	    send_prepared(a, "read_dedup", NULL, 0, P_LOCK_IDS, 1) || !PQpipelineSync(a->conn)) {
+	    !PQpipelineSync(a->conn)) {
 		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
 		errstr[strcspn(errstr, "\n")] = '\0';
 		pipeline_finish(a, 3, NULL, sqlstate, errstr + strlen(errstr), 0);
 		return PAYQ_APPLY_TRANSIENT;
 	}
 	st = pipeline_finish(a, 3, keep, sqlstate, errstr, errstr_size);
-	*locked = keep[1];
-	*dedup = keep[2];
+	*dedup = keep[1];
+	*locked = keep[2];
 	PQclear(keep[0]);
 	if (st == PAYQ_APPLY_OK && (!*locked || !*dedup)) {
 		st = PAYQ_APPLY_TRANSIENT;
@@ -857,6 +866,7 @@ static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_
 #undef SEND
 	if (!bad) {
 		payq_crash_point("before_db_commit");
+		payq_stall_point("before_db_commit");
 		bad = !PQsendQueryParams(a->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) ||
 		      !PQpipelineSync(a->conn);
 		nq++;

@@ -42,4 +42,17 @@ bool payq_fault_point(const char *name)
 	log_warn("fault point %s reached (hit %ld)", name, hits);
 	return true;
 }
+
+void payq_stall_point(const char *name)
+{
+	static long hits;
+	const char *ms = getenv("PAYQ_STALL_MS");
+	long wait = ms ? strtol(ms, NULL, 10) : 10000;
+
+	if (!hit("PAYQ_STALL_AT", name, &hits))
+		return;
+	log_warn("stall point %s reached (hit %ld): sleeping %ld ms", name, hits, wait);
+	usleep((useconds_t)wait * 1000);
+	log_warn("stall point %s: awake", name);
+}
 #endif

@@ -7,3 +7,4 @@ source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 
 wl_scenario wl_scenario_group || exit $?
+wl_scenario wl_scenario_zombie_tx || exit $?

@@ -1456,3 +1456,40 @@ wl_scenario_static() {
 	wl_worker_stop w3 TERM
 	[[ $WL_RC == 0 ]] || wl_violation "worker exited $WL_RC after SIGTERM"
 }
+
+# A zombie's transaction: w1 freezes inside a batch transaction (PAYQ_STALL_AT, holding
+# the lock on order Z-E and its new order Z-A uncommitted) until max.poll.interval.ms
+# puts it out of the group; w2 takes the partition and applies the same commands plus a
+# pay for Z-A, its read waiting on w1's lock; then w1 commits. w2 must not see w1's dedup
+# rows without w1's new order: the pay for Z-A is applied, nothing is rejected as an
+# unknown order (the gateway chaos soak found exactly that when the dedup read came
+# after the order lock).
+wl_scenario_zombie_tx() {
+	wl_init zombie 1
+	wl_worker_start w1 PAYQ_STALL_AT=before_db_commit:2 PAYQ_STALL_MS=14000 \
+		-- -X max.poll.interval.ms=7000
+	wl_wait_assigned w1
+	wl_cmd_create Z-E Z-E:c 700 | wl_produce
+	wl_wait_applied 1 30
+	{
+		wl_cmd_pay Z-E Z-E:p 700
+		wl_cmd_create Z-A Z-A:c 800
+	} | wl_produce
+	wl_wait_log w1 'stall point before_db_commit reached' 30
+	wl_cmd_pay Z-A Z-A:p 800 | wl_produce
+	wl_worker_start w2
+	wl_wait_assigned w2 60
+	wl_wait_log w1 'stall point before_db_commit: awake' 30
+	wl_expect_cmd Z-E Z-E:c applied
+	wl_expect_cmd Z-E Z-E:p applied
+	wl_expect_cmd Z-A Z-A:c applied
+	wl_expect_cmd Z-A Z-A:p applied
+	wl_expect_order Z-E paid 2 Z-E:p 1
+	wl_expect_order Z-A paid 2 Z-A:p 1
+	wl_wait_applied 4 30
+	wl_wait_drained 60
+	wl_check_state
+	pass "a zombie's late commit: every command applied once, none rejected as an unknown order"
+	wl_worker_stop w2
+	wl_worker_stop w1
+}
