@@ -298,6 +298,7 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 	while (done < n) {
 		CURLMsg *msg;
 		int running = 0, left;
+		size_t finished;
 
 		while (sending && next < n && next - done < g->concurrency) {
 			if (start(g, &reqs[next], &c[next], post))
@@ -306,6 +307,7 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 		}
 		if (curl_multi_perform(g->multi, &running) != CURLM_OK)
 			break;
+		finished = 0;
 		while ((msg = curl_multi_info_read(g->multi, &left))) {
 			request_t *r;
 			if (msg->msg != CURLMSG_DONE)
@@ -314,10 +316,13 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 			curl_multi_remove_handle(g->multi, msg->easy_handle);
 			finish(r, msg->data.result, post);
 			done++;
+			finished++;
 		}
 		if (!sending && next == done)
 			break;
-		if (done < n)
+		/* A connection just came free: send the next request now, not after a poll
+		 * that has nothing to wait for (that cost 100 ms per charge at concurrency 1). */
+		if (done < n && !(finished && sending && next < n))
 			curl_multi_poll(g->multi, NULL, 0, 100, NULL);
 		if (g->idle && payq_now_ms() - t0 > 1000 && payq_now_ms() - last_idle >= 200) {
 			last_idle = payq_now_ms();
