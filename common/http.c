@@ -26,21 +26,20 @@ struct payq_http {
 	int port;
 };
 
-/* Splits "host:port" (host may be empty) into an IPv4 address. */
-static int parse_addr(const char *addr, struct sockaddr_in *sin, char *errstr,
-		      size_t errstr_size)
+int payq_http_parse_addr(const char *what, const char *addr, struct sockaddr_in *sin,
+			 char *errstr, size_t errstr_size)
 {
 	const char *colon = addr ? strrchr(addr, ':') : NULL;
 	char host[256];
 	int64_t port;
 
 	if (!colon)
-		return payq_err(errstr, errstr_size, "http address \"%s\": want host:port",
+		return payq_err(errstr, errstr_size, "%s \"%s\": want host:port", what,
 				addr ? addr : "");
 	if (payq_parse_int64(colon + 1, 0, 65535, &port) < 0)
-		return payq_err(errstr, errstr_size, "http address \"%s\": bad port", addr);
+		return payq_err(errstr, errstr_size, "%s \"%s\": bad port", what, addr);
 	if ((size_t)(colon - addr) >= sizeof(host))
-		return payq_err(errstr, errstr_size, "http address \"%s\": host too long", addr);
+		return payq_err(errstr, errstr_size, "%s \"%s\": host too long", what, addr);
 	memcpy(host, addr, (size_t)(colon - addr));
 	host[colon - addr] = '\0';
 
@@ -54,7 +53,7 @@ static int parse_addr(const char *addr, struct sockaddr_in *sin, char *errstr,
 		struct addrinfo *res;
 		int rc = getaddrinfo(host, NULL, &hints, &res);
 		if (rc)
-			return payq_err(errstr, errstr_size, "http address \"%s\": %s", addr,
+			return payq_err(errstr, errstr_size, "%s \"%s\": %s", what, addr,
 					gai_strerror(rc));
 		sin->sin_addr = ((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr;
 		freeaddrinfo(res);
@@ -149,7 +148,7 @@ payq_http_t *payq_http_start(const char *addr, payq_http_probe_fn healthz,
 	const union MHD_DaemonInfo *info;
 	struct payq_http *http;
 
-	if (parse_addr(addr, &sin, errstr, errstr_size) < 0)
+	if (payq_http_parse_addr("http address", addr, &sin, errstr, errstr_size) < 0)
 		return NULL;
 	http = calloc(1, sizeof(*http));
 	if (!http) {

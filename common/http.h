@@ -4,6 +4,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <netinet/in.h>
+
 typedef struct payq_http payq_http_t;
 
 /* Health probes; called from the HTTP thread, so they must only read atomics or take
@@ -15,6 +17,11 @@ typedef bool (*payq_http_probe_fn)(void *opaque, char *msg, size_t msg_size);
 payq_http_t *payq_http_start(const char *addr, payq_http_probe_fn healthz,
 			     payq_http_probe_fn readyz, void *opaque, char *errstr,
 			     size_t errstr_size);
+
+/* Splits "host:port" into an IPv4 address: an empty host is every address, a name is
+ * resolved. Errors start with what (e.g. a flag name). Returns 0, or -1 with errstr. */
+int payq_http_parse_addr(const char *what, const char *addr, struct sockaddr_in *sin,
+			 char *errstr, size_t errstr_size);
 
 /* The port actually bound. */
 int payq_http_port(const payq_http_t *http);

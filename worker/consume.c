@@ -454,6 +454,27 @@ static int64_t backoff_ms(int attempt, int64_t cap)
 	return base / 2 + (int64_t)(r % (uint32_t)(base / 2 + 1));
 }
 
+/* After a failed database step: counts the retry by SQLSTATE, drops a broken
+ * connection, and waits with backoff while polling paused. Returns false when the
+ * caller must give up (fatal error, or the shutdown deadline passed). */
+static bool db_retry_wait(worker_t *w, int *attempt, const char *sqlstate, const char *what,
+			  const char *errstr)
+{
+	char labels[64];
+	const char *state = sqlstate[0] ? sqlstate : "none";
+	int64_t wait = backoff_ms((*attempt)++, w->cfg->retry_max_ms);
+
+	snprintf(labels, sizeof(labels), "sqlstate=\"%s\"", state);
+	payq_metrics_add("payq_db_retries_total", labels, 1);
+	log_warn("database error (SQLSTATE %s), retrying %s in %" PRId64 " ms: %s", state, what,
+		 wait, errstr);
+	if (!payq_apply_connected(w->apply)) {
+		atomic_store(&w->db_ok, false);
+		payq_apply_disconnect(w->apply);
+	}
+	return tick(w, (int)wait);
+}
+
 /* Applies items[0..n) in one transaction, retrying transient errors forever (until
  * shutdown) and splitting on a permanent error. Poison commands are appended to
  * poison[]. Returns 0, or -1 when the batch must be abandoned. */
@@ -485,22 +506,8 @@ static int apply_range(worker_t *w, payq_item_t *items, size_t n, const payq_pro
 		} else {
 			snprintf(sqlstate, sizeof(sqlstate), "08000");
 		}
-		{
-			char labels[64];
-			int64_t wait = backoff_ms(attempt++, w->cfg->retry_max_ms);
-			snprintf(labels, sizeof(labels), "sqlstate=\"%s\"",
-				 sqlstate[0] ? sqlstate : "none");
-			payq_metrics_add("payq_db_retries_total", labels, 1);
-			log_warn("database error (SQLSTATE %s), retrying the batch in %" PRId64
-				 " ms: %s",
-				 sqlstate[0] ? sqlstate : "none", wait, errstr);
-			if (!payq_apply_connected(w->apply)) {
-				atomic_store(&w->db_ok, false);
-				payq_apply_disconnect(w->apply);
-			}
-			if (!tick(w, (int)wait))
-				return -1;
-		}
+		if (!db_retry_wait(w, &attempt, sqlstate, "the batch", errstr))
+			return -1;
 	}
 
 	/* A permanent error: one command made the database refuse. Split to find it. */
@@ -565,21 +572,10 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 		if (rc == 0 && payq_apply_settle(w->apply, w->charges, k, prog, np, sqlstate, errstr,
 						 sizeof(errstr)) == PAYQ_APPLY_OK)
 			break;
-		{
-			char labels[64];
-			int64_t wait = backoff_ms(attempt++, w->cfg->retry_max_ms);
-			snprintf(labels, sizeof(labels), "sqlstate=\"%s\"",
-				 rc == 0 && sqlstate[0] ? sqlstate : "08000");
-			payq_metrics_add("payq_db_retries_total", labels, 1);
-			log_warn("recording %zu gateway results failed, retrying in %" PRId64 " ms: %s",
-				 k, wait, errstr);
-			if (!payq_apply_connected(w->apply)) {
-				atomic_store(&w->db_ok, false);
-				payq_apply_disconnect(w->apply);
-			}
-			if (!tick(w, (int)wait))
-				return -1;
-		}
+		if (rc != 0)
+			snprintf(sqlstate, sizeof(sqlstate), "08000");
+		if (!db_retry_wait(w, &attempt, sqlstate, "the gateway results", errstr))
+			return -1;
 	}
 	atomic_store(&w->db_ok, true);
 	for (size_t j = 0; j < k; j++) {

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "http.h"
 #include "util.h"
 
 #define PROG "payq-sandbox-gateway"
@@ -595,32 +596,6 @@ static enum MHD_Result on_api(void *cls, struct MHD_Connection *conn, const char
 
 /* ---- listeners ---- */
 
-/* Parses "host:port" (an empty host means every address) into an IPv4 address. */
-static int parse_addr(const char *s, struct sockaddr_in *sin, char *err, size_t size)
-{
-	const char *colon = strrchr(s, ':');
-	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
-	char host[256];
-	int64_t port;
-	int rc;
-
-	if (!colon || payq_parse_int64(colon + 1, 0, 65535, &port) ||
-	    (size_t)(colon - s) >= sizeof(host))
-		return payq_err(err, size, "\"%s\": want HOST:PORT, PORT 0..65535", s);
-	memcpy(host, s, (size_t)(colon - s));
-	host[colon - s] = '\0';
-	memset(sin, 0, sizeof(*sin));
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons((uint16_t)port);
-	if (!host[0])
-		return 0;
-	if ((rc = getaddrinfo(host, NULL, &hints, &res)))
-		return payq_err(err, size, "\"%s\": %s", s, gai_strerror(rc));
-	sin->sin_addr = ((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr;
-	freeaddrinfo(res);
-	return 0;
-}
-
 /* A TCP socket bound to sin with SO_REUSEADDR, or -1 with errno. */
 static int bind_one(const struct sockaddr_in *sin)
 {
@@ -1109,17 +1084,13 @@ int main(int argc, char **argv)
 	struct sigaction sa = {.sa_handler = stop};
 	pthread_condattr_t attr;
 	char err[512], host[2][INET_ADDRSTRLEN];
-	const char *flag = NULL;
 	int rc = parse_args(argc, argv);
 
 	if (rc >= 0)
 		return rc;
-	if (parse_addr(listen_arg, &api.addr, err, sizeof(err)))
-		flag = "--listen";
-	else if (parse_addr(control_arg, &control_addr, err, sizeof(err)))
-		flag = "--control";
-	if (flag) {
-		fprintf(stderr, PROG ": %s %s\n", flag, err);
+	if (payq_http_parse_addr("--listen", listen_arg, &api.addr, err, sizeof(err)) ||
+	    payq_http_parse_addr("--control", control_arg, &control_addr, err, sizeof(err))) {
+		fprintf(stderr, PROG ": %s\n", err);
 		return 2;
 	}
 	st.rng = seed >= 0 ? (uint64_t)seed : (uint64_t)payq_wall_ms() ^ (uint64_t)getpid() << 32;

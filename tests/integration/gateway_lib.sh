@@ -259,15 +259,7 @@ gw_scenario_declined() {
 gw_scenario_poison() {
 	local i
 	wl_init gw-poison 1
-	wl_sql "CREATE FUNCTION public.poison() RETURNS trigger LANGUAGE plpgsql AS \$\$
-	        BEGIN
-	            IF NEW.command_id = 'Q-3:p' THEN
-	                RAISE EXCEPTION 'poison command %', NEW.command_id USING ERRCODE = '22023';
-	            END IF;
-	            RETURN NEW;
-	        END \$\$;
-	        CREATE TRIGGER poison BEFORE INSERT ON payq.processed_commands
-	            FOR EACH ROW EXECUTE FUNCTION public.poison();" >/dev/null
+	wl_poison_trigger Q-3:p
 	gw_sandbox_start
 	for i in 1 2 3 4 5 6; do
 		wl_cmd_create "Q-$i" "Q-$i:c" 100

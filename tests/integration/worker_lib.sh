@@ -1325,20 +1325,26 @@ wl_scenario_dlq_rebalance() {
 	done
 }
 
-# A command the database refuses with a permanent error (here a trigger raises SQLSTATE
-# 22023 for one command_id): the batch is split to find it, it goes to the DLQ with the
-# SQLSTATE, and every other command of the batch is applied.
-wl_scenario_poison() {
-	wl_init poison 1
+# wl_poison_trigger COMMAND_ID: the database refuses that command's processed_commands
+# row with a permanent error (SQLSTATE 22023), as a poison command would.
+wl_poison_trigger() {
 	wl_sql "CREATE FUNCTION public.poison() RETURNS trigger LANGUAGE plpgsql AS \$\$
 	        BEGIN
-	            IF NEW.command_id = 'P-3:c' THEN
+	            IF NEW.command_id = '$1' THEN
 	                RAISE EXCEPTION 'poison command %', NEW.command_id USING ERRCODE = '22023';
 	            END IF;
 	            RETURN NEW;
 	        END \$\$;
 	        CREATE TRIGGER poison BEFORE INSERT ON payq.processed_commands
 	            FOR EACH ROW EXECUTE FUNCTION public.poison();" >/dev/null
+}
+
+# A command the database refuses with a permanent error (here a trigger raises SQLSTATE
+# 22023 for one command_id): the batch is split to find it, it goes to the DLQ with the
+# SQLSTATE, and every other command of the batch is applied.
+wl_scenario_poison() {
+	wl_init poison 1
+	wl_poison_trigger P-3:c
 	local i
 	for i in 1 2 3 4 5 6; do
 		wl_cmd_create "P-$i" "P-$i:c" 100
