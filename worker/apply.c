@@ -647,8 +647,15 @@ static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_
 
 	if (!PQenterPipelineMode(a->conn) ||
 	    !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
+#ifndef PAYQ_MUTATION_LOCK_BEFORE_DEDUP
 	    send_prepared(a, "read_dedup", NULL, 0, P_LOCK_IDS, 1) ||
 	    send_prepared(a, a->gateway ? "lock_orders_gw" : "lock_orders", NULL, 0, P_LOCK_IDS, 1) ||
+#else
+	    /* Deliberately broken build: the dedup read after the order lock, whose
+	     * snapshot can miss the orders a zombie created (see the comment on top). */
+	    send_prepared(a, a->gateway ? "lock_orders_gw" : "lock_orders", NULL, 0, P_LOCK_IDS, 1) ||
+	    send_prepared(a, "read_dedup", NULL, 0, P_LOCK_IDS, 1) ||
+#endif
 	    !PQpipelineSync(a->conn)) {
 		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
 		errstr[strcspn(errstr, "\n")] = '\0';
@@ -656,8 +663,13 @@ static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_
 		return PAYQ_APPLY_TRANSIENT;
 	}
 	st = pipeline_finish(a, 3, keep, sqlstate, errstr, errstr_size);
+#ifndef PAYQ_MUTATION_LOCK_BEFORE_DEDUP
 	*dedup = keep[1];
 	*locked = keep[2];
+#else
+	*locked = keep[1];
+	*dedup = keep[2];
+#endif
 	PQclear(keep[0]);
 	if (st == PAYQ_APPLY_OK && (!*locked || !*dedup)) {
 		st = PAYQ_APPLY_TRANSIENT;

@@ -9,6 +9,10 @@
 #   dlq-store-early      a DLQ copy that cannot be persisted: its offset is committed anyway
 #   new-key-on-retry     gateway mode: a pay resumed after a crash is charged with a new
 #                        idempotency key, so the channel charges the order twice
+#   lock-before-dedup    the dedup read after the order lock: a zombie's late commit shows
+#                        its dedup rows but not its new orders, and a pay is rejected
+#   charge-poison        gateway mode: a pay the database refused (rolled back, sent to the
+#                        DLQ) is charged anyway
 #
 # The mutants come from PAYQ_MUTANT_<NAME>_EXE (NAME upper-case, '-' as '_'), for example
 # PAYQ_MUTANT_SKIP_DEDUP_EXE; unset ones are built here, incrementally, in
@@ -84,3 +88,5 @@ check_mutant skip-dedup wl_scenario_redelivery
 check_mutant skip-dedup wl_scenario_outcomes
 check_mutant dlq-store-early wl_scenario_dlq_unpersisted
 check_mutant new-key-on-retry gw_scenario_crash_resume
+check_mutant lock-before-dedup wl_scenario_zombie_tx
+check_mutant charge-poison gw_scenario_poison
