@@ -931,8 +931,15 @@ payq_apply_status_t payq_apply_batch(payq_apply_t *a, payq_item_t *items, size_t
 	/* The strings in the write arrays may point into these results. */
 	PQclear(locked);
 	PQclear(dedup);
-	if (st != PAYQ_APPLY_OK)
+	if (st != PAYQ_APPLY_OK) {
 		rollback(a);
+#ifndef PAYQ_MUTATION_CHARGE_POISON
+		/* Nothing of this evaluation is recorded, so nothing of it may be charged: a
+		 * poison pay isolated by splitting ends on a rolled-back evaluation. */
+		for (size_t i = 0; i < n; i++)
+			items[i].charge = false;
+#endif
+	}
 	return st;
 }
 

@@ -81,7 +81,8 @@ int payq_apply_ping(payq_apply_t *a);
 /* Applies items in order, in one transaction, following DESIGN.md's outcome table,
  * and writes progress (may be NULL) in the same transaction. On PAYQ_APPLY_OK the
  * transaction has committed and every item's outcome is set. Otherwise nothing is
- * known to be committed; sqlstate (6 bytes) and errstr say why. */
+ * known to be committed, no item has charge set, and sqlstate (6 bytes) and errstr say
+ * why. */
 payq_apply_status_t payq_apply_batch(payq_apply_t *a, payq_item_t *items, size_t n,
 				     const payq_progress_t *progress, size_t nprogress,
 				     char sqlstate[6], char *errstr, size_t errstr_size);

@@ -763,12 +763,6 @@ static int process_batch(worker_t *w)
 	rc = apply_range(w, w->items, n, prog, np, poison, &npoison, 0);
 	if (rc < 0)
 		return -1;
-	/* A poison command's last evaluation was rolled back: nothing of it is recorded, so
-	 * whatever that evaluation said, it must not be charged. */
-#ifndef PAYQ_MUTATION_CHARGE_POISON
-	for (size_t i = 0; i < npoison; i++)
-		w->items[poison[i]].charge = false;
-#endif
 	/* Gateway mode: charge, then settle. With the whole batch applied at once, the
 	 * settle carries the progress that the apply left out; after a split, progress
 	 * follows the poison below, as in ledger mode. */
