@@ -3,7 +3,6 @@
 
 #include <string.h>
 
-#include "log.h"
 #include "util.h"
 
 const char *payq_kafka_header(const rd_kafka_message_t *msg, const char *name, size_t *lenp)
