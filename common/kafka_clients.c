@@ -3,6 +3,7 @@
 #include "kafka_clients.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -199,31 +200,47 @@ fail:
 	return NULL;
 }
 
-/* Reads prop from conf as librdkafka holds it ("all" reads "-1"); "" when unreadable. */
-static void conf_value(rd_kafka_conf_t *conf, const char *prop, char *buf, size_t size)
+/* Reads prop from conf as librdkafka holds it ("all" reads "-1"; unset reads ""). Returns
+ * false when the value does not fit, which librdkafka reports by a larger *size. */
+static bool conf_value(rd_kafka_conf_t *conf, const char *prop, char *buf, size_t size)
 {
 	size_t n = size;
 
-	if (rd_kafka_conf_get(conf, prop, buf, &n) != RD_KAFKA_CONF_OK)
+	switch (rd_kafka_conf_get(conf, prop, buf, &n)) {
+	case RD_KAFKA_CONF_OK:
+		return n <= size;
+	case RD_KAFKA_CONF_UNKNOWN: /* also what an unset string property reads as */
 		buf[0] = '\0';
+		return true;
+	default:
+		return false;
+	}
 }
 
 /* True when setting key=value changes prop away from need (NULL: librdkafka's default).
  * Judged on a scratch conf, so an alias (auto.commit.enable for enable.auto.commit) or a
- * synonym (acks=-1 for all) is read as librdkafka reads it. */
+ * synonym (acks=-1 for all) is read as librdkafka reads it. A value that cannot be read
+ * back counts as changed: the check fails closed. */
 static bool changes(const char *prop, const char *need, const char *key, const char *value)
 {
+	/* Either value as set, or a short enum name or number as librdkafka reads it back. */
+	size_t size = (need ? strlen(need) : 0) + strlen(value) + 64;
+	char *before = malloc(size), *after = malloc(size), err[256];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	char before[256], after[256], err[256];
-	bool changed;
+	bool changed = true;
 
+	if (!before || !after)
+		goto out;
 	if (need)
 		rd_kafka_conf_set(conf, prop, need, err, sizeof(err));
-	conf_value(conf, prop, before, sizeof(before));
+	if (!conf_value(conf, prop, before, size))
+		goto out;
 	rd_kafka_conf_set(conf, key, value, err, sizeof(err));
-	conf_value(conf, prop, after, sizeof(after));
-	changed = strcmp(before, after) != 0;
+	changed = !conf_value(conf, prop, after, size) || strcmp(before, after) != 0;
+out:
 	rd_kafka_conf_destroy(conf);
+	free(before);
+	free(after);
 	return changed;
 }
 
@@ -262,14 +279,19 @@ bool payq_kafka_secret_prop(const char *name)
 /* Prints "key = value", the value masked when the property or a registered secret says so. */
 static void put(FILE *fp, const char *key, const char *value)
 {
-	char masked[1024];
+	/* "***" for a one-byte secret is the most masking can grow a value. */
+	size_t size = 3 * strlen(value) + 1;
+	char *masked = malloc(size);
 
 	if (payq_kafka_secret_prop(key) && *value) {
 		fprintf(fp, "%s = ***\n", key);
-		return;
+	} else if (!masked) {
+		fprintf(fp, "%s = (out of memory)\n", key);
+	} else {
+		payq_log_mask(value, masked, size);
+		fprintf(fp, "%s = %s\n", key, masked);
 	}
-	payq_log_mask(value, masked, sizeof(masked));
-	fprintf(fp, "%s = %s\n", key, masked);
+	free(masked);
 }
 
 static void put_dump(FILE *fp, const char **arr, size_t cnt)

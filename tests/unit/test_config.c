@@ -783,6 +783,22 @@ START_TEST(test_x_refused)
 		free(argv_copy);
 		free(want_copy);
 	}
+
+	/* A group name far longer than any buffer still compares exactly. */
+	{
+		char group[5001], errstr[512] = "";
+		char *argv[] = {"payq-test", "--group", group, "-X", "linger.ms=5", NULL};
+		int argc = 5;
+		payq_config_t cfg;
+
+		memset(group, 'g', sizeof(group) - 1);
+		group[sizeof(group) - 1] = '\0';
+		payq_config_init(&cfg);
+		ck_assert_msg(payq_config_parse_args(&cfg, W, "payq-test", NULL, &argc, argv, errstr,
+						     sizeof(errstr)) == PAYQ_ARGS_OK,
+			      "a 5000-byte group: %s", errstr);
+		payq_config_destroy(&cfg);
+	}
 }
 END_TEST
 
