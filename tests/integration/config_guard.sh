@@ -8,7 +8,7 @@ source "${PAYQ_SOURCE_ROOT:?run through meson test}/tests/lib.sh"
 
 require_env PAYQ_TEST_DB PAYQ_TEST_BROKERS PAYQ_WORKER_EXE PAYQ_PRODUCER_EXE PAYQ_REPLAY_EXE \
 	PAYQ_WORKER_OFFSETS_PROBE_EXE
-export LC_ALL=C PAYQ_BROKERS=$PAYQ_TEST_BROKERS PAYQ_HTTP_ADDR= PAYQ_LOG_LEVEL=info
+export LC_ALL=C PAYQ_BROKERS=$PAYQ_TEST_BROKERS PAYQ_HTTP_ADDR='' PAYQ_LOG_LEVEL=info
 RUN=cg$$
 W=$(mktemp -d)
 on_exit "rm -rf '$W'"
@@ -66,8 +66,8 @@ wait "$pid" || rc=$?
 pass "payq-worker -X session.timeout.ms=6000 is accepted: it joined the group and stopped cleanly"
 
 # Secrets: -X dump shows what the worker runs with, secrets masked.
-secret_env=(PAYQ_DB=postgresql://payq:hunter2-$RUN@db.example/payq
-	PAYQ_GATEWAY_URL=https://sk-$RUN:pw-$RUN@pay.example/v1)
+secret_env=("PAYQ_DB=postgresql://payq:hunter2-$RUN@db.example/payq"
+	"PAYQ_GATEWAY_URL=https://sk-$RUN:pw-$RUN@pay.example/v1")
 env "${secret_env[@]}" "$PAYQ_WORKER_EXE" -X "sasl.password=sasl-$RUN" -X dump >"$W/dump" 2>&1 ||
 	die "-X dump failed: $(cat "$W/dump")"
 if grep -E "hunter2-$RUN|sk-$RUN|pw-$RUN|sasl-$RUN" "$W/dump"; then
