@@ -50,6 +50,7 @@ static void teardown(void)
 {
 	setup();
 	payq_log_level = saved_log_level;
+	payq_log_clear_secrets(); /* parse_args registers the secrets it sees */
 }
 
 static const char *str_at(const payq_config_t *cfg, size_t off)
@@ -962,6 +963,44 @@ START_TEST(test_secrets_masked)
 }
 END_TEST
 
+/* payq_log_mask: the longest secret wins, every occurrence goes, and the output is cut
+ * to its buffer, always NUL-terminated. */
+START_TEST(test_log_mask)
+{
+	static const struct {
+		const char *in;
+		size_t size;
+		const char *want;
+	} cases[] = {
+		{"x-abcdef-y abc", 64, "x-***-y ***"},
+		{"abcabc", 64, "******"},
+		{"no secret here", 64, "no secret here"},
+		{"", 64, ""},
+		{"abcdef", 3, "**"},
+		{"12abc", 4, "12*"},
+		{"q", 1, ""},
+	};
+	char out[64];
+
+	payq_log_add_secret("abc", 3);
+	payq_log_add_secret("abcdef", 6);
+	payq_log_add_secret("abc", 3); /* registered once */
+	payq_log_add_secret("", 0);
+	payq_log_add_secret(NULL, 5);
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(cases); i++) {
+		size_t n = payq_log_mask(cases[i].in, out, cases[i].size);
+
+		ck_assert_msg(!strcmp(out, cases[i].want), "\"%s\" (%zu): \"%s\", want \"%s\"",
+			      cases[i].in, cases[i].size, out, cases[i].want);
+		ck_assert_uint_eq(n, strlen(cases[i].want));
+	}
+	ck_assert_uint_eq(payq_log_mask("abc", out, 0), 0);
+	payq_log_clear_secrets();
+	payq_log_mask("abc", out, sizeof(out));
+	ck_assert_str_eq(out, "abc");
+}
+END_TEST
+
 START_TEST(test_find)
 {
 	static const struct {
@@ -1095,6 +1134,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_x_refused);
 	tcase_add_test(tc, test_dump_clients);
 	tcase_add_test(tc, test_secrets_masked);
+	tcase_add_test(tc, test_log_mask);
 	suite_add_tcase(s, tc);
 	return s;
 }
