@@ -304,7 +304,7 @@ static void note_conninfo(const char *db)
 		if (o->val && conninfo_secret_key(o->keyword))
 			payq_log_add_secret(o->val, strlen(o->val));
 	PQconninfoFree(opts);
-	if (!strstr(db, "://"))
+	if (strncmp(db, "postgresql://", 13) && strncmp(db, "postgres://", 11))
 		return;
 	note_userinfo(db);
 	for (q = strchr(db, '?'); q && *q; q += strcspn(q, "&")) {
@@ -335,7 +335,8 @@ static void note_secrets(const payq_config_t *cfg)
 	}
 }
 
-/* Prints a conninfo as libpq reads it, passwords masked; NULL when libpq cannot parse it. */
+/* Prints a conninfo as libpq reads it, passwords masked; only that it is set when libpq
+ * cannot parse it (its error could quote the password). */
 static void put_conninfo(FILE *fp, const char *env, const char *db)
 {
 	PQconninfoOption *opts = PQconninfoParse(db, NULL);
