@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
+#include "kafka_clients.h"
 #include "log.h"
 #include "util.h"
 
@@ -248,44 +251,173 @@ void payq_config_print_help(FILE *fp, unsigned prog)
 	fprintf(fp, "  %-24s %-26s %s\n", "--help, --version", "", "");
 }
 
+/* Finds the userinfo of "scheme://userinfo@host...": sets *off and *len and returns true,
+ * or false when the URL has none. */
+static bool url_userinfo(const char *url, size_t *off, size_t *len)
+{
+	const char *start = strstr(url, "://"), *end, *at = NULL;
+
+	if (!start)
+		return false;
+	start += 3;
+	end = start + strcspn(start, "/?#");
+	for (const char *p = start; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (!at)
+		return false;
+	*off = (size_t)(start - url);
+	*len = (size_t)(at - start);
+	return true;
+}
+
+/* Registers the userinfo of a URL, and the password part of it on its own. */
+static void note_userinfo(const char *url)
+{
+	size_t off, len;
+	const char *colon;
+
+	if (!url || !url_userinfo(url, &off, &len))
+		return;
+	payq_log_add_secret(url + off, len);
+	colon = memchr(url + off, ':', len);
+	if (colon)
+		payq_log_add_secret(colon + 1, len - (size_t)(colon + 1 - (url + off)));
+}
+
+static bool conninfo_secret_key(const char *key)
+{
+	return !strcmp(key, "password") || !strcmp(key, "sslpassword");
+}
+
+/* Registers the passwords of a libpq conninfo or URI: as libpq decodes them, and, for a
+ * URI, as written (percent-encoded) in its userinfo and in a password= query parameter. */
+static void note_conninfo(const char *db)
+{
+	PQconninfoOption *opts;
+	const char *q;
+
+	if (!db || !*db)
+		return;
+	opts = PQconninfoParse(db, NULL);
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (o->val && conninfo_secret_key(o->keyword))
+			payq_log_add_secret(o->val, strlen(o->val));
+	PQconninfoFree(opts);
+	if (strncmp(db, "postgresql://", 13) && strncmp(db, "postgres://", 11))
+		return;
+	note_userinfo(db);
+	for (q = strchr(db, '?'); q && *q; q += strcspn(q, "&")) {
+		q++;
+		if (!strncmp(q, "password=", 9))
+			payq_log_add_secret(q + 9, strcspn(q + 9, "&"));
+		else if (!strncmp(q, "sslpassword=", 12))
+			payq_log_add_secret(q + 12, strcspn(q + 12, "&"));
+	}
+}
+
+/* From here on no log line shows a password of PAYQ_DB, the userinfo of PAYQ_GATEWAY_URL,
+ * or the value of a secret -X property. */
+static void note_secrets(const payq_config_t *cfg)
+{
+	note_conninfo(cfg->db);
+	note_userinfo(cfg->gateway_url);
+	for (size_t i = 0; i < cfg->xprops_cnt; i++) {
+		const char *eq = strchr(cfg->xprops[i], '=');
+		char key[256];
+
+		if (!eq || (size_t)(eq - cfg->xprops[i]) >= sizeof(key))
+			continue;
+		memcpy(key, cfg->xprops[i], (size_t)(eq - cfg->xprops[i]));
+		key[eq - cfg->xprops[i]] = '\0';
+		if (payq_kafka_secret_prop(key))
+			payq_log_add_secret(eq + 1, strlen(eq + 1));
+	}
+}
+
+/* Prints a conninfo as libpq reads it, passwords masked; only that it is set when libpq
+ * cannot parse it (its error could quote the password). */
+static void put_conninfo(FILE *fp, const char *env, const char *db)
+{
+	PQconninfoOption *opts = PQconninfoParse(db, NULL);
+	const char *sep = "";
+
+	if (!opts) {
+		fprintf(fp, "%s = (set, but libpq cannot parse it)\n", env);
+		return;
+	}
+	fprintf(fp, "%s = ", env);
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		char masked[512];
+
+		if (!o->val)
+			continue;
+		if (conninfo_secret_key(o->keyword))
+			snprintf(masked, sizeof(masked), "***");
+		else
+			payq_log_mask(o->val, masked, sizeof(masked));
+		fprintf(fp, "%s%s=", sep, o->keyword);
+		if (!*masked || strpbrk(masked, " '\\")) {
+			fputc('\'', fp);
+			for (const char *c = masked; *c; c++)
+				fprintf(fp, "%s%c", *c == '\'' || *c == '\\' ? "\\" : "", *c);
+			fputc('\'', fp);
+		} else {
+			fputs(masked, fp);
+		}
+		sep = " ";
+	}
+	fputc('\n', fp);
+	PQconninfoFree(opts);
+}
+
+/* Prints a URL with its userinfo as "***". */
+static void put_url(FILE *fp, const char *env, const char *url)
+{
+	size_t off, len;
+	char masked[1024];
+
+	if (url_userinfo(url, &off, &len)) {
+		fprintf(fp, "%s = %.*s***%s\n", env, (int)off, url, url + off + len);
+		return;
+	}
+	payq_log_mask(url, masked, sizeof(masked));
+	fprintf(fp, "%s = %s\n", env, masked);
+}
+
 void payq_config_dump(const payq_config_t *cfg, unsigned prog, FILE *fp)
 {
-	rd_kafka_conf_t *conf;
-	const char **arr;
-	size_t cnt;
-	char errstr[512];
+	payq_config_t *c = (payq_config_t *)(void *)cfg;
 
-	fprintf(fp, "# payq settings\n");
+	fprintf(fp, "# payq settings: defaults, then the environment, then flags\n");
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(settings); i++) {
 		const payq_setting_t *s = &settings[i];
-		payq_config_t *c = (payq_config_t *)(void *)cfg;
+		const char *v;
+		char masked[1024];
+
 		if (!(s->progs & prog))
 			continue;
-		if (s->type == PAYQ_CF_INT)
+		if (s->type == PAYQ_CF_INT) {
 			fprintf(fp, "%s = %lld\n", s->env, (long long)*int_field(c, s));
-		else if (s->type == PAYQ_CF_LOGLEVEL)
-			fprintf(fp, "%s = %s\n", s->env,
-				payq_log_level_name((int)*int_field(c, s)));
-		else if (s->env && !strcmp(s->env, "PAYQ_DB") && *str_field(c, s))
-			fprintf(fp, "%s = (set)\n", s->env); /* may hold a password */
-		else
-			fprintf(fp, "%s = %s\n", s->env,
-				*str_field(c, s) ? *str_field(c, s) : "(unset)");
+			continue;
+		}
+		if (s->type == PAYQ_CF_LOGLEVEL) {
+			fprintf(fp, "%s = %s\n", s->env, payq_log_level_name((int)*int_field(c, s)));
+			continue;
+		}
+		v = *str_field(c, s);
+		if (!v)
+			fprintf(fp, "%s = (unset)\n", s->env);
+		else if (s->offset == OFF(db))
+			put_conninfo(fp, s->env, v);
+		else if (s->offset == OFF(gateway_url))
+			put_url(fp, s->env, v);
+		else {
+			payq_log_mask(v, masked, sizeof(masked));
+			fprintf(fp, "%s = %s\n", s->env, masked);
+		}
 	}
-	conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, errstr, sizeof(errstr));
-	if (payq_config_apply_x(cfg, conf, errstr, sizeof(errstr)))
-		fprintf(fp, "# -X error: %s\n", errstr);
-	fprintf(fp, "# librdkafka global configuration\n");
-	arr = rd_kafka_conf_dump(conf, &cnt);
-	for (size_t i = 0; i + 1 < cnt; i += 2) {
-		/* Never print secrets: passwords, keys and SASL credentials. */
-		bool secret = strstr(arr[i], "password") || strstr(arr[i], "secret") ||
-			      strstr(arr[i], ".key.pem") || strstr(arr[i], "sasl.oauthbearer.config");
-		fprintf(fp, "%s = %s\n", arr[i], secret ? "(set)" : arr[i + 1]);
-	}
-	rd_kafka_conf_dump_free(arr, cnt);
-	rd_kafka_conf_destroy(conf);
+	payq_kafka_dump(cfg, prog, fp);
 }
 
 /* Returns the value of "--name=value" or "--name value", advancing *i; NULL if absent. */
@@ -366,6 +498,10 @@ payq_args_result_t payq_config_parse_args(payq_config_t *cfg, unsigned prog, con
 	}
 	*argc = out;
 	argv[out] = NULL;
+	note_secrets(cfg);
+	/* After every argument: a flag such as --group may come after the -X it concerns. */
+	if (payq_kafka_check_x(cfg, prog, errstr, errstr_size))
+		return PAYQ_ARGS_ERROR;
 	if (dump) {
 		payq_config_dump(cfg, prog, stdout);
 		return PAYQ_ARGS_EXIT;

@@ -83,7 +83,10 @@ int payq_config_add_x(payq_config_t *cfg, const char *kv, char *errstr, size_t e
 
 /* Consumes the common arguments from argv: --<setting> VALUE, --<setting>=VALUE,
  * -X key=value, -X list, -X dump, --help and --version. The rest stay in argv, in
- * order, and *argc is updated. usage() prints the program's own part of --help. */
+ * order, and *argc is updated. usage() prints the program's own part of --help.
+ * Once every argument is read, the secrets of the settings are registered with the logger
+ * (payq_log_add_secret), and an -X pair that would change a property prog's Kafka clients
+ * rely on is refused (payq_kafka_check_x), before -X dump is served. */
 payq_args_result_t payq_config_parse_args(payq_config_t *cfg, unsigned prog, const char *progname,
 					  void (*usage)(FILE *fp), int *argc, char **argv,
 					  char *errstr, size_t errstr_size);
@@ -91,7 +94,10 @@ payq_args_result_t payq_config_parse_args(payq_config_t *cfg, unsigned prog, con
 /* Prints the settings of prog as a help table. */
 void payq_config_print_help(FILE *fp, unsigned prog);
 
-/* Prints the resolved settings, then librdkafka's resolved properties. */
+/* Prints the resolved settings, then each librdkafka client of prog as it really runs:
+ * payq's properties, the -X overrides, and what librdkafka resolved (kafka_clients.h).
+ * Secrets print as "***": the passwords of PAYQ_DB, the userinfo of PAYQ_GATEWAY_URL and
+ * librdkafka's passwords and keys. */
 void payq_config_dump(const payq_config_t *cfg, unsigned prog, FILE *fp);
 
 /* Applies the -X pairs to conf. Returns 0, or -1 with librdkafka's error text. */

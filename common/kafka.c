@@ -3,38 +3,7 @@
 
 #include <string.h>
 
-#include "log.h"
 #include "util.h"
-
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-	/* librdkafka uses syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug. */
-	int lvl = level <= 3 ? PAYQ_LOG_ERROR : level == 4 ? PAYQ_LOG_WARN :
-		  level <= 6 ? PAYQ_LOG_INFO : PAYQ_LOG_DEBUG;
-
-	payq_log(lvl, NULL, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, buf);
-}
-
-rd_kafka_conf_t *payq_kafka_conf_new(const payq_config_t *cfg, const char *const *defaults,
-				     char *errstr, size_t errstr_size)
-{
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, errstr, errstr_size) !=
-	    RD_KAFKA_CONF_OK)
-		goto fail;
-	for (size_t i = 0; defaults && defaults[i]; i += 2)
-		if (rd_kafka_conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size) !=
-		    RD_KAFKA_CONF_OK)
-			goto fail;
-	if (payq_config_apply_x(cfg, conf, errstr, errstr_size))
-		goto fail;
-	rd_kafka_conf_set_log_cb(conf, log_cb);
-	return conf;
-fail:
-	rd_kafka_conf_destroy(conf);
-	return NULL;
-}
 
 const char *payq_kafka_header(const rd_kafka_message_t *msg, const char *name, size_t *lenp)
 {

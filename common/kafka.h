@@ -1,4 +1,4 @@
-/* kafka.h - librdkafka helpers shared by the programs: configuration, logging, headers. */
+/* kafka.h - librdkafka helpers shared by the programs: headers, partition counts. */
 #pragma once
 
 #include <stddef.h>
@@ -7,13 +7,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "config.h"
-
-/* Makes a client configuration: bootstrap.servers from cfg, then the program's
- * defaults (a NULL-terminated list of key, value pairs), then cfg's -X pairs, so -X
- * always wins. librdkafka's log lines go through payq's JSON logger.
- * Returns a conf the caller owns, or NULL with librdkafka's error text in errstr. */
-rd_kafka_conf_t *payq_kafka_conf_new(const payq_config_t *cfg, const char *const *defaults,
-				     char *errstr, size_t errstr_size);
+#include "kafka_clients.h" /* payq_kafka_conf_new() and the client kinds */
 
 /* Returns the last value of header name, with its length in *lenp, or NULL. */
 const char *payq_kafka_header(const rd_kafka_message_t *msg, const char *name, size_t *lenp);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum {
@@ -26,7 +27,17 @@ extern int payq_log_level;
 int payq_log_level_parse(const char *s);
 const char *payq_log_level_name(int level);
 
-/* Writes one JSON line {"ts","level","msg",...ctx} to stderr. Use the macros, which
+/* Registers a secret (a password, an API key) that must never appear in a log line: from
+ * now on payq_log_write() and payq_log_mask() print "***" in its place. The text is
+ * copied; NULL and "" are ignored. Call it at startup, before any thread logs. */
+void payq_log_add_secret(const char *s, size_t len);
+/* Forgets every registered secret (for tests). */
+void payq_log_clear_secrets(void);
+/* Copies in to out (size bytes, NUL-terminated, cut if need be) with every registered
+ * secret replaced by "***". Returns the length written. */
+size_t payq_log_mask(const char *in, char *out, size_t size);
+
+/* Writes one JSON line {"ts","level","msg",...ctx} to stderr, secrets masked. Use the macros, which
  * test the level first so that filtered messages cost no formatting. */
 void payq_log_write(int level, const payq_log_ctx_t *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

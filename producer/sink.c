@@ -138,18 +138,6 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 sink_t *sink_new(const payq_config_t *cfg, const sink_opts_t *opts, char *errstr,
 		 size_t errstr_size)
 {
-	/* clang-format off */
-	static const char *const defaults[] = {
-		"client.id", "payq-producer",
-		"enable.idempotence", "true",
-		"acks", "all",
-		"partitioner", "murmur2_random", /* the Java client's keyed partitioning */
-		"linger.ms", "5",
-		"compression.type", "lz4",
-		"message.timeout.ms", "30000",
-		NULL,
-	};
-	/* clang-format on */
 	sink_t *s = calloc(1, sizeof(*s));
 	rd_kafka_conf_t *conf;
 	char buf[64];
@@ -166,7 +154,7 @@ sink_t *sink_new(const payq_config_t *cfg, const sink_opts_t *opts, char *errstr
 	if (opts->dry_run && opts->partitions > 0)
 		return s;
 
-	conf = payq_kafka_conf_new(cfg, defaults, errstr, errstr_size);
+	conf = payq_kafka_conf_new(cfg, PAYQ_KAFKA_PRODUCER, errstr, errstr_size);
 	if (!conf)
 		goto fail;
 	if (rd_kafka_conf_get(conf, "message.timeout.ms", buf, &sz) != RD_KAFKA_CONF_OK ||

@@ -30,21 +30,10 @@ void payq_range_spec_free(payq_range_spec_t *spec)
 
 rd_kafka_t *payq_range_client_new(const payq_config_t *cfg, char *errstr, size_t errstr_size)
 {
-	/* assign() needs a group.id, but this client never joins or commits: the name only
-	 * has to differ from real groups. */
-	/* clang-format off */
-	static const char *const defaults[] = {
-		"client.id", "payq-replay",
-		"group.id", "payq-replay-reader",
-		"enable.auto.commit", "false",
-		"enable.auto.offset.store", "false",
-		"enable.partition.eof", "true",
-		"auto.offset.reset", "error",
-		"isolation.level", "read_committed",
-		NULL,
-	};
-	/* clang-format on */
-	rd_kafka_conf_t *conf = payq_kafka_conf_new(cfg, defaults, errstr, errstr_size);
+	/* A group.id that is no worker's, partition EOF, auto.offset.reset=error: see
+	 * common/kafka_clients.c. */
+	rd_kafka_conf_t *conf =
+		payq_kafka_conf_new(cfg, PAYQ_KAFKA_REPLAY_READER, errstr, errstr_size);
 	rd_kafka_t *rk;
 
 	if (!conf)

@@ -39,17 +39,6 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 payq_sink_t *payq_sink_new(const payq_config_t *cfg, double rate, char *errstr, size_t errstr_size)
 {
-	/* clang-format off */
-	static const char *const defaults[] = {
-		"client.id", "payq-replay",
-		"enable.idempotence", "true",
-		"acks", "all",
-		"partitioner", "murmur2_random",
-		"linger.ms", "5",
-		"compression.type", "lz4",
-		NULL,
-	};
-	/* clang-format on */
 	payq_sink_t *s = calloc(1, sizeof(*s));
 	rd_kafka_conf_t *conf;
 
@@ -57,7 +46,7 @@ payq_sink_t *payq_sink_new(const payq_config_t *cfg, double rate, char *errstr, 
 		payq_err(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
-	conf = payq_kafka_conf_new(cfg, defaults, errstr, errstr_size);
+	conf = payq_kafka_conf_new(cfg, PAYQ_KAFKA_REPLAY_SINK, errstr, errstr_size);
 	if (!conf) {
 		free(s);
 		return NULL;

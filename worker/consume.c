@@ -836,29 +836,13 @@ static void release_batch(worker_t *w)
 
 static rd_kafka_t *make_consumer(worker_t *w, char *errstr, size_t errstr_size)
 {
-	char stats[32];
-	const char *defaults[] = {
-		"client.id", "payq-worker",
-		"group.id", w->cfg->group,
-		"enable.auto.commit", "false",
-		"enable.auto.offset.store", "false",
-		"auto.offset.reset", "earliest",
-		"statistics.interval.ms", stats,
-		/* The default prefetch queue (64 MiB) alone would exceed the RSS budget; 2 MiB
-		 * still holds several batches ahead (measured: same rate, 51 MB RSS). */
-		"queued.max.messages.kbytes", "2048",
-		"group.instance.id", w->cfg->instance_id ? w->cfg->instance_id : "",
-		NULL,
-	};
+	/* Its properties, and the ones -X may not change, are in common/kafka_clients.c. */
 	rd_kafka_conf_t *conf;
 	rd_kafka_t *rk;
 	char strategy[128];
 	size_t sz = sizeof(strategy);
 
-	snprintf(stats, sizeof(stats), "%" PRId64, w->cfg->stats_interval_ms);
-	if (!w->cfg->instance_id || !*w->cfg->instance_id)
-		defaults[14] = NULL; /* no static membership */
-	conf = payq_kafka_conf_new(w->cfg, defaults, errstr, errstr_size);
+	conf = payq_kafka_conf_new(w->cfg, PAYQ_KAFKA_WORKER_CONSUMER, errstr, errstr_size);
 	if (!conf)
 		return NULL;
 	rd_kafka_conf_set_opaque(conf, w);

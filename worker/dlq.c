@@ -48,14 +48,6 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 payq_dlq_t *payq_dlq_new(const payq_config_t *cfg, char *errstr, size_t errstr_size)
 {
-	static const char *const defaults[] = {
-		"client.id", "payq-worker-dlq",
-		"enable.idempotence", "true",
-		"acks", "all",
-		"linger.ms", "5",
-		"message.timeout.ms", "30000",
-		NULL,
-	};
 	payq_dlq_t *d = calloc(1, sizeof(*d));
 	rd_kafka_conf_t *conf;
 
@@ -63,7 +55,7 @@ payq_dlq_t *payq_dlq_new(const payq_config_t *cfg, char *errstr, size_t errstr_s
 		payq_err(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
-	conf = payq_kafka_conf_new(cfg, defaults, errstr, errstr_size);
+	conf = payq_kafka_conf_new(cfg, PAYQ_KAFKA_WORKER_DLQ, errstr, errstr_size);
 	if (!conf)
 		goto fail;
 	/* Consumer-only -X properties would not apply here; they were checked already. */

@@ -62,7 +62,7 @@ env -i "${envs[@]}" "${argv[@]}" -X dump >"$WORK/dump.txt" 2>&1 || die "-X dump 
 grep -qx "PAYQ_INSTANCE_ID = $pod" "$WORK/dump.txt" || die "PAYQ_INSTANCE_ID is not the pod name: $(grep INSTANCE "$WORK/dump.txt")"
 grep -qx "PAYQ_GROUP = $group" "$WORK/dump.txt" || die "PAYQ_GROUP not applied"
 grep -qx "PAYQ_TOPIC = $topic" "$WORK/dump.txt" || die "PAYQ_TOPIC not applied"
-grep -qx "PAYQ_DB = (set)" "$WORK/dump.txt" || die "PAYQ_DB not set"
+grep -q "^PAYQ_DB = .*dbname=" "$WORK/dump.txt" || die "PAYQ_DB not set: $(grep ^PAYQ_DB "$WORK/dump.txt")"
 pass "payq-worker resolves the manifest's environment: instance id $pod, group $group"
 
 start_worker "$WORK/payq-worker.env" "$WORK/payq-worker.argv"

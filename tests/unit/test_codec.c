@@ -606,6 +606,96 @@ START_TEST(test_valid_id)
 }
 END_TEST
 
+/* A number is valid JSON at any length. Upstream cJSON 1.7.15 copied at most 63 characters
+ * of a number and then failed on the rest (CVE-2023-26819), which made such a message
+ * not_json; an unknown field's number must never do that. */
+START_TEST(test_long_numbers)
+{
+	static const char *const numbers[] = {
+		"1234567890123456789012345678901234567890123456789012345678901234", /* 64 */
+		"-123456789012345678901234567890123456789012345678901234567890123",  /* 64 */
+		"1234567890123456789012345678901234567890123456789012345678901234567890123456789"
+		"0123456789012345678901234567890123456789012345678901234567890", /* 140 */
+		"0.00000000000000000000000000000000000000000000000000000000000000001",
+		"1.5e-00000000000000000000000000000000000000000000000000000000000000007",
+		"-0.123456789012345678901234567890123456789012345678901234567890123456789E+308",
+	};
+	char value[1024], err[256];
+	payq_command_t cmd;
+
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(numbers); i++) {
+		const char *forms[] = {"{\"x\":%s," PAY MONEY "}", "{" PAY MONEY ",\"x\":%s}",
+				       "{" PAY MONEY ",\"x\":[1,%s,{\"y\":%s}]}"};
+
+		ck_assert_uint_gt(strlen(numbers[i]), 63);
+		for (size_t f = 0; f < PAYQ_ARRAY_SIZE(forms); f++) {
+			payq_reason_t r;
+
+			snprintf(value, sizeof(value), forms[f], numbers[i], numbers[i]);
+			r = decode("ORD-1", value, strlen(value), &cmd, err, sizeof(err));
+			ck_assert_msg(r == PAYQ_REASON_OK, "%s: %s (%s)", value, payq_reason_name(r),
+				      err);
+			ck_assert_int_eq(cmd.amount_minor, 1999);
+		}
+	}
+	/* Still invalid: a long token that is not a number. */
+	snprintf(value, sizeof(value), "{\"x\":%sx," PAY MONEY "}", numbers[0]);
+	ck_assert_int_eq(decode("ORD-1", value, strlen(value), &cmd, err, sizeof(err)),
+			 PAYQ_REASON_NOT_JSON);
+	/* amount_minor itself is judged on its token: a long one is bad_amount, not not_json. */
+	snprintf(value, sizeof(value), "{" PAY ",\"amount_minor\":%s,\"currency\":\"CNY\"}",
+		 numbers[0]);
+	ck_assert_int_eq(decode("ORD-1", value, strlen(value), &cmd, err, sizeof(err)),
+			 PAYQ_REASON_BAD_AMOUNT);
+}
+END_TEST
+
+/* The fields of another command type are ignored as unknown fields are (README, "The
+ * command format"): any JSON value is accepted, nothing of it is kept, and payload_sha256
+ * is the hash of the command without them, so a replay that adds or drops them is still a
+ * duplicate, never a key-reuse conflict. */
+START_TEST(test_other_type_fields)
+{
+	static const struct {
+		const char *with, *without;
+	} cases[] = {
+		{"{" PAY MONEY ",\"customer_id\":\"u-42\"}", "{" PAY MONEY "}"},
+		{"{" PAY MONEY ",\"payer_id\":\"p\",\"customer_id\":5,\"reason\":null}",
+		 "{" PAY MONEY ",\"payer_id\":\"p\"}"},
+		{"{" PAY MONEY ",\"customer_id\":\"\xff\xfe\"}", NULL}, /* bytes still UTF-8 checked */
+		{"{" CANCEL ",\"amount_minor\":1999,\"currency\":\"CNY\"}", "{" CANCEL "}"},
+		{"{" CANCEL ",\"amount_minor\":-5,\"currency\":\"cny\",\"payer_id\":[1]}",
+		 "{" CANCEL "}"},
+		{"{" CANCEL ",\"amount_minor\":1e3,\"reason\":\"r\"}", "{" CANCEL ",\"reason\":\"r\"}"},
+		{"{" CREATE MONEY ",\"payer_id\":\"p\",\"reason\":{\"a\":1}}", "{" CREATE MONEY "}"},
+	};
+	char with[2 * PAYQ_SHA256_LEN + 1], without[2 * PAYQ_SHA256_LEN + 1], err[256];
+	payq_command_t cmd;
+
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(cases); i++) {
+		payq_reason_t r = decode("ORD-1", cases[i].with, strlen(cases[i].with), &cmd, err,
+					 sizeof(err));
+
+		if (!cases[i].without) {
+			ck_assert_msg(r == PAYQ_REASON_BAD_ENCODING, "%zu: %s", i,
+				      payq_reason_name(r));
+			continue;
+		}
+		ck_assert_msg(r == PAYQ_REASON_OK, "%zu: %s (%s)", i, payq_reason_name(r), err);
+		if (cmd.type == PAYQ_CMD_PAY)
+			ck_assert(!cmd.has_customer_id && !cmd.has_reason);
+		if (cmd.type == PAYQ_CMD_CANCEL_ORDER)
+			ck_assert(cmd.amount_minor == 0 && !cmd.currency[0] && !cmd.has_payer_id);
+		if (cmd.type == PAYQ_CMD_CREATE_ORDER)
+			ck_assert(!cmd.has_payer_id && !cmd.has_reason);
+		hash_hex("ORD-1", cases[i].with, with);
+		hash_hex("ORD-1", cases[i].without, without);
+		ck_assert_msg(!strcmp(with, without), "%zu: another type's fields change the hash",
+			      i);
+	}
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
 	Suite *s = suite_create("codec");
@@ -619,6 +709,8 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_encode);
 	tcase_add_test(tc, test_names);
 	tcase_add_test(tc, test_valid_id);
+	tcase_add_test(tc, test_long_numbers);
+	tcase_add_test(tc, test_other_type_fields);
 	suite_add_tcase(s, tc);
 	return s;
 }

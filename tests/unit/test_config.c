@@ -32,6 +32,7 @@ static const char *const env_names[] = {
 	"PAYQ_RETRY_MAX_MS",
 	"PAYQ_STATS_INTERVAL_MS",
 	"PAYQ_DB",
+	"PAYQ_GATEWAY_URL",
 };
 
 static int saved_log_level;
@@ -49,6 +50,7 @@ static void teardown(void)
 {
 	setup();
 	payq_log_level = saved_log_level;
+	payq_log_clear_secrets(); /* parse_args registers the secrets it sees */
 }
 
 static const char *str_at(const payq_config_t *cfg, size_t off)
@@ -618,7 +620,7 @@ static const struct exit_case exit_cases[] = {
 	{"-X dump after the rest", W, "-X dump --batch-max 7 -X client.id=dumped --brokers=b:1",
 	 "PAYQ_BATCH_MAX = 7\n|client.id = dumped\n|metadata.broker.list = b:1\n", ""},
 	{"-Xdump hides the db password", R, "-Xdump --db postgres://u:hunter2@h/db",
-	 "PAYQ_DB = (set)\n", "hunter2|PAYQ_BATCH_MAX"},
+	 "PAYQ_DB = user=u password=*** dbname=db host=h\n", "hunter2|PAYQ_BATCH_MAX"},
 };
 
 START_TEST(test_exit)
@@ -676,9 +678,8 @@ START_TEST(test_help_without_usage)
 }
 END_TEST
 
-/* -X dump hides PAYQ_DB because it may hold a password, but prints librdkafka's secrets
- * (sasl.password, ssl.key.password, ...) in clear. Reported against config.c; kept as a
- * regression test. */
+/* -X dump once printed librdkafka's secrets (sasl.password, ...) in clear; kept as a
+ * regression test (test_secrets_masked covers the rest). */
 START_TEST(test_known_bugs)
 {
 	char *argv[] = {"payq-test", "-X", "sasl.password=hunter2", "-X", "dump", NULL};
@@ -694,6 +695,309 @@ START_TEST(test_known_bugs)
 	ck_assert_msg(!strstr(out, "hunter2"), "-X dump prints sasl.password");
 	free(out);
 	payq_config_destroy(&cfg);
+}
+END_TEST
+
+/* -X pairs that would break the offset rule, the group, or the producers' guarantees are
+ * refused after every argument is read, with the key named; harmless ones pass. Aliases
+ * (request.required.acks, topic.acks) and librdkafka's synonyms (smallest, -1) are judged
+ * by the property they set and the value they mean. */
+struct refuse_case {
+	unsigned prog;
+	const char *args;
+	const char *err; /* substrings of errstr separated by '|'; NULL: accepted */
+};
+
+static const struct refuse_case refuse_cases[] = {
+	/* the offset rule and the group (worker consumer) */
+	{W, "-X enable.auto.commit=true", "-X enable.auto.commit=true|refused|offset rule"},
+	{W, "-X auto.commit.enable=true", "-X auto.commit.enable=true|offset rule"},
+	{W, "-X enable.auto.offset.store=true", "enable.auto.offset.store|offset rule"},
+	{W, "-X group.id=other", "-X group.id=other|PAYQ_GROUP"},
+	{W, "--group g1 -X group.id=g2", "group.id|PAYQ_GROUP"},
+	{W, "-X group.instance.id=pod-0", "group.instance.id|PAYQ_INSTANCE_ID"},
+	{W, "-X isolation.level=read_uncommitted", "isolation.level|read_committed"},
+	{W, "-X enable.partition.eof=true", "enable.partition.eof"},
+	{W, "-X auto.offset.reset=latest", "auto.offset.reset|earliest"},
+	{W, "-X offset.store.method=file", "offset.store.method|broker"},
+	/* the worker's DLQ producer */
+	{W, "-X enable.idempotence=false", "enable.idempotence"},
+	{W, "-X acks=1", "-X acks=1|acks"},
+	{W, "-X transactional.id=t", "transactional.id"},
+	/* payq-producer */
+	{P, "-X enable.idempotence=false", "enable.idempotence"},
+	{P, "-X acks=1", "acks"},
+	{P, "-X request.required.acks=0", "request.required.acks"},
+	{P, "-X topic.acks=1", "topic.acks"},
+	{P, "-X partitioner=consistent_random", "partitioner|murmur2_random"},
+	{P, "-X transactional.id=t", "transactional.id"},
+	/* payq-replay: its range reader and its idempotent sink */
+	{R, "-X group.id=payq-workers", "group.id"},
+	{R, "-X enable.auto.commit=true", "enable.auto.commit"},
+	{R, "-X enable.partition.eof=false", "enable.partition.eof"},
+	{R, "-X isolation.level=read_uncommitted", "isolation.level"},
+	{R, "-X auto.offset.reset=earliest", "auto.offset.reset"},
+	{R, "-X partitioner=random", "partitioner"},
+	{R, "-X acks=1", "acks"},
+	/* accepted: the value payq needs anyway, a synonym of it, or a harmless key */
+	{W, "-X enable.auto.commit=false", NULL},
+	{W, "-X auto.offset.reset=smallest", NULL},
+	{W, "-X isolation.level=read_committed", NULL},
+	{W, "--group g1 -X group.id=g1", NULL},
+	{W, "-X acks=all -X enable.idempotence=true", NULL},
+	{W, "-X partitioner=random", NULL}, /* the DLQ producer is not partitioned by key */
+	{W, "-X session.timeout.ms=6000 -X heartbeat.interval.ms=500", NULL},
+	{P, "-X acks=-1 -X partitioner=murmur2_random", NULL},
+	{P, "-X group.id=x -X enable.auto.commit=true", NULL}, /* no consumer in the producer */
+	{P, "-X message.timeout.ms=3000 -X linger.ms=50", NULL},
+	{R, "-X enable.partition.eof=true -X auto.offset.reset=error", NULL},
+};
+
+START_TEST(test_x_refused)
+{
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(refuse_cases); i++) {
+		const struct refuse_case *c = &refuse_cases[i];
+		char *argv[MAXARGS + 2], *want[MAXARGS + 1], *argv_copy, *want_copy;
+		char errstr[512] = "";
+		int argc, nwant;
+		payq_config_t cfg;
+		payq_args_result_t res;
+
+		argv[0] = "payq-test";
+		argc = 1 + split(c->args, ' ', argv + 1, MAXARGS, &argv_copy);
+		nwant = split(c->err ? c->err : "", '|', want, MAXARGS, &want_copy);
+		payq_config_init(&cfg);
+		res = payq_config_parse_args(&cfg, c->prog, "payq-test", NULL, &argc, argv, errstr,
+					     sizeof(errstr));
+		if (!c->err) {
+			ck_assert_msg(res == PAYQ_ARGS_OK, "prog %u \"%s\": refused: %s", c->prog,
+				      c->args, errstr);
+		} else {
+			ck_assert_msg(res == PAYQ_ARGS_ERROR, "prog %u \"%s\": accepted", c->prog,
+				      c->args);
+			for (int k = 0; k < nwant; k++)
+				ck_assert_msg(strstr(errstr, want[k]),
+					      "prog %u \"%s\": errstr \"%s\" lacks \"%s\"", c->prog,
+					      c->args, errstr, want[k]);
+		}
+		payq_config_destroy(&cfg);
+		free(argv_copy);
+		free(want_copy);
+	}
+
+	/* A group name far longer than any buffer still compares exactly. */
+	{
+		char group[5001], errstr[512] = "";
+		char *argv[] = {"payq-test", "--group", group, "-X", "linger.ms=5", NULL};
+		int argc = 5;
+		payq_config_t cfg;
+
+		memset(group, 'g', sizeof(group) - 1);
+		group[sizeof(group) - 1] = '\0';
+		payq_config_init(&cfg);
+		ck_assert_msg(payq_config_parse_args(&cfg, W, "payq-test", NULL, &argc, argv, errstr,
+						     sizeof(errstr)) == PAYQ_ARGS_OK,
+			      "a 5000-byte group: %s", errstr);
+		payq_config_destroy(&cfg);
+	}
+}
+END_TEST
+
+/* -X dump shows each Kafka client as it really runs: payq's own defaults, then the -X
+ * overrides, then what librdkafka resolved. */
+START_TEST(test_dump_clients)
+{
+	static const struct exit_case cases[] = {
+		{"worker", W, "-X dump -X linger.ms=7 --group g9",
+		 "Kafka consumer of payq-worker|enable.auto.commit = false\n|enable.auto.offset.store = false\n"
+		 "|group.id = g9\n|isolation.level = read_committed\n|Kafka producer (DLQ) of payq-worker"
+		 "|enable.idempotence = true\n|linger.ms = 7\n",
+		 ""},
+		{"producer", P, "-X dump",
+		 "enable.idempotence = true\n|partitioner = murmur2_random\n"
+		 "|request.required.acks = -1\n",
+		 "enable.idempotence = false\n|partitioner = consistent_random\n"},
+		{"replay", R, "-X dump",
+		 "group.id = payq-replay-reader\n|enable.partition.eof = true\n"
+		 "|auto.offset.reset = error\n|partitioner = murmur2_random\n",
+		 ""},
+	};
+
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(cases); i++) {
+		const struct exit_case *c = &cases[i];
+		char *argv[MAXARGS + 2], *has[MAXARGS + 1], *lacks[MAXARGS + 1];
+		char *argv_copy, *has_copy, *lacks_copy, *out;
+		int argc, nhas, nlacks;
+		char errstr[512] = "";
+		payq_config_t cfg;
+		payq_args_result_t res;
+
+		argv[0] = "payq-test";
+		argc = 1 + split(c->args, ' ', argv + 1, MAXARGS, &argv_copy);
+		nhas = split(c->has, '|', has, MAXARGS, &has_copy);
+		nlacks = split(c->lacks, '|', lacks, MAXARGS, &lacks_copy);
+		payq_config_init(&cfg);
+		out = capture_parse(&cfg, c->prog, NULL, &argc, argv, &res, errstr,
+				    sizeof(errstr));
+		ck_assert_msg(res == PAYQ_ARGS_EXIT, "%s: result %d (%s)", c->name, res, errstr);
+		for (int k = 0; k < nhas; k++)
+			ck_assert_msg(strstr(out, has[k]), "%s: dump lacks \"%s\"", c->name, has[k]);
+		for (int k = 0; k < nlacks; k++)
+			ck_assert_msg(!strstr(out, lacks[k]), "%s: dump has \"%s\"", c->name,
+				      lacks[k]);
+		if (c->prog == W) {
+			/* payq's defaults come before the overrides, and the override wins. */
+			const char *defaults = strstr(out, "payq's defaults");
+			const char *overrides = strstr(out, "-X overrides");
+			const char *resolved =
+				strstr(out, "consumer of payq-worker: resolved librdkafka");
+			ck_assert_msg(defaults && overrides && defaults < overrides,
+				      "worker: no defaults-then-overrides sections");
+			/* What the consumer runs with, not librdkafka's default (true). */
+			ck_assert_ptr_nonnull(resolved);
+			ck_assert_msg(!strncmp(strstr(resolved, "enable.auto.commit = "),
+					       "enable.auto.commit = false\n", 27),
+				      "worker: the consumer resolves enable.auto.commit = true");
+		}
+		free(out);
+		free(argv_copy);
+		free(has_copy);
+		free(lacks_copy);
+		payq_config_destroy(&cfg);
+	}
+}
+END_TEST
+
+/* Secrets reach neither -X dump nor any log line: librdkafka's passwords and keys, the
+ * password in PAYQ_DB (URI or conninfo) and the userinfo of PAYQ_GATEWAY_URL. */
+static const char *const secrets[] = {"hunter2", "s3cr3t-key", "sasl-pw-77", "ssl-key-pw-5",
+				      "keystore-pw-6", "oauth-secret-8", "conn pw 9"};
+
+static void assert_no_secret(const char *what, const char *out)
+{
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(secrets); i++)
+		ck_assert_msg(!strstr(out, secrets[i]), "%s shows the secret \"%s\":\n%s", what,
+			      secrets[i], out);
+}
+
+/* Runs fn with stderr going to a temporary file, and returns what was written (malloc'd). */
+static char *capture_stderr(void (*fn)(const payq_config_t *cfg), const payq_config_t *cfg)
+{
+	FILE *tmp = tmpfile();
+	int saved;
+	long len;
+	char *out;
+
+	ck_assert_ptr_nonnull(tmp);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_eq(dup2(fileno(tmp), STDERR_FILENO), STDERR_FILENO);
+	fn(cfg);
+	fflush(stderr);
+	ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	len = ftell(tmp);
+	ck_assert_int_ge(len, 0);
+	out = malloc((size_t)len + 1);
+	ck_assert_ptr_nonnull(out);
+	rewind(tmp);
+	ck_assert_uint_eq(fread(out, 1, (size_t)len, tmp), (size_t)len);
+	out[len] = '\0';
+	fclose(tmp);
+	return out;
+}
+
+static void log_settings(const payq_config_t *cfg)
+{
+	log_error("connecting to %s", cfg->db);
+	log_warn("payment mode gateway: charging through %s", cfg->gateway_url);
+	log_info("librdkafka said: sasl.password=sasl-pw-77 ssl.key.password=ssl-key-pw-5");
+	log_error("keystore-pw-6, principal=p secret=oauth-secret-8");
+}
+
+START_TEST(test_secrets_masked)
+{
+	static const struct {
+		const char *db, *url;
+	} envs[] = {
+		{"postgresql://payq:hunter2@db.example:5432/payq?sslmode=require",
+		 "https://s3cr3t-key@pay.example/v1"},
+		{"host=db.example password=hunter2 dbname=payq",
+		 "https://user:s3cr3t-key@pay.example:8443/v1"},
+		{"host=db.example password='conn pw 9' user=payq", "http://s3cr3t-key:@pay.example"},
+		{"postgres://payq@db.example/payq?password=hunter2", "https://pay.example/v1"},
+	};
+
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(envs); i++) {
+		char *argv[] = {"payq-test",
+				"-X", "sasl.password=sasl-pw-77",
+				"-X", "ssl.key.password=ssl-key-pw-5",
+				"-X", "ssl.keystore.password=keystore-pw-6",
+				"-X", "sasl.oauthbearer.config=principal=p secret=oauth-secret-8",
+				"-X", "dump", NULL};
+		int argc = 11;
+		payq_config_t cfg;
+		payq_args_result_t res;
+		char errstr[512] = "";
+		char *out;
+
+		setenv("PAYQ_DB", envs[i].db, 1);
+		setenv("PAYQ_GATEWAY_URL", envs[i].url, 1);
+		payq_config_init(&cfg);
+		ck_assert_int_eq(payq_config_load_env(&cfg, W, errstr, sizeof(errstr)), 0);
+		out = capture_parse(&cfg, W, NULL, &argc, argv, &res, errstr, sizeof(errstr));
+		ck_assert_msg(res == PAYQ_ARGS_EXIT, "%zu: %s", i, errstr);
+		assert_no_secret("-X dump", out);
+		ck_assert_msg(strstr(out, "PAYQ_DB = ") && strstr(out, "PAYQ_GATEWAY_URL = "),
+			      "%zu: dump lacks PAYQ_DB or PAYQ_GATEWAY_URL", i);
+		ck_assert_msg(strstr(out, "pay.example"), "%zu: the gateway host is masked too", i);
+		free(out);
+		out = capture_stderr(log_settings, &cfg);
+		assert_no_secret("the log", out);
+		ck_assert_msg(strstr(out, "pay.example"), "%zu: log masks the host: %s", i, out);
+		free(out);
+		payq_config_destroy(&cfg);
+		payq_log_clear_secrets();
+	}
+}
+END_TEST
+
+/* payq_log_mask: the longest secret wins, every occurrence goes, and the output is cut
+ * to its buffer, always NUL-terminated. */
+START_TEST(test_log_mask)
+{
+	static const struct {
+		const char *in;
+		size_t size;
+		const char *want;
+	} cases[] = {
+		{"x-abcdef-y abc", 64, "x-***-y ***"},
+		{"abcabc", 64, "******"},
+		{"no secret here", 64, "no secret here"},
+		{"", 64, ""},
+		{"abcdef", 3, "**"},
+		{"12abc", 4, "12*"},
+		{"q", 1, ""},
+	};
+	char out[64];
+
+	payq_log_add_secret("abc", 3);
+	payq_log_add_secret("abcdef", 6);
+	payq_log_add_secret("abc", 3); /* registered once */
+	payq_log_add_secret("", 0);
+	payq_log_add_secret(NULL, 5);
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(cases); i++) {
+		size_t n = payq_log_mask(cases[i].in, out, cases[i].size);
+
+		ck_assert_msg(!strcmp(out, cases[i].want), "\"%s\" (%zu): \"%s\", want \"%s\"",
+			      cases[i].in, cases[i].size, out, cases[i].want);
+		ck_assert_uint_eq(n, strlen(cases[i].want));
+	}
+	ck_assert_uint_eq(payq_log_mask("abc", out, 0), 0);
+	payq_log_clear_secrets();
+	payq_log_mask("abc", out, sizeof(out));
+	ck_assert_str_eq(out, "abc");
 }
 END_TEST
 
@@ -827,6 +1131,10 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_set);
 	tcase_add_test(tc, test_log_level_parse);
 	tcase_add_test(tc, test_known_bugs);
+	tcase_add_test(tc, test_x_refused);
+	tcase_add_test(tc, test_dump_clients);
+	tcase_add_test(tc, test_secrets_masked);
+	tcase_add_test(tc, test_log_mask);
 	suite_add_tcase(s, tc);
 	return s;
 }
