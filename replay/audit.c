@@ -14,16 +14,19 @@
 #include "kafka.h"
 #include "log.h"
 #include "range.h"
+#include "repair.h"
 #include "sink.h"
 #include "util.h"
 
 #define LOOKUP_BATCH 500
 
+enum { OPT_REPAIR = OPT__FIRST_OWN, OPT_EXECUTE };
+
 void replay_audit_usage(FILE *fp)
 {
 	fprintf(fp,
 		"Usage: payq-replay audit [--group G] [--from-time ISO8601 | --from-offset N]\n"
-		"         [--partition P]... [settings]\n"
+		"         [--partition P]... [--repair [--execute] [--force]] [settings]\n"
 		"\n"
 		"Proves that nothing was lost. Reads the commands topic (--topic) from the start\n"
 		"(or --from-*) up to the group's consumer_progress, with every high watermark\n"
@@ -33,7 +36,10 @@ void replay_audit_usage(FILE *fp)
 		"  - every malformed message has a DLQ record of the group (payq-dlq-group,\n"
 		"    -topic, -partition and -offset headers) in --dlq-topic;\n"
 		"  - the group's committed offset is not ahead of consumer_progress.\n"
-		"Each gap is printed on stdout as `gap KIND topic/partition[/offset] ...`.\n"
+		"Each gap is printed on stdout as `gap KIND topic/partition[/offset] ...`, and\n"
+		"under it (except no_progress) the command line that republishes exactly its\n"
+		"records: `  repair: payq-replay republish --from-topic T --partition P\n"
+		"--from-offset O --to-offset O2`.\n"
 		"Messages past consumer_progress (not consumed yet) and messages older than the\n"
 		"dedup retention horizon (their rows may be pruned) are counted, not checked. A\n"
 		"message is older than the horizon when its offset is at or below the highest\n"
@@ -47,6 +53,13 @@ void replay_audit_usage(FILE *fp)
 		"  --from-time T      start at the first message at or after T\n"
 		"  --from-offset N    start at offset N in every selected partition\n"
 		"  --partition P      only this partition; repeatable\n"
+		"  --repair           after the audit, republish exactly the gaps' records (a dry\n"
+		"                     run that lists them unless --execute); refused (exit 2) when\n"
+		"                     a record is past the dedup retention horizon, as republish\n"
+		"                     is, unless --force. The exit code stays 1 while gaps were\n"
+		"                     found: audit again once the workers consumed the copies\n"
+		"  --execute          with --repair: send the copies\n"
+		"  --force            with --repair: republish even past the dedup horizon\n"
 		"\n");
 	replay_print_exit_codes(fp);
 }
@@ -72,6 +85,8 @@ typedef struct audit {
 	size_t npend;
 	int64_t total, read, valid, malformed, dead_lettered, old, gaps;
 	replay_progress_t progress;
+	replay_gaps_t repairs;
+	bool oom; /* a gap could not be recorded for --repair */
 	char errstr[512];
 } audit_t;
 
@@ -162,6 +177,8 @@ static void gap_missing_row(audit_t *a, const pending_t *p)
 	       "valid command without a processed_commands row or DLQ record\n",
 	       a->topic, p->partition, p->offset, payq_cmd_type_name(p->type), p->order_id,
 	       p->command_id);
+	if (replay_gaps_add(&a->repairs, a->topic, p->partition, p->offset, p->offset + 1))
+		a->oom = true;
 }
 
 static int flush_lookups(audit_t *a)
@@ -221,6 +238,9 @@ static int on_command(void *opaque, const rd_kafka_message_t *m)
 			printf("gap missing_dlq %s/%" PRId32 "/%" PRId64 " reason=%s: malformed "
 			       "message without a DLQ record\n",
 			       a->topic, m->partition, m->offset, payq_reason_name(reason));
+			if (replay_gaps_add(&a->repairs, a->topic, m->partition, m->offset,
+					    m->offset + 1))
+				a->oom = true;
 		}
 		goto progress;
 	}
@@ -260,6 +280,8 @@ static void compare_offsets(audit_t *a, const char *group, const payq_range_t *r
 			       ") may have been "
 			       "skipped\n",
 			       a->topic, p, c, g, group, g, c);
+			if (replay_gaps_add(&a->repairs, a->topic, p, g, c))
+				a->oom = true;
 		} else if (c > 0 && g < 0) {
 			a->gaps++;
 			printf("gap no_progress %s/%" PRId32 " committed=%" PRId64
@@ -283,9 +305,13 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 		{"partition", required_argument, NULL, OPT_PARTITION},
 		{"from-offset", required_argument, NULL, OPT_FROM_OFFSET},
 		{"from-time", required_argument, NULL, OPT_FROM_TIME},
+		{"repair", no_argument, NULL, OPT_REPAIR},
+		{"execute", no_argument, NULL, OPT_EXECUTE},
+		{"force", no_argument, NULL, OPT_FORCE},
 		{NULL, 0, NULL, 0},
 	};
 	audit_t a;
+	bool repair = false, execute = false, force = false;
 	payq_range_spec_t spec, dspec;
 	payq_range_t range = {0}, dlq = {0};
 	int64_t *committed = NULL, *progress = NULL, unconsumed = 0;
@@ -304,6 +330,10 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (replay_range_opt(opt, optarg, &spec, errstr, sizeof(errstr)) == 1)
 			continue;
+		if (opt == OPT_REPAIR || opt == OPT_EXECUTE || opt == OPT_FORCE) {
+			*(opt == OPT_REPAIR ? &repair : opt == OPT_EXECUTE ? &execute : &force) = true;
+			continue;
+		}
 		if (opt == '?' || opt == ':')
 			payq_err(errstr, sizeof(errstr), "unknown or incomplete option \"%s\"",
 				 argv[optind - 1]);
@@ -311,6 +341,10 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 	}
 	if (optind < argc) {
 		payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", argv[optind]);
+		goto usage;
+	}
+	if ((execute || force) && !repair) {
+		payq_err(errstr, sizeof(errstr), "--execute and --force go with --repair");
 		goto usage;
 	}
 	if (spec.from_offset >= 0 && spec.from_time_ms >= 0) {
@@ -389,7 +423,19 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 	       " db_rejected=%" PRId64 " older_than_horizon=%" PRId64 " not_consumed=%" PRId64
 	       " gaps=%" PRId64 "\n",
 	       a.read, a.valid, a.malformed, a.dead_lettered, a.old, unconsumed, a.gaps);
+	fflush(stdout);
 	rc = a.gaps ? REPLAY_EXIT_GAPS : REPLAY_EXIT_OK;
+	if (repair && a.oom) {
+		payq_err(errstr, sizeof(errstr), "out of memory recording the gaps to repair");
+		rc = REPLAY_EXIT_FAILED;
+		goto fail;
+	}
+	if (repair) {
+		int rrc = replay_gaps_repair(cfg, rk, a.conn, a.topic, &range, &a.repairs, execute,
+					     force);
+		if (rrc != REPLAY_EXIT_OK)
+			rc = rrc;
+	}
 	goto out;
 
 read_failed:
@@ -410,6 +456,7 @@ out:
 	free(a.dlq);
 	free(a.pruned);
 	free(a.after);
+	replay_gaps_free(&a.repairs);
 	replay_keys_free(a.keys);
 	if (a.conn)
 		PQfinish(a.conn);
