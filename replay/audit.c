@@ -331,7 +331,10 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 		if (replay_range_opt(opt, optarg, &spec, errstr, sizeof(errstr)) == 1)
 			continue;
 		if (opt == OPT_REPAIR || opt == OPT_EXECUTE || opt == OPT_FORCE) {
-			*(opt == OPT_REPAIR ? &repair : opt == OPT_EXECUTE ? &execute : &force) = true;
+			bool *flag = opt == OPT_REPAIR	  ? &repair
+				     : opt == OPT_EXECUTE ? &execute
+							  : &force;
+			*flag = true;
 			continue;
 		}
 		if (opt == '?' || opt == ':')

@@ -198,6 +198,6 @@ int replay_db_horizon_offsets(PGconn *conn, const char *topic, int64_t *pruned_t
 			    " WHERE kafka_topic = $1 AND kafka_offset IS NOT NULL"
 			    " AND first_seen_at >= (SELECT horizon FROM payq.dedup_horizon)"
 			    " GROUP BY kafka_partition",
-			    topic, first_after, nparts, "reading processed_commands after the horizon",
-			    errstr, errstr_size);
+			    topic, first_after, nparts,
+			    "reading processed_commands after the horizon", errstr, errstr_size);
 }

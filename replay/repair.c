@@ -143,7 +143,8 @@ int replay_gaps_repair(const payq_config_t *cfg, rd_kafka_t *rk, PGconn *conn, c
 		records += g->v[k].end - g->v[k].start;
 	if (!execute) {
 		for (size_t k = 0; k < g->n; k++)
-			printf("repair: would republish %s/%" PRId32 " [%" PRId64 ", %" PRId64 ")\n",
+			printf("repair: would republish %s/%" PRId32 " [%" PRId64 ", %" PRId64
+			       ")\n",
 			       topic, g->v[k].partition, g->v[k].start, g->v[k].end);
 		printf("repair: dry run: would republish %" PRId64 " records; add --execute to "
 		       "send them\n",

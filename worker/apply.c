@@ -1080,7 +1080,8 @@ payq_apply_status_t payq_apply_settle(payq_apply_t *a, const payq_charge_t *c, s
 	if (!PQenterPipelineMode(a->conn) ||
 	    !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
 	    send_prepared(a, "settle", look_param, 1, P_SET_ORDER, 6) ||
-	    (nprogress && (nq++, send_prepared(a, "upsert_progress", prog_params, 2, P_PR_PART, 3))) ||
+	    (nprogress &&
+	     (nq++, send_prepared(a, "upsert_progress", prog_params, 2, P_PR_PART, 3))) ||
 	    !PQsendQueryParams(a->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) ||
 	    !PQpipelineSync(a->conn)) {
 		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
@@ -1119,7 +1120,8 @@ int64_t payq_apply_read_progress(payq_apply_t *a, int32_t partition)
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		next = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
 		/* The generation this assignment works under; no row yet is generation 0. */
-		gen_set(a, partition, PQntuples(res) ? strtoll(PQgetvalue(res, 0, 1), NULL, 10) : 0);
+		gen_set(a, partition,
+			PQntuples(res) ? strtoll(PQgetvalue(res, 0, 1), NULL, 10) : 0);
 	} else
 		a->healthy = PQstatus(a->conn) == CONNECTION_OK;
 	PQclear(res);

@@ -30,6 +30,7 @@ pass "group $WL_GROUP: one malformed message, dead-lettered by its worker: no ga
 m2=$(wl_offsets | awk '$1 == 0 { print $4 }')
 echo 'DG-M2|also not json' | wl_produce -p 0
 wl_worker_start shadow PAYQ_GROUP="$WL_GROUP-shadow"
+# shellcheck disable=SC2016 # wait_for evaluates it
 wait_for '[[ $(rp_count "$WL_DLQ") == 3 ]]' 60 ||
 	die "the shadow group did not dead-letter both messages: $(rp_count "$WL_DLQ") DLQ records"
 wl_worker_stop shadow TERM

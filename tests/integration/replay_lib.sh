@@ -116,6 +116,7 @@ rp_scenario_reset_race() {
 	pass "the reset landed while w1 was frozen in its batch and out of the group"
 
 	wl_wait_log w1 'stall point before_db_commit: awake' 60
+	# shellcheck disable=SC2016 # wait_for evaluates it
 	wait_for '(($(wl_applied) > 1)) || ! wl_alive '"${WL_PID[w1]}" 60 ||
 		die "w1's batch was not committed: $(wl_applied) rows"
 	# w1's commit and a worker that went on would both show here within a few seconds.

@@ -59,8 +59,9 @@ static int produce(int argc, char **argv)
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (!rk)
 		return fail("producer", errstr);
-	err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(argv[3]), RD_KAFKA_V_PARTITION((int32_t)partition),
-				RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_KEY(argv[6], strlen(argv[6])),
+	err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(argv[3]),
+				RD_KAFKA_V_PARTITION((int32_t)partition), RD_KAFKA_V_TIMESTAMP(ts),
+				RD_KAFKA_V_KEY(argv[6], strlen(argv[6])),
 				RD_KAFKA_V_VALUE(argv[7], strlen(argv[7])),
 				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
 				RD_KAFKA_V_END);
@@ -81,7 +82,7 @@ int main(int argc, char **argv)
 {
 	if (argc >= 8 && !strcmp(argv[1], "produce"))
 		return produce(argc, argv);
-	fprintf(stderr, "usage: replay_probe produce BROKERS TOPIC PARTITION TIMESTAMP_MS KEY VALUE "
-			"[NAME=VALUE...]\n");
+	fprintf(stderr, "usage: replay_probe produce BROKERS TOPIC PARTITION TIMESTAMP_MS KEY "
+			"VALUE [NAME=VALUE...]\n");
 	return 1;
 }
