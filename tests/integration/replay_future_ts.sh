@@ -3,8 +3,8 @@
 # protects processed_commands rows by first_seen_at, that is by when the worker consumed
 # a record, not by the time its producer wrote in it. A command with a CreateTime one day
 # ahead, applied and then pruned with its neighbours, is older than the horizon (no
-# false missing_row gap); commands skipped after the horizon are gaps whatever their
-# CreateTime, also one stamped in 2001.
+# false missing_row gap, and republishing it is refused); commands skipped after the
+# horizon are gaps whatever their CreateTime, also one stamped in 2001.
 # shellcheck source=tests/lib.sh
 source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
 # shellcheck source=tests/integration/worker_lib.sh
@@ -46,6 +46,14 @@ assert_eq "pruned $((a_valid + 1)) processed_commands rows" "$(cat "$WL_DIR/prun
 rp_expect 0 audit audit
 rp_assert_fields audit gaps=0 "older_than_horizon=$((a_valid + 1))" "valid=$b_valid"
 pass "a pruned command with a CreateTime a day ahead counts as older than the horizon, not as a gap"
+
+# The guard agrees: FT-1's row is gone, so a copy of it would be applied a second time.
+total=$(rp_count "$WL_TOPIC")
+rp_expect 2 guard republish --from-offset "$f_off" --to-offset $((f_off + 1))
+grep -q 'refused: 1 messages are older than the dedup retention horizon' "$WL_DIR/guard.err" ||
+	die "no refusal message: $(cat "$WL_DIR/guard.err")"
+assert_eq "$total" "$(rp_count "$WL_TOPIC")" \
+	"republish of the pruned command stamped a day ahead: refused (exit 2), nothing sent"
 
 # After the horizon, with the worker stopped: one command stamped now and one stamped in
 # 2001, both skipped by an offset reset. Both are gaps: they were never applied.
