@@ -14,32 +14,52 @@
 #include "kafka.h"
 #include "log.h"
 #include "range.h"
+#include "repair.h"
+#include "sink.h"
 #include "util.h"
 
 #define LOOKUP_BATCH 500
+
+enum { OPT_REPAIR = OPT__FIRST_OWN, OPT_EXECUTE };
 
 void replay_audit_usage(FILE *fp)
 {
 	fprintf(fp,
 		"Usage: payq-replay audit [--group G] [--from-time ISO8601 | --from-offset N]\n"
-		"         [--partition P]... [settings]\n"
+		"         [--partition P]... [--repair [--execute] [--force]] [settings]\n"
 		"\n"
 		"Proves that nothing was lost. Reads the commands topic (--topic) from the start\n"
 		"(or --from-*) up to the group's consumer_progress, with every high watermark\n"
 		"fixed at the start, and checks that:\n"
 		"  - every valid command has its processed_commands row (order_id, command_id),\n"
 		"    or was dead-lettered by the database (db_rejected);\n"
-		"  - every malformed message has a DLQ record (payq-dlq-topic, -partition and\n"
-		"    -offset headers) in --dlq-topic;\n"
+		"  - every malformed message has a DLQ record of the group (payq-dlq-group,\n"
+		"    -topic, -partition and -offset headers) in --dlq-topic;\n"
 		"  - the group's committed offset is not ahead of consumer_progress.\n"
-		"Each gap is printed on stdout as `gap KIND topic/partition[/offset] ...`.\n"
+		"Each gap is printed on stdout as `gap KIND topic/partition[/offset] ...`, and\n"
+		"under it (except no_progress) the command line that republishes exactly its\n"
+		"records: `  repair: payq-replay republish --from-topic T --partition P\n"
+		"--from-offset O --to-offset O2`.\n"
 		"Messages past consumer_progress (not consumed yet) and messages older than the\n"
-		"dedup retention horizon (their rows may be pruned) are counted, not checked.\n"
+		"dedup retention horizon (their rows may be pruned) are counted, not checked. A\n"
+		"message is older than the horizon when its offset is at or below the highest\n"
+		"offset whose row prune deleted, or when it lies before the first row first seen\n"
+		"after the horizon and its timestamp is before it: the horizon protects rows by\n"
+		"when the worker saw a message, not by the timestamp its producer set.\n"
+		"Only the group's own DLQ records count (payq-dlq-group header); a DLQ record of a\n"
+		"payq-replay copy also stands for the original its payq-replay-of header names.\n"
 		"\n"
 		"  --group G          the consumer group (default: the --group setting)\n"
 		"  --from-time T      start at the first message at or after T\n"
 		"  --from-offset N    start at offset N in every selected partition\n"
 		"  --partition P      only this partition; repeatable\n"
+		"  --repair           after the audit, republish exactly the gaps' records (a dry\n"
+		"                     run that lists them unless --execute); refused (exit 2) when\n"
+		"                     a record is past the dedup retention horizon, as republish\n"
+		"                     is, unless --force. The exit code stays 1 while gaps were\n"
+		"                     found: audit again once the workers consumed the copies\n"
+		"  --execute          with --repair: send the copies\n"
+		"  --force            with --repair: republish even past the dedup horizon\n"
 		"\n");
 	replay_print_exit_codes(fp);
 }
@@ -52,9 +72,11 @@ typedef struct pending {
 } pending_t;
 
 typedef struct audit {
-	const char *topic;
+	const char *topic, *group;
 	PGconn *conn;
 	int64_t horizon;
+	int64_t *pruned, *after; /* per partition: see replay_db_horizon_offsets() */
+	int nparts;
 	uint64_t *dlq; /* sorted (partition << 48 | offset) dead-lettered from topic */
 	size_t ndlq, dlq_cap;
 	replay_keys_t *keys;
@@ -63,6 +85,8 @@ typedef struct audit {
 	size_t npend;
 	int64_t total, read, valid, malformed, dead_lettered, old, gaps;
 	replay_progress_t progress;
+	replay_gaps_t repairs;
+	bool oom; /* a gap could not be recorded for --repair */
 	char errstr[512];
 } audit_t;
 
@@ -83,18 +107,29 @@ static bool in_dlq(const audit_t *a, int32_t partition, int64_t offset)
 	return a->ndlq && bsearch(&k, a->dlq, a->ndlq, sizeof(k), cmp_u64);
 }
 
-/* Collects the source coordinates of each DLQ record that came from the audited topic. */
-static int on_dead_letter(void *opaque, const rd_kafka_message_t *m)
+/* Parses "topic/partition/offset" (a payq-replay-of header) of the audited topic. Topic
+ * names cannot contain '/', so the last two separate the numbers. */
+static bool parse_replay_of(const char *v, const char *topic, int64_t *partition,
+			    int64_t *offset)
 {
-	audit_t *a = opaque;
-	char t[256], p[16], o[32];
-	int64_t pv, ov;
+	const char *o = strrchr(v, '/'), *p;
+	char pbuf[16];
 
-	if (payq_kafka_header_str(m, "payq-dlq-topic", t, sizeof(t)) || strcmp(t, a->topic) ||
-	    payq_kafka_header_str(m, "payq-dlq-partition", p, sizeof(p)) ||
-	    payq_kafka_header_str(m, "payq-dlq-offset", o, sizeof(o)) ||
-	    payq_parse_int64(p, 0, INT32_MAX, &pv) || payq_parse_int64(o, 0, (1ll << 48) - 1, &ov))
-		return 0;
+	if (!o || o == v)
+		return false;
+	for (p = o - 1; p > v && *p != '/'; p--)
+		;
+	if (p == v || (size_t)(p - v) != strlen(topic) || strncmp(v, topic, (size_t)(p - v)) ||
+	    (size_t)(o - p - 1) >= sizeof(pbuf))
+		return false;
+	memcpy(pbuf, p + 1, (size_t)(o - p - 1));
+	pbuf[o - p - 1] = '\0';
+	return !payq_parse_int64(pbuf, 0, INT32_MAX, partition) &&
+	       !payq_parse_int64(o + 1, 0, (1ll << 48) - 1, offset);
+}
+
+static int add_dead_letter(audit_t *a, int64_t partition, int64_t offset)
+{
 	if (a->ndlq == a->dlq_cap) {
 		size_t cap = a->dlq_cap ? a->dlq_cap * 2 : 1024;
 		uint64_t *grown = realloc(a->dlq, cap * sizeof(*grown));
@@ -105,7 +140,32 @@ static int on_dead_letter(void *opaque, const rd_kafka_message_t *m)
 		a->dlq = grown;
 		a->dlq_cap = cap;
 	}
-	a->dlq[a->ndlq++] = dlq_key(pv, ov);
+	a->dlq[a->ndlq++] = dlq_key(partition, offset);
+	return 0;
+}
+
+/* Collects the source coordinates of each DLQ record that the audited group dead-lettered
+ * from the audited topic. Another group reading the same topic into the same DLQ topic
+ * dead-letters the same malformed messages; its copies say nothing about this group.
+ * A record that was itself a payq-replay copy also stands for the original it names, so
+ * that republishing a malformed message repairs its missing_dlq gap. */
+static int on_dead_letter(void *opaque, const rd_kafka_message_t *m)
+{
+	audit_t *a = opaque;
+	char t[256], g[256], p[16], o[32], of[320];
+	int64_t pv, ov;
+
+	if (payq_kafka_header_str(m, "payq-dlq-group", g, sizeof(g)) || strcmp(g, a->group) ||
+	    payq_kafka_header_str(m, "payq-dlq-topic", t, sizeof(t)) || strcmp(t, a->topic) ||
+	    payq_kafka_header_str(m, "payq-dlq-partition", p, sizeof(p)) ||
+	    payq_kafka_header_str(m, "payq-dlq-offset", o, sizeof(o)) ||
+	    payq_parse_int64(p, 0, INT32_MAX, &pv) || payq_parse_int64(o, 0, (1ll << 48) - 1, &ov))
+		return 0;
+	if (add_dead_letter(a, pv, ov))
+		return -1;
+	if (!payq_kafka_header_str(m, PAYQ_REPLAY_OF, of, sizeof(of)) &&
+	    parse_replay_of(of, a->topic, &pv, &ov))
+		return add_dead_letter(a, pv, ov);
 	return 0;
 }
 
@@ -117,6 +177,8 @@ static void gap_missing_row(audit_t *a, const pending_t *p)
 	       "valid command without a processed_commands row or DLQ record\n",
 	       a->topic, p->partition, p->offset, payq_cmd_type_name(p->type), p->order_id,
 	       p->command_id);
+	if (replay_gaps_add(&a->repairs, a->topic, p->partition, p->offset, p->offset + 1))
+		a->oom = true;
 }
 
 static int flush_lookups(audit_t *a)
@@ -136,6 +198,24 @@ static int flush_lookups(audit_t *a)
 	return 0;
 }
 
+/* True when m may be older than the dedup horizon, so that its row may have been pruned.
+ * The horizon protects rows by when the worker first saw a record, which the record's
+ * CreateTime does not tell (a producer may stamp any time): at or below the highest
+ * pruned offset, a record is past it; from the first row first seen after it on, a
+ * record is within it; in between, the CreateTime is all there is to go by. */
+static bool past_horizon(const audit_t *a, const rd_kafka_message_t *m)
+{
+	int64_t pruned, after;
+
+	if (a->horizon < 0 || m->partition < 0 || m->partition >= a->nparts)
+		return false;
+	pruned = a->pruned[m->partition];
+	after = a->after[m->partition];
+	if (pruned >= 0 && m->offset <= pruned)
+		return true;
+	return (after < 0 || m->offset < after) && rd_kafka_message_timestamp(m, NULL) < a->horizon;
+}
+
 static int on_command(void *opaque, const rd_kafka_message_t *m)
 {
 	audit_t *a = opaque;
@@ -144,7 +224,7 @@ static int on_command(void *opaque, const rd_kafka_message_t *m)
 	payq_reason_t reason;
 
 	a->read++;
-	if (a->horizon >= 0 && rd_kafka_message_timestamp(m, NULL) < a->horizon) {
+	if (past_horizon(a, m)) {
 		a->old++;
 		goto progress;
 	}
@@ -158,6 +238,9 @@ static int on_command(void *opaque, const rd_kafka_message_t *m)
 			printf("gap missing_dlq %s/%" PRId32 "/%" PRId64 " reason=%s: malformed "
 			       "message without a DLQ record\n",
 			       a->topic, m->partition, m->offset, payq_reason_name(reason));
+			if (replay_gaps_add(&a->repairs, a->topic, m->partition, m->offset,
+					    m->offset + 1))
+				a->oom = true;
 		}
 		goto progress;
 	}
@@ -197,6 +280,8 @@ static void compare_offsets(audit_t *a, const char *group, const payq_range_t *r
 			       ") may have been "
 			       "skipped\n",
 			       a->topic, p, c, g, group, g, c);
+			if (replay_gaps_add(&a->repairs, a->topic, p, g, c))
+				a->oom = true;
 		} else if (c > 0 && g < 0) {
 			a->gaps++;
 			printf("gap no_progress %s/%" PRId32 " committed=%" PRId64
@@ -220,9 +305,13 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 		{"partition", required_argument, NULL, OPT_PARTITION},
 		{"from-offset", required_argument, NULL, OPT_FROM_OFFSET},
 		{"from-time", required_argument, NULL, OPT_FROM_TIME},
+		{"repair", no_argument, NULL, OPT_REPAIR},
+		{"execute", no_argument, NULL, OPT_EXECUTE},
+		{"force", no_argument, NULL, OPT_FORCE},
 		{NULL, 0, NULL, 0},
 	};
 	audit_t a;
+	bool repair = false, execute = false, force = false;
 	payq_range_spec_t spec, dspec;
 	payq_range_t range = {0}, dlq = {0};
 	int64_t *committed = NULL, *progress = NULL, unconsumed = 0;
@@ -232,6 +321,7 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 
 	memset(&a, 0, sizeof(a));
 	a.topic = cfg->topic;
+	a.group = cfg->group;
 	payq_range_spec_init(&spec);
 	payq_range_spec_init(&dspec);
 	replay_progress_init(&a.progress);
@@ -240,6 +330,13 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (replay_range_opt(opt, optarg, &spec, errstr, sizeof(errstr)) == 1)
 			continue;
+		if (opt == OPT_REPAIR || opt == OPT_EXECUTE || opt == OPT_FORCE) {
+			bool *flag = opt == OPT_REPAIR	  ? &repair
+				     : opt == OPT_EXECUTE ? &execute
+							  : &force;
+			*flag = true;
+			continue;
+		}
 		if (opt == '?' || opt == ':')
 			payq_err(errstr, sizeof(errstr), "unknown or incomplete option \"%s\"",
 				 argv[optind - 1]);
@@ -247,6 +344,10 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 	}
 	if (optind < argc) {
 		payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", argv[optind]);
+		goto usage;
+	}
+	if ((execute || force) && !repair) {
+		payq_err(errstr, sizeof(errstr), "--execute and --force go with --repair");
 		goto usage;
 	}
 	if (spec.from_offset >= 0 && spec.from_time_ms >= 0) {
@@ -269,7 +370,10 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 			nparts = range.parts[i].partition + 1;
 	committed = calloc((size_t)nparts + 1, sizeof(*committed));
 	progress = calloc((size_t)nparts + 1, sizeof(*progress));
-	if (!committed || !progress) {
+	a.pruned = calloc((size_t)nparts + 1, sizeof(*a.pruned));
+	a.after = calloc((size_t)nparts + 1, sizeof(*a.after));
+	a.nparts = nparts;
+	if (!committed || !progress || !a.pruned || !a.after) {
 		payq_err(errstr, sizeof(errstr), "out of memory");
 		goto fail;
 	}
@@ -281,6 +385,8 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 	    replay_group_committed(rk, cfg->group, a.topic, nparts, committed, errstr,
 				   sizeof(errstr)) ||
 	    replay_db_horizon(a.conn, &a.horizon, errstr, sizeof(errstr)) ||
+	    replay_db_horizon_offsets(a.conn, a.topic, a.pruned, a.after, nparts, errstr,
+				      sizeof(errstr)) ||
 	    payq_range_resolve(rk, cfg->dlq_topic, &dspec, &dlq, errstr, sizeof(errstr)))
 		goto fail;
 
@@ -320,7 +426,19 @@ int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 	       " db_rejected=%" PRId64 " older_than_horizon=%" PRId64 " not_consumed=%" PRId64
 	       " gaps=%" PRId64 "\n",
 	       a.read, a.valid, a.malformed, a.dead_lettered, a.old, unconsumed, a.gaps);
+	fflush(stdout);
 	rc = a.gaps ? REPLAY_EXIT_GAPS : REPLAY_EXIT_OK;
+	if (repair && a.oom) {
+		payq_err(errstr, sizeof(errstr), "out of memory recording the gaps to repair");
+		rc = REPLAY_EXIT_FAILED;
+		goto fail;
+	}
+	if (repair) {
+		int rrc = replay_gaps_repair(cfg, rk, a.conn, a.topic, &range, &a.repairs, execute,
+					     force);
+		if (rrc != REPLAY_EXIT_OK)
+			rc = rrc;
+	}
 	goto out;
 
 read_failed:
@@ -339,6 +457,9 @@ out:
 	free(committed);
 	free(progress);
 	free(a.dlq);
+	free(a.pruned);
+	free(a.after);
+	replay_gaps_free(&a.repairs);
 	replay_keys_free(a.keys);
 	if (a.conn)
 		PQfinish(a.conn);

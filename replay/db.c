@@ -40,7 +40,8 @@ PGconn *replay_db_connect(const payq_config_t *cfg, const char *what, char *errs
 	if (!conn)
 		return NULL;
 	res = PQexec(conn, "SELECT to_regclass('payq.processed_commands') IS NOT NULL"
-			   " AND to_regclass('payq.dedup_horizon') IS NOT NULL");
+			   " AND to_regclass('payq.dedup_horizon') IS NOT NULL"
+			   " AND to_regclass('payq.dedup_pruned_offsets') IS NOT NULL");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		pg_fail(conn, res, "checking the schema", errstr, errstr_size);
 		PQfinish(conn);
@@ -48,8 +49,8 @@ PGconn *replay_db_connect(const payq_config_t *cfg, const char *what, char *errs
 	}
 	if (strcmp(PQgetvalue(res, 0, 0), "t")) {
 		payq_err(errstr, errstr_size,
-			 "the database lacks payq.processed_commands or "
-			 "payq.dedup_horizon; run `payq-worker migrate` first");
+			 "the database lacks payq.processed_commands, payq.dedup_horizon "
+			 "or payq.dedup_pruned_offsets; run `payq-worker migrate` first");
 		PQclear(res);
 		PQfinish(conn);
 		return NULL;
@@ -158,4 +159,45 @@ int replay_db_horizon(PGconn *conn, int64_t *horizon_ms, char *errstr, size_t er
 	*horizon_ms = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
 	PQclear(res);
 	return 0;
+}
+
+/* Runs sql (one text parameter, the topic) and fills out[partition] from its rows of
+ * (partition, offset); -1 elsewhere. */
+static int read_offsets(PGconn *conn, const char *sql, const char *topic, int64_t *out,
+			int nparts, const char *what, char *errstr, size_t errstr_size)
+{
+	const char *params[1] = {topic};
+	PGresult *res;
+
+	for (int p = 0; p < nparts; p++)
+		out[p] = -1;
+	res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return pg_fail(conn, res, what, errstr, errstr_size);
+	for (int r = 0; r < PQntuples(res); r++) {
+		long p = strtol(PQgetvalue(res, r, 0), NULL, 10);
+		if (p >= 0 && p < nparts && !PQgetisnull(res, r, 1))
+			out[p] = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+	}
+	PQclear(res);
+	return 0;
+}
+
+int replay_db_horizon_offsets(PGconn *conn, const char *topic, int64_t *pruned_through,
+			      int64_t *first_after, int nparts, char *errstr, size_t errstr_size)
+{
+	if (read_offsets(conn,
+			 "SELECT partition, max_offset FROM payq.dedup_pruned_offsets"
+			 " WHERE topic = $1",
+			 topic, pruned_through, nparts, "reading payq.dedup_pruned_offsets", errstr,
+			 errstr_size))
+		return -1;
+	/* A range scan of the first_seen_at index over the rows the horizon protects. */
+	return read_offsets(conn,
+			    "SELECT kafka_partition, min(kafka_offset) FROM payq.processed_commands"
+			    " WHERE kafka_topic = $1 AND kafka_offset IS NOT NULL"
+			    " AND first_seen_at >= (SELECT horizon FROM payq.dedup_horizon)"
+			    " GROUP BY kafka_partition",
+			    topic, first_after, nparts,
+			    "reading processed_commands after the horizon", errstr, errstr_size);
 }

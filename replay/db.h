@@ -14,7 +14,7 @@
 bool replay_db_configured(const payq_config_t *cfg);
 
 /* Connects to cfg->db as "payq-replay <what>" and checks that the schema has the
- * tables replay needs (migration 002 or later). Returns the connection, or NULL with
+ * tables replay needs (migration 006 or later). Returns the connection, or NULL with
  * errstr. */
 PGconn *replay_db_connect(const payq_config_t *cfg, const char *what, char *errstr,
 			  size_t errstr_size);
@@ -41,3 +41,13 @@ int replay_db_progress(PGconn *conn, const char *group, const char *topic, int64
 /* Reads payq.dedup_horizon: *horizon_ms gets it in ms since the epoch, or -1 when nothing
  * was ever pruned. Returns 0 or -1 with errstr. */
 int replay_db_horizon(PGconn *conn, int64_t *horizon_ms, char *errstr, size_t errstr_size);
+
+/* Where the dedup horizon falls in each partition p < nparts of topic:
+ *   pruned_through[p]: the highest offset whose processed_commands row prune deleted
+ *     (payq.dedup_pruned_offsets), or -1;
+ *   first_after[p]: the lowest kafka_offset among the rows first seen at or after the
+ *     horizon, or -1. The worker consumes a partition in offset order, so every record
+ *     from there on was consumed after the horizon, whatever its CreateTime.
+ * Returns 0 or -1 with errstr. */
+int replay_db_horizon_offsets(PGconn *conn, const char *topic, int64_t *pruned_through,
+			      int64_t *first_after, int nparts, char *errstr, size_t errstr_size);

@@ -7,7 +7,42 @@
 
 #include "cli.h"
 #include "db.h"
+#include "util.h"
 #include "log.h"
+
+/* For each partition of r, the first offset from which the dedup table still protects
+ * every record: past both the first record stamped at or after the horizon and the
+ * highest offset whose row prune deleted (a record stamped in the future may have been
+ * consumed, and its row pruned, before the horizon). first[i] belongs to r->parts[i]. */
+static int protected_from(rd_kafka_t *rk, PGconn *conn, const payq_range_t *r, int64_t horizon,
+			  int64_t *first, char *errstr, size_t errstr_size)
+{
+	int64_t *pruned = NULL, *after = NULL;
+	int nparts = 0, ret = -1;
+
+	for (size_t i = 0; i < r->cnt; i++)
+		if (r->parts[i].partition + 1 > nparts)
+			nparts = r->parts[i].partition + 1;
+	pruned = calloc((size_t)nparts + 1, sizeof(*pruned));
+	after = calloc((size_t)nparts + 1, sizeof(*after));
+	if (!pruned || !after) {
+		payq_err(errstr, errstr_size, "out of memory");
+		goto out;
+	}
+	if (payq_range_offsets_for_time(rk, r, horizon, first, errstr, errstr_size) ||
+	    replay_db_horizon_offsets(conn, r->topic, pruned, after, nparts, errstr, errstr_size))
+		goto out;
+	for (size_t i = 0; i < r->cnt; i++) {
+		int64_t p = pruned[r->parts[i].partition];
+		if (p >= 0 && p + 1 > first[i])
+			first[i] = p + 1;
+	}
+	ret = 0;
+out:
+	free(pruned);
+	free(after);
+	return ret;
+}
 
 int replay_horizon_guard(rd_kafka_t *rk, PGconn *conn, const payq_range_t *r, bool force,
 			 bool dry_run, const char *what)
@@ -22,7 +57,7 @@ int replay_horizon_guard(rd_kafka_t *rk, PGconn *conn, const payq_range_t *r, bo
 	if (horizon < 0)
 		return REPLAY_EXIT_OK; /* nothing was ever pruned */
 	first = calloc(r->cnt + 1, sizeof(*first));
-	if (!first || payq_range_offsets_for_time(rk, r, horizon, first, errstr, sizeof(errstr))) {
+	if (!first || protected_from(rk, conn, r, horizon, first, errstr, sizeof(errstr))) {
 		fprintf(stderr, "payq-replay %s: %s\n", what, first ? errstr : "out of memory");
 		free(first);
 		return REPLAY_EXIT_FAILED;

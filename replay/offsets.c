@@ -61,7 +61,9 @@ void replay_offsets_usage(FILE *fp)
 		"                     database\n"
 		"\n"
 		"With --execute, consumer_progress of the group is set to the new offsets in the\n"
-		"same step (a database transaction held open around the Kafka call). Otherwise the\n"
+		"same step (a database transaction held open around the Kafka call), and its\n"
+		"reset generation is raised: a worker that left the group but still finishes a\n"
+		"batch then cannot raise the progress again; it exits instead. Otherwise the\n"
 		"worker's drift check on assign would seek forward past a rewind, and report a\n"
 		"skip as offset_gap. So --execute needs the database (--db or PAYQ_DB) unless\n"
 		"--force. A rewind that would re-consume messages older than the dedup retention\n"
@@ -132,13 +134,17 @@ static int write_progress(PGconn *conn, const char *group, const payq_range_t *r
 		goto out;
 	}
 	/* Unlike the worker's GREATEST upsert, this may move progress backwards: that is
-	 * the point of a rewind. */
+	 * the point of a rewind. The new reset generation fences the progress write of a
+	 * worker that left the group but still finishes a batch: the worker writes only
+	 * under the generation it read on assign. */
 	res = PQexecParams(
 		conn,
-		"INSERT INTO payq.consumer_progress (group_id, topic, partition, next_offset)"
-		" SELECT $1, $2, p, n FROM unnest($3::int[], $4::bigint[]) AS x(p, n)"
+		"INSERT INTO payq.consumer_progress AS c (group_id, topic, partition,"
+		" next_offset, reset_generation)"
+		" SELECT $1, $2, p, n, 1 FROM unnest($3::int[], $4::bigint[]) AS x(p, n)"
 		" ON CONFLICT (group_id, topic, partition) DO UPDATE"
-		" SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+		" SET next_offset = EXCLUDED.next_offset,"
+		" reset_generation = c.reset_generation + 1, updated_at = now()",
 		4, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		ret = payq_err(errstr, errstr_size, "writing consumer_progress: %s",

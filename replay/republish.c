@@ -25,7 +25,7 @@ void replay_republish_usage(FILE *fp)
 {
 	fprintf(fp,
 		"Usage: payq-replay republish [--from-topic T] [--to-topic T2] [--partition P]...\n"
-		"         (--from-offset N | --from-time ISO8601) (--to-offset N | --to-time ISO8601)\n"
+		"         (--from-offset N | --from-time ISO8601) [--to-offset N | --to-time ISO8601]\n"
 		"         [--order ID] [--rate MSGS_PER_S] [--dry-run] [--force] [settings]\n"
 		"\n"
 		"Copies the records of a range back onto a topic, keeping key, value and headers and\n"
@@ -41,6 +41,8 @@ void replay_republish_usage(FILE *fp)
 		"  --from-time T      first message with a timestamp at or after T\n"
 		"  --to-offset N      stop before offset N (exclusive)\n"
 		"  --to-time T        stop before the first message at or after T (exclusive)\n"
+		"                     (neither: the end of the log, as it is when the command\n"
+		"                     starts; records produced meanwhile are not copied)\n"
 		"  --order ID         only records whose key is ID\n"
 		"  --rate R           at most R messages per second\n"
 		"  --dry-run          send nothing: count the commands already in processed_commands\n"
@@ -186,11 +188,13 @@ int replay_republish_main(const payq_config_t *cfg, int argc, char **argv)
 		payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", argv[optind]);
 		goto usage;
 	}
+	/* The start is never implied (a whole topic is not copied by accident); an open
+	 * end is the log end, fixed when the range is resolved. */
 	if ((spec.from_offset < 0) == (spec.from_time_ms < 0) ||
-	    (spec.to_offset < 0) == (spec.to_time_ms < 0)) {
+	    (spec.to_offset >= 0 && spec.to_time_ms >= 0)) {
 		payq_err(errstr, sizeof(errstr),
 			 "give exactly one of --from-offset and "
-			 "--from-time, and exactly one of --to-offset and --to-time");
+			 "--from-time, and at most one of --to-offset and --to-time");
 		goto usage;
 	}
 	if (!r.to_topic)

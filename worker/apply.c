@@ -110,7 +110,7 @@ enum {
 	P_PC_DUPS,
 	P_DUP_ORDER, P_DUP_CMD, P_DUP_N,
 	P_AN_KIND, P_AN_ORDER, P_AN_CMD, P_AN_DETAIL, P_AN_PART, P_AN_OFF,
-	P_PR_PART, P_PR_NEXT,
+	P_PR_PART, P_PR_NEXT, P_PR_GEN,
 	P_LOCK_IDS,
 	P__CNT
 };
@@ -132,6 +132,17 @@ struct payq_apply {
 	char (*detail)[128];
 	size_t items_cap;
 	payq_sqlbuf_t p[P__CNT];
+
+	/* The reset generation of each partition's consumer_progress row, read when the
+	 * partition was assigned (payq_apply_read_progress). A progress write is guarded by
+	 * it; a write refused because reset-offsets moved the row meanwhile sets stale. */
+	struct gen {
+		int32_t partition;
+		int64_t generation;
+	} *gens;
+	size_t ngens, gens_cap;
+	bool stale;
+	int32_t stale_partition;
 	size_t counts[8];
 };
 
@@ -240,14 +251,25 @@ static const struct {
 	 " kafka_partition, kafka_offset)"
 	 " SELECT k, o, c, d, $1, pa, off FROM unnest($2::text[], $3::text[], $4::text[],"
 	 " $5::text[], $6::int[], $7::bigint[]) AS x(k, o, c, d, pa, off)"},
+	/* Progress only moves forward, and only under the reset generation this worker read
+	 * on assign: a worker that left the group but still finishes a batch must not raise
+	 * the row past a reset made meanwhile. A partition whose generation is not known yet
+	 * (NULL) takes the row's current one. RETURNING lists the partitions written. */
 	{"upsert_progress",
-	 "INSERT INTO payq.consumer_progress (group_id, topic, partition, next_offset)"
-	 " SELECT $1, $2, pa, n FROM unnest($3::int[], $4::bigint[]) AS x(pa, n)"
+	 "INSERT INTO payq.consumer_progress AS c (group_id, topic, partition, next_offset,"
+	 " reset_generation)"
+	 " SELECT $1, $2, pa, n, coalesce(g, (SELECT r.reset_generation"
+	 " FROM payq.consumer_progress r WHERE r.group_id = $1 AND r.topic = $2"
+	 " AND r.partition = pa), 0)"
+	 " FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS x(pa, n, g)"
 	 " ON CONFLICT (group_id, topic, partition) DO UPDATE"
-	 " SET next_offset = GREATEST(payq.consumer_progress.next_offset, EXCLUDED.next_offset),"
-	 " updated_at = now()"},
+	 " SET next_offset = GREATEST(c.next_offset, EXCLUDED.next_offset), updated_at = now()"
+#ifndef PAYQ_MUTATION_UNGUARDED_PROGRESS
+	 " WHERE c.reset_generation = EXCLUDED.reset_generation"
+#endif
+	 " RETURNING partition, reset_generation"},
 	{"read_progress",
-	 "SELECT next_offset FROM payq.consumer_progress"
+	 "SELECT next_offset, reset_generation FROM payq.consumer_progress"
 	 " WHERE group_id = $1 AND topic = $2 AND partition = $3"},
 	{"ins_anomaly",
 	 "INSERT INTO payq.anomalies (kind, detail, kafka_topic, kafka_partition, kafka_offset)"
@@ -340,6 +362,7 @@ void payq_apply_destroy(payq_apply_t *a)
 	free(a->key_map.slots);
 	free(a->hex);
 	free(a->detail);
+	free(a->gens);
 	free(a->conninfo);
 	free(a->group);
 	free(a->topic);
@@ -828,6 +851,72 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 	}
 }
 
+static struct gen *gen_find(payq_apply_t *a, int32_t partition)
+{
+	for (size_t i = 0; i < a->ngens; i++)
+		if (a->gens[i].partition == partition)
+			return &a->gens[i];
+	return NULL;
+}
+
+/* Remembers a partition's reset generation. Out of memory it stays unknown, and the
+ * next progress write takes the row's current one. */
+static void gen_set(payq_apply_t *a, int32_t partition, int64_t generation)
+{
+	struct gen *g = gen_find(a, partition);
+
+	if (!g && !grow((void **)&a->gens, &a->gens_cap,
+			a->ngens < a->gens_cap ? a->gens_cap : 2 * a->gens_cap + 4,
+			sizeof(*a->gens)))
+		g = &a->gens[a->ngens++];
+	if (!g)
+		return;
+	g->partition = partition;
+	g->generation = generation;
+}
+
+/* Fills the progress parameters: partition, next offset, expected reset generation. */
+static void progress_params(payq_apply_t *a, const payq_progress_t *progress, size_t n)
+{
+	char num[32];
+
+	for (size_t i = 0; i < n; i++) {
+		const struct gen *g = gen_find(a, progress[i].partition);
+		snprintf(num, sizeof(num), "%d", (int)progress[i].partition);
+		payq_sqlbuf_str(&a->p[P_PR_PART], num);
+		snprintf(num, sizeof(num), "%" PRId64, progress[i].next_offset);
+		payq_sqlbuf_str(&a->p[P_PR_NEXT], num);
+		snprintf(num, sizeof(num), "%" PRId64, g ? g->generation : 0);
+		payq_sqlbuf_str(&a->p[P_PR_GEN], g ? num : NULL);
+	}
+}
+
+/* After a committed progress write: every partition that upsert_progress did not
+ * return was refused, its row reset meanwhile; the others confirm their generation. */
+static void note_progress(payq_apply_t *a, const payq_progress_t *progress, size_t n,
+			  const PGresult *res)
+{
+	for (size_t i = 0; i < n; i++) {
+		int r = 0, rows = res ? PQntuples(res) : 0;
+		for (; r < rows; r++)
+			if (strtol(PQgetvalue(res, r, 0), NULL, 10) == progress[i].partition)
+				break;
+		if (r < rows) {
+			gen_set(a, progress[i].partition, strtoll(PQgetvalue(res, r, 1), NULL, 10));
+		} else if (!a->stale) {
+			a->stale = true;
+			a->stale_partition = progress[i].partition;
+		}
+	}
+}
+
+bool payq_apply_progress_stale(const payq_apply_t *a, int32_t *partition)
+{
+	if (a->stale && partition)
+		*partition = a->stale_partition;
+	return a->stale;
+}
+
 /* Round trip 2: the writes and COMMIT. */
 static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_later,
 				       const payq_progress_t *progress,
@@ -837,19 +926,14 @@ static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_
 	const char *topic_param[] = {a->topic};
 	const char *prog_params[] = {a->group, a->topic};
 	const char *look_param[] = {a->first_look_s};
-	char num[32];
-	int nq = 0, bad = 0;
+	PGresult *keep[16] = {NULL};
+	payq_apply_status_t st;
+	int nq = 0, bad = 0, prog_q = -1;
 
 	/* Progress moves with the settle, after the charges. */
 	if (settle_later)
 		nprogress = 0;
-
-	for (size_t i = 0; i < nprogress; i++) {
-		snprintf(num, sizeof(num), "%d", (int)progress[i].partition);
-		payq_sqlbuf_str(&a->p[P_PR_PART], num);
-		snprintf(num, sizeof(num), "%" PRId64, progress[i].next_offset);
-		payq_sqlbuf_str(&a->p[P_PR_NEXT], num);
-	}
+	progress_params(a, progress, nprogress);
 
 	if (!PQenterPipelineMode(a->conn))
 		bad = 1;
@@ -874,7 +958,9 @@ static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_
 	SEND(a->p[P_PC_ORDER].count, "ins_processed", topic_param, 1, P_PC_ORDER, 9);
 	SEND(a->p[P_DUP_ORDER].count, "upd_dups", NULL, 0, P_DUP_ORDER, 3);
 	SEND(a->p[P_AN_KIND].count, "ins_anomalies", topic_param, 1, P_AN_KIND, 6);
-	SEND(nprogress, "upsert_progress", prog_params, 2, P_PR_PART, 2);
+	if (nprogress)
+		prog_q = nq;
+	SEND(nprogress, "upsert_progress", prog_params, 2, P_PR_PART, 3);
 #undef SEND
 	if (!bad) {
 		payq_crash_point("before_db_commit");
@@ -889,7 +975,12 @@ static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_
 		a->healthy = false;
 		return PAYQ_APPLY_TRANSIENT;
 	}
-	return pipeline_finish(a, nq, NULL, sqlstate, errstr, errstr_size);
+	st = pipeline_finish(a, nq, keep, sqlstate, errstr, errstr_size);
+	if (st == PAYQ_APPLY_OK && prog_q >= 0)
+		note_progress(a, progress, nprogress, keep[prog_q]);
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(keep); i++)
+		PQclear(keep[i]);
+	return st;
 }
 
 payq_apply_status_t payq_apply_batch(payq_apply_t *a, payq_item_t *items, size_t n,
@@ -964,7 +1055,6 @@ payq_apply_status_t payq_apply_settle(payq_apply_t *a, const payq_charge_t *c, s
 	const char *prog_params[] = {a->group, a->topic};
 	PGresult *keep[4] = {NULL, NULL, NULL, NULL};
 	payq_apply_status_t st;
-	char num[32];
 	int nq = 3;
 
 	sqlstate[0] = '\0';
@@ -986,16 +1076,12 @@ payq_apply_status_t payq_apply_settle(payq_apply_t *a, const payq_charge_t *c, s
 				c[i].decline_code[0] ? c[i].decline_code : NULL);
 		payq_sqlbuf_str(&a->p[P_SET_DETAIL], c[i].detail);
 	}
-	for (size_t i = 0; i < nprogress; i++) {
-		snprintf(num, sizeof(num), "%d", (int)progress[i].partition);
-		payq_sqlbuf_str(&a->p[P_PR_PART], num);
-		snprintf(num, sizeof(num), "%" PRId64, progress[i].next_offset);
-		payq_sqlbuf_str(&a->p[P_PR_NEXT], num);
-	}
+	progress_params(a, progress, nprogress);
 	if (!PQenterPipelineMode(a->conn) ||
 	    !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
 	    send_prepared(a, "settle", look_param, 1, P_SET_ORDER, 6) ||
-	    (nprogress && (nq++, send_prepared(a, "upsert_progress", prog_params, 2, P_PR_PART, 2))) ||
+	    (nprogress &&
+	     (nq++, send_prepared(a, "upsert_progress", prog_params, 2, P_PR_PART, 3))) ||
 	    !PQsendQueryParams(a->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) ||
 	    !PQpipelineSync(a->conn)) {
 		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
@@ -1011,6 +1097,8 @@ payq_apply_status_t payq_apply_settle(payq_apply_t *a, const payq_charge_t *c, s
 		 * have made that impossible. The money moved; say so loudly. */
 		log_error("settle: %s succeeded payments but %s orders marked paid",
 			  PQgetvalue(keep[1], 0, 1), PQgetvalue(keep[1], 0, 2));
+	if (st == PAYQ_APPLY_OK && nprogress)
+		note_progress(a, progress, nprogress, keep[2]);
 	for (int i = 0; i < 4; i++)
 		PQclear(keep[i]);
 	if (st != PAYQ_APPLY_OK)
@@ -1029,9 +1117,12 @@ int64_t payq_apply_read_progress(payq_apply_t *a, int32_t partition)
 		return -2;
 	snprintf(pbuf, sizeof(pbuf), "%d", (int)partition);
 	res = PQexecPrepared(a->conn, "read_progress", 3, params, NULL, NULL, 0);
-	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		next = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
-	else
+		/* The generation this assignment works under; no row yet is generation 0. */
+		gen_set(a, partition,
+			PQntuples(res) ? strtoll(PQgetvalue(res, 0, 1), NULL, 10) : 0);
+	} else
 		a->healthy = PQstatus(a->conn) == CONNECTION_OK;
 	PQclear(res);
 	return next;

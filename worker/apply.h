@@ -98,8 +98,15 @@ payq_apply_status_t payq_apply_settle(payq_apply_t *a, const payq_charge_t *c, s
 				      char sqlstate[6], char *errstr, size_t errstr_size);
 
 /* Reads consumer_progress for a partition. Returns the next offset, -1 if there is
- * no row, or -2 on error. */
+ * no row, or -2 on error. Also remembers the row's reset generation (0 without a row):
+ * later progress writes for the partition are guarded by it (call it on assign). */
 int64_t payq_apply_read_progress(payq_apply_t *a, int32_t partition);
+
+/* True once a progress write was refused because `payq-replay reset-offsets` moved the
+ * row since the partition was assigned: this worker left the group and finished a batch
+ * after the reset. The batch's effects committed (the dedup table absorbs their
+ * redelivery); its offsets must not be stored. *partition (may be NULL) names one. */
+bool payq_apply_progress_stale(const payq_apply_t *a, int32_t *partition);
 
 /* Records an anomaly outside any batch (for example offset_gap). Returns 0 or -1. */
 int payq_apply_anomaly(payq_apply_t *a, const char *kind, int32_t partition, int64_t offset,

@@ -721,6 +721,25 @@ static size_t decode_batch(worker_t *w, size_t *ndead)
 	return n;
 }
 
+/* True when payq-replay reset-offsets moved consumer_progress while this worker, out
+ * of the group, was still finishing a batch: its position predates the reset, so it
+ * stores nothing and exits, and a restart resumes from the reset offsets. What the batch
+ * applied is committed and the dedup table absorbs its redelivery: nothing is lost and
+ * nothing applied twice. */
+static bool stale_position(worker_t *w)
+{
+	int32_t partition = -1;
+
+	if (!payq_apply_progress_stale(w->apply, &partition))
+		return false;
+	log_error("consumer_progress of %s/%" PRId32 " was reset (payq-replay reset-offsets) "
+		  "while this worker was out of the group; its position is stale: exiting "
+		  "without storing offsets, a restart resumes from the reset offsets",
+		  w->cfg->topic, partition);
+	w->fatal = true;
+	return true;
+}
+
 /* Settles one batch: DLQ copies persisted, then one database transaction with the
  * outcomes and consumer_progress, then offsets stored and committed. Returns 0, or -1
  * when the batch was abandoned (shutdown deadline or fatal error): nothing of it is
@@ -800,6 +819,8 @@ static int process_batch(worker_t *w)
 	if (w->paused)
 		set_paused(w, false);
 
+	if (stale_position(w))
+		return -1;
 	/* A fatal error means nothing more is stored, even for a committed batch: the
 	 * dedup table absorbs its redelivery. */
 	if (w->fatal || payq_dlq_fatal(w->dlq, NULL, 0)) {

@@ -24,11 +24,20 @@ static const char sql_horizon[] =
 	" RETURNING now() - $1::bigint * interval '1 millisecond', h.horizon";
 
 /* ctid = ANY(ARRAY(...)) is a TID scan over one small batch found through the
- * first_seen_at index; `ctid IN (SELECT ...)` may be planned as a join over the table. */
+ * first_seen_at index; `ctid IN (SELECT ...)` may be planned as a join over the table.
+ * The same statement records the highest offset deleted per partition: a record's
+ * CreateTime says nothing reliable about when its row was first seen, so payq-replay
+ * places the horizon by these offsets too. */
 static const char sql_delete[] =
 	"WITH d AS (DELETE FROM payq.processed_commands WHERE ctid = ANY(ARRAY("
 	"SELECT ctid FROM payq.processed_commands WHERE first_seen_at < $1::timestamptz"
-	" LIMIT $2::int)) RETURNING 1),"
+	" LIMIT $2::int)) RETURNING kafka_topic, kafka_partition, kafka_offset),"
+	" o AS (INSERT INTO payq.dedup_pruned_offsets AS x (topic, partition, max_offset)"
+	" SELECT kafka_topic, kafka_partition, max(kafka_offset) FROM d"
+	" WHERE kafka_topic IS NOT NULL AND kafka_partition IS NOT NULL"
+	" AND kafka_offset IS NOT NULL GROUP BY 1, 2"
+	" ON CONFLICT (topic, partition) DO UPDATE"
+	" SET max_offset = GREATEST(x.max_offset, EXCLUDED.max_offset), updated_at = now()),"
 	" n AS (SELECT count(*) AS c FROM d)"
 	" UPDATE payq.dedup_horizon SET pruned_rows = pruned_rows + n.c FROM n RETURNING n.c";
 

@@ -33,7 +33,7 @@ declare -A opts=(
 	[republish]='--from-topic --to-topic --partition --from-offset --from-time --to-offset --to-time --order --rate --dry-run --force'
 	[dlq]='--reason --to-topic --dry-run --force'
 	[reset-offsets]='--group --to-earliest --to-latest --to-offset --to-time --shift-by --topic --execute --force'
-	[audit]='--group --from-time --from-offset'
+	[audit]='--group --from-time --from-offset --repair --execute --force'
 )
 for sub in republish dlq reset-offsets audit; do
 	for form in "$sub --help" "--help $sub" "$sub -h"; do
@@ -65,6 +65,7 @@ bad 'no command' --brokers 127.0.0.1:1
 bad 'unknown command' replicate
 bad 'exactly one of --from-offset' republish --to-offset 5
 bad 'exactly one of --from-offset' republish --from-offset 1 --from-time 2026-01-01T00:00:00Z --to-offset 5
+bad 'at most one of --to-offset and --to-time' republish --from-offset 0 --to-offset 5 --to-time 2026-01-01T00:00:00Z
 bad 'not an ISO 8601 time' republish --from-time yesterday --to-offset 5
 bad 'not an offset' republish --from-offset -3 --to-offset 5
 bad 'not a partition' republish --partition x --from-offset 0 --to-offset 5
@@ -77,6 +78,7 @@ bad 'not an integer' reset-offsets --group g --shift-by two
 bad 'no partitions' reset-offsets --group g --to-earliest --topic payq.commands:
 bad 'at most one of --from-offset' audit --from-offset 1 --from-time 2026-01-01T00:00:00Z
 bad 'unexpected argument' audit extra
+bad '--execute and --force go with --repair' audit --execute
 pass "bad arguments exit 2 with a message, before any connection"
 
 rc=0

@@ -2,7 +2,7 @@
 # and worker_lib.sh, whose wl_init gives each test its own topics, group and database.
 # shellcheck shell=bash
 
-require_env PAYQ_REPLAY_EXE
+require_env PAYQ_REPLAY_EXE PAYQ_REPLAY_PROBE_EXE
 RP_EXE=$PAYQ_REPLAY_EXE
 
 # rp NAME ARGS...: runs payq-replay against this test's topics, group and database.
@@ -77,4 +77,71 @@ rp_wait_group_empty() {
 # PROGRESS" lines.
 rp_table() {
 	awk -v t="$WL_TOPIC" '$1 == t && NF == 7 { print $2, $3, $4, $5, $6, $7 }' "$WL_DIR/$1.out"
+}
+
+# rp_probe_produce PARTITION TIMESTAMP_MS KEY VALUE [NAME=VALUE...]: one record on this
+# test's commands topic with that CreateTime; prints "PARTITION OFFSET".
+rp_probe_produce() {
+	"$PAYQ_REPLAY_PROBE_EXE" produce "$PAYQ_TEST_BROKERS" "$WL_TOPIC" "$@" ||
+		die "replay_probe could not produce to $WL_TOPIC"
+}
+
+# A reset racing a worker that is still finishing a batch. w1 freezes inside a batch
+# transaction (PAYQ_STALL_AT) until max.poll.interval.ms puts it out of the group; the
+# group is then empty, so `reset-offsets --to-earliest --execute` rewinds it to offset 0,
+# Kafka and consumer_progress; then w1 wakes and commits its batch. Its progress write
+# must not raise consumer_progress past the reset (the next worker's drift check would
+# then seek forward and undo the rewind), and w1 must neither store nor commit offsets:
+# it exits. The rewound group then re-consumes everything once, as duplicates.
+rp_scenario_reset_race() {
+	local total n_b applied
+	wl_init rrace 1
+	wl_worker_start w1 PAYQ_STALL_AT=before_db_commit:2 PAYQ_STALL_MS=40000 \
+		PAYQ_BATCH_WAIT_MS=500 -- -X max.poll.interval.ms=7000
+	wl_wait_assigned w1
+	wl_cmd_create RR-0 RR-0:c 100 | wl_produce
+	wl_wait_applied 1 30
+	wl_gen_orders RR 3
+	wl_produce <"$WL_DIR/cmds.RR"
+	n_b=$(wc -l <"$WL_DIR/cmds.RR")
+	total=$((n_b + 1))
+	wl_expect_cmd RR-0 RR-0:c applied
+	wl_expect_order RR-0 unpaid 1 '' 0
+	wl_wait_log w1 'stall point before_db_commit reached' 30
+	rp_wait_group_empty
+	rp_expect 0 reset reset-offsets --to-earliest --execute
+	assert_eq "0 0" "$(wl_progress)" "reset-offsets moved consumer_progress to 0"
+	((! $(wl_log_count w1 'stall point before_db_commit: awake'))) ||
+		die "test timing: w1 woke before the reset finished; raise PAYQ_STALL_MS"
+	pass "the reset landed while w1 was frozen in its batch and out of the group"
+
+	wl_wait_log w1 'stall point before_db_commit: awake' 60
+	# shellcheck disable=SC2016 # wait_for evaluates it
+	wait_for '(($(wl_applied) > 1)) || ! wl_alive '"${WL_PID[w1]}" 60 ||
+		die "w1's batch was not committed: $(wl_applied) rows"
+	# w1's commit and a worker that went on would both show here within a few seconds.
+	sleep 3
+	[[ $(wl_progress) == "0 0" ]] ||
+		wl_violation "consumer_progress is '$(wl_progress)' after w1's late commit: the reset to 0 was undone"
+	applied=$(wl_applied)
+	pass "w1's late batch ($applied rows in all) left consumer_progress at the reset offset 0"
+	wl_worker_wait_exit w1 30 ||
+		wl_violation "w1 still runs 30 s after its stale batch; it should exit without storing offsets"
+	[[ $WL_RC != 0 ]] || wl_violation "w1 exited 0 after a stale batch"
+	grep -q 'reset' "$WL_DIR/w1.log" || wl_violation "w1 did not log why it stopped"
+	[[ $(wl_offsets | awk '{ print $2 }') == 0 ]] ||
+		wl_violation "committed offset is $(wl_offsets | awk '{ print $2 }'), w1 committed past the reset"
+	pass "w1 noticed its stale position and exited ($WL_RC) without committing offsets"
+
+	wl_worker_start w2
+	wl_wait_assigned w2
+	wl_wait_drained 60
+	(($(wl_log_count w2 'behind consumer_progress|offset_gap') == 0)) ||
+		wl_violation "w2's drift check moved or questioned the rewound offset"
+	[[ $(rp_dups) == "$applied" ]] ||
+		wl_violation "duplicates: $(rp_dups), expected $applied (each command applied before the reset, again once)"
+	[[ $(wl_progress) == "0 $total" ]] || wl_violation "consumer_progress is '$(wl_progress)', expected '0 $total'"
+	wl_check_state
+	pass "the rewind held: w2 consumed all $total messages again, as duplicates"
+	wl_worker_stop w2 TERM
 }

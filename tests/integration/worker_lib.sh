@@ -101,9 +101,10 @@ wl_teardown() {
 wl_scenario() {
 	local rc=0
 	# shellcheck disable=SC2016 # expanded by the inner bash
-	# Gateway scenarios (gw_*) also need gateway_lib.sh.
+	# Gateway scenarios (gw_*) also need gateway_lib.sh, replay ones (rp_*) replay_lib.sh.
 	env TEST_NAME="$TEST_NAME" WL_EXE="$WL_EXE" bash -c 'source "$1"; source "$2"
-		[[ $3 != gw_* ]] || source "${2%/*}/gateway_lib.sh"; shift 2; "$@"' \
+		[[ $3 != gw_* ]] || source "${2%/*}/gateway_lib.sh"
+		[[ $3 != rp_* ]] || source "${2%/*}/replay_lib.sh"; shift 2; "$@"' \
 		"$TEST_NAME" "$PAYQ_SOURCE_ROOT/tests/lib.sh" "$WL_LIB" "$@" || rc=$?
 	return "$rc"
 }

@@ -13,6 +13,8 @@
 #                        its dedup rows but not its new orders, and a pay is rejected
 #   charge-poison        gateway mode: a pay the database refused (rolled back, sent to the
 #                        DLQ) is charged anyway
+#   unguarded-progress   the progress write ignores the reset generation: a worker that left
+#                        the group and finishes a batch after reset-offsets undoes the reset
 #
 # The mutants come from PAYQ_MUTANT_<NAME>_EXE (NAME upper-case, '-' as '_'), for example
 # PAYQ_MUTANT_SKIP_DEDUP_EXE; unset ones are built here, incrementally, in
@@ -90,3 +92,4 @@ check_mutant dlq-store-early wl_scenario_dlq_unpersisted
 check_mutant new-key-on-retry gw_scenario_crash_resume
 check_mutant lock-before-dedup wl_scenario_zombie_tx
 check_mutant charge-poison gw_scenario_poison
+check_mutant unguarded-progress rp_scenario_reset_race
