@@ -18,6 +18,7 @@
 #include "gateway.h"
 #include "http.h"
 #include "kafka.h"
+#include "lag.h"
 #include "log.h"
 #include "metrics.h"
 #include "reconcile.h"
@@ -135,24 +136,10 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
-	cJSON *root = cJSON_ParseWithLength(json, len), *topics, *t;
+	worker_t *w = opaque;
 
 	(void)rk;
-	(void)opaque;
-	topics = cJSON_GetObjectItemCaseSensitive(root, "topics");
-	cJSON_ArrayForEach(t, topics) {
-		cJSON *parts = cJSON_GetObjectItemCaseSensitive(t, "partitions"), *p;
-		cJSON_ArrayForEach(p, parts) {
-			cJSON *lag = cJSON_GetObjectItemCaseSensitive(p, "consumer_lag");
-			char labels[256];
-			if (!strcmp(p->string, "-1") || !cJSON_IsNumber(lag) || lag->valuedouble < 0)
-				continue;
-			snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%s\"", t->string,
-				 p->string);
-			payq_metrics_set("payq_consumer_lag", labels, lag->valuedouble);
-		}
-	}
-	cJSON_Delete(root);
+	payq_lag_from_stats(w->cfg->group, json, len);
 	return 0; /* librdkafka frees json */
 }
 
@@ -292,6 +279,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 		log_info("revoked %d partitions%s", parts->cnt, lost ? " (assignment lost)" : "");
 		drop_partitions(w, parts);
+		payq_lag_forget(w->cfg->group, parts);
 #ifdef PAYQ_MUTATION_LOST_COMMIT_OK
 		/* Deliberately broken build: commits even though the assignment is lost. */
 		lost = false;
