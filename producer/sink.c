@@ -319,14 +319,14 @@ int sink_send(sink_t *s, const sink_msg_t *m)
 		char traceparent[PAYQ_TRACEPARENT_LEN + 1];
 		hdrs = rd_kafka_headers_new(4);
 		rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
-		/* Each command starts a trace of its own; the worker logs its trace_id and
-		 * passes it on to the payment channel. */
-		if (!payq_trace_child(NULL, traceparent, sizeof(traceparent)))
-			rd_kafka_header_add(hdrs, "traceparent", -1, traceparent, -1);
 		if (m->type)
 			rd_kafka_header_add(hdrs, "payq-type", -1, m->type, -1);
 		if (m->command_id)
 			rd_kafka_header_add(hdrs, "payq-command-id", -1, m->command_id, -1);
+		/* Each command starts a trace of its own; the worker logs its trace_id and
+		 * passes it on to the payment channel. */
+		if (!payq_trace_child(NULL, traceparent, sizeof(traceparent)))
+			rd_kafka_header_add(hdrs, "traceparent", -1, traceparent, -1);
 		err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->cfg->topic),
 					RD_KAFKA_V_KEY(m->key, m->key_len),
 					RD_KAFKA_V_VALUE((void *)m->value, m->value_len),
