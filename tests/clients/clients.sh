@@ -73,6 +73,17 @@ with_lock clients-java _java_build || die "could not build the Java client"
 PY=$CACHE/clients/venv/bin/python
 pass "clients built ($(took))"
 
+# ---- the schema says what the worker's codec says ----
+python3 "$KIT" schema-cases >"$WORK/cases.jsonl"
+"$PY" "$KIT" schema-verdict "$SCHEMA" "$WORK/cases.jsonl" >"$WORK/schema.rejects" ||
+	die "schema check failed"
+"$PAYQ_PRODUCER_EXE" send "$WORK/cases.jsonl" --dry-run --partitions 12 --skip-invalid \
+	>/dev/null 2>"$WORK/codec.log" || die "payq-producer could not check the cases: $(cat "$WORK/codec.log")"
+sed -n 's/^line \([0-9]*\): .*/\1/p' "$WORK/codec.log" >"$WORK/codec.rejects"
+diff "$WORK/codec.rejects" "$WORK/schema.rejects" >"$WORK/verdicts.diff" ||
+	die "schema/command.schema.json and the codec disagree (< codec rejects, > schema rejects; lines of $(python3 "$KIT" schema-cases | wc -l) cases): $(cat "$WORK/verdicts.diff"); codec: $(cat "$WORK/codec.log")"
+pass "schema/command.schema.json agrees with the codec on $(wc -l <"$WORK/cases.jsonl") edge cases ($(wc -l <"$WORK/codec.rejects") rejected by both)"
+
 # ---- the commands and where payq-producer puts them ----
 id=$$$RANDOM
 topic=payq.clients-$id
