@@ -108,11 +108,7 @@ static void log_persisted(const sink_t *s, const rd_kafka_message_t *m)
 	payq_log_ctx_t ctx = {.topic = s->cfg->topic, .partition = m->partition,
 			      .offset = m->offset};
 
-	if (m->key && m->key_len <= PAYQ_ID_MAX) {
-		memcpy(order_id, m->key, m->key_len);
-		order_id[m->key_len] = '\0';
-		ctx.order_id = order_id;
-	}
+	ctx.order_id = payq_codec_key_order_id(m->key, m->key_len, order_id);
 	if (!rd_kafka_message_headers(m, &h) &&
 	    !rd_kafka_header_get(h, 0, "payq-command-id", &v, &len) && len <= PAYQ_ID_MAX) {
 		memcpy(command_id, v, len);

@@ -777,11 +777,7 @@ static int process_batch(worker_t *w)
 		payq_log_ctx_t ctx = {.topic = w->cfg->topic, .partition = m->partition,
 				      .offset = m->offset};
 		/* The key names the order when it is a valid ID; the value may be anything. */
-		if (m->key && m->key_len <= PAYQ_ID_MAX) {
-			memcpy(order_id, m->key, m->key_len);
-			order_id[m->key_len] = '\0';
-			ctx.order_id = payq_codec_valid_id(order_id) ? order_id : NULL;
-		}
+		ctx.order_id = payq_codec_key_order_id(m->key, m->key_len, order_id);
 		payq_trace_from_message(m, &trace);
 		ctx.trace_id = trace.valid ? trace.trace_id : NULL;
 		snprintf(labels, sizeof(labels), "reason=\"%s\"", w->dead[i].reason);
