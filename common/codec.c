@@ -70,6 +70,15 @@ bool payq_codec_valid_id(const char *s)
 	return s && valid_id_n(s, strnlen(s, PAYQ_ID_MAX + 1));
 }
 
+const char *payq_codec_key_order_id(const void *key, size_t key_len, char *buf)
+{
+	if (!key || !valid_id_n(key, key_len))
+		return NULL;
+	memcpy(buf, key, key_len);
+	buf[key_len] = '\0';
+	return buf;
+}
+
 /* Returns the offset of the first byte that is not strict UTF-8 (RFC 3629: no overlong
  * forms, no encoded surrogates, nothing above U+10FFFF, no truncation), or n. */
 static size_t utf8_invalid_at(const unsigned char *s, size_t n)

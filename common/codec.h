@@ -82,3 +82,8 @@ char *payq_codec_encode(const payq_command_t *cmd);
 
 /* True when s is 1..64 characters from [A-Za-z0-9._:-]. */
 bool payq_codec_valid_id(const char *s);
+
+/* The order ID a message key names, for log lines: copies key into buf (PAYQ_ID_MAX + 1
+ * bytes) and returns buf when the key is a valid ID, else NULL (a key from outside may be
+ * anything). */
+const char *payq_codec_key_order_id(const void *key, size_t key_len, char *buf);

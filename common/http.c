@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "procstat.h"
 #include "util.h"
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -121,7 +122,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
 	if (!strcmp(url, "/metrics")) {
-		char *body = payq_metrics_render();
+		char *body;
+		payq_procstat_update_metrics();
+		body = payq_metrics_render();
 		struct MHD_Response *resp = NULL;
 		/* MUST_FREE hands body to libmicrohttpd, which free()s it, unless it fails. */
 		if (body)

@@ -103,6 +103,17 @@ const char *payq_log_level_name(int level)
 	return level_names[level];
 }
 
+/* Appends ,"name":"value" (JSON-escaped) at n unless value is NULL; returns the new length. */
+static size_t add_string(char *line, size_t size, size_t n, const char *name, const char *value)
+{
+	if (!value || n >= size)
+		return n;
+	n += (size_t)snprintf(line + n, size - n, ",\"%s\":", name);
+	if (n < size)
+		n += payq_json_escape(line + n, size - n, value);
+	return n;
+}
+
 void payq_log_write(int level, const payq_log_ctx_t *ctx, const char *fmt, ...)
 {
 	char raw[2048], msg[2048], line[4096];
@@ -133,10 +144,9 @@ void payq_log_write(int level, const payq_log_ctx_t *ctx, const char *fmt, ...)
 		if (ctx->offset >= 0 && n < sizeof(line))
 			n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"offset\":%lld",
 					      (long long)ctx->offset);
-		if (ctx->command_id && n < sizeof(line)) {
-			n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"command_id\":");
-			n += payq_json_escape(line + n, sizeof(line) - n, ctx->command_id);
-		}
+		n = add_string(line, sizeof(line), n, "order_id", ctx->order_id);
+		n = add_string(line, sizeof(line), n, "command_id", ctx->command_id);
+		n = add_string(line, sizeof(line), n, "trace_id", ctx->trace_id);
 	}
 	if (n > sizeof(line) - 3)
 		n = sizeof(line) - 3;

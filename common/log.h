@@ -12,13 +12,16 @@ typedef enum {
 	PAYQ_LOG_DEBUG,
 } payq_log_level_t;
 
-/* Kafka coordinates and command id attached to a log line; any field may be unset
- * (NULL topic, partition < 0, offset < 0, NULL command_id). */
+/* Kafka coordinates and the command a log line is about; any field may be unset (NULL
+ * topic, partition < 0, offset < 0, NULL command_id, order_id or trace_id). Every line about
+ * a command carries its order_id, and its trace_id when the message had a traceparent. */
 typedef struct payq_log_ctx {
 	const char *topic;
 	int32_t partition;
 	int64_t offset;
 	const char *command_id;
+	const char *order_id;
+	const char *trace_id;
 } payq_log_ctx_t;
 
 extern int payq_log_level;

@@ -182,6 +182,46 @@ void payq_metrics_observe(const char *name, const char *labels, double v)
 	pthread_mutex_unlock(&lock);
 }
 
+void payq_metrics_remove(const char *name, const char *labels)
+{
+	struct family *f;
+
+	if (!labels)
+		labels = "";
+	pthread_mutex_lock(&lock);
+	f = find_family(name);
+	for (size_t i = 0; f && i < f->nseries; i++) {
+		if (strcmp(f->series[i].labels, labels))
+			continue;
+		free(f->series[i].labels);
+		free(f->series[i].buckets);
+		/* Order does not matter: rendering takes the series as they lie. */
+		f->series[i] = f->series[--f->nseries];
+		break;
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+size_t payq_metrics_escape_label(char *buf, size_t size, const char *value)
+{
+	size_t n = 0;
+
+	for (const char *p = value; *p; p++) {
+		const char *rep = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
+		size_t len = rep ? 2 : 1;
+		if (n + len >= size)
+			break;
+		if (rep)
+			memcpy(buf + n, rep, 2);
+		else
+			buf[n] = *p;
+		n += len;
+	}
+	if (size)
+		buf[n < size ? n : size - 1] = '\0';
+	return n;
+}
+
 double payq_metrics_get(const char *name, const char *labels)
 {
 	struct family *f;

@@ -20,6 +20,14 @@ void payq_metrics_add(const char *name, const char *labels, double v); /* counte
 void payq_metrics_set(const char *name, const char *labels, double v); /* gauge = v */
 void payq_metrics_observe(const char *name, const char *labels, double v); /* histogram */
 
+/* Forgets one series of a family (any type), as if it had never been set; no-op if absent.
+ * For series whose subject went away, such as a revoked partition's lag. */
+void payq_metrics_remove(const char *name, const char *labels);
+
+/* Writes value into buf escaped for a label value (backslash, double quote, newline), cut
+ * to fit size with a NUL. Returns the length written. */
+size_t payq_metrics_escape_label(char *buf, size_t size, const char *value);
+
 /* Current value of a counter or gauge series, 0 if absent (for tests and summaries). */
 double payq_metrics_get(const char *name, const char *labels);
 

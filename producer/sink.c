@@ -10,8 +10,10 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "codec.h"
 #include "kafka.h"
 #include "log.h"
+#include "trace.h"
 #include "util.h"
 
 #define FAILURES_LOGGED 5 /* each failed delivery is counted; only the first few are logged */
@@ -95,6 +97,29 @@ static void note_failure(sink_t *s, const char *key, size_t key_len, const char 
 						       : "");
 }
 
+/* A debug line per persisted message: where it went, its order, command and trace. */
+static void log_persisted(const sink_t *s, const rd_kafka_message_t *m)
+{
+	char order_id[PAYQ_ID_MAX + 1], command_id[PAYQ_ID_MAX + 1] = "";
+	rd_kafka_headers_t *h = NULL;
+	const void *v;
+	size_t len;
+	payq_trace_t trace;
+	payq_log_ctx_t ctx = {.topic = s->cfg->topic, .partition = m->partition,
+			      .offset = m->offset};
+
+	ctx.order_id = payq_codec_key_order_id(m->key, m->key_len, order_id);
+	if (!rd_kafka_message_headers(m, &h) &&
+	    !rd_kafka_header_get(h, 0, "payq-command-id", &v, &len) && len <= PAYQ_ID_MAX) {
+		memcpy(command_id, v, len);
+		command_id[len] = '\0';
+		ctx.command_id = command_id;
+	}
+	payq_trace_from_message(m, &trace);
+	ctx.trace_id = trace.valid ? trace.trace_id : NULL;
+	payq_log(PAYQ_LOG_DEBUG, &ctx, "persisted");
+}
+
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	sink_t *s = opaque;
@@ -104,6 +129,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	if (!m->err && st == RD_KAFKA_MSG_STATUS_PERSISTED) {
 		s->delivered++;
 		count_partition(s, m->partition);
+		if (payq_log_level >= PAYQ_LOG_DEBUG)
+			log_persisted(s, m);
 		if (s->opts.print)
 			print_msg(m->partition, m->key, m->key_len, m->payload, m->len);
 		return;
@@ -273,12 +300,17 @@ int sink_send(sink_t *s, const sink_msg_t *m)
 		return dry_send(s, m);
 
 	for (;;) {
-		hdrs = rd_kafka_headers_new(3);
+		char traceparent[PAYQ_TRACEPARENT_LEN + 1];
+		hdrs = rd_kafka_headers_new(4);
 		rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
 		if (m->type)
 			rd_kafka_header_add(hdrs, "payq-type", -1, m->type, -1);
 		if (m->command_id)
 			rd_kafka_header_add(hdrs, "payq-command-id", -1, m->command_id, -1);
+		/* Each command starts a trace of its own; the worker logs its trace_id and
+		 * passes it on to the payment channel. */
+		if (!payq_trace_child(NULL, traceparent, sizeof(traceparent)))
+			rd_kafka_header_add(hdrs, "traceparent", -1, traceparent, -1);
 		err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->cfg->topic),
 					RD_KAFKA_V_KEY(m->key, m->key_len),
 					RD_KAFKA_V_VALUE((void *)m->value, m->value_len),

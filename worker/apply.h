@@ -7,6 +7,7 @@
 
 #include "codec.h"
 #include "gateway.h"
+#include "trace.h"
 
 /* What happened to one command. All but the last two are recorded in
  * processed_commands.outcome: DESIGN.md's six, and gateway mode's pending (charged or
@@ -35,6 +36,7 @@ typedef struct payq_item {
 	int64_t timestamp_ms; /* Kafka message timestamp, for latency */
 	payq_outcome_t outcome; /* set by a successful payq_apply_batch() */
 	bool charge; /* gateway mode: its payment is pending; charge it, then settle */
+	payq_trace_t trace; /* from the message's traceparent and tracestate headers */
 } payq_item_t;
 
 /* consumer_progress for one partition: every offset below next_offset is settled. */

@@ -18,6 +18,7 @@
 #include "gateway.h"
 #include "http.h"
 #include "kafka.h"
+#include "lag.h"
 #include "log.h"
 #include "metrics.h"
 #include "reconcile.h"
@@ -135,25 +136,16 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
-	cJSON *root = cJSON_ParseWithLength(json, len), *topics, *t;
+	worker_t *w = opaque;
 
 	(void)rk;
-	(void)opaque;
-	topics = cJSON_GetObjectItemCaseSensitive(root, "topics");
-	cJSON_ArrayForEach(t, topics) {
-		cJSON *parts = cJSON_GetObjectItemCaseSensitive(t, "partitions"), *p;
-		cJSON_ArrayForEach(p, parts) {
-			cJSON *lag = cJSON_GetObjectItemCaseSensitive(p, "consumer_lag");
-			char labels[256];
-			if (!strcmp(p->string, "-1") || !cJSON_IsNumber(lag) || lag->valuedouble < 0)
-				continue;
-			snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%s\"", t->string,
-				 p->string);
-			payq_metrics_set("payq_consumer_lag", labels, lag->valuedouble);
-		}
-	}
-	cJSON_Delete(root);
+	payq_lag_from_stats(w->cfg->group, json, len);
 	return 0; /* librdkafka frees json */
+}
+
+static const char *trace_id_of(const payq_item_t *it)
+{
+	return it->trace.valid ? it->trace.trace_id : NULL;
 }
 
 static bool in_list(const rd_kafka_topic_partition_list_t *parts, const rd_kafka_message_t *m)
@@ -229,7 +221,8 @@ static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts,
 	}
 	for (int i = 0; i < committed->cnt; i++) {
 		rd_kafka_topic_partition_t *c = &committed->elems[i];
-		payq_log_ctx_t ctx = {c->topic, c->partition, c->offset, NULL};
+		payq_log_ctx_t ctx = {.topic = c->topic, .partition = c->partition,
+				      .offset = c->offset};
 		int64_t db = payq_apply_read_progress(w->apply, c->partition);
 		int64_t kafka = c->offset >= 0 ? c->offset : 0;
 
@@ -292,6 +285,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 		log_info("revoked %d partitions%s", parts->cnt, lost ? " (assignment lost)" : "");
 		drop_partitions(w, parts);
+		payq_lag_forget(w->cfg->group, parts);
 #ifdef PAYQ_MUTATION_LOST_COMMIT_OK
 		/* Deliberately broken build: commits even though the assignment is lost. */
 		lost = false;
@@ -512,8 +506,12 @@ static int apply_range(worker_t *w, payq_item_t *items, size_t n, const payq_pro
 
 	/* A permanent error: one command made the database refuse. Split to find it. */
 	if (n == 1) {
-		payq_log_ctx_t ctx = {w->cfg->topic, items[0].partition, items[0].offset,
-				      items[0].cmd.command_id};
+		payq_log_ctx_t ctx = {.topic = w->cfg->topic,
+				      .partition = items[0].partition,
+				      .offset = items[0].offset,
+				      .command_id = items[0].cmd.command_id,
+				      .order_id = items[0].cmd.order_id,
+				      .trace_id = trace_id_of(&items[0])};
 		payq_log(PAYQ_LOG_ERROR, &ctx, "database refused the command (SQLSTATE %s): %s",
 			 sqlstate, errstr);
 		w->poison_err[*npoison][0] = '\0';
@@ -548,6 +546,10 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 		if (!it->charge)
 			continue;
 		memset(c, 0, sizeof(*c));
+		/* The channel's request is a child span of the command's trace. */
+		if (it->trace.valid && payq_trace_child(&it->trace, c->traceparent,
+							 sizeof(c->traceparent)) == 0)
+			c->tracestate = it->trace.tracestate;
 		c->order_id = it->cmd.order_id;
 		c->command_id = it->cmd.command_id;
 		c->amount_minor = it->cmd.amount_minor;
@@ -581,7 +583,12 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 	for (size_t j = 0; j < k; j++) {
 		const payq_charge_t *c = &w->charges[j];
 		payq_item_t *it = &w->items[w->charge_item[j]];
-		payq_log_ctx_t ctx = {w->cfg->topic, it->partition, it->offset, c->command_id};
+		payq_log_ctx_t ctx = {.topic = w->cfg->topic,
+				      .partition = it->partition,
+				      .offset = it->offset,
+				      .command_id = c->command_id,
+				      .order_id = c->order_id,
+				      .trace_id = trace_id_of(it)};
 		if (c->status == PAYQ_CHARGE_UNKNOWN)
 			payq_log(PAYQ_LOG_WARN, &ctx, "payment of order %s unknown, left to the "
 				 "reconciler: %s", c->order_id, c->detail);
@@ -593,6 +600,24 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 			it->outcome = PAYQ_OUT_REJECTED_DECLINED;
 	}
 	return 0;
+}
+
+/* One debug line per command of a committed batch, with its order, command and trace. */
+static void log_outcomes(const worker_t *w, const payq_item_t *items, size_t n)
+{
+	if (payq_log_level < PAYQ_LOG_DEBUG)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const payq_item_t *it = &items[i];
+		payq_log_ctx_t ctx = {.topic = w->cfg->topic,
+				      .partition = it->partition,
+				      .offset = it->offset,
+				      .command_id = it->cmd.command_id,
+				      .order_id = it->cmd.order_id,
+				      .trace_id = trace_id_of(it)};
+		payq_log(PAYQ_LOG_DEBUG, &ctx, "%s: %s", payq_cmd_type_name(it->cmd.type),
+			 payq_outcome_name(it->outcome));
+	}
 }
 
 static void count_outcomes(const payq_item_t *items, size_t n)
@@ -715,6 +740,7 @@ static size_t decode_batch(worker_t *w, size_t *ndead)
 		}
 		it->partition = m->partition;
 		it->offset = m->offset;
+		payq_trace_from_message(m, &it->trace);
 		it->timestamp_ms = rd_kafka_message_timestamp(m, &tstype);
 		n++;
 	}
@@ -764,9 +790,15 @@ static int process_batch(worker_t *w)
 		return -1;
 	}
 	for (size_t i = 0; i < ndead; i++) {
-		char labels[64];
-		payq_log_ctx_t ctx = {w->cfg->topic, w->dead[i].msg->partition,
-				      w->dead[i].msg->offset, NULL};
+		char labels[64], order_id[PAYQ_ID_MAX + 1];
+		const rd_kafka_message_t *m = w->dead[i].msg;
+		payq_trace_t trace;
+		payq_log_ctx_t ctx = {.topic = w->cfg->topic, .partition = m->partition,
+				      .offset = m->offset};
+		/* The key names the order when it is a valid ID; the value may be anything. */
+		ctx.order_id = payq_codec_key_order_id(m->key, m->key_len, order_id);
+		payq_trace_from_message(m, &trace);
+		ctx.trace_id = trace.valid ? trace.trace_id : NULL;
 		snprintf(labels, sizeof(labels), "reason=\"%s\"", w->dead[i].reason);
 		payq_metrics_add("payq_dlq_total", labels, 1);
 		payq_log(PAYQ_LOG_WARN, &ctx, "dead-lettered: %s: %s", w->dead[i].reason,
@@ -839,6 +871,7 @@ static int process_batch(worker_t *w)
 							     1000.0);
 	}
 	count_outcomes(w->items, n);
+	log_outcomes(w, w->items, n);
 	payq_metrics_observe("payq_batch_size", NULL, (double)w->nbatch);
 	payq_metrics_observe("payq_batch_duration_seconds", NULL,
 			     (double)(payq_now_us() - t0) / 1e6);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "kafka.h"
 #include "log.h"
 #include "util.h"
@@ -29,8 +30,12 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	/* Only PERSISTED counts: POSSIBLY_PERSISTED might be lost, so we send again and let
 	 * the idempotent producer and the consumer's tolerance of DLQ duplicates cope. */
 	e->persisted = !m->err && rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED;
-	if (!e->persisted)
-		log_warn("DLQ delivery failed: %s", rd_kafka_err2str(m->err));
+	if (!e->persisted) {
+		char order_id[PAYQ_ID_MAX + 1];
+		payq_log_ctx_t ctx = {.partition = -1, .offset = -1};
+		ctx.order_id = payq_codec_key_order_id(m->key, m->key_len, order_id);
+		payq_log(PAYQ_LOG_WARN, &ctx, "DLQ delivery failed: %s", rd_kafka_err2str(m->err));
+	}
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)

@@ -165,6 +165,14 @@ static int request_init(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool 
 			return -1;
 		r->headers = curl_slist_append(NULL, "Content-Type: application/json");
 		r->headers = curl_slist_append(r->headers, header);
+		if (r->headers && c->traceparent[0]) {
+			snprintf(header, sizeof(header), "traceparent: %s", c->traceparent);
+			r->headers = curl_slist_append(r->headers, header);
+		}
+		if (r->headers && c->traceparent[0] && c->tracestate && c->tracestate[0]) {
+			snprintf(header, sizeof(header), "tracestate: %s", c->tracestate);
+			r->headers = curl_slist_append(r->headers, header);
+		}
 		if (!r->headers)
 			return -1;
 		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
@@ -241,9 +249,18 @@ static void classify(request_t *r, CURLcode cc, bool post)
 		 * answer we cannot read: unknown, to be asked again. */
 		snprintf(c->detail, sizeof(c->detail), "gateway: HTTP %ld%s%.150s", c->http_status,
 			 err ? ": " : "", err ? err : "");
-		if (c->http_status == 422 || c->http_status == 400)
-			log_error("gateway refused %s for order %s: %s", post ? "a charge" : "a query",
-				  c->order_id, c->detail);
+		if (c->http_status == 422 || c->http_status == 400) {
+			char trace_id[33] = "";
+			payq_log_ctx_t ctx = {.partition = -1, .offset = -1,
+					      .command_id = c->command_id,
+					      .order_id = c->order_id};
+			if (c->traceparent[0]) { /* "00-<trace id>-..." */
+				snprintf(trace_id, sizeof(trace_id), "%.32s", c->traceparent + 3);
+				ctx.trace_id = trace_id;
+			}
+			payq_log(PAYQ_LOG_ERROR, &ctx, "gateway refused %s for order %s: %s",
+				 post ? "a charge" : "a query", c->order_id, c->detail);
+		}
 	}
 	cJSON_Delete(body);
 }

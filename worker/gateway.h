@@ -22,6 +22,10 @@ typedef struct payq_charge {
 	const char *order_id, *command_id, *currency, *payer_id; /* payer_id may be NULL */
 	int64_t amount_minor;
 	bool retry;         /* resuming an earlier attempt (redelivery or reconciliation) */
+	/* W3C trace context sent with a charge: a child span of the command's traceparent
+	 * ("" without one) and its tracestate (NULL or ""), see trace.h */
+	char traceparent[56];
+	const char *tracestate;
 	/* out */
 	payq_charge_status_t status;
 	long http_status;   /* 0 when there was no response */

@@ -228,8 +228,11 @@ static int look_again(payq_reconciler_t *r, const payq_charge_t *c, int64_t atte
 	PQclear(res);
 	if (now_attempts == r->cfg->reconcile_max_attempts) {
 		const char *ap[3] = {c->order_id, c->command_id, c->detail};
-		log_error("unresolved_payment: order %s command %s still unknown after %" PRId64
-			  " looks: %s", c->order_id, c->command_id, now_attempts, c->detail);
+		payq_log_ctx_t ctx = {.partition = -1, .offset = -1, .command_id = c->command_id,
+				      .order_id = c->order_id};
+		payq_log(PAYQ_LOG_ERROR, &ctx,
+			 "unresolved_payment: order %s command %s still unknown after %" PRId64
+			 " looks: %s", c->order_id, c->command_id, now_attempts, c->detail);
 		res = PQexecParams(r->conn, sql_anomaly, 3, NULL, ap, NULL, NULL, 0);
 		PQclear(res);
 		payq_metrics_add("payq_anomalies_total", "kind=\"unresolved_payment\"", 1);
@@ -303,8 +306,10 @@ static int page(payq_reconciler_t *r, bool all, int64_t *last, tally_t *t, char 
 			t->succeeded += c->status == PAYQ_CHARGE_SUCCEEDED;
 			t->declined += c->status == PAYQ_CHARGE_DECLINED;
 			r->done[ndone++] = *c;
-			log_info("reconciler: order %s command %s %s", c->order_id, c->command_id,
-				 c->detail);
+			payq_log_ctx_t ctx = {.partition = -1, .offset = -1,
+					      .command_id = c->command_id, .order_id = c->order_id};
+			payq_log(PAYQ_LOG_INFO, &ctx, "reconciler: order %s command %s %s",
+				 c->order_id, c->command_id, c->detail);
 		} else if (look_again(r, c, attempts[i], t, errstr, errstr_size)) {
 			PQclear(res);
 			return -1;

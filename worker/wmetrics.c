@@ -41,7 +41,8 @@ void payq_worker_metrics_init(void)
 			     "Batches retried after a transient database error, by SQLSTATE.", NULL,
 			     0);
 	payq_metrics_declare("payq_consumer_lag", PAYQ_METRIC_GAUGE,
-			     "Consumer lag per partition, from librdkafka statistics.", NULL, 0);
+			     "Consumer lag in messages per assigned partition, from librdkafka "
+			     "statistics; removed when the partition is revoked.", NULL, 0);
 	payq_metrics_declare("payq_rebalances_total", PAYQ_METRIC_COUNTER,
 			     "Partition assignments and revocations seen.", NULL, 0);
 	payq_metrics_declare("payq_offset_rewinds_total", PAYQ_METRIC_COUNTER,

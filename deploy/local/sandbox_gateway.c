@@ -568,6 +568,48 @@ static enum MHD_Result get_charge(struct MHD_Connection *conn, const char *key)
 	return reply_error(conn, MHD_HTTP_NOT_FOUND, "no such charge");
 }
 
+static FILE *request_log; /* --request-log, line-buffered; stdio locks it per call */
+
+/* Appends ,"name":VALUE (a JSON string, or null) to line at *n. */
+static void log_field(char *line, size_t size, size_t *n, const char *name, const char *value)
+{
+	if (*n >= size)
+		return;
+	*n += (size_t)snprintf(line + *n, size - *n, ",\"%s\":", name);
+	if (*n >= size)
+		return;
+	if (value)
+		*n += payq_json_escape(line + *n, size - *n, value);
+	else
+		*n += (size_t)snprintf(line + *n, size - *n, "null");
+}
+
+/* With --request-log: one JSON line per payments request, as the request came in (so a
+ * test can see the trace context the worker sent). Header values are the client's:
+ * escaped, and cut to the line's size. */
+static void log_request(struct MHD_Connection *conn, const char *url, const char *method)
+{
+	char line[2048];
+	size_t n = 0;
+
+	if (!request_log)
+		return;
+	n += (size_t)snprintf(line, sizeof(line), "{\"ts_ms\":%" PRId64, payq_wall_ms());
+	log_field(line, sizeof(line), &n, "method", method);
+	log_field(line, sizeof(line), &n, "path", url);
+	log_field(line, sizeof(line), &n, "idempotency_key",
+		  MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"));
+	log_field(line, sizeof(line), &n, "traceparent",
+		  MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "traceparent"));
+	log_field(line, sizeof(line), &n, "tracestate",
+		  MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "tracestate"));
+	if (n > sizeof(line) - 3)
+		n = sizeof(line) - 3;
+	line[n++] = '}';
+	line[n++] = '\n';
+	fwrite(line, 1, n, request_log);
+}
+
 static enum MHD_Result on_api(void *cls, struct MHD_Connection *conn, const char *url,
 			      const char *method, const char *version, const char *data,
 			      size_t *size, void **con_cls)
@@ -585,6 +627,7 @@ static enum MHD_Result on_api(void *cls, struct MHD_Connection *conn, const char
 	}
 	if (!gather(con_cls, data, size))
 		return MHD_YES;
+	log_request(conn, url, method);
 	if (!strcmp(url, "/charges"))
 		return strcmp(method, MHD_HTTP_METHOD_POST) ? reply_405(conn, "POST")
 							    : post_charge(conn, *con_cls);
@@ -930,6 +973,7 @@ static void usage(FILE *fp)
 		"Usage: payq-sandbox-gateway [--listen HOST:PORT] [--control HOST:PORT]\n"
 		"         [--port-file FILE] [--latency-ms N] [--jitter-ms N] [--error-rate P]\n"
 		"         [--drop-rate P] [--decline-suffix NN] [--decline-payer PREFIX] [--seed S]\n"
+		"         [--request-log FILE]\n"
 		"\n"
 		"A card processor for the tests and the demo. It keeps every idempotency key in\n"
 		"memory, repeats the first answer to a repeated request, declines some charges and\n"
@@ -947,6 +991,8 @@ static void usage(FILE *fp)
 		"  --decline-payer PREFIX  decline payer ids starting with PREFIX, card_declined\n"
 		"                          (default \"declined-\"; \"\": never)\n"
 		"  --seed S                seed of the fault dice (default: from the clock)\n"
+		"  --request-log FILE      append one JSON line per payments request: method, path,\n"
+		"                          idempotency_key, traceparent, tracestate\n"
 		"\n"
 		"Payments API: POST /charges, GET /charges/KEY. Control API: GET /healthz,\n"
 		"GET|POST /faults (latency_ms, jitter_ms, error_rate, drop_rate, down), GET /ledger,\n"
@@ -958,6 +1004,7 @@ static void usage(FILE *fp)
 typedef enum { OPT_STRING, OPT_INT, OPT_RATE } opt_type_t;
 
 static const char *listen_arg = "127.0.0.1:0", *control_arg = "127.0.0.1:0", *port_file;
+static const char *request_log_arg;
 static int64_t seed = -1;
 
 static const struct option_def {
@@ -976,6 +1023,7 @@ static const struct option_def {
 	{"--decline-suffix", OPT_INT, &st.decline_suffix, -1, 99},
 	{"--decline-payer", OPT_STRING, &st.decline_payer, 0, 0},
 	{"--seed", OPT_INT, &seed, 0, INT64_MAX},
+	{"--request-log", OPT_STRING, &request_log_arg, 0, 0},
 };
 
 /* Stores one option value. Returns 0, or -1 after saying what is wrong. */
@@ -1093,6 +1141,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", err);
 		return 2;
 	}
+	if (request_log_arg && !(request_log = fopen(request_log_arg, "a"))) {
+		fprintf(stderr, PROG ": --request-log %s: %s\n", request_log_arg, strerror(errno));
+		return 2;
+	}
+	if (request_log)
+		setvbuf(request_log, NULL, _IOLBF, 0);
 	st.rng = seed >= 0 ? (uint64_t)seed : (uint64_t)payq_wall_ms() ^ (uint64_t)getpid() << 32;
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -1135,5 +1189,7 @@ int main(int argc, char **argv)
 	free(api.retired);
 	state_clear();
 	pthread_cond_destroy(&nap_ctl.wake);
+	if (request_log)
+		fclose(request_log);
 	return rc;
 }

@@ -4,7 +4,9 @@
 # PostgreSQL, one malformed (so the DLQ counter has its reason label) and one batch retried on a
 # read-only database (so the retry counter has its sqlstate label). kube-state-metrics' and
 # Prometheus' own series are allowed by an explicit list. The scrape also passes
-# `promtool check metrics`.
+# `promtool check metrics`. The same scrape checks the Grafana dashboard (deploy/grafana/payq.json,
+# tests/deploy/dashboard.py): Grafana's dashboard model, every query parsed by promtool, every
+# metric and label it names present, and the sidecar ConfigMap in the kustomize rendering.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 # shellcheck source=tests/lib.sh
 source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
@@ -83,8 +85,27 @@ wait_for scraped 30 || die "lost the earlier series"
 pass "the worker retried a batch on $(grep -o '^payq_db_retries_total{sqlstate="[^"]*"}' "$WORK/metrics.txt" | head -n 1) and recovered"
 promtool check metrics <"$WORK/metrics.txt" || die "promtool check metrics rejects the scrape"
 pass "promtool check metrics accepts the scrape"
+grep -q "^payq_consumer_lag{group=\"payq-deploy-metrics-$id\",topic=\"$topic\",partition=\"[0-9]*\"} " "$WORK/metrics.txt" ||
+	die "payq_consumer_lag has no {group,topic,partition} series: $(grep payq_consumer_lag "$WORK/metrics.txt")"
+for m in process_cpu_seconds_total process_resident_memory_bytes process_virtual_memory_bytes \
+	process_open_fds process_max_fds process_start_time_seconds; do
+	awk -v m="$m" '$1 == m && $2 > 0 { ok = 1 } END { exit !ok }' "$WORK/metrics.txt" ||
+		die "no positive $m in the scrape"
+done
+pass "payq_consumer_lag{group,topic,partition} and the process_* metrics (CPU, memory, fds, start time) are in the scrape"
 stop_worker "$WORKER_PID" 30
 
 "$PY" "$DEPLOY_DIR/deploytool.py" alert-metrics "$WORK/rules.yaml" --scrape "$WORK/metrics.txt" \
 	--allow "${ALLOW[@]}" --require "${REQUIRE[@]}" || die "alerts name metrics the worker does not export"
 pass "every metric and label in the alert rules is exported by the worker or allowlisted (${ALLOW[*]%%=*})"
+
+# ---- the Grafana dashboard ----
+DASHBOARD=$PAYQ_SOURCE_ROOT/deploy/grafana/payq.json
+PANELS=("Commands by outcome" "Duplicates and double-payment attempts" "Anomalies by kind"
+	"DLQ by reason" "Consumer lag by partition" "Batch size" "Batch duration" "DB retries by SQLSTATE"
+	"Rebalances" "Unresolved payments" "Time since last commit")
+"$PY" "$DEPLOY_DIR/dashboard.py" "$DASHBOARD" --rules-out "$WORK/dashboard-rules.yaml" \
+	--scrape "$WORK/metrics.txt" --configmap "$WORK/base.yaml" --require-title "${PANELS[@]}" ||
+	die "the dashboard does not check out"
+promtool check rules "$WORK/dashboard-rules.yaml" || die "promtool cannot parse a dashboard query"
+pass "promtool parses every dashboard query ($(grep -c 'record:' "$WORK/dashboard-rules.yaml") as recording rules)"

@@ -3,7 +3,7 @@
 #
 # Tools that Debian does not package are fetched once into the cache (PAYQ_CACHE, default
 # ~/.cache/payq) through their registries' ordinary clients, and used from there offline:
-#   venv/                      kubernetes-validate (PyPI), on Debian's python3 with its
+#   venv/                      kubernetes-validate and grafana-foundation-sdk (PyPI), on Debian's python3 with its
 #                              python3-yaml and python3-jsonschema visible
 #   npm/                       dclint (its compose-spec schema) and the @kubernetes-models
 #                              CRD validators for KEDA and the Prometheus Operator (npm)
@@ -15,6 +15,8 @@ DEPLOY_DIR=$PAYQ_SOURCE_ROOT/tests/deploy
 CACHE=${PAYQ_CACHE:-$HOME/.cache/payq}
 
 KUBERNETES_VALIDATE_VERSION=1.37.0
+# Grafana's dashboard model (Python types generated from Grafana's schemas), for dashboard.py.
+GRAFANA_SDK_VERSION='1769699379!11.6.0'
 KUSTOMIZE_VERSION=v5.7.1
 NPM_PACKAGES=(dclint@3.1.0 @kubernetes-models/keda@2.0.0 @kubernetes-models/prometheus-operator@6.0.0)
 # Kubernetes versions the manifests must be valid for: an old supported one and the newest.
@@ -38,20 +40,23 @@ with_lock() {
 }
 
 _make_venv() {
-	local venv=$CACHE/venv stamp=$CACHE/venv/.payq-kubernetes-validate-$KUBERNETES_VALIDATE_VERSION
+	local venv=$CACHE/venv
+	local stamp=$venv/.payq-kubernetes-validate-$KUBERNETES_VALIDATE_VERSION-grafana-sdk-${GRAFANA_SDK_VERSION#*!}
 	[[ -f $stamp ]] && return 0
 	local py=/usr/bin/python3
 	[[ -x $py ]] || py=$(command -v python3)
-	echo "creating $venv (kubernetes-validate $KUBERNETES_VALIDATE_VERSION from PyPI)" >&2
+	echo "creating $venv (kubernetes-validate $KUBERNETES_VALIDATE_VERSION and grafana-foundation-sdk from PyPI)" >&2
 	rm -rf "$venv"
 	"$py" -m venv --system-site-packages "$venv" >&2 || return 1
 	PIP_CACHE_DIR=$CACHE/pip "$venv/bin/pip" install --quiet --disable-pip-version-check \
-		"kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2 || return 1
-	"$venv/bin/python" -c 'import kubernetes_validate, yaml, jsonschema' || return 1
+		"kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "grafana-foundation-sdk==$GRAFANA_SDK_VERSION" >&2 ||
+		return 1
+	"$venv/bin/python" -c 'import kubernetes_validate, yaml, jsonschema, grafana_foundation_sdk' || return 1
 	touch "$stamp"
 }
 
-# Prints the venv's python: Debian's python3, PyYAML and jsonschema, plus kubernetes-validate.
+# Prints the venv's python: Debian's python3, PyYAML and jsonschema, plus kubernetes-validate and
+# grafana-foundation-sdk.
 deploy_python() {
 	with_lock venv _make_venv || die "could not set up the Python venv in $CACHE/venv"
 	echo "$CACHE/venv/bin/python"

@@ -106,8 +106,11 @@ for o in "${orders[@]}"; do
 	assert_eq "$o-c1 $o-c2 $o-c3 $o-c4 " "$seq" "$o: commands in send order"
 done
 hdr=$(awk -F'\t' -v k="${orders[0]}" '$3 == k { print $4; exit }' "$W/got2")
-assert_eq "content-type=application/json,payq-type=create_order,payq-command-id=${orders[0]}-c1" \
-	"$hdr" "headers content-type, payq-type and payq-command-id"
+[[ $hdr =~ ^content-type=application/json,payq-type=create_order,payq-command-id=${orders[0]}-c1,traceparent=00-[0-9a-f]{32}-[0-9a-f]{16}-01$ ]] ||
+	die "headers: want content-type, payq-type, payq-command-id and a W3C traceparent, got '$hdr'"
+pass "headers content-type, payq-type, payq-command-id and traceparent"
+traces=$(awk -F'\t' '{ print $4 }' "$W/got2" | grep -o 'traceparent=00-[0-9a-f]*' | sort | uniq -d | wc -l)
+assert_eq 0 "$traces" "a trace ID of its own for every command"
 grep -aq "\"command_id\":\"$id\"" "$W/got2" || die "the printed command ID $id is not on the topic"
 pass "the printed command ID is the one sent"
 for i in 1 2 3 4 5 6 7 8; do

@@ -590,6 +590,22 @@ START_TEST(test_names)
 }
 END_TEST
 
+/* A message key as a log line's order_id: only when it is a valid ID. */
+START_TEST(test_key_order_id)
+{
+	char buf[PAYQ_ID_MAX + 1], long_key[PAYQ_ID_MAX + 1];
+
+	memset(long_key, 'k', sizeof(long_key));
+	ck_assert_str_eq(payq_codec_key_order_id("ORD-1", 5, buf), "ORD-1");
+	ck_assert_str_eq(payq_codec_key_order_id("ORD-1xyz", 5, buf), "ORD-1"); /* not NUL-ended */
+	ck_assert_ptr_nonnull(payq_codec_key_order_id(long_key, PAYQ_ID_MAX, buf));
+	ck_assert_ptr_null(payq_codec_key_order_id(long_key, PAYQ_ID_MAX + 1, buf));
+	ck_assert_ptr_null(payq_codec_key_order_id("a\"b", 3, buf));
+	ck_assert_ptr_null(payq_codec_key_order_id("", 0, buf));
+	ck_assert_ptr_null(payq_codec_key_order_id(NULL, 4, buf));
+}
+END_TEST
+
 START_TEST(test_valid_id)
 {
 	static const struct {
@@ -711,6 +727,7 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_valid_id);
 	tcase_add_test(tc, test_long_numbers);
 	tcase_add_test(tc, test_other_type_fields);
+	tcase_add_test(tc, test_key_order_id);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -96,6 +96,57 @@ START_TEST(test_counter_gauge)
 }
 END_TEST
 
+/* A revoked partition's lag series goes away; the others stay, in any order. */
+START_TEST(test_remove_series)
+{
+	char *out;
+
+	ck_assert_int_eq(payq_metrics_declare("lag", PAYQ_METRIC_GAUGE, "Lag.", NULL, 0), 0);
+	ck_assert_int_eq(payq_metrics_declare("h", PAYQ_METRIC_HISTOGRAM, "H.", (double[]){1}, 1),
+			 0);
+	payq_metrics_set("lag", "partition=\"0\"", 1);
+	payq_metrics_set("lag", "partition=\"1\"", 2);
+	payq_metrics_set("lag", "partition=\"2\"", 3);
+	payq_metrics_observe("h", "x=\"a\"", 0.5);
+	payq_metrics_remove("lag", "partition=\"0\"");
+	payq_metrics_remove("lag", "partition=\"9\""); /* absent: no-op */
+	payq_metrics_remove("nope", NULL);
+	payq_metrics_remove("h", "x=\"a\"");
+	ck_assert_double_eq(payq_metrics_get("lag", "partition=\"0\""), 0);
+	out = payq_metrics_render();
+	ck_assert_str_eq(out, "# HELP lag Lag.\n"
+			      "# TYPE lag gauge\n"
+			      "lag{partition=\"2\"} 3\n"
+			      "lag{partition=\"1\"} 2\n"
+			      "# HELP h H.\n"
+			      "# TYPE h histogram\n");
+	free(out);
+	payq_metrics_set("lag", "partition=\"0\"", 4); /* comes back when set again */
+	ck_assert_double_eq(payq_metrics_get("lag", "partition=\"0\""), 4);
+}
+END_TEST
+
+static const struct {
+	const char *in;
+	size_t size;
+	const char *out;
+} escape_cases[] = {
+	{"payq-workers", 64, "payq-workers"},
+	{"a\"b\\c\nd", 64, "a\\\"b\\\\c\\nd"},
+	{"abc", 3, "ab"},
+	{"a\"", 3, "a"}, /* an escape is never cut in half */
+	{"", 1, ""},
+};
+
+START_TEST(test_escape_label)
+{
+	char buf[64];
+
+	payq_metrics_escape_label(buf, escape_cases[_i].size, escape_cases[_i].in);
+	ck_assert_str_eq(buf, escape_cases[_i].out);
+}
+END_TEST
+
 START_TEST(test_histogram)
 {
 	static const double bounds[] = {0.01, 0.1, 1};
@@ -414,6 +465,8 @@ static Suite *metrics_suite(void)
 	tcase_add_loop_test(tc, test_number_format, 0, PAYQ_ARRAY_SIZE(number_cases));
 	tcase_add_test(tc, test_counter_gauge);
 	tcase_add_test(tc, test_histogram);
+	tcase_add_test(tc, test_remove_series);
+	tcase_add_loop_test(tc, test_escape_label, 0, PAYQ_ARRAY_SIZE(escape_cases));
 	tcase_add_test(tc, test_empty_families);
 	tcase_add_test(tc, test_declare_rules);
 	tcase_add_test(tc, test_threads);
