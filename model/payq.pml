@@ -17,7 +17,8 @@
  *   NMSG=n           commands on the partition (default 6, all of them)
  *   the mutants:     M_STORE_BEFORE_COMMIT M_SKIP_DEDUP M_DEDUP_AFTER_LOCK
  *                    M_TRUST_KAFKA_AHEAD M_RECHARGE_PAST_RETENTION M_AMBIGUOUS_KEY
- *                    M_DLQ_STORE_EARLY
+ *                    M_DLQ_STORE_EARLY, and two for the progress checks:
+ *                    M_STUCK_PAUSE M_LOOK_FOREVER
  *   what today's code does where the model asks for more (see README.md, "Findings"):
  *                    TODAY_NO_RECHECK      no drift check after a database reconnect
  *                    TODAY_RESUME_EXPIRED  a worker resumes a charge past key retention
@@ -171,10 +172,12 @@ inline channel_post(c, r) {
 	/* classify() checks the answer against the payment (key, amount, currency): with
 	 * equal amounts that cannot tell two commands apart; only the key can. */
 	assert(rec_cmd[KEY(c)] == c);
+#ifndef NO_LOSTANSWER
 	if
 	:: faults < MAXF -> faults++; r = R_UNKNOWN /* the answer is lost */
 	:: skip
 	fi
+#endif
 }
 
 /* The settle statement for one payment (apply.c "settle"): only a payment still pending
@@ -205,6 +208,8 @@ inline drop_if_behind(always) {
 	:: to != 0 && (always || pos[me] < to) -> dropped = 1
 	:: else
 	fi
+#else
+	skip /* today: the batch in flight is applied and stored as it is */
 #endif
 }
 
@@ -343,8 +348,10 @@ restart:
 	do
 	:: atomic { (lost[me] || rev[me] || asg[me]) -> rebalance() }
 	:: atomic {
-		/* collect(): a batch of 1 or 2 messages from the fetch position */
-		owns[me] && !paused[me] && pos[me] < NMSG ->
+		/* collect(): a batch of 1 or 2 messages from the fetch position. A zombie
+		 * finishes the batch in hand; the next poll serves its lost assignment first
+		 * (more batches of a zombie would repeat the same race). */
+		owns[me] && !lost[me] && !paused[me] && pos[me] < NMSG ->
 		from = pos[me];
 		if
 		:: to = from + 1
@@ -574,10 +581,12 @@ settle:
 abandon:
 		atomic {
 			/* release_batch(); a dropped batch is fetched again from pos */
+#ifndef M_STUCK_PAUSE
 			if
 			:: dropped -> paused[me] = 0
 			:: else
 			fi;
+#endif
 			from = 0; to = 0; rst = 0; st = 0; paidby = 0; rdd = 0; rpend = 0; chg = 0;
 			newpay = 0; resumed = 0; osnap = 0; rinprog = 0; inprog = 0; ochg = 0;
 			dropped = 0; wdd[0] = 0; wdd[1] = 0; wdd[2] = 0; wdd[3] = 0;
@@ -635,8 +644,10 @@ end:
 	/* delivery reports of DLQ copies */
 	:: atomic { dlq_q[0] -> dlq_q[0] = 0; dlq_rec = 1 }
 	:: atomic { dlq_q[1] -> dlq_q[1] = 0; dlq_rec = 1 }
+#ifndef NO_DLQFAIL
 	:: atomic { dlq_q[0] && faults < MAXF -> dlq_q[0] = 0; dlq_fail[0] = 1; faults++ }
 	:: atomic { dlq_q[1] && faults < MAXF -> dlq_q[1] = 0; dlq_fail[1] = 1; faults++ }
+#endif
 	od
 }
 
@@ -645,26 +656,34 @@ proctype Faults()
 {
 end:
 	do
+#ifndef NO_CRASH
 	:: atomic { faults < MAXF && up[0] && !kill[0] -> kill[0] = 1; faults++ } /* crash */
 	:: atomic { faults < MAXF && up[1] && !kill[1] -> kill[1] = 1; faults++ }
+#endif
+#ifndef NO_LOSE
 	:: atomic {
 		/* a session timeout: the assignment is lost; the worker is a zombie until it
 		 * polls, and its commits carry an old generation */
 		faults < MAXF && owner != NIL && owns[owner] ->
 		lost[owner] = 1; rev[owner] = 0; owner = NIL; gen++; faults++
 	   }
+#endif
+#ifndef NO_REVOKE
 	:: atomic {
 		/* a cooperative rebalance revokes the partition */
 		faults < MAXF && owner != NIL && owns[owner] && !rev[owner] ->
 		rev[owner] = 1; faults++
 	   }
+#endif
+#ifndef NO_FAILOVER
 	:: atomic {
 		/* a PostgreSQL failover loses the last commit; every connection breaks. It
 		 * loses only recent commits: none of a key already past retention. */
 		faults < MAXF && snapok && !expired[1] && !expired[2] ->
 		db_copy(db, snap); snapok = 0; dbep++; lockh = NIL; failed_over = 1; faults++
 	   }
-#ifdef GATEWAY
+#endif
+#if defined(GATEWAY) && !defined(NO_EXPIRE)
 	/* time passes a key's retention: the channel forgets its record */
 	:: atomic { faults < MAXF && rec[1] != R_NONE -> rec[1] = R_NONE; expired[1] = 1; faults++ }
 	:: atomic { faults < MAXF && rec[2] != R_NONE -> rec[2] = R_NONE; expired[2] = 1; faults++ }
@@ -679,19 +698,31 @@ proctype Reconciler()
 	byte c, r;
 end:
 	if
+#ifndef M_LOOK_FOREVER
 	:: atomic { INPROG(1) && !unres[1] -> c = 1 }
 	:: atomic { INPROG(2) && !unres[2] -> c = 2 }
+#else
+	/* the broken build looks at an unresolved payment again and again */
+	:: atomic { INPROG(1) -> c = 1 }
+	:: atomic { INPROG(2) -> c = 2 }
+#endif
 	fi;
-	/* payq_gateway_query(): GET /charges/KEY */
+	/* payq_gateway_query(): GET /charges/KEY, then settle() -> payq_apply_settle() on
+	 * its own connection. One step: what could come between (another settle, a
+	 * failover) commutes with it, since a settle moves only a payment still in
+	 * progress and the channel's answer for a key does not change. */
 	atomic {
+		lockh == NIL;
 		if
 		:: rec[KEY(c)] != R_NONE ->
 			r = rec[KEY(c)];
 			assert(rec_cmd[KEY(c)] == c);
+#ifndef NO_LOSTANSWER
 			if
 			:: faults < MAXF -> faults++; r = R_UNKNOWN /* the answer is lost */
 			:: skip
 			fi
+#endif
 		:: rec[KEY(c)] == R_NONE && !expired[KEY(c)] ->
 			/* 404 within retention: the channel never saw the key; charge again,
 			 * with the same key */
@@ -704,11 +735,7 @@ end:
 			 * unresolved_payment and leave it to a person (look_again()) */
 			unres[c] = 1; r = R_UNKNOWN
 #endif
-		fi
-	}
-	/* settle() -> payq_apply_settle(), on its own connection */
-	atomic {
-		lockh == NIL;
+		fi;
 		if
 		:: r != R_UNKNOWN -> db_begin_commit(); settle_one(c, r); CHECK_ONCE()
 		:: else
