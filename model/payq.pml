@@ -203,14 +203,10 @@ inline settle_one(c, r) {
  * consumer_progress past commands a failover lost, or store an offset behind the one the
  * drift check stored. A batch in flight across a re-assignment is always dropped. */
 inline drop_if_behind(always) {
-#ifndef TODAY_KEEP_INFLIGHT
 	if
 	:: to != 0 && (always || pos[me] < to) -> dropped = 1
 	:: else
 	fi
-#else
-	skip /* today: the batch in flight is applied and stored as it is */
-#endif
 }
 
 /* consume.c drift_check(), run by rebalance_cb() on assign. The database is the truth. */
@@ -229,7 +225,11 @@ inline drift_check() {
 	:: kc == db.prog -> pos[me] = kc
 	fi;
 	owns[me] = 1; asg[me] = 0;
+#ifndef TODAY_KEEP_INFLIGHT
 	drop_if_behind(1)
+#else
+	skip /* today: a batch in flight across the re-assignment is applied as it is */
+#endif
 }
 
 /* rebalance_cb(), served inside rd_kafka_consumer_poll() by collect() or tick(). */
