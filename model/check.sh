@@ -114,7 +114,9 @@ for line in "${RUNS[@]}"; do
 	if [[ $verdict == FAILED* ]]; then
 		failed=$((failed + 1))
 		tail -n 30 "$dir/pan.out" >&2
-		[[ -f $dir/payq.pml.trail ]] && echo "trail: (cd $dir && spin $defs -t -p payq.pml)" >&2
+		if [[ -f $dir/payq.pml.trail ]]; then
+			echo "trail: model/check.sh --keep $name, then: (cd DIR/$name && spin $defs -t -p payq.pml)" >&2
+		fi
 	fi
 done
 if ((failed)); then

@@ -10,17 +10,21 @@
  * follows once the drift check seeks BACK when Kafka is ahead of the database, and once
  * gateway mode refuses to re-charge a key the channel no longer remembers.
  *
- * Switches (cc -D via spin -D):
+ * Switches (spin -D...; check.sh has the runs):
  *   GATEWAY          payment mode gateway (default: ledger)
  *   MAXF=n           fault budget: crashes, lost assignments, revokes, failovers, lost
  *                    channel answers, DLQ copies not persisted, keys past retention
- *   NMSG=n           commands on the partition (default 6, all of them)
+ *   NO_CRASH NO_LOSE NO_REVOKE NO_FAILOVER NO_DLQFAIL NO_LOSTANSWER NO_EXPIRE
+ *                    leave one kind of fault out
+ *   NMSG=n           messages on the partition (default 6, all of them)
  *   the mutants:     M_STORE_BEFORE_COMMIT M_SKIP_DEDUP M_DEDUP_AFTER_LOCK
  *                    M_TRUST_KAFKA_AHEAD M_RECHARGE_PAST_RETENTION M_AMBIGUOUS_KEY
  *                    M_DLQ_STORE_EARLY, and two for the progress checks:
  *                    M_STUCK_PAUSE M_LOOK_FOREVER
  *   what today's code does where the model asks for more (see README.md, "Findings"):
  *                    TODAY_NO_RECHECK      no drift check after a database reconnect
+ *                    TODAY_KEEP_INFLIGHT   a batch in flight across a re-assignment is
+ *                                          applied as it is
  *                    TODAY_RESUME_EXPIRED  a worker resumes a charge past key retention
  */
 
