@@ -20,8 +20,8 @@ SCHEMA=$NPM/dclint/schemas/compose.schema.json
 
 "$PAYQ_WORKER_EXE" --help >"$WORK/worker-help.txt" || die "payq-worker --help failed"
 "$PAYQ_PRODUCER_EXE" --help >"$WORK/producer-help.txt" || die "payq-producer --help failed"
-kafka_version=$(sed -n 's/^KAFKA_VERSION=//p' "$PAYQ_SOURCE_ROOT/deploy/local/kafka")
-[[ -n $kafka_version ]] || die "no KAFKA_VERSION in deploy/local/kafka"
+kafka_version=$(sed -n 's/^DEFAULT_KAFKA_VERSION=//p' "$PAYQ_SOURCE_ROOT/deploy/local/kafka")
+[[ -n $kafka_version ]] || die "no DEFAULT_KAFKA_VERSION in deploy/local/kafka"
 
 "$PY" "$DEPLOY_DIR/deploytool.py" compose "$PAYQ_SOURCE_ROOT/deploy/compose.yaml" --schema "$SCHEMA" \
 	--worker-help "$WORK/worker-help.txt" --producer-help "$WORK/producer-help.txt" \

@@ -22,7 +22,7 @@ for t in "${TOPICS[@]}"; do
 done
 
 # librdkafka's mock cluster advertises about twenty API keys and no KRaft ones; a real
-# Apache Kafka 3.9 broker advertises about sixty, DescribeQuorum (55) among them.
+# Apache Kafka 3.9 or 4.x broker advertises about sixty, DescribeQuorum (55) among them.
 apilog=$(kcat -b "$PAYQ_TEST_BROKERS" -L -m 10 -X debug=feature 2>&1 >/dev/null) ||
 	die "kcat ApiVersion probe failed"
 apis=$(grep -c 'ApiKey ' <<<"$apilog" || true)

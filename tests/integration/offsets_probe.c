@@ -130,7 +130,9 @@ static int cmd_topics(const char *brokers, int partitions, char **topics, int nt
 	if (create) {
 		rd_kafka_NewTopic_t **nt = calloc((size_t)ntopics, sizeof(*nt));
 		for (int i = 0; i < ntopics; i++) {
-			nt[i] = rd_kafka_NewTopic_new(topics[i], partitions, 1, errstr, sizeof(errstr));
+			/* -1: the broker's default.replication.factor (1 on the single test
+			 * broker, 3 on a deploy/local/kafka --brokers 3 cluster). */
+			nt[i] = rd_kafka_NewTopic_new(topics[i], partitions, -1, errstr, sizeof(errstr));
 			if (!nt[i])
 				die("topic %s: %s", topics[i], errstr);
 		}
