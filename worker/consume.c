@@ -398,7 +398,8 @@ static bool tick(void *opaque, int wait_ms)
 		if (!payq_run) {
 			if (!w->stop_deadline_ms)
 				w->stop_deadline_ms = payq_now_ms() + w->cfg->shutdown_timeout_ms;
-			if (payq_now_ms() >= w->stop_deadline_ms)
+			/* The last fifth is for the final commit and leaving the group. */
+			if (payq_now_ms() >= w->stop_deadline_ms - w->cfg->shutdown_timeout_ms / 5)
 				return false;
 		}
 	} while (payq_now_ms() < until);
@@ -1013,7 +1014,7 @@ static bool close_consumer(worker_t *w)
 
 static void shutdown_worker(worker_t *w)
 {
-	bool closed = false;
+	bool closed = true;
 
 	if (!w->stop_deadline_ms) /* a start that failed */
 		w->stop_deadline_ms = payq_now_ms() + 5000;
@@ -1027,8 +1028,11 @@ static void shutdown_worker(worker_t *w)
 	for (size_t i = 0; i < w->nheld; i++)
 		rd_kafka_message_destroy(w->held[i].msg);
 	release_batch(w);
-	if (w->rk)
-		rd_kafka_destroy_flags(w->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+	/* Destroying a consumer whose close is still under way would wait for that close:
+	 * past the deadline it is left to the process exit, and the group drops the member
+	 * after session.timeout.ms. */
+	if (w->rk && closed)
+		rd_kafka_destroy(w->rk);
 	payq_http_stop(w->http);
 	payq_reconciler_stop(w->reconciler);
 	payq_gateway_destroy(w->gw);

@@ -43,6 +43,7 @@ wl_scenario gw_scenario_mismatch key || exit $?
 wl_scenario gw_scenario_retention || exit $?
 wl_scenario gw_scenario_bad_text || exit $?
 wl_scenario gw_scenario_settle_refused || exit $?
+wl_scenario gw_scenario_reconcile_goes_on || exit $?
 wl_scenario gw_scenario_big_amount || exit $?
 wl_scenario gw_scenario_cancel_in_progress || exit $?
 wl_scenario gw_scenario_shutdown_stalled || exit $?
