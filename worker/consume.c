@@ -990,8 +990,9 @@ static void final_commit(worker_t *w)
 
 /* Leaves the group, bounded by the shutdown deadline. Close leaves the group (a static
  * member stays until session.timeout.ms, which is the point of static membership) and
- * runs the final revoke, here on a queue served until the deadline. Returns true when
- * the consumer closed. */
+ * runs the final revoke, here on a queue served until the deadline: its rebalance
+ * events go to rebalance_cb, anything else (messages still fetched) is dropped.
+ * Returns true when the consumer closed. */
 static bool close_consumer(worker_t *w)
 {
 	rd_kafka_queue_t *q = rd_kafka_queue_new(w->rk);
@@ -1004,8 +1005,15 @@ static bool close_consumer(worker_t *w)
 		log_warn("closing the consumer: %s", rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
 	}
-	while (!(closed = rd_kafka_consumer_closed(w->rk)) && shutdown_left_ms(w) > 0)
-		rd_kafka_queue_poll_callback(q, shutdown_left_ms(w) < 100 ? shutdown_left_ms(w) : 100);
+	while (!(closed = rd_kafka_consumer_closed(w->rk)) && shutdown_left_ms(w) > 0) {
+		rd_kafka_event_t *ev = rd_kafka_queue_poll(q, shutdown_left_ms(w) < 100 ?
+								      shutdown_left_ms(w) : 100);
+		if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+			rebalance_cb(w->rk, rd_kafka_event_error(ev),
+				     rd_kafka_event_topic_partition_list(ev), w);
+		if (ev)
+			rd_kafka_event_destroy(ev);
+	}
 	if (!closed)
 		log_warn("the consumer did not close before the shutdown deadline; leaving anyway");
 	rd_kafka_queue_destroy(q);

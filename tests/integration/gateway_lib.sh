@@ -617,7 +617,7 @@ gw_scenario_cancel_in_progress() {
 # SIGTERM while the channel stalls every request (charges and the reconciler's queries):
 # the worker exits within PAYQ_SHUTDOWN_TIMEOUT_MS.
 gw_scenario_shutdown_stalled() {
-	local t0 ms
+	local t0 ms state
 	wl_init gw-stall 3
 	gw_sandbox_start
 	gw_faults '{"latency_ms":600000}'
@@ -642,7 +642,9 @@ gw_scenario_shutdown_stalled() {
 	wl_worker_wait_exit w1 30 || wl_violation "still running 30 s after SIGTERM with the channel stalled"
 	ms=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", (b - a) * 1000 }')
 	((ms <= 3000 + 1000)) || wl_violation "took $ms ms to exit with the channel stalled, PAYQ_SHUTDOWN_TIMEOUT_MS is 3000"
-	pass "SIGTERM with the channel stalled: exit $WL_RC in $ms ms (timeout 3000)"
+	state=$("$WL_PROBE" group "$PAYQ_TEST_BROKERS" "$WL_GROUP") || die "group probe failed"
+	[[ $state == "Empty 0" ]] || wl_violation "group after shutdown is '$state', expected 'Empty 0' (left the group)"
+	pass "SIGTERM with the channel stalled: exit $WL_RC in $ms ms (timeout 3000)", left the group
 	[[ $(wl_sql "SELECT status FROM payq.payments WHERE order_id = 'S9'") == @(pending|unknown) ]] ||
 		wl_violation "the stalled pay is no longer pending or unknown"
 	pass "the stalled pay stays pending or unknown, for a redelivery or the reconciler"
