@@ -278,6 +278,18 @@ gw_scenario_poison() {
 
 # ---- the guarantee at its edges (issue 13) ----
 
+# gw_reconcile [VAR=VALUE...] ARGS...: payq-worker reconcile ARGS against this test's
+# database and sandbox; stderr goes to reconcile.log.
+gw_reconcile() {
+	local envs=()
+	while (($#)) && [[ $1 == *=* ]]; do
+		envs+=("$1")
+		shift
+	done
+	env PAYQ_DB="$WL_DB" PAYQ_GATEWAY_URL="$GW_URL" PAYQ_HTTP_ADDR='' PAYQ_LOG_LEVEL=warn \
+		"${envs[@]}" "$WL_EXE" reconcile "$@" 2>>"$WL_DIR/reconcile.log"
+}
+
 # gw_payment ORDER: "status attempts" of the order's newest payment.
 gw_payment() { wl_sql "SELECT status, attempts FROM payq.payments WHERE order_id = '$1' ORDER BY payment_id DESC LIMIT 1"; }
 gw_anomalies() { wl_sql "SELECT count(*) FROM payq.anomalies WHERE kind = '$1' AND order_id = '$2'"; }
@@ -402,8 +414,7 @@ gw_scenario_retention() {
 	} | wl_produce
 	gw_wait_sql "SELECT status FROM payq.payments WHERE order_id = 'R2'" unknown 30
 	gw_faults '{"down":false}'
-	out=$(PAYQ_DB=$WL_DB PAYQ_GATEWAY_URL=$GW_URL PAYQ_HTTP_ADDR= PAYQ_LOG_LEVEL=warn \
-		"$WL_EXE" reconcile --once --all 2>>"$WL_DIR/reconcile.log") || rc=$?
+	out=$(gw_reconcile --once --all) || rc=$?
 	[[ $rc == 0 ]] || die "reconcile --once exited $rc: $out"
 	assert_eq "succeeded" "$(wl_sql "SELECT status FROM payq.payments WHERE order_id = 'R2'")" "a 404 within the retention charges again"
 	gw_expect_charges R2 1
@@ -419,8 +430,7 @@ gw_scenario_retention() {
 	sleep 3
 	curl -fsS --max-time 5 -X POST "$GW_CTL/forget" >/dev/null || die "cannot make the sandbox forget keys"
 	rc=0
-	out=$(PAYQ_DB=$WL_DB PAYQ_GATEWAY_URL=$GW_URL PAYQ_HTTP_ADDR= PAYQ_LOG_LEVEL=warn \
-		PAYQ_GATEWAY_KEY_RETENTION=2s "$WL_EXE" reconcile --once --all 2>>"$WL_DIR/reconcile.log") || rc=$?
+	out=$(gw_reconcile PAYQ_GATEWAY_KEY_RETENTION=2s --once --all) || rc=$?
 	printf '%s\n' "$out" >"$WL_DIR/reconcile.out"
 	[[ $rc == 0 ]] || die "reconcile --once exited $rc: $out"
 	gw_expect_charges R1 1
@@ -430,15 +440,13 @@ gw_scenario_retention() {
 		wl_violation "reconcile --once does not show how to resolve R1: $out"
 	pass "past the retention: not charged again, unresolved_payment, reconcile shows the way"
 	# A second pass does not charge either, nor raise the anomaly again.
-	PAYQ_DB=$WL_DB PAYQ_GATEWAY_URL=$GW_URL PAYQ_HTTP_ADDR= PAYQ_LOG_LEVEL=warn \
-		PAYQ_GATEWAY_KEY_RETENTION=2s "$WL_EXE" reconcile --once --all >/dev/null 2>>"$WL_DIR/reconcile.log" ||
+	gw_reconcile PAYQ_GATEWAY_KEY_RETENTION=2s --once --all >/dev/null ||
 		die "second reconcile --once failed"
 	gw_expect_charges R1 1
 	assert_eq 1 "$(gw_anomalies unresolved_payment R1)" "the anomaly is raised once"
 	# The person looks the charge up at the channel and records it.
 	charge=$(curl -fsS --max-time 5 "$GW_CTL/ledger.csv" | awk -F, '$2 == "R1" { print $7 }')
-	PAYQ_DB=$WL_DB PAYQ_GATEWAY_URL=$GW_URL PAYQ_HTTP_ADDR= PAYQ_LOG_LEVEL=warn "$WL_EXE" reconcile \
-		--order R1 --command R1:p --mark-succeeded "$charge" >>"$WL_DIR/reconcile.out" 2>&1 ||
+	gw_reconcile --order R1 --command R1:p --mark-succeeded "$charge" >>"$WL_DIR/reconcile.out" ||
 		die "reconcile --mark-succeeded failed: $(cat "$WL_DIR/reconcile.out")"
 	assert_eq "paid 2 R1:p" "$(gw_order R1)" "--mark-succeeded settles the payment"
 	assert_eq "applied" "$(gw_outcome R1 R1:p)" "R1:p ends applied"
@@ -540,8 +548,7 @@ gw_scenario_reconcile_goes_on() {
 	wl_worker_stop w2
 	gw_faults '{"down":false}'
 	gw_settle_trigger V3
-	PAYQ_DB=$WL_DB PAYQ_GATEWAY_URL=$GW_URL PAYQ_HTTP_ADDR= PAYQ_LOG_LEVEL=warn \
-		"$WL_EXE" reconcile --once --all >"$WL_DIR/reconcile.out" 2>>"$WL_DIR/reconcile.log" || true
+	gw_reconcile --once --all >"$WL_DIR/reconcile.out" || true
 	local got
 	got=$(wl_sql "SELECT string_agg(status, ' ' ORDER BY order_id) FROM payq.payments WHERE order_id IN ('V4', 'V5')")
 	[[ $got == "succeeded succeeded" ]] ||
@@ -598,8 +605,7 @@ gw_scenario_cancel_in_progress() {
 	assert_eq "unpaid" "$(wl_sql "SELECT status FROM payq.orders WHERE order_id = 'X1'")" "X1 is not cancelled"
 	wl_worker_stop w1
 	gw_faults '{"down":false}'
-	PAYQ_DB=$WL_DB PAYQ_GATEWAY_URL=$GW_URL PAYQ_HTTP_ADDR= PAYQ_LOG_LEVEL=warn \
-		"$WL_EXE" reconcile --once --all >/dev/null 2>>"$WL_DIR/reconcile.log" || die "reconcile --once failed"
+	gw_reconcile --once --all >/dev/null || die "reconcile --once failed"
 	gw_worker_start w2 PAYQ_RECONCILE_SCHEDULE=1h
 	{
 		wl_cmd_cancel X1 X1:y

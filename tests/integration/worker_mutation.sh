@@ -13,6 +13,9 @@
 #                        its dedup rows but not its new orders, and a pay is rejected
 #   charge-poison        gateway mode: a pay the database refused (rolled back, sent to the
 #                        DLQ) is charged anyway
+#   ambiguous-key        gateway mode: the idempotency key is the old order_id:command_id,
+#                        which order "shop" + command "1:pay" and order "shop:1" + command
+#                        "pay" share, so the second pay is never charged
 #
 # The mutants come from PAYQ_MUTANT_<NAME>_EXE (NAME upper-case, '-' as '_'), for example
 # PAYQ_MUTANT_SKIP_DEDUP_EXE; unset ones are built here, incrementally, in
@@ -90,3 +93,4 @@ check_mutant dlq-store-early wl_scenario_dlq_unpersisted
 check_mutant new-key-on-retry gw_scenario_crash_resume
 check_mutant lock-before-dedup wl_scenario_zombie_tx
 check_mutant charge-poison gw_scenario_poison
+check_mutant ambiguous-key gw_scenario_key_ambiguous
