@@ -88,7 +88,8 @@ gw_outcome() { wl_sql "SELECT outcome FROM payq.processed_commands WHERE order_i
 # gw_check_invariants: gateway mode's guarantees, through the sandbox's ledger and SQL.
 #   - the gateway charged each order at most once;
 #   - every gateway charge is a succeeded payment with that charge id, and every
-#     succeeded payment is a gateway charge; every failed payment is a decline;
+#     succeeded payment is a gateway charge for its own order and command; every failed
+#     payment is a decline;
 #   - no payment is left pending or unknown; every paid order has its succeeded payment.
 gw_check_invariants() {
 	local csv=$WL_DIR/ledger.csv multi out
@@ -108,7 +109,8 @@ gw_check_invariants() {
 	        SELECT 1 FROM payq.payments p WHERE p.order_id = l.order_id AND p.status = 'succeeded'
 	        AND p.command_id = l.command_id AND p.gateway_charge_id = l.charge_id)),
 	    (SELECT count(*) FROM payq.payments p WHERE p.status = 'succeeded' AND NOT EXISTS (
-	        SELECT 1 FROM gw_ledger l WHERE l.status = 'succeeded' AND l.charge_id = p.gateway_charge_id)),
+	        SELECT 1 FROM gw_ledger l WHERE l.status = 'succeeded' AND l.charge_id = p.gateway_charge_id
+	        AND l.order_id = p.order_id AND l.command_id = p.command_id)),
 	    (SELECT count(*) FROM payq.payments p WHERE p.status = 'failed' AND NOT EXISTS (
 	        SELECT 1 FROM gw_ledger l WHERE l.status = 'declined' AND l.order_id = p.order_id
 	        AND l.command_id = p.command_id)),
@@ -119,7 +121,7 @@ gw_check_invariants() {
 	    (SELECT count(*) FROM payq.processed_commands WHERE outcome = 'pending')")
 	read -r a b c d e f <<<"$out"
 	((a == 0)) || wl_violation "$a gateway charges have no succeeded payment with their charge id"
-	((b == 0)) || wl_violation "$b succeeded payments have no charge at the gateway"
+	((b == 0)) || wl_violation "$b succeeded payments have no charge of their own at the gateway"
 	((c == 0)) || wl_violation "$c failed payments have no decline at the gateway"
 	((d == 0)) || wl_violation "$d payments still pending or unknown"
 	((e == 0)) || wl_violation "$e paid orders without their succeeded payment"
