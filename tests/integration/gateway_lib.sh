@@ -174,8 +174,10 @@ gw_scenario_crash_resume() {
 	[[ $WL_RC == 137 ]] || die "the worker exited with $WL_RC, not by the crash point"
 	assert_eq "K1:p pending" "$(gw_payments K1)" "after the crash ($point) the payment is pending"
 	gw_worker_start w2 PAYQ_RECONCILE_SCHEDULE=1h
-	gw_wait_sql "SELECT status FROM payq.payments WHERE order_id = 'K1'" succeeded 30
+	local got
+	got=$(gw_wait_settled K1 30)
 	gw_expect_charges K1 1
+	[[ $got == succeeded ]] || wl_violation "the resumed pay of K1 ended $got, not succeeded"
 	if [[ $point == after_charge ]]; then
 		[[ $(gw_stat replayed) -ge 1 ]] ||
 			wl_violation "the resume did not reuse the idempotency key (no replay at the gateway)"
