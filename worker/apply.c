@@ -1110,6 +1110,13 @@ int payq_apply_read_keys(payq_apply_t *a, payq_charge_t *c, size_t n, int64_t re
 		c[i].past_retention = PQgetvalue(res, r, 2)[0] == 't';
 	}
 	PQclear(res);
+#ifdef PAYQ_MUTATION_CHARGE_POISON
+	/* Deliberately broken build: a charge without a recorded payment still gets a key,
+	 * built from its IDs, so the rolled-back pay it was for is charged. */
+	for (size_t i = 0; !ret && i < n; i++)
+		if (!c[i].key[0])
+			payq_gateway_key(c[i].order_id, c[i].command_id, c[i].key, sizeof(c[i].key));
+#endif
 	return ret;
 }
 

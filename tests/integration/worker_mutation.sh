@@ -12,7 +12,8 @@
 #   lock-before-dedup    the dedup read after the order lock: a zombie's late commit shows
 #                        its dedup rows but not its new orders, and a pay is rejected
 #   charge-poison        gateway mode: a pay the database refused (rolled back, sent to the
-#                        DLQ) is charged anyway
+#                        DLQ) is charged anyway (with a key built from its IDs, since it
+#                        has no payment row to read one from)
 #   ambiguous-key        gateway mode: the idempotency key is the old order_id:command_id,
 #                        which order "shop" + command "1:pay" and order "shop:1" + command
 #                        "pay" share, so the second pay is never charged
