@@ -42,6 +42,6 @@ size_t payq_utf8_char_len(const unsigned char *s, size_t n);
 
 /* Copies n bytes of untrusted text (a payment channel's answer) into buf as valid
  * UTF-8: each byte that does not start a valid character becomes U+FFFD, control
- * characters become spaces, a NUL ends the text, and the copy is cut on a character boundary to fit size
- * (always NUL-terminated when size > 0). Returns buf. */
+ * characters become spaces, a NUL ends the text, and the copy is cut on a character
+ * boundary to fit size (always NUL-terminated when size > 0). Returns buf. */
 char *payq_utf8_clean(char *buf, size_t size, const char *s, size_t n);

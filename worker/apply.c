@@ -785,8 +785,8 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 			payq_sqlbuf_str(&a->p[P_PAY_AMOUNT], num);
 			payq_sqlbuf_str(&a->p[P_PAY_CUR], c->currency);
 			payq_sqlbuf_str(&a->p[P_PAY_PAYER], c->has_payer_id ? c->payer_id : NULL);
-			payq_sqlbuf_str(&a->p[P_PAY_KEY], payq_gateway_key(c->order_id, c->command_id,
-									   key, sizeof(key)));
+			payq_gateway_key(c->order_id, c->command_id, key, sizeof(key));
+			payq_sqlbuf_str(&a->p[P_PAY_KEY], key);
 		}
 	}
 
@@ -1115,7 +1115,8 @@ int payq_apply_read_keys(payq_apply_t *a, payq_charge_t *c, size_t n, int64_t re
 	 * built from its IDs, so the rolled-back pay it was for is charged. */
 	for (size_t i = 0; !ret && i < n; i++)
 		if (!c[i].key[0])
-			payq_gateway_key(c[i].order_id, c[i].command_id, c[i].key, sizeof(c[i].key));
+			payq_gateway_key(c[i].order_id, c[i].command_id, c[i].key,
+					 sizeof(c[i].key));
 #endif
 	return ret;
 }
@@ -1162,8 +1163,8 @@ static payq_apply_status_t settle_refused(payq_apply_t *a, payq_charge_t *c,
 	snprintf(c->detail, sizeof(c->detail), "settle refused by the database (SQLSTATE %s): %s",
 		 state, clean);
 	st = payq_apply_settle(a, c, 1, NULL, 0, sqlstate, errstr, errstr_size);
-	if (st == PAYQ_APPLY_OK &&
-	    payq_apply_payment_anomaly(a, "settle_refused", c->order_id, c->command_id, c->detail) < 0)
+	if (st == PAYQ_APPLY_OK && payq_apply_payment_anomaly(a, "settle_refused", c->order_id,
+							      c->command_id, c->detail) < 0)
 		return PAYQ_APPLY_TRANSIENT;
 	return st;
 }

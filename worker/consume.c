@@ -637,7 +637,7 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 		    payq_apply_payment_anomaly(w->apply, "charge_mismatch", c->order_id,
 					       c->command_id, c->detail) < 0)
 			/* The reconciler's next look meets the same answer and raises it. */
-			payq_log(PAYQ_LOG_WARN, &ctx, "recording the charge_mismatch anomaly failed");
+			payq_log(PAYQ_LOG_WARN, &ctx, "recording charge_mismatch failed");
 		if (it->outcome != PAYQ_OUT_PENDING)
 			continue; /* a resumed redelivery counts as a duplicate */
 		if (c->status == PAYQ_CHARGE_SUCCEEDED)

@@ -304,7 +304,8 @@ static void classify(request_t *r, CURLcode cc, bool post)
 	} else if (c->http_status / 100 == 2 && status && !strcmp(status, "succeeded") && id) {
 		c->status = PAYQ_CHARGE_SUCCEEDED;
 		copy_text(c->charge_id, sizeof(c->charge_id), id);
-		snprintf(c->detail, sizeof(c->detail), "gateway: charge %s succeeded", c->charge_id);
+		snprintf(c->detail, sizeof(c->detail), "gateway: charge %s succeeded",
+			 c->charge_id);
 	} else if ((c->http_status == 402 || c->http_status / 100 == 2) && status &&
 		   !strcmp(status, "declined")) {
 		c->status = PAYQ_CHARGE_DECLINED;

@@ -556,8 +556,8 @@ static int resolve_one(payq_reconciler_t *r, const char *order, const char *comm
 		fprintf(stderr, "payq-worker reconcile: recording it: %s\n", errstr);
 		rc = PAYQ_EXIT_RUNTIME;
 	} else {
-		printf("reconcile: order %s command %s: %s (payment %s)\n", order, command, c.detail,
-		       c.status == PAYQ_CHARGE_SUCCEEDED ? "succeeded" :
+		printf("reconcile: order %s command %s: %s (payment %s)\n", order, command,
+		       c.detail, c.status == PAYQ_CHARGE_SUCCEEDED ? "succeeded" :
 		       c.status == PAYQ_CHARGE_DECLINED ? "failed" : "unknown");
 	}
 	PQclear(res);
@@ -583,7 +583,8 @@ int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv)
 			order = argv[++i];
 		} else if (!strcmp(argv[i], "--command") && i + 1 < argc) {
 			command = argv[++i];
-		} else if (!strcmp(argv[i], "--mark-succeeded") && i + 1 < argc && how == RESOLVE_NONE) {
+		} else if (!strcmp(argv[i], "--mark-succeeded") && i + 1 < argc &&
+			   how == RESOLVE_NONE) {
 			how = RESOLVE_SUCCEEDED;
 			charge_id = argv[++i];
 		} else if (!strcmp(argv[i], "--mark-failed") && how == RESOLVE_NONE) {
@@ -596,7 +597,8 @@ int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv)
 			return PAYQ_EXIT_USAGE;
 		}
 	}
-	if ((how != RESOLVE_NONE) != (order && command) || ((order || command) && how == RESOLVE_NONE) ||
+	if ((how != RESOLVE_NONE) != (order && command) ||
+	    ((order || command) && how == RESOLVE_NONE) ||
 	    (how != RESOLVE_NONE && (once || all)) || (how == RESOLVE_SUCCEEDED && !*charge_id)) {
 		fprintf(stderr, "payq-worker reconcile: --order and --command go together with "
 			"exactly one of --mark-succeeded CHARGE_ID, --mark-failed or "

@@ -171,9 +171,11 @@ static charge_t *table_find(const char *key)
 {
 	size_t mask = st.nslots - 1;
 
-	for (size_t i = hash(key) & mask; st.nslots && st.slots[i]; i = (i + 1) & mask)
-		if (!st.recs[st.slots[i] - 1]->forgotten && !strcmp(st.recs[st.slots[i] - 1]->key, key))
-			return st.recs[st.slots[i] - 1];
+	for (size_t i = hash(key) & mask; st.nslots && st.slots[i]; i = (i + 1) & mask) {
+		charge_t *c = st.recs[st.slots[i] - 1];
+		if (!c->forgotten && !strcmp(c->key, key)) /* a forgotten key is no key */
+			return c;
+	}
 	return NULL;
 }
 
@@ -306,8 +308,9 @@ static char *answer_body(const charge_t *c)
 		cJSON_ReplaceItemInObjectCaseSensitive(
 			o, "amount_minor", must(cJSON_CreateNumber((double)c->amount_minor + 1)));
 	} else if (st.lie == LIE_CURRENCY) {
-		cJSON_ReplaceItemInObjectCaseSensitive(
-			o, "currency", must(cJSON_CreateString(strcmp(c->currency, "XXX") ? "XXX" : "XTS")));
+		const char *other = strcmp(c->currency, "XXX") ? "XXX" : "XTS";
+		cJSON_ReplaceItemInObjectCaseSensitive(o, "currency",
+						       must(cJSON_CreateString(other)));
 	} else {
 		snprintf(key, sizeof(key), "%s-other", c->key);
 		cJSON_ReplaceItemInObjectCaseSensitive(o, "idempotency_key",
