@@ -363,6 +363,14 @@ gw_scenario_key_stored() {
 	wait_for "[[ \$(gw_wait_settled U1 1) == succeeded ]]" 20 || true
 	gw_expect_charges U1 1
 	assert_eq "U1:U1:p" "$(wl_sql "SELECT idempotency_key FROM payq.payments WHERE order_id = 'U1'")" "the stored key is kept"
+	# Schema 005: a live payment without a stored key cannot exist (nothing rebuilds keys).
+	wl_sql "INSERT INTO payq.orders (order_id, amount_minor, currency, status, version)
+	        VALUES ('U2', 700, 'EUR', 'unpaid', 1)" >/dev/null
+	if wl_sql "INSERT INTO payq.payments (order_id, command_id, amount_minor, currency, status)
+	           VALUES ('U2', 'U2:p', 700, 'EUR', 'unknown')" >/dev/null 2>&1; then
+		wl_violation "a live payment without an idempotency key was accepted"
+	fi
+	pass "a live payment without a stored key is refused (payments_live_key)"
 	assert_eq "paid 2 U1:p" "$(gw_order U1)" "the reconciler settled U1 with the stored key (first status $got)"
 	wl_worker_stop w1
 	gw_check_invariants
