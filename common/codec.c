@@ -83,41 +83,11 @@ const char *payq_codec_key_order_id(const void *key, size_t key_len, char *buf)
  * forms, no encoded surrogates, nothing above U+10FFFF, no truncation), or n. */
 static size_t utf8_invalid_at(const unsigned char *s, size_t n)
 {
-	size_t i = 0;
+	size_t i = 0, len;
 
-	while (i < n) {
-		unsigned char c = s[i], lo = 0x80, hi = 0xbf;
-		size_t need;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			need = 1;
-		else if (c >= 0xe0 && c <= 0xef)
-			need = 2;
-		else if (c >= 0xf0 && c <= 0xf4)
-			need = 3;
-		else
-			return i;
-		/* The second byte carries the overlong, surrogate and range limits. */
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-		else if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-		if (n - i - 1 < need || s[i + 1] < lo || s[i + 1] > hi)
-			return i;
-		for (size_t k = 2; k <= need; k++)
-			if ((s[i + k] & 0xc0) != 0x80)
-				return i;
-		i += need + 1;
-	}
-	return n;
+	while (i < n && (len = payq_utf8_char_len(s + i, n - i)))
+		i += len;
+	return i;
 }
 
 /* A top-level member: raw key (inside its quotes), raw value, decoded key. */

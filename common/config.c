@@ -48,6 +48,10 @@ static const payq_setting_t settings[] = {
 	{"gateway-concurrency", "PAYQ_GATEWAY_CONCURRENCY", PAYQ_CF_INT, "32",
 	 OFF(gateway_concurrency), 1, 1024, NULL, W,
 	 "gateway mode: most charges in flight at once (connections to the channel)"},
+	{"gateway-key-retention", "PAYQ_GATEWAY_KEY_RETENTION", PAYQ_CF_STR, "24h",
+	 OFF(gateway_key_retention), 0, 0, NULL, W,
+	 "gateway mode: how long the channel keeps an idempotency key; a payment older than "
+	 "this that the channel does not know is left for a person, never charged again"},
 	{"reconcile", "PAYQ_RECONCILE", PAYQ_CF_ENUM, "auto", OFF(reconcile), 0, 0, "auto|on|off",
 	 W, "run the reconciler inside the worker under a leader lock (auto: in gateway mode)"},
 	{"reconcile-schedule", "PAYQ_RECONCILE_SCHEDULE", PAYQ_CF_STR, "1m,5m,15m,1h,6h,24h",

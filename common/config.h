@@ -28,6 +28,7 @@ typedef struct payq_config {
 	char *gateway_url;   /* gateway mode: the payment channel's base URL */
 	char *reconcile;     /* "auto" (on in gateway mode), "on" or "off" */
 	char *reconcile_schedule; /* delays between reconciliation attempts, "1m,5m,..." */
+	char *gateway_key_retention; /* how long the channel keeps idempotency keys, "24h" */
 	int64_t batch_max;
 	int64_t batch_wait_ms;
 	int64_t shutdown_timeout_ms;

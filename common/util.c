@@ -205,3 +205,63 @@ void payq_hex(const unsigned char *in, size_t n, char *out)
 	}
 	out[2 * n] = '\0';
 }
+
+size_t payq_utf8_char_len(const unsigned char *s, size_t n)
+{
+	unsigned char c, lo = 0x80, hi = 0xbf;
+	size_t need;
+
+	if (!n)
+		return 0;
+	c = s[0];
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		need = 1;
+	else if (c >= 0xe0 && c <= 0xef)
+		need = 2;
+	else if (c >= 0xf0 && c <= 0xf4)
+		need = 3;
+	else
+		return 0;
+	/* The second byte carries the overlong, surrogate and range limits. */
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (n - 1 < need || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t k = 2; k <= need; k++)
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+	return need + 1;
+}
+
+char *payq_utf8_clean(char *buf, size_t size, const char *s, size_t n)
+{
+	static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+	const unsigned char *in = (const unsigned char *)s;
+	size_t o = 0;
+
+	if (!size)
+		return buf;
+	for (size_t i = 0; i < n && in[i];) {
+		size_t len = payq_utf8_char_len(in + i, n - i);
+		const char *from = len ? s + i : replacement;
+		size_t out = len ? len : sizeof(replacement) - 1;
+		if (o + out > size - 1)
+			break; /* only whole characters */
+		memcpy(buf + o, from, out);
+		/* Control characters (newlines in a log line, say) become spaces. */
+		if (len == 1 && (in[i] < 0x20 || in[i] == 0x7f))
+			buf[o] = ' ';
+		o += out;
+		i += len ? len : 1;
+	}
+	buf[o] = '\0';
+	return buf;
+}

@@ -35,3 +35,13 @@ int payq_random_bytes(void *buf, size_t n);
 
 /* Lower-case hex of n bytes into out (2n + 1 bytes). */
 void payq_hex(const unsigned char *in, size_t n, char *out);
+
+/* The length of the strict UTF-8 character (RFC 3629: no overlong forms, no encoded
+ * surrogates, nothing above U+10FFFF, not cut short) at s[0..n), or 0 when there is none. */
+size_t payq_utf8_char_len(const unsigned char *s, size_t n);
+
+/* Copies n bytes of untrusted text (a payment channel's answer) into buf as valid
+ * UTF-8: each byte that does not start a valid character becomes U+FFFD, control
+ * characters become spaces, a NUL ends the text, and the copy is cut on a character
+ * boundary to fit size (always NUL-terminated when size > 0). Returns buf. */
+char *payq_utf8_clean(char *buf, size_t size, const char *s, size_t n);

@@ -10,6 +10,7 @@
 
 #include "crash.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "pg.h"
 #include "sqlbuf.h"
@@ -104,7 +105,7 @@ typedef struct strmap {
 enum {
 	P_ORD_ID, P_ORD_AMOUNT, P_ORD_CUR, P_ORD_CUST, P_ORD_STATUS, P_ORD_VERSION, P_ORD_PAID,
 	P_UPD_ID, P_UPD_OLD, P_UPD_NEW, P_UPD_STATUS, P_UPD_PAID,
-	P_PAY_ORDER, P_PAY_CMD, P_PAY_AMOUNT, P_PAY_CUR, P_PAY_PAYER,
+	P_PAY_ORDER, P_PAY_CMD, P_PAY_AMOUNT, P_PAY_CUR, P_PAY_PAYER, P_PAY_KEY,
 	P_SET_ORDER, P_SET_CMD, P_SET_STATUS, P_SET_CHARGE, P_SET_DECLINE, P_SET_DETAIL,
 	P_PC_ORDER, P_PC_CMD, P_PC_TYPE, P_PC_HASH, P_PC_OUT, P_PC_DETAIL, P_PC_PART, P_PC_OFF,
 	P_PC_DUPS,
@@ -194,13 +195,27 @@ static const struct {
 	 " SELECT o, c, a, cur, p, 'succeeded'"
 	 " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[])"
 	 " AS x(o, c, a, cur, p)"},
-	/* The idempotency key is fixed here, once, for every later charge and query. */
+	/* The idempotency key (payq_gateway_key()) is fixed here, once, for every later
+	 * charge and query: they all read it back (read_keys). */
 	{"ins_payments_gw",
 	 "INSERT INTO payq.payments (order_id, command_id, amount_minor, currency, payer_id, status,"
 	 " idempotency_key, next_attempt_at)"
-	 " SELECT o, c, a, cur, p, 'pending', o || ':' || c, now() + make_interval(secs => $1)"
-	 " FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])"
-	 " AS x(o, c, a, cur, p)"},
+	 " SELECT o, c, a, cur, p, 'pending', k, now() + make_interval(secs => $1)"
+	 " FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[])"
+	 " AS x(o, c, a, cur, p, k)"},
+	/* The stored key of each live payment to charge, and whether it was recorded longer
+	 * ago than the channel keeps keys ($3 seconds). */
+	{"read_keys",
+	 "SELECT k.i, p.idempotency_key, p.created_at < now() - make_interval(secs => $3)"
+	 " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(o, c, i)"
+	 " JOIN payq.payments p ON p.order_id = k.o AND p.command_id = k.c"
+	 " AND p.status IN ('pending', 'unknown') AND p.idempotency_key IS NOT NULL"},
+	/* An anomaly about one payment, once: a payment looked at again and again (by the
+	 * reconciler) raises it on the first look only. Returns a row when it was new. */
+	{"ins_payment_anomaly",
+	 "INSERT INTO payq.anomalies (kind, order_id, command_id, detail)"
+	 " SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM payq.anomalies"
+	 " WHERE kind = $1 AND order_id = $2 AND command_id = $3) RETURNING 1"},
 	/* Step 3 of gateway mode, one statement: only payments still pending or unknown
 	 * move, and the order and the outcome follow the payment. */
 	{"settle",
@@ -741,7 +756,7 @@ static int load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *ded
 /* Walks the batch in order and fills the write arrays. */
 static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 {
-	char num[32];
+	char num[32], key[PAYQ_GATEWAY_KEY_MAX + 1];
 
 	for (size_t i = 0; i < n; i++) {
 		payq_item_t *it = &items[i];
@@ -793,6 +808,8 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 			payq_sqlbuf_str(&a->p[P_PAY_AMOUNT], num);
 			payq_sqlbuf_str(&a->p[P_PAY_CUR], c->currency);
 			payq_sqlbuf_str(&a->p[P_PAY_PAYER], c->has_payer_id ? c->payer_id : NULL);
+			payq_gateway_key(c->order_id, c->command_id, key, sizeof(key));
+			payq_sqlbuf_str(&a->p[P_PAY_KEY], key);
 		}
 	}
 
@@ -954,7 +971,7 @@ static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_
 	SEND(a->p[P_UPD_ID].count, "upd_orders", NULL, 0, P_UPD_ID, 5);
 	SEND(a->p[P_PAY_ORDER].count && !a->gateway, "ins_payments", NULL, 0, P_PAY_ORDER, 5);
 	SEND(a->p[P_PAY_ORDER].count && a->gateway, "ins_payments_gw", look_param, 1, P_PAY_ORDER,
-	     5);
+	     6);
 	SEND(a->p[P_PC_ORDER].count, "ins_processed", topic_param, 1, P_PC_ORDER, 9);
 	SEND(a->p[P_DUP_ORDER].count, "upd_dups", NULL, 0, P_DUP_ORDER, 3);
 	SEND(a->p[P_AN_KIND].count, "ins_anomalies", topic_param, 1, P_AN_KIND, 6);
@@ -1144,4 +1161,126 @@ int payq_apply_anomaly(payq_apply_t *a, const char *kind, int32_t partition, int
 	ret = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
 	PQclear(res);
 	return ret;
+}
+
+int payq_apply_read_keys(payq_apply_t *a, payq_charge_t *c, size_t n, int64_t retention_ms)
+{
+	char secs[32];
+	const char *params[3];
+	PGresult *res;
+	int ret = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		c[i].key[0] = '\0';
+		c[i].past_retention = false;
+	}
+	if (!n)
+		return 0;
+	if (!payq_apply_connected(a) || prepare_scratch(a, 1))
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		payq_sqlbuf_str(&a->p[P_SET_ORDER], c[i].order_id);
+		payq_sqlbuf_str(&a->p[P_SET_CMD], c[i].command_id);
+	}
+	snprintf(secs, sizeof(secs), "%.3f", (double)retention_ms / 1000.0);
+	params[0] = payq_sqlbuf_array(&a->p[P_SET_ORDER]);
+	params[1] = payq_sqlbuf_array(&a->p[P_SET_CMD]);
+	params[2] = secs;
+	if (!params[0] || !params[1])
+		return -1;
+	res = PQexecPrepared(a->conn, "read_keys", 3, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		a->healthy = PQstatus(a->conn) == CONNECTION_OK;
+		ret = -1;
+	}
+	for (int r = 0; !ret && r < PQntuples(res); r++) {
+		int64_t i = strtoll(PQgetvalue(res, r, 0), NULL, 10) - 1;
+		if (i < 0 || (size_t)i >= n)
+			continue;
+		snprintf(c[i].key, sizeof(c[i].key), "%s", PQgetvalue(res, r, 1));
+		c[i].past_retention = PQgetvalue(res, r, 2)[0] == 't';
+	}
+	PQclear(res);
+#ifdef PAYQ_MUTATION_CHARGE_POISON
+	/* Deliberately broken build: a charge without a recorded payment still gets a key,
+	 * built from its IDs, so the rolled-back pay it was for is charged. */
+	for (size_t i = 0; !ret && i < n; i++)
+		if (!c[i].key[0])
+			payq_gateway_key(c[i].order_id, c[i].command_id, c[i].key,
+					 sizeof(c[i].key));
+#endif
+	return ret;
+}
+
+int payq_apply_payment_anomaly(payq_apply_t *a, const char *kind, const char *order_id,
+			       const char *command_id, const char *detail)
+{
+	const char *params[4] = {kind, order_id, command_id, detail};
+	char labels[96];
+	PGresult *res;
+	int ret = -1;
+
+	if (!payq_apply_connected(a))
+		return -1;
+	res = PQexecPrepared(a->conn, "ins_payment_anomaly", 4, params, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		ret = PQntuples(res);
+		if (ret) {
+			snprintf(labels, sizeof(labels), "kind=\"%s\"", kind);
+			payq_metrics_add("payq_anomalies_total", labels, 1);
+		}
+	} else {
+		a->healthy = PQstatus(a->conn) == CONNECTION_OK;
+	}
+	PQclear(res);
+	return ret;
+}
+
+/* The database refused to record what the channel said for c: record it unknown with
+ * the refusal instead (text we wrote, valid UTF-8), for a person and the reconciler. */
+static payq_apply_status_t settle_refused(payq_apply_t *a, payq_charge_t *c,
+					  const char *state, const char *why, char sqlstate[6],
+					  char *errstr, size_t errstr_size)
+{
+	char clean[120];
+	payq_apply_status_t st;
+
+	payq_utf8_clean(clean, sizeof(clean), why, strlen(why));
+	log_error("settle_refused: order %s command %s: the database refused to record \"%s\" "
+		  "(SQLSTATE %s: %s); recording the payment unknown", c->order_id, c->command_id,
+		  payq_charge_status_name(c->status), state, clean);
+	c->status = PAYQ_CHARGE_UNKNOWN;
+	c->charge_id[0] = c->decline_code[0] = '\0';
+	snprintf(c->detail, sizeof(c->detail), "settle refused by the database (SQLSTATE %s): %s",
+		 state, clean);
+	st = payq_apply_settle(a, c, 1, NULL, 0, sqlstate, errstr, errstr_size);
+	if (st == PAYQ_APPLY_OK && payq_apply_payment_anomaly(a, "settle_refused", c->order_id,
+							      c->command_id, c->detail) < 0)
+		return PAYQ_APPLY_TRANSIENT;
+	return st;
+}
+
+payq_apply_status_t payq_apply_settle_each(payq_apply_t *a, payq_charge_t *c, size_t n,
+					   char sqlstate[6], char *errstr, size_t errstr_size)
+{
+	char state[6];
+
+	for (size_t i = 0; i < n; i++) {
+		payq_apply_status_t st = payq_apply_settle(a, &c[i], 1, NULL, 0, sqlstate, errstr,
+							   errstr_size);
+		if (st == PAYQ_APPLY_PERMANENT) {
+			snprintf(state, sizeof(state), "%s", sqlstate);
+			st = settle_refused(a, &c[i], state, errstr, sqlstate, errstr, errstr_size);
+			if (st == PAYQ_APPLY_PERMANENT) {
+				/* Not even "unknown" could be written: the payment stays as it
+				 * was (pending or unknown), and the reconciler finds it. */
+				log_error("settle_refused: order %s command %s stays as it was: %s",
+					  c[i].order_id, c[i].command_id, errstr);
+				continue;
+			}
+		}
+		if (st != PAYQ_APPLY_OK)
+			return st;
+	}
+	return PAYQ_APPLY_OK;
 }

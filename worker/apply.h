@@ -99,6 +99,26 @@ payq_apply_status_t payq_apply_settle(payq_apply_t *a, const payq_charge_t *c, s
 				      const payq_progress_t *progress, size_t nprogress,
 				      char sqlstate[6], char *errstr, size_t errstr_size);
 
+/* Gateway mode: fills each charge's key with the idempotency key stored with its
+ * payment, and past_retention when the payment was recorded more than retention_ms ago.
+ * A charge whose payment is no longer pending or unknown gets an empty key (nothing to
+ * charge). Returns 0, or -1 on a database error. */
+int payq_apply_read_keys(payq_apply_t *a, payq_charge_t *c, size_t n, int64_t retention_ms);
+
+/* Gateway mode: after payq_apply_settle() refused c[0..n) together with a permanent
+ * error, settles them one by one; one the database refuses is recorded unknown with the
+ * refusal as its detail (c[i] changes to say so) and raises settle_refused. Never
+ * returns PAYQ_APPLY_PERMANENT; PAYQ_APPLY_TRANSIENT means retry (what is settled stays
+ * settled). */
+payq_apply_status_t payq_apply_settle_each(payq_apply_t *a, payq_charge_t *c, size_t n,
+					   char sqlstate[6], char *errstr, size_t errstr_size);
+
+/* Records an anomaly about one payment, once per kind and payment, and counts it in
+ * payq_anomalies_total. Returns 1 when recorded now, 0 when already there, -1 on a
+ * database error. */
+int payq_apply_payment_anomaly(payq_apply_t *a, const char *kind, const char *order_id,
+			       const char *command_id, const char *detail);
+
 /* Reads consumer_progress for a partition. Returns the next offset, -1 if there is
  * no row, or -2 on error. Also remembers the row's reset generation (0 without a row):
  * later progress writes for the partition are guarded by it (call it on assign). */

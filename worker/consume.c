@@ -392,7 +392,8 @@ static bool tick(void *opaque, int wait_ms)
 		if (!payq_run) {
 			if (!w->stop_deadline_ms)
 				w->stop_deadline_ms = payq_now_ms() + w->cfg->shutdown_timeout_ms;
-			if (payq_now_ms() >= w->stop_deadline_ms)
+			/* The last fifth is for the final commit and leaving the group. */
+			if (payq_now_ms() >= w->stop_deadline_ms - w->cfg->shutdown_timeout_ms / 5)
 				return false;
 		}
 	} while (payq_now_ms() < until);
@@ -529,11 +530,56 @@ static int apply_range(worker_t *w, payq_item_t *items, size_t n, const payq_pro
 	return 1;
 }
 
+/* Reads the idempotency key stored with each charge's payment, retrying database
+ * errors. Returns 0, or -1 when the batch must be abandoned. */
+static int read_keys(worker_t *w, size_t k)
+{
+	char errstr[512];
+	int attempt = 0;
+
+	for (;;) {
+		int rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
+		if (rc == -2) {
+			log_error("%s", errstr);
+			w->fatal = true;
+			return -1;
+		}
+		if (rc == 0 && payq_apply_read_keys(w->apply, w->charges, k,
+						    payq_gateway_key_retention_ms(w->gw)) == 0)
+			return 0;
+		if (rc == 0)
+			snprintf(errstr, sizeof(errstr), "reading the idempotency keys failed");
+		if (!db_retry_wait(w, &attempt, "08000", "the idempotency keys", errstr))
+			return -1;
+	}
+}
+
+/* Records the charges' results with progress. A permanent error (the database refuses
+ * something the channel said) must not loop: each charge is then settled alone, and one
+ * refused is recorded unknown with the error (settle_refused). */
+static payq_apply_status_t settle_batch(worker_t *w, size_t k, const payq_progress_t *prog,
+					size_t np, char sqlstate[6], char *errstr, size_t size)
+{
+	payq_apply_status_t st =
+		payq_apply_settle(w->apply, w->charges, k, prog, np, sqlstate, errstr, size);
+
+	if (st != PAYQ_APPLY_PERMANENT)
+		return st;
+	log_error("settle: the database refused the batch's results (SQLSTATE %s): %s; settling "
+		  "them one by one", sqlstate, errstr);
+	st = payq_apply_settle_each(w->apply, w->charges, k, sqlstate, errstr, size);
+	if (st == PAYQ_APPLY_OK && np)
+		st = payq_apply_settle(w->apply, NULL, 0, prog, np, sqlstate, errstr, size);
+	/* Progress alone carries nothing from outside; a refusal of it is retried. */
+	return st == PAYQ_APPLY_PERMANENT ? PAYQ_APPLY_TRANSIENT : st;
+}
+
 /* Gateway mode, steps 2 and 3: charges the batch's pending payments through the
- * channel, concurrently, then records the results and (when progress is given) the
- * batch's consumer_progress in one transaction, retrying that until it commits. The
- * offsets are stored only after this. Returns 0, or -1 when the batch is abandoned: its
- * pays are then still pending and resume, with the same keys, on redelivery. */
+ * channel, concurrently, with the idempotency keys stored with them, then records the
+ * results and (when progress is given) the batch's consumer_progress in one
+ * transaction, retrying that until it commits. The offsets are stored only after this.
+ * Returns 0, or -1 when the batch is abandoned: its pays are then still pending and
+ * resume, with the same keys, on redelivery. */
 static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog, size_t np)
 {
 	char sqlstate[6], errstr[512];
@@ -560,6 +606,8 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 	}
 	if (!k)
 		return 0;
+	if (read_keys(w, k))
+		return -1;
 	payq_crash_point("before_charge");
 	payq_gateway_charge(w->gw, w->charges, k);
 	payq_crash_point("after_charge");
@@ -571,8 +619,8 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 			w->fatal = true;
 			return -1;
 		}
-		if (rc == 0 && payq_apply_settle(w->apply, w->charges, k, prog, np, sqlstate, errstr,
-						 sizeof(errstr)) == PAYQ_APPLY_OK)
+		if (rc == 0 && settle_batch(w, k, prog, np, sqlstate, errstr, sizeof(errstr)) ==
+				       PAYQ_APPLY_OK)
 			break;
 		if (rc != 0)
 			snprintf(sqlstate, sizeof(sqlstate), "08000");
@@ -589,9 +637,14 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 				      .command_id = c->command_id,
 				      .order_id = c->order_id,
 				      .trace_id = trace_id_of(it)};
-		if (c->status == PAYQ_CHARGE_UNKNOWN)
+		if (c->status == PAYQ_CHARGE_UNKNOWN || c->status == PAYQ_CHARGE_MISMATCH)
 			payq_log(PAYQ_LOG_WARN, &ctx, "payment of order %s unknown, left to the "
 				 "reconciler: %s", c->order_id, c->detail);
+		if (c->status == PAYQ_CHARGE_MISMATCH &&
+		    payq_apply_payment_anomaly(w->apply, "charge_mismatch", c->order_id,
+					       c->command_id, c->detail) < 0)
+			/* The reconciler's next look meets the same answer and raises it. */
+			payq_log(PAYQ_LOG_WARN, &ctx, "recording charge_mismatch failed");
 		if (it->outcome != PAYQ_OUT_PENDING)
 			continue; /* a resumed redelivery counts as a duplicate */
 		if (c->status == PAYQ_CHARGE_SUCCEEDED)
@@ -930,23 +983,101 @@ static int subscribe(worker_t *w, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/* Milliseconds left before the shutdown deadline (never below 0). */
+static int shutdown_left_ms(const worker_t *w)
+{
+	int64_t left = w->stop_deadline_ms - payq_now_ms();
+	return left > 0 ? (int)left : 0;
+}
+
+static void final_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			    rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	(void)rk;
+	(void)offsets;
+	*(rd_kafka_resp_err_t *)opaque = err;
+}
+
+/* The last commit, bounded by the shutdown deadline: a synchronous rd_kafka_commit()
+ * waits for the coordinator for as long as it takes. Offsets it could not commit are
+ * behind, never ahead: the next owner redelivers them and the dedup table absorbs it. */
+static void final_commit(worker_t *w)
+{
+	rd_kafka_queue_t *q;
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+
+	if (!w->commit_dirty || w->fatal || !(q = rd_kafka_queue_new(w->rk)))
+		return;
+	if (!rd_kafka_commit_queue(w->rk, NULL, q, final_commit_cb, &err))
+		while (err == RD_KAFKA_RESP_ERR__IN_PROGRESS && shutdown_left_ms(w) > 0)
+			rd_kafka_queue_poll_callback(q, shutdown_left_ms(w) < 100 ?
+								shutdown_left_ms(w) : 100);
+	else
+		err = RD_KAFKA_RESP_ERR__NO_OFFSET;
+	if (err == RD_KAFKA_RESP_ERR__IN_PROGRESS)
+		log_warn("final offset commit: no answer before the shutdown deadline");
+	else if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+		log_warn("final offset commit: %s", rd_kafka_err2str(err));
+	else
+		payq_metrics_set("payq_last_commit_timestamp_seconds", NULL,
+				 (double)payq_wall_ms() / 1000.0);
+	/* Done or given up: the revoke during close must not commit again, unbounded. */
+	w->commit_dirty = false;
+	rd_kafka_queue_destroy(q);
+}
+
+/* Leaves the group, bounded by the shutdown deadline. Close leaves the group (a static
+ * member stays until session.timeout.ms, which is the point of static membership) and
+ * runs the final revoke, here on a queue served until the deadline: its rebalance
+ * events go to rebalance_cb, anything else (messages still fetched) is dropped.
+ * Returns true when the consumer closed. */
+static bool close_consumer(worker_t *w)
+{
+	rd_kafka_queue_t *q = rd_kafka_queue_new(w->rk);
+	rd_kafka_error_t *error;
+	bool closed;
+
+	if (!q)
+		return false;
+	if ((error = rd_kafka_consumer_close_queue(w->rk, q))) {
+		log_warn("closing the consumer: %s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+	}
+	while (!(closed = rd_kafka_consumer_closed(w->rk)) && shutdown_left_ms(w) > 0) {
+		rd_kafka_event_t *ev = rd_kafka_queue_poll(q, shutdown_left_ms(w) < 100 ?
+								      shutdown_left_ms(w) : 100);
+		if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+			rebalance_cb(w->rk, rd_kafka_event_error(ev),
+				     rd_kafka_event_topic_partition_list(ev), w);
+		if (ev)
+			rd_kafka_event_destroy(ev);
+	}
+	if (!closed)
+		log_warn("the consumer did not close before the shutdown deadline; leaving anyway");
+	rd_kafka_queue_destroy(q);
+	return closed;
+}
+
 static void shutdown_worker(worker_t *w)
 {
-	int64_t left;
+	bool closed = true;
 
+	if (!w->stop_deadline_ms) /* a start that failed */
+		w->stop_deadline_ms = payq_now_ms() + 5000;
+	/* It abandons its gateway calls and winds down meanwhile. */
+	payq_reconciler_request_stop(w->reconciler);
 	if (w->rk) {
-		if (!w->fatal)
-			commit(w, true);
-		/* Close leaves the group (a static member stays until session.timeout.ms,
-		 * which is the point of static membership) and runs the final revoke. */
-		rd_kafka_consumer_close(w->rk);
+		final_commit(w);
+		closed = close_consumer(w);
 	}
-	left = w->stop_deadline_ms ? w->stop_deadline_ms - payq_now_ms() : 5000;
-	payq_dlq_destroy(w->dlq, left > 0 ? (int)left : 0);
+	payq_dlq_destroy(w->dlq, shutdown_left_ms(w));
 	for (size_t i = 0; i < w->nheld; i++)
 		rd_kafka_message_destroy(w->held[i].msg);
 	release_batch(w);
-	if (w->rk)
+	/* Destroying a consumer whose close is still under way would wait for that close:
+	 * past the deadline it is left to the process exit, and the group drops the member
+	 * after session.timeout.ms. */
+	if (w->rk && closed)
 		rd_kafka_destroy(w->rk);
 	payq_http_stop(w->http);
 	payq_reconciler_stop(w->reconciler);

@@ -26,6 +26,7 @@ struct payq_gateway {
 	CURLM *multi;
 	char *base; /* gateway URL without a trailing slash */
 	long timeout_ms, connect_timeout_ms;
+	int64_t key_retention_ms;
 	size_t concurrency;
 	payq_gateway_idle_fn idle;
 	void *idle_opaque;
@@ -42,7 +43,8 @@ typedef struct request {
 	int64_t t0_us;
 } request_t;
 
-static const char *const status_names[] = {"succeeded", "declined", "unknown", "not_found"};
+static const char *const status_names[] = {"succeeded", "declined", "unknown", "not_found",
+					   "mismatch"};
 
 const char *payq_charge_status_name(payq_charge_status_t s)
 {
@@ -52,14 +54,31 @@ const char *payq_charge_status_name(payq_charge_status_t s)
 const char *payq_gateway_key(const char *order_id, const char *command_id, char *buf,
 			     size_t size)
 {
+#ifdef PAYQ_MUTATION_AMBIGUOUS_KEY
+	/* Deliberately broken build: the old key, which two pairs of IDs can share
+	 * ("shop" + "1:pay" and "shop:1" + "pay"). */
 	snprintf(buf, size, "%s:%s", order_id, command_id);
+#else
+	snprintf(buf, size, "%s|%s", order_id, command_id);
+#endif
 	return buf;
+}
+
+int payq_gateway_parse_retention(const char *text, int64_t *ms, char *errstr,
+				 size_t errstr_size)
+{
+	if (!text || payq_parse_duration_ms(text, ms) || *ms <= 0)
+		return payq_err(errstr, errstr_size,
+				"gateway-key-retention (PAYQ_GATEWAY_KEY_RETENTION): \"%s\" is not a "
+				"duration such as 24h or 7d", text ? text : "");
+	return 0;
 }
 
 payq_gateway_t *payq_gateway_new(const payq_config_t *cfg, char *errstr, size_t errstr_size)
 {
 	payq_gateway_t *g;
 	size_t len;
+	int64_t retention;
 
 	if (!cfg->gateway_url || !*cfg->gateway_url) {
 		payq_err(errstr, errstr_size,
@@ -71,6 +90,9 @@ payq_gateway_t *payq_gateway_new(const payq_config_t *cfg, char *errstr, size_t 
 			 "http:// or https:// URL", cfg->gateway_url);
 		return NULL;
 	}
+	if (payq_gateway_parse_retention(cfg->gateway_key_retention, &retention, errstr,
+					 errstr_size))
+		return NULL;
 	g = calloc(1, sizeof(*g));
 	if (!g || !(g->base = strdup(cfg->gateway_url)) || !(g->multi = curl_multi_init())) {
 		payq_gateway_destroy(g);
@@ -80,6 +102,7 @@ payq_gateway_t *payq_gateway_new(const payq_config_t *cfg, char *errstr, size_t 
 	len = strlen(g->base);
 	while (len && g->base[len - 1] == '/')
 		g->base[--len] = '\0';
+	g->key_retention_ms = retention;
 	g->timeout_ms = (long)cfg->gateway_timeout_ms;
 	g->connect_timeout_ms = (long)cfg->gateway_connect_timeout_ms;
 	g->concurrency = (size_t)cfg->gateway_concurrency;
@@ -87,6 +110,11 @@ payq_gateway_t *payq_gateway_new(const payq_config_t *cfg, char *errstr, size_t 
 	curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)cfg->gateway_concurrency);
 	curl_multi_setopt(g->multi, CURLMOPT_MAXCONNECTS, (long)cfg->gateway_concurrency);
 	return g;
+}
+
+int64_t payq_gateway_key_retention_ms(const payq_gateway_t *g)
+{
+	return g->key_retention_ms;
 }
 
 void payq_gateway_set_idle(payq_gateway_t *g, payq_gateway_idle_fn fn, void *opaque)
@@ -122,11 +150,13 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *opaque)
 static char *charge_body(const payq_charge_t *c)
 {
 	cJSON *o = cJSON_CreateObject();
-	char *s;
+	char *s, amount[24];
 
+	/* A raw integer token: cJSON would print 10^15 as 1e+15. */
+	snprintf(amount, sizeof(amount), "%" PRId64, c->amount_minor);
 	cJSON_AddStringToObject(o, "order_id", c->order_id);
 	cJSON_AddStringToObject(o, "command_id", c->command_id);
-	cJSON_AddNumberToObject(o, "amount_minor", (double)c->amount_minor);
+	cJSON_AddRawToObject(o, "amount_minor", amount);
 	cJSON_AddStringToObject(o, "currency", c->currency);
 	if (c->payer_id)
 		cJSON_AddStringToObject(o, "payer_id", c->payer_id);
@@ -139,12 +169,12 @@ static char *charge_body(const payq_charge_t *c)
 
 static int request_init(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool post)
 {
-	char key[512], url[1024];
+	char key[PAYQ_GATEWAY_KEY_MAX + 32], url[1024];
 	char *escaped;
 
 	memset(r, 0, sizeof(*r));
 	r->charge = c;
-	payq_gateway_key(c->order_id, c->command_id, key, sizeof(key));
+	snprintf(key, sizeof(key), "%s", c->key);
 #ifdef PAYQ_MUTATION_NEW_KEY_ON_RETRY
 	/* Deliberately broken build: a retried charge gets a fresh idempotency key, so the
 	 * channel cannot tell it from a new payment. */
@@ -158,7 +188,7 @@ static int request_init(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool 
 	if (!(r->easy = curl_easy_init()))
 		return -1;
 	if (post) {
-		char header[600];
+		char header[PAYQ_GATEWAY_KEY_MAX + 64];
 		snprintf(url, sizeof(url), "%s/charges", g->base);
 		snprintf(header, sizeof(header), "Idempotency-Key: %s", key);
 		if (!(r->body = charge_body(c)))
@@ -210,12 +240,49 @@ static const char *json_str(const cJSON *o, const char *name)
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* Turns an HTTP answer into a status. post says whether it answered a charge. */
+/* Copies a string field of the channel's answer as valid UTF-8, cut to fit. */
+static void copy_text(char *dst, size_t size, const char *s)
+{
+	payq_utf8_clean(dst, size, s ? s : "", s ? strlen(s) : 0);
+}
+
+/* An answer that settles a payment must be about that payment: its key, amount and
+ * currency (and its order and command IDs, when it names them) must be the payment's.
+ * Anything else (a bug or a compromise at the channel, a key shared by mistake) settles
+ * nothing. Returns true when it matches; else says why in why. */
+static bool answer_matches(const cJSON *body, const payq_charge_t *c, char *why, size_t size)
+{
+	const cJSON *amount = cJSON_GetObjectItemCaseSensitive(body, "amount_minor");
+	const char *key = json_str(body, "idempotency_key"), *cur = json_str(body, "currency");
+	const char *order = json_str(body, "order_id"), *cmd = json_str(body, "command_id");
+	char shown[80];
+
+	if (!key || strcmp(key, c->key)) {
+		copy_text(shown, sizeof(shown), key ? key : "(none)");
+		snprintf(why, size, "idempotency_key %s", shown);
+	} else if (!cJSON_IsNumber(amount) || amount->valuedouble != (double)c->amount_minor) {
+		snprintf(why, size, "amount_minor %.17g, expected %" PRId64,
+			 cJSON_IsNumber(amount) ? amount->valuedouble : -1.0, c->amount_minor);
+	} else if (!cur || strcmp(cur, c->currency)) {
+		copy_text(shown, sizeof(shown), cur ? cur : "(none)");
+		snprintf(why, size, "currency %s, expected %s", shown, c->currency);
+	} else if ((order && strcmp(order, c->order_id)) || (cmd && strcmp(cmd, c->command_id))) {
+		copy_text(shown, sizeof(shown), order && strcmp(order, c->order_id) ? order : cmd);
+		snprintf(why, size, "order or command %s", shown);
+	} else {
+		return true;
+	}
+	return false;
+}
+
+/* Turns an HTTP answer into a status. post says whether it answered a charge. Every
+ * text taken from the answer is cleaned to valid UTF-8: it goes to PostgreSQL. */
 static void classify(request_t *r, CURLcode cc, bool post)
 {
 	payq_charge_t *c = r->charge;
 	cJSON *body;
 	const char *status, *id, *code, *err;
+	char why[200], text[160];
 
 	c->charge_id[0] = c->decline_code[0] = '\0';
 	c->status = PAYQ_CHARGE_UNKNOWN;
@@ -233,22 +300,33 @@ static void classify(request_t *r, CURLcode cc, bool post)
 	if (c->http_status == 404 && !post) {
 		c->status = PAYQ_CHARGE_NOT_FOUND;
 		snprintf(c->detail, sizeof(c->detail), "gateway: no charge with this key");
+	} else if (((c->http_status / 100 == 2 && status && !strcmp(status, "succeeded") && id) ||
+		    ((c->http_status == 402 || c->http_status / 100 == 2) && status &&
+		     !strcmp(status, "declined"))) &&
+		   !answer_matches(body, c, why, sizeof(why))) {
+		c->status = PAYQ_CHARGE_MISMATCH;
+		snprintf(c->detail, sizeof(c->detail), "gateway: the answer is not about this "
+			 "payment: %.140s", why);
+		log_error("charge_mismatch: order %s command %s: %s", c->order_id, c->command_id,
+			  c->detail);
 	} else if (c->http_status / 100 == 2 && status && !strcmp(status, "succeeded") && id) {
 		c->status = PAYQ_CHARGE_SUCCEEDED;
-		snprintf(c->charge_id, sizeof(c->charge_id), "%s", id);
-		snprintf(c->detail, sizeof(c->detail), "gateway: charge %s succeeded", id);
+		copy_text(c->charge_id, sizeof(c->charge_id), id);
+		snprintf(c->detail, sizeof(c->detail), "gateway: charge %s succeeded",
+			 c->charge_id);
 	} else if ((c->http_status == 402 || c->http_status / 100 == 2) && status &&
 		   !strcmp(status, "declined")) {
 		c->status = PAYQ_CHARGE_DECLINED;
-		snprintf(c->charge_id, sizeof(c->charge_id), "%s", id ? id : "");
-		snprintf(c->decline_code, sizeof(c->decline_code), "%s", code ? code : "declined");
+		copy_text(c->charge_id, sizeof(c->charge_id), id);
+		copy_text(c->decline_code, sizeof(c->decline_code), code ? code : "declined");
 		snprintf(c->detail, sizeof(c->detail), "gateway: declined (%s)", c->decline_code);
 	} else {
 		/* 409 (the key is still in progress), 422 (the key was used with another
 		 * request: a bug somewhere, never a reason to change the key), 5xx, or an
 		 * answer we cannot read: unknown, to be asked again. */
-		snprintf(c->detail, sizeof(c->detail), "gateway: HTTP %ld%s%.150s", c->http_status,
-			 err ? ": " : "", err ? err : "");
+		copy_text(text, sizeof(text), err);
+		snprintf(c->detail, sizeof(c->detail), "gateway: HTTP %ld%s%s", c->http_status,
+			 err ? ": " : "", text);
 		if (c->http_status == 422 || c->http_status == 400) {
 			char trace_id[33] = "";
 			payq_log_ctx_t ctx = {.partition = -1, .offset = -1,
@@ -275,6 +353,17 @@ static void unsent(payq_charge_t *c, const char *why)
 /* Sends the next request. Returns 0, or -1 when it could not be sent (marked unknown). */
 static int start(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool post)
 {
+	r->easy = NULL;
+	if (!c->key[0]) {
+		unsent(c, "no live payment with a stored idempotency key: not sent");
+		return -1;
+	}
+	/* The channel may have forgotten the key: a POST would charge a second time. */
+	if (post && c->past_retention) {
+		unsent(c, "recorded longer ago than PAYQ_GATEWAY_KEY_RETENTION, so the channel "
+		       "may have forgotten its key: not charged again");
+		return -1;
+	}
 	if (request_init(g, r, c, post) || curl_multi_add_handle(g->multi, r->easy) != CURLM_OK) {
 		request_free(r);
 		r->easy = NULL;
@@ -305,7 +394,6 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 	request_t *reqs = calloc(n ? n : 1, sizeof(*reqs));
 	size_t next = 0, done = 0;
 	int64_t t0 = payq_now_ms(), last_idle = t0;
-	bool sending = true;
 
 	if (!reqs) {
 		for (size_t i = 0; i < n; i++)
@@ -317,7 +405,7 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 		int running = 0, left;
 		size_t finished;
 
-		while (sending && next < n && next - done < g->concurrency) {
+		while (next < n && next - done < g->concurrency) {
 			if (start(g, &reqs[next], &c[next], post))
 				done++; /* not sent: already marked unknown */
 			next++;
@@ -335,17 +423,18 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 			done++;
 			finished++;
 		}
-		if (!sending && next == done)
-			break;
 		/* A connection just came free: send the next request now, not after a poll
 		 * that has nothing to wait for (that cost 100 ms per charge at concurrency 1). */
-		if (done < n && !(finished && sending && next < n))
+		if (done < n && !(finished && next < n))
 			curl_multi_poll(g->multi, NULL, 0, 100, NULL);
 		if (g->idle && payq_now_ms() - t0 > 1000 && payq_now_ms() - last_idle >= 200) {
 			last_idle = payq_now_ms();
-			if (sending && !g->idle(g->idle_opaque, 0)) {
-				log_warn("gateway: giving up on %zu charges not yet sent", n - next);
-				sending = false;
+			if (!g->idle(g->idle_opaque, 0)) {
+				/* A deadline: the requests in flight are abandoned too (unknown,
+				 * for the reconciler), however long their own timeout. */
+				log_warn("gateway: giving up on %zu requests not yet sent and %zu "
+					 "in flight", n - next, next - done);
+				break;
 			}
 		}
 	}

@@ -5,11 +5,18 @@
  * moved. Each pass takes the payments that are due, asks the channel about each
  * idempotency key (GET /charges/KEY), and:
  *   - succeeded or declined: settles it, as the worker would have (payq_apply_settle);
- *   - not found (the channel never saw the key): charges again with the same key;
+ *   - not found (the channel never saw the key): charges again with the same key, but
+ *     only within PAYQ_GATEWAY_KEY_RETENTION of the payment: past it the channel may
+ *     have charged and then forgotten the key, so a person decides (unresolved_payment,
+ *     and `payq-worker reconcile --once` prints the commands that resolve it);
+ *   - an answer about another key, amount or currency: settles nothing, raises
+ *     charge_mismatch once;
  *   - anything else: looks again after the next wait of PAYQ_RECONCILE_SCHEDULE, and
  *     after PAYQ_RECONCILE_MAX_ATTEMPTS looks raises the anomaly unresolved_payment
  *     once (payq_payments_unresolved counts them). It never gives up: a person may fix
  *     the channel, and the next look settles the payment.
+ * One payment the database refuses to settle is recorded unknown (settle_refused) and
+ * the pass goes on with the next.
  * Every step is idempotent, so two reconcilers, or a reconciler and a worker resuming
  * the same pay, are safe; the leader lock only avoids doing the work twice.
  */
@@ -43,7 +50,9 @@ enum { PAGE = 200 };
 /* The due payments after a given payment_id ($2), oldest first; $1 true takes the not
  * yet due ones too. The partial index keeps this cheap: it only holds live ones. */
 static const char sql_due[] =
-	"SELECT payment_id, order_id, command_id, amount_minor, currency, payer_id, attempts"
+	"SELECT payment_id, order_id, command_id, amount_minor, currency, payer_id, attempts,"
+	" coalesce(idempotency_key, ''), created_at < now() - make_interval(secs => $3),"
+	" to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 	" FROM payq.payments WHERE status IN ('pending', 'unknown')"
 	" AND (coalesce(next_attempt_at, '-infinity') <= now() OR $1::boolean)"
 	" AND payment_id > $2::bigint ORDER BY payment_id LIMIT 200";
@@ -54,10 +63,6 @@ static const char sql_again[] =
 	" next_attempt_at = now() + make_interval(secs => $3)"
 	" WHERE order_id = $1 AND command_id = $2 AND status IN ('pending', 'unknown')"
 	" RETURNING attempts";
-
-static const char sql_anomaly[] =
-	"INSERT INTO payq.anomalies (kind, order_id, command_id, detail)"
-	" VALUES ('unresolved_payment', $1, $2, $3)";
 
 static const char sql_unresolved[] =
 	"SELECT count(*) FROM payq.payments WHERE status IN ('pending', 'unknown')"
@@ -73,13 +78,14 @@ struct payq_reconciler {
 	payq_gateway_t *gw;
 	pthread_t thread;
 	bool threaded;
+	bool report;        /* reconcile --once: print what needs a person on stdout */
 	atomic_bool stop;
 	payq_charge_t c[PAGE], again[PAGE], done[PAGE];
 };
 
 /* What one pass did. */
 typedef struct tally {
-	int64_t looked, succeeded, declined, recharged, unresolved, raised;
+	int64_t looked, succeeded, declined, recharged, unresolved, raised, held, mismatched;
 } tally_t;
 
 int payq_reconcile_parse_schedule(const char *text, int64_t **delays_ms, size_t *n,
@@ -134,6 +140,16 @@ static void reconciler_free(payq_reconciler_t *r)
 	free(r);
 }
 
+/* The gateway's idle hook: a stopping reconciler abandons its requests at once (the
+ * payments stay as they are, for the next look), so that shutdown keeps its deadline. */
+static bool still_running(void *opaque, int wait_ms)
+{
+	payq_reconciler_t *r = opaque;
+
+	(void)wait_ms;
+	return !atomic_load(&r->stop);
+}
+
 static payq_reconciler_t *reconciler_new(const payq_config_t *cfg, char *errstr,
 					 size_t errstr_size)
 {
@@ -157,6 +173,7 @@ static payq_reconciler_t *reconciler_new(const payq_config_t *cfg, char *errstr,
 		return NULL;
 	}
 	payq_apply_set_gateway(r->apply, r->delays[0]);
+	payq_gateway_set_idle(r->gw, still_running, r);
 	return r;
 }
 
@@ -226,30 +243,61 @@ static int look_again(payq_reconciler_t *r, const payq_charge_t *c, int64_t atte
 	}
 	now_attempts = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
-	if (now_attempts == r->cfg->reconcile_max_attempts) {
-		const char *ap[3] = {c->order_id, c->command_id, c->detail};
+	if (now_attempts >= r->cfg->reconcile_max_attempts &&
+	    payq_apply_payment_anomaly(r->apply, "unresolved_payment", c->order_id, c->command_id,
+				       c->detail) == 1) {
 		payq_log_ctx_t ctx = {.partition = -1, .offset = -1, .command_id = c->command_id,
 				      .order_id = c->order_id};
 		payq_log(PAYQ_LOG_ERROR, &ctx,
 			 "unresolved_payment: order %s command %s still unknown after %" PRId64
 			 " looks: %s", c->order_id, c->command_id, now_attempts, c->detail);
-		res = PQexecParams(r->conn, sql_anomaly, 3, NULL, ap, NULL, NULL, 0);
-		PQclear(res);
-		payq_metrics_add("payq_anomalies_total", "kind=\"unresolved_payment\"", 1);
 		t->raised++;
 	}
 	return 0;
 }
 
-static int settle(payq_reconciler_t *r, const payq_charge_t *c, size_t n, char *errstr,
+/* A payment past the channel's key retention that the channel does not know: the
+ * charge may have been made and its key forgotten, so no automatic charge again. A
+ * person looks it up at the channel and says what happened. */
+static void hold_for_person(payq_reconciler_t *r, payq_charge_t *c, const char *created,
+			    tally_t *t)
+{
+	snprintf(c->detail, sizeof(c->detail), "gateway: no charge with key %.40s, and the payment "
+		 "(%s) is older than PAYQ_GATEWAY_KEY_RETENTION: left for a person", c->key, created);
+	t->held++;
+	if (payq_apply_payment_anomaly(r->apply, "unresolved_payment", c->order_id, c->command_id,
+				       c->detail) == 1) {
+		log_error("unresolved_payment: order %s command %s: %s", c->order_id, c->command_id,
+			  c->detail);
+		t->raised++;
+	}
+	if (r->report)
+		printf("unresolved: order %s command %s, %" PRId64 " %s, key %s, recorded %s:\n"
+		       "  the channel does not know the key, and the payment is older than the\n"
+		       "  channel keeps keys (PAYQ_GATEWAY_KEY_RETENTION), so it may have been charged\n"
+		       "  already. Look the key up at the channel, then run one of:\n"
+		       "    payq-worker reconcile --order %s --command %s --mark-succeeded CHARGE_ID\n"
+		       "    payq-worker reconcile --order %s --command %s --mark-failed\n"
+		       "    payq-worker reconcile --order %s --command %s --charge-again\n",
+		       c->order_id, c->command_id, c->amount_minor, c->currency, c->key, created,
+		       c->order_id, c->command_id, c->order_id, c->command_id, c->order_id,
+		       c->command_id);
+}
+
+/* Settles c[0..n); when the database refuses them together, one by one, so that one
+ * payment it refuses (recorded unknown, settle_refused) does not hold up the others. */
+static int settle(payq_reconciler_t *r, payq_charge_t *c, size_t n, char *errstr,
 		  size_t errstr_size)
 {
 	char sqlstate[6];
+	payq_apply_status_t st;
 
 	if (!n)
 		return 0;
-	if (payq_apply_settle(r->apply, c, n, NULL, 0, sqlstate, errstr, errstr_size) !=
-	    PAYQ_APPLY_OK) {
+	st = payq_apply_settle(r->apply, c, n, NULL, 0, sqlstate, errstr, errstr_size);
+	if (st == PAYQ_APPLY_PERMANENT)
+		st = payq_apply_settle_each(r->apply, c, n, sqlstate, errstr, errstr_size);
+	if (st != PAYQ_APPLY_OK) {
 		if (!payq_apply_connected(r->apply))
 			payq_apply_disconnect(r->apply);
 		return -1;
@@ -261,14 +309,16 @@ static int settle(payq_reconciler_t *r, const payq_charge_t *c, size_t n, char *
 static int page(payq_reconciler_t *r, bool all, int64_t *last, tally_t *t, char *errstr,
 		size_t errstr_size)
 {
-	char lastbuf[32];
-	const char *params[2] = {all ? "true" : "false", lastbuf};
+	char lastbuf[32], retention[32];
+	const char *params[3] = {all ? "true" : "false", lastbuf, retention};
 	PGresult *res;
 	size_t n, nagain = 0, ndone = 0;
 	int64_t attempts[PAGE];
 
 	snprintf(lastbuf, sizeof(lastbuf), "%" PRId64, *last);
-	res = PQexecParams(r->conn, sql_due, 2, NULL, params, NULL, NULL, 0);
+	snprintf(retention, sizeof(retention), "%.3f",
+		 (double)payq_gateway_key_retention_ms(r->gw) / 1000.0);
+	res = PQexecParams(r->conn, sql_due, 3, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		payq_err(errstr, errstr_size, "reading due payments: %s", PQerrorMessage(r->conn));
 		PQclear(res);
@@ -286,16 +336,26 @@ static int page(payq_reconciler_t *r, bool all, int64_t *last, tally_t *t, char 
 		c->payer_id = PQgetisnull(res, (int)i, 5) ? NULL : PQgetvalue(res, (int)i, 5);
 		c->retry = true;
 		attempts[i] = strtoll(PQgetvalue(res, (int)i, 6), NULL, 10);
+		snprintf(c->key, sizeof(c->key), "%s", PQgetvalue(res, (int)i, 7));
+		c->past_retention = PQgetvalue(res, (int)i, 8)[0] == 't';
 	}
 	payq_gateway_query(r->gw, r->c, n);
 
-	/* The channel never saw these keys: the charge can be made now, with the same key. */
-	for (size_t i = 0; i < n; i++)
-		if (r->c[i].status == PAYQ_CHARGE_NOT_FOUND)
-			r->again[nagain++] = r->c[i];
+	/* The channel never saw these keys: the charge can be made now, with the same key;
+	 * unless the key may have been forgotten since (past the retention). */
+	for (size_t i = 0; i < n; i++) {
+		if (r->c[i].status != PAYQ_CHARGE_NOT_FOUND)
+			continue;
+		if (r->c[i].past_retention) {
+			r->c[i].status = PAYQ_CHARGE_UNKNOWN;
+			hold_for_person(r, &r->c[i], PQgetvalue(res, (int)i, 9), t);
+			continue;
+		}
+		r->again[nagain++] = r->c[i];
+	}
 	payq_gateway_charge(r->gw, r->again, nagain);
 	t->recharged += (int64_t)nagain;
-	for (size_t i = 0, j = 0; i < n; i++)
+	for (size_t i = 0, j = 0; i < n && j < nagain; i++)
 		if (r->c[i].status == PAYQ_CHARGE_NOT_FOUND)
 			r->c[i] = r->again[j++];
 
@@ -310,7 +370,14 @@ static int page(payq_reconciler_t *r, bool all, int64_t *last, tally_t *t, char 
 					      .command_id = c->command_id, .order_id = c->order_id};
 			payq_log(PAYQ_LOG_INFO, &ctx, "reconciler: order %s command %s %s",
 				 c->order_id, c->command_id, c->detail);
-		} else if (look_again(r, c, attempts[i], t, errstr, errstr_size)) {
+			continue;
+		}
+		if (c->status == PAYQ_CHARGE_MISMATCH) {
+			t->mismatched++;
+			payq_apply_payment_anomaly(r->apply, "charge_mismatch", c->order_id,
+						   c->command_id, c->detail);
+		}
+		if (look_again(r, c, attempts[i], t, errstr, errstr_size)) {
 			PQclear(res);
 			return -1;
 		}
@@ -405,6 +472,12 @@ payq_reconciler_t *payq_reconciler_start(const payq_config_t *cfg, char *errstr,
 	return r;
 }
 
+void payq_reconciler_request_stop(payq_reconciler_t *r)
+{
+	if (r)
+		atomic_store(&r->stop, true);
+}
+
 void payq_reconciler_stop(payq_reconciler_t *r)
 {
 	if (!r)
@@ -420,13 +493,87 @@ void payq_reconcile_usage(FILE *fp)
 	fprintf(fp,
 		"reconcile  gateway mode: ask the payment channel about pending and unknown\n"
 		"         payments and settle them (the workers do it too, under a leader lock).\n"
-		"         --once   one pass, then print a summary and exit\n"
-		"         --all    look at every pending and unknown payment, due or not\n");
+		"         --once   one pass, then print a summary, and for each payment that\n"
+		"                  needs a person, how to resolve it; then exit\n"
+		"         --all    look at every pending and unknown payment, due or not\n"
+		"         --order ID --command ID  one pending or unknown payment, resolved by\n"
+		"                  a person who looked it up at the channel, with one of:\n"
+		"           --mark-succeeded CHARGE_ID  the channel charged it\n"
+		"           --mark-failed               the channel did not charge it, and it\n"
+		"                                       must not be charged (order stays unpaid)\n"
+		"           --charge-again              the channel did not charge it: charge it\n"
+		"                                       now with its stored key\n");
+}
+
+typedef enum { RESOLVE_NONE, RESOLVE_SUCCEEDED, RESOLVE_FAILED, RESOLVE_CHARGE } resolve_t;
+
+static const char sql_one[] =
+	"SELECT amount_minor, currency, payer_id, coalesce(idempotency_key, '') FROM payq.payments"
+	" WHERE order_id = $1 AND command_id = $2 AND status IN ('pending', 'unknown')";
+
+/* payq-worker reconcile --order O --command C --mark-succeeded ID | --mark-failed |
+ * --charge-again: what a person decided about one payment, recorded as the reconciler
+ * would have. Returns a PAYQ_EXIT_* code. */
+static int resolve_one(payq_reconciler_t *r, const char *order, const char *command,
+		       resolve_t how, const char *charge_id)
+{
+	const char *params[2] = {order, command};
+	char errstr[512], sqlstate[6];
+	payq_charge_t c;
+	PGresult *res;
+	int rc = PAYQ_EXIT_OK;
+
+	if (reconciler_ready(r, false, errstr, sizeof(errstr))) {
+		fprintf(stderr, "payq-worker reconcile: %s\n", errstr);
+		return PAYQ_EXIT_RUNTIME;
+	}
+	res = PQexecParams(r->conn, sql_one, 2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		fprintf(stderr, "payq-worker reconcile: %s\n",
+			PQresultStatus(res) != PGRES_TUPLES_OK ? PQerrorMessage(r->conn)
+			: "no pending or unknown payment for this order and command");
+		PQclear(res);
+		return PAYQ_EXIT_RUNTIME;
+	}
+	memset(&c, 0, sizeof(c));
+	c.order_id = order;
+	c.command_id = command;
+	c.amount_minor = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	c.currency = PQgetvalue(res, 0, 1);
+	c.payer_id = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
+	snprintf(c.key, sizeof(c.key), "%s", PQgetvalue(res, 0, 3));
+	c.retry = true;
+	if (how == RESOLVE_SUCCEEDED) {
+		c.status = PAYQ_CHARGE_SUCCEEDED;
+		payq_utf8_clean(c.charge_id, sizeof(c.charge_id), charge_id, strlen(charge_id));
+		snprintf(c.detail, sizeof(c.detail), "resolved by a person: charge %s succeeded",
+			 c.charge_id);
+	} else if (how == RESOLVE_FAILED) {
+		c.status = PAYQ_CHARGE_DECLINED;
+		snprintf(c.decline_code, sizeof(c.decline_code), "resolved_not_charged");
+		snprintf(c.detail, sizeof(c.detail), "resolved by a person: not charged");
+	} else {
+		/* The person checked: the channel has no charge under this key. */
+		payq_gateway_charge(r->gw, &c, 1);
+	}
+	if (payq_apply_settle(r->apply, &c, 1, NULL, 0, sqlstate, errstr, sizeof(errstr)) !=
+	    PAYQ_APPLY_OK) {
+		fprintf(stderr, "payq-worker reconcile: recording it: %s\n", errstr);
+		rc = PAYQ_EXIT_RUNTIME;
+	} else {
+		printf("reconcile: order %s command %s: %s (payment %s)\n", order, command,
+		       c.detail, c.status == PAYQ_CHARGE_SUCCEEDED ? "succeeded" :
+		       c.status == PAYQ_CHARGE_DECLINED ? "failed" : "unknown");
+	}
+	PQclear(res);
+	return rc;
 }
 
 int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv)
 {
 	bool once = false, all = false;
+	const char *order = NULL, *command = NULL, *charge_id = NULL;
+	resolve_t how = RESOLVE_NONE;
 	char errstr[512];
 	payq_reconciler_t *r;
 	tally_t t;
@@ -437,11 +584,31 @@ int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv)
 			once = true;
 		} else if (!strcmp(argv[i], "--all")) {
 			all = true;
+		} else if (!strcmp(argv[i], "--order") && i + 1 < argc) {
+			order = argv[++i];
+		} else if (!strcmp(argv[i], "--command") && i + 1 < argc) {
+			command = argv[++i];
+		} else if (!strcmp(argv[i], "--mark-succeeded") && i + 1 < argc &&
+			   how == RESOLVE_NONE) {
+			how = RESOLVE_SUCCEEDED;
+			charge_id = argv[++i];
+		} else if (!strcmp(argv[i], "--mark-failed") && how == RESOLVE_NONE) {
+			how = RESOLVE_FAILED;
+		} else if (!strcmp(argv[i], "--charge-again") && how == RESOLVE_NONE) {
+			how = RESOLVE_CHARGE;
 		} else {
 			fprintf(stderr, "payq-worker reconcile: unknown argument \"%s\" (see --help)\n",
 				argv[i]);
 			return PAYQ_EXIT_USAGE;
 		}
+	}
+	if ((how != RESOLVE_NONE) != (order && command) ||
+	    ((order || command) && how == RESOLVE_NONE) ||
+	    (how != RESOLVE_NONE && (once || all)) || (how == RESOLVE_SUCCEEDED && !*charge_id)) {
+		fprintf(stderr, "payq-worker reconcile: --order and --command go together with "
+			"exactly one of --mark-succeeded CHARGE_ID, --mark-failed or "
+			"--charge-again (see --help)\n");
+		return PAYQ_EXIT_USAGE;
 	}
 	payq_worker_metrics_init();
 	r = reconciler_new(cfg, errstr, sizeof(errstr));
@@ -449,6 +616,12 @@ int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv)
 		fprintf(stderr, "payq-worker reconcile: %s\n", errstr);
 		return PAYQ_EXIT_USAGE;
 	}
+	if (how != RESOLVE_NONE) {
+		rc = resolve_one(r, order, command, how, charge_id);
+		reconciler_free(r);
+		return rc;
+	}
+	r->report = once;
 	do {
 		/* --once runs without the lock: every step is idempotent, and an operator
 		 * running it by hand should not wait for the workers' leader. */
@@ -462,8 +635,10 @@ int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv)
 		} else if (once) {
 			printf("reconcile: looked at %" PRId64 ": %" PRId64 " succeeded, %" PRId64
 			       " declined, %" PRId64 " charged again, %" PRId64
-			       " unresolved (%" PRId64 " reported as unresolved_payment)\n",
-			       t.looked, t.succeeded, t.declined, t.recharged, t.unresolved, t.raised);
+			       " unresolved (%" PRId64 " reported as unresolved_payment, %" PRId64
+			       " past the key retention, %" PRId64 " answers not about their payment)\n",
+			       t.looked, t.succeeded, t.declined, t.recharged, t.unresolved, t.raised,
+			       t.held, t.mismatched);
 		}
 		if (!once)
 			for (int64_t end = payq_now_ms() + cfg->reconcile_interval_ms;

@@ -20,12 +20,17 @@ typedef struct payq_reconciler payq_reconciler_t;
  * NULL with errstr on a configuration error. */
 payq_reconciler_t *payq_reconciler_start(const payq_config_t *cfg, char *errstr,
 					 size_t errstr_size);
+/* Tells the reconciler thread to stop, without waiting: its gateway calls in flight
+ * are abandoned. payq_reconciler_stop() then joins it. */
+void payq_reconciler_request_stop(payq_reconciler_t *r);
 void payq_reconciler_stop(payq_reconciler_t *r);
 
 /* Prints reconcile's lines for payq-worker --help. */
 void payq_reconcile_usage(FILE *fp);
 
 /* payq-worker reconcile [--once] [--all]: the reconciler in the foreground, until
- * SIGTERM; --once makes one pass and prints a summary; --all looks at every pending and
- * unknown payment, due or not. Returns a PAYQ_EXIT_* code. */
+ * SIGTERM; --once makes one pass and prints a summary (and how to resolve each payment
+ * left for a person); --all looks at every pending and unknown payment, due or not.
+ * --order O --command C with --mark-succeeded ID, --mark-failed or --charge-again
+ * records a person's decision about one payment. Returns a PAYQ_EXIT_* code. */
 int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv);

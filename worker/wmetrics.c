@@ -25,7 +25,8 @@ void payq_worker_metrics_init(void)
 	payq_metrics_declare("payq_double_payment_attempts_total", PAYQ_METRIC_COUNTER,
 			     "pay commands rejected because the order was already paid.", NULL, 0);
 	payq_metrics_declare("payq_anomalies_total", PAYQ_METRIC_COUNTER,
-			     "Anomalies recorded, by kind (key_reuse, offset_gap, unresolved_payment).", NULL, 0);
+			     "Anomalies recorded, by kind (key_reuse, offset_gap, unresolved_payment, "
+			     "charge_mismatch, settle_refused).", NULL, 0);
 	payq_metrics_declare("payq_dlq_total", PAYQ_METRIC_COUNTER,
 			     "Messages dead-lettered, by reason code.", NULL, 0);
 	payq_metrics_declare("payq_batch_size", PAYQ_METRIC_HISTOGRAM,
@@ -79,5 +80,7 @@ void payq_worker_metrics_init(void)
 	payq_metrics_add("payq_anomalies_total", "kind=\"key_reuse\"", 0);
 	payq_metrics_add("payq_anomalies_total", "kind=\"offset_gap\"", 0);
 	payq_metrics_add("payq_anomalies_total", "kind=\"unresolved_payment\"", 0);
+	payq_metrics_add("payq_anomalies_total", "kind=\"charge_mismatch\"", 0);
+	payq_metrics_add("payq_anomalies_total", "kind=\"settle_refused\"", 0);
 	payq_metrics_set("payq_payments_unresolved", NULL, 0);
 }

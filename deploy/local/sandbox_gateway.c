@@ -34,6 +34,12 @@
 
 typedef enum { CH_IN_PROGRESS, CH_SUCCEEDED, CH_DECLINED } charge_status_t;
 
+/* Hostile answers (POST /faults "lie"): the answer names another amount, currency or
+ * key than the request, as a buggy or compromised channel might. The charge itself is
+ * recorded as asked. */
+typedef enum { LIE_NONE, LIE_AMOUNT, LIE_CURRENCY, LIE_KEY, LIE__CNT } lie_t;
+static const char *const lie_names[LIE__CNT] = {"none", "amount", "currency", "key"};
+
 /* One idempotency key and what it did. The strings live in buf, after the struct. */
 typedef struct charge {
 	uint64_t seq; /* the charge id's number, given when the key is first seen */
@@ -43,6 +49,7 @@ typedef struct charge {
 	char *body; /* the stored answer, NULL while in progress */
 	const char *key, *order_id, *command_id, *payer_id; /* payer_id may be NULL */
 	char currency[4];
+	bool forgotten; /* POST /forget: the key expired, the charge stays in the ledger */
 	char buf[];
 } charge_t;
 
@@ -65,6 +72,8 @@ static struct {
 	int64_t latency_ms, jitter_ms;
 	double error_rate, drop_rate;
 	bool down;
+	lie_t lie;
+	bool bad_text; /* declines and errors carry invalid UTF-8 */
 	uint64_t stats[S_COUNT];
 	uint64_t rng;
 	int64_t decline_suffix;
@@ -162,9 +171,11 @@ static charge_t *table_find(const char *key)
 {
 	size_t mask = st.nslots - 1;
 
-	for (size_t i = hash(key) & mask; st.nslots && st.slots[i]; i = (i + 1) & mask)
-		if (!strcmp(st.recs[st.slots[i] - 1]->key, key))
-			return st.recs[st.slots[i] - 1];
+	for (size_t i = hash(key) & mask; st.nslots && st.slots[i]; i = (i + 1) & mask) {
+		charge_t *c = st.recs[st.slots[i] - 1];
+		if (!c->forgotten && !strcmp(c->key, key)) /* a forgotten key is no key */
+			return c;
+	}
 	return NULL;
 }
 
@@ -240,13 +251,21 @@ static bool same_request(const charge_t *c, const charge_req_t *r)
 					   : c->payer_id == r->payer_id);
 }
 
+/* A decline code that is not valid UTF-8 (a stray 0xff), long enough that a cut by
+ * bytes splits one of its two-byte characters. */
+static const char bad_decline[] =
+	"card_declined\xff\xc3\x28"
+	"\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc"
+	"\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc"
+	"\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc";
+
 /* The decline rules, payer first; NULL means the charge goes through. */
 static const char *decline_code(const charge_t *c)
 {
 	size_t n = strlen(st.decline_payer);
 
 	if (n && c->payer_id && !strncmp(c->payer_id, st.decline_payer, n))
-		return "card_declined";
+		return st.bad_text ? bad_decline : "card_declined";
 	if (st.decline_suffix >= 0 && c->amount_minor % 100 == st.decline_suffix)
 		return "insufficient_funds";
 	return NULL;
@@ -274,6 +293,32 @@ static void charge_finish(charge_t *c)
 	cJSON_AddStringToObject(o, "currency", c->currency);
 	c->body = must(cJSON_PrintUnformatted(o));
 	cJSON_Delete(o);
+}
+
+/* The stored answer as it goes out: itself, or (with a "lie" fault) with another
+ * amount, currency or key. Under st.lock; returns a malloc'd string. */
+static char *answer_body(const charge_t *c)
+{
+	cJSON *o;
+	char *out, key[KEY_MAX + 8];
+
+	if (st.lie == LIE_NONE || !(o = cJSON_Parse(c->body)))
+		return must(strdup(c->body));
+	if (st.lie == LIE_AMOUNT) {
+		cJSON_ReplaceItemInObjectCaseSensitive(
+			o, "amount_minor", must(cJSON_CreateNumber((double)c->amount_minor + 1)));
+	} else if (st.lie == LIE_CURRENCY) {
+		const char *other = strcmp(c->currency, "XXX") ? "XXX" : "XTS";
+		cJSON_ReplaceItemInObjectCaseSensitive(o, "currency",
+						       must(cJSON_CreateString(other)));
+	} else {
+		snprintf(key, sizeof(key), "%s-other", c->key);
+		cJSON_ReplaceItemInObjectCaseSensitive(o, "idempotency_key",
+						       must(cJSON_CreateString(key)));
+	}
+	out = must(cJSON_PrintUnformatted(o));
+	cJSON_Delete(o);
+	return out;
 }
 
 /* ---- HTTP plumbing ---- */
@@ -459,6 +504,35 @@ static bool begin_request(int counter, int64_t *delay)
 	return injected;
 }
 
+/* The 503 of an injected error; with bad_text its message is not valid UTF-8. */
+static enum MHD_Result injected_error(struct MHD_Connection *conn)
+{
+	bool bad;
+
+	pthread_mutex_lock(&st.lock);
+	bad = st.bad_text;
+	pthread_mutex_unlock(&st.lock);
+	if (bad)
+		return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+			     must(strdup("{\"error\":\"sandbox: injected error \xff\xfe\xc3\"}")),
+			     JSON_TYPE, NULL, NULL);
+	return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "sandbox: injected error");
+}
+
+/* amount_minor must be written as a plain decimal integer, as card processors require
+ * (an exponent such as 1e+15 is refused). The body is the worker's compact JSON. */
+static bool amount_plain(const request_t *req)
+{
+	const char *p = req->body ? strstr(req->body, "\"amount_minor\":") : NULL;
+	size_t n;
+
+	if (!p)
+		return false;
+	p += strlen("\"amount_minor\":");
+	n = strspn(p, "0123456789");
+	return n > 0 && (p[n] == ',' || p[n] == '}');
+}
+
 /* Answers a key seen before: 422 for another request, 409 while the first one is in
  * progress, else the stored answer again (*replayed). Under st.lock; *body is malloc'd. */
 static unsigned int answer_known(const charge_t *c, const charge_req_t *r, char **body,
@@ -469,7 +543,7 @@ static unsigned int answer_known(const charge_t *c, const charge_req_t *r, char 
 	*replayed = same && c->status != CH_IN_PROGRESS;
 	if (*replayed) {
 		st.stats[S_REPLAYED]++;
-		*body = must(strdup(c->body));
+		*body = answer_body(c);
 		return c->http_status;
 	}
 	st.stats[same ? S_409 : S_422]++;
@@ -493,7 +567,7 @@ static enum MHD_Result post_charge(struct MHD_Connection *conn, const request_t 
 	cJSON *tree;
 
 	if (begin_request(S_POST, &delay))
-		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "sandbox: injected error");
+		return injected_error(conn);
 	if (req->too_large)
 		return reply_error(conn, HTTP_CONTENT_TOO_LARGE, "body: over %d bytes", BODY_MAX);
 	if (!key_ok(key))
@@ -502,6 +576,11 @@ static enum MHD_Result post_charge(struct MHD_Connection *conn, const request_t 
 				   KEY_MAX);
 	if (!(tree = parse_charge(req, &r, err, sizeof(err))))
 		return reply_error(conn, MHD_HTTP_BAD_REQUEST, "%s", err);
+	if (!amount_plain(req)) {
+		cJSON_Delete(tree);
+		return reply_error(conn, MHD_HTTP_BAD_REQUEST,
+				   "amount_minor: must be a plain decimal integer");
+	}
 
 	pthread_mutex_lock(&st.lock);
 	if ((c = table_find(key))) {
@@ -528,7 +607,7 @@ static enum MHD_Result post_charge(struct MHD_Connection *conn, const request_t 
 	}
 	charge_finish(c);
 	status = c->http_status;
-	body = must(strdup(c->body));
+	body = answer_body(c);
 	/* The charge stands either way: a drop loses only the answer, like a network
 	 * failure after the processor committed. */
 	drop = roll(st.drop_rate);
@@ -550,7 +629,7 @@ static enum MHD_Result get_charge(struct MHD_Connection *conn, const char *key)
 	int64_t delay;
 
 	if (begin_request(S_GET, &delay))
-		return reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "sandbox: injected error");
+		return injected_error(conn);
 	nap(delay);
 	pthread_mutex_lock(&st.lock);
 	c = table_find(key);
@@ -558,7 +637,7 @@ static enum MHD_Result get_charge(struct MHD_Connection *conn, const char *key)
 	if (in_progress)
 		st.stats[S_409]++;
 	else if (c)
-		body = must(strdup(c->body));
+		body = answer_body(c);
 	pthread_mutex_unlock(&st.lock);
 	if (body)
 		return reply(conn, MHD_HTTP_OK, body, JSON_TYPE, NULL, NULL);
@@ -797,8 +876,18 @@ static enum MHD_Result get_faults(struct MHD_Connection *conn, const request_t *
 		cJSON_AddNumberToObject(o, faults[i].name,
 					faults[i].ms ? (double)*faults[i].ms : *faults[i].rate);
 	cJSON_AddBoolToObject(o, "down", st.down);
+	cJSON_AddStringToObject(o, "lie", lie_names[st.lie]);
+	cJSON_AddBoolToObject(o, "bad_text", st.bad_text);
 	pthread_mutex_unlock(&st.lock);
 	return reply_json(conn, o);
+}
+
+static int lie_parse(const cJSON *v)
+{
+	for (int i = 0; cJSON_IsString(v) && i < LIE__CNT; i++)
+		if (!strcmp(v->valuestring, lie_names[i]))
+			return i;
+	return -1;
 }
 
 /* Checks one field of POST /faults: NULL, or what is wrong with it. */
@@ -806,8 +895,10 @@ static const char *fault_check(const cJSON *v)
 {
 	int64_t ms;
 
-	if (!strcmp(v->string, "down"))
+	if (!strcmp(v->string, "down") || !strcmp(v->string, "bad_text"))
 		return cJSON_IsBool(v) ? NULL : "must be true or false";
+	if (!strcmp(v->string, "lie"))
+		return lie_parse(v) >= 0 ? NULL : "must be none, amount, currency or key";
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(faults); i++) {
 		if (strcmp(v->string, faults[i].name))
 			continue;
@@ -818,7 +909,8 @@ static const char *fault_check(const cJSON *v)
 			       ? NULL
 			       : "must be a number 0..1";
 	}
-	return "unknown fault (want latency_ms, jitter_ms, error_rate, drop_rate or down)";
+	return "unknown fault (want latency_ms, jitter_ms, error_rate, drop_rate, down, lie or "
+	       "bad_text)";
 }
 
 /* Applies the fields given, or none when one is bad, and answers the new state. */
@@ -845,6 +937,10 @@ static enum MHD_Result post_faults(struct MHD_Connection *conn, const request_t 
 		else
 			*faults[i].rate = v->valuedouble;
 	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(o, "lie")))
+		st.lie = (lie_t)lie_parse(v);
+	if ((v = cJSON_GetObjectItemCaseSensitive(o, "bad_text")))
+		st.bad_text = cJSON_IsTrue(v);
 	pthread_mutex_unlock(&st.lock);
 	if (down && api_set_down(cJSON_IsTrue(down), err, sizeof(err))) {
 		cJSON_Delete(o);
@@ -930,6 +1026,24 @@ static enum MHD_Result post_reset(struct MHD_Connection *conn, const request_t *
 	return get_ledger(conn, req);
 }
 
+/* Forgets every idempotency key, as a real channel does after its retention (Stripe:
+ * 24 h): a later POST with such a key charges again. The ledger keeps the charges. */
+static enum MHD_Result post_forget(struct MHD_Connection *conn, const request_t *req)
+{
+	cJSON *o = must(cJSON_CreateObject());
+	size_t n = 0;
+
+	pthread_mutex_lock(&st.lock);
+	for (size_t i = 0; i < st.nrecs; i++)
+		if (st.recs[i]->status != CH_IN_PROGRESS && !st.recs[i]->forgotten) {
+			st.recs[i]->forgotten = true;
+			n++;
+		}
+	pthread_mutex_unlock(&st.lock);
+	cJSON_AddNumberToObject(o, "forgotten", (double)n);
+	return reply_json(conn, o);
+}
+
 static const struct route {
 	const char *path, *method;
 	enum MHD_Result (*fn)(struct MHD_Connection *conn, const request_t *req);
@@ -942,6 +1056,7 @@ static const struct route {
 	{"/ledger.csv", "GET",  get_ledger_csv},
 	{"/stats",      "GET",  get_stats},
 	{"/reset",      "POST", post_reset},
+	{"/forget",     "POST", post_forget},
 	/* clang-format on */
 };
 
@@ -995,8 +1110,12 @@ static void usage(FILE *fp)
 		"                          idempotency_key, traceparent, tracestate\n"
 		"\n"
 		"Payments API: POST /charges, GET /charges/KEY. Control API: GET /healthz,\n"
-		"GET|POST /faults (latency_ms, jitter_ms, error_rate, drop_rate, down), GET /ledger,\n"
-		"GET /ledger.csv, GET /stats, POST /reset (forgets keys, charges and counters).\n"
+		"GET|POST /faults (latency_ms, jitter_ms, error_rate, drop_rate, down; lie: answers\n"
+		"name another amount, currency or key; bad_text: decline and error texts are not\n"
+		"valid UTF-8), GET /ledger, GET /ledger.csv, GET /stats, POST /reset (forgets keys,\n"
+		"charges and counters), POST /forget (forgets the keys only, as after a channel's\n"
+		"key retention: the same key then charges again).\n"
+		"amount_minor must be a plain decimal integer (1e+15 is refused with 400).\n"
 		"\n"
 		"Exit codes: 0 stopped by a signal, 1 runtime error, 2 usage error.\n");
 }

@@ -88,7 +88,8 @@ gw_outcome() { wl_sql "SELECT outcome FROM payq.processed_commands WHERE order_i
 # gw_check_invariants: gateway mode's guarantees, through the sandbox's ledger and SQL.
 #   - the gateway charged each order at most once;
 #   - every gateway charge is a succeeded payment with that charge id, and every
-#     succeeded payment is a gateway charge; every failed payment is a decline;
+#     succeeded payment is a gateway charge for its own order and command; every failed
+#     payment is a decline;
 #   - no payment is left pending or unknown; every paid order has its succeeded payment.
 gw_check_invariants() {
 	local csv=$WL_DIR/ledger.csv multi out
@@ -108,7 +109,8 @@ gw_check_invariants() {
 	        SELECT 1 FROM payq.payments p WHERE p.order_id = l.order_id AND p.status = 'succeeded'
 	        AND p.command_id = l.command_id AND p.gateway_charge_id = l.charge_id)),
 	    (SELECT count(*) FROM payq.payments p WHERE p.status = 'succeeded' AND NOT EXISTS (
-	        SELECT 1 FROM gw_ledger l WHERE l.status = 'succeeded' AND l.charge_id = p.gateway_charge_id)),
+	        SELECT 1 FROM gw_ledger l WHERE l.status = 'succeeded' AND l.charge_id = p.gateway_charge_id
+	        AND l.order_id = p.order_id AND l.command_id = p.command_id)),
 	    (SELECT count(*) FROM payq.payments p WHERE p.status = 'failed' AND NOT EXISTS (
 	        SELECT 1 FROM gw_ledger l WHERE l.status = 'declined' AND l.order_id = p.order_id
 	        AND l.command_id = p.command_id)),
@@ -119,7 +121,7 @@ gw_check_invariants() {
 	    (SELECT count(*) FROM payq.processed_commands WHERE outcome = 'pending')")
 	read -r a b c d e f <<<"$out"
 	((a == 0)) || wl_violation "$a gateway charges have no succeeded payment with their charge id"
-	((b == 0)) || wl_violation "$b succeeded payments have no charge at the gateway"
+	((b == 0)) || wl_violation "$b succeeded payments have no charge of their own at the gateway"
 	((c == 0)) || wl_violation "$c failed payments have no decline at the gateway"
 	((d == 0)) || wl_violation "$d payments still pending or unknown"
 	((e == 0)) || wl_violation "$e paid orders without their succeeded payment"
@@ -172,8 +174,10 @@ gw_scenario_crash_resume() {
 	[[ $WL_RC == 137 ]] || die "the worker exited with $WL_RC, not by the crash point"
 	assert_eq "K1:p pending" "$(gw_payments K1)" "after the crash ($point) the payment is pending"
 	gw_worker_start w2 PAYQ_RECONCILE_SCHEDULE=1h
-	gw_wait_sql "SELECT status FROM payq.payments WHERE order_id = 'K1'" succeeded 30
+	local got
+	got=$(gw_wait_settled K1 30)
 	gw_expect_charges K1 1
+	[[ $got == succeeded ]] || wl_violation "the resumed pay of K1 ended $got, not succeeded"
 	if [[ $point == after_charge ]]; then
 		[[ $(gw_stat replayed) -ge 1 ]] ||
 			wl_violation "the resume did not reuse the idempotency key (no replay at the gateway)"
@@ -274,4 +278,392 @@ gw_scenario_poison() {
 	assert_eq "unpaid" "$(wl_sql "SELECT status FROM payq.orders WHERE order_id = 'Q-3'")" "the refused pay left Q-3 unpaid"
 	wl_worker_stop w1
 	gw_check_invariants
+}
+
+# ---- the guarantee at its edges (issue 13) ----
+
+# gw_reconcile [VAR=VALUE...] ARGS...: payq-worker reconcile ARGS against this test's
+# database and sandbox; stderr goes to reconcile.log.
+gw_reconcile() {
+	local envs=()
+	while (($#)) && [[ $1 == *=* ]]; do
+		envs+=("$1")
+		shift
+	done
+	env PAYQ_DB="$WL_DB" PAYQ_GATEWAY_URL="$GW_URL" PAYQ_HTTP_ADDR='' PAYQ_LOG_LEVEL=warn \
+		"${envs[@]}" "$WL_EXE" reconcile "$@" 2>>"$WL_DIR/reconcile.log"
+}
+
+# gw_payment ORDER: "status attempts" of the order's newest payment.
+gw_payment() { wl_sql "SELECT status, attempts FROM payq.payments WHERE order_id = '$1' ORDER BY payment_id DESC LIMIT 1"; }
+gw_anomalies() { wl_sql "SELECT count(*) FROM payq.anomalies WHERE kind = '$1' AND order_id = '$2'"; }
+
+# gw_wait_settled ORDER TIMEOUT_S: waits until the order's payment is no longer pending;
+# prints its status (pending when it never left it).
+gw_wait_settled() {
+	local deadline=$((SECONDS + $2)) got
+	while :; do
+		got=$(wl_sql "SELECT status FROM payq.payments WHERE order_id = '$1' ORDER BY payment_id DESC LIMIT 1" 2>/dev/null || true)
+		if [[ -n $got && $got != pending ]] || ((SECONDS >= deadline)); then
+			printf '%s\n' "${got:-none}"
+			return 0
+		fi
+		sleep 0.2
+	done
+}
+
+# Two orders whose IDs made the same idempotency key in the old form order_id:command_id:
+# order "shop" paid by command "1:pay", and order "shop:1" paid by command "pay". Each must
+# be charged once, with its own key; the second must never settle on the first's charge.
+gw_scenario_key_ambiguous() {
+	wl_init gw-key 3
+	gw_sandbox_start
+	gw_worker_start w1
+	{
+		wl_cmd_create shop shop:c 500
+		wl_cmd_create shop:1 shop:1:c 500
+	} | wl_produce
+	gw_wait_sql "SELECT count(*) FROM payq.orders" 2 30
+	wl_cmd_pay shop 1:pay 500 | wl_produce
+	gw_wait_sql "SELECT status FROM payq.payments WHERE order_id = 'shop'" succeeded 30
+	wl_cmd_pay shop:1 pay 500 | wl_produce
+	# Settled at once, or by the reconciler (it looks after 1 s) when the first answer
+	# was not clear; 20 s is many looks.
+	wait_for "[[ \$(gw_wait_settled shop:1 1) == succeeded ]]" 20 || true
+	gw_expect_charges shop 1
+	gw_expect_charges shop:1 1
+	assert_eq 2 "$(wl_sql "SELECT count(DISTINCT idempotency_key) FROM payq.payments")" "two payments, two idempotency keys"
+	assert_eq "paid 2 pay" "$(gw_order shop:1)" "order shop:1 is paid by its own command"
+	wl_wait_drained 30
+	wl_worker_stop w1
+	gw_check_invariants
+}
+
+# A payment recorded before the key format changed keeps its stored key: the reconciler
+# asks the channel with it and settles the charge made with it, never charging again.
+gw_scenario_key_stored() {
+	wl_init gw-keyold 3
+	gw_sandbox_start
+	# The old worker recorded U1:U1:p as pending with the old-form key and charged it;
+	# then it died before settling.
+	wl_sql "INSERT INTO payq.orders (order_id, amount_minor, currency, status, version)
+	        VALUES ('U1', 700, 'EUR', 'unpaid', 1);
+	        INSERT INTO payq.processed_commands (order_id, command_id, command_type, payload_sha256,
+	            outcome, kafka_topic, kafka_partition, kafka_offset)
+	        VALUES ('U1', 'U1:p', 'pay', sha256('x'), 'pending', 't', 0, 0);
+	        INSERT INTO payq.payments (order_id, command_id, amount_minor, currency, payer_id, status,
+	            idempotency_key, next_attempt_at)
+	        VALUES ('U1', 'U1:p', 700, 'EUR', 'u-1', 'pending', 'U1:U1:p', now())" >/dev/null
+	curl -fsS --max-time 5 -X POST -H 'Idempotency-Key: U1:U1:p' -H 'Content-Type: application/json' \
+		--data '{"order_id":"U1","command_id":"U1:p","amount_minor":700,"currency":"EUR","payer_id":"u-1"}' \
+		"$GW_URL/charges" >/dev/null || die "cannot charge U1 at the sandbox"
+	gw_worker_start w1
+	local got
+	got=$(gw_wait_settled U1 20)
+	wait_for "[[ \$(gw_wait_settled U1 1) == succeeded ]]" 20 || true
+	gw_expect_charges U1 1
+	assert_eq "U1:U1:p" "$(wl_sql "SELECT idempotency_key FROM payq.payments WHERE order_id = 'U1'")" "the stored key is kept"
+	# Schema 005: a live payment without a stored key cannot exist (nothing rebuilds keys).
+	wl_sql "INSERT INTO payq.orders (order_id, amount_minor, currency, status, version)
+	        VALUES ('U2', 700, 'EUR', 'unpaid', 1)" >/dev/null
+	if wl_sql "INSERT INTO payq.payments (order_id, command_id, amount_minor, currency, status)
+	           VALUES ('U2', 'U2:p', 700, 'EUR', 'unknown')" >/dev/null 2>&1; then
+		wl_violation "a live payment without an idempotency key was accepted"
+	fi
+	pass "a live payment without a stored key is refused (payments_live_key)"
+	assert_eq "paid 2 U1:p" "$(gw_order U1)" "the reconciler settled U1 with the stored key (first status $got)"
+	wl_worker_stop w1
+	gw_check_invariants
+}
+
+# gw_scenario_mismatch LIE: the channel answers (POST and GET alike) with another
+# amount, currency or key than the payment's. Nothing settles: the payment stays
+# unknown, charge_mismatch is raised and counted; once the channel tells the truth the
+# reconciler settles it.
+gw_scenario_mismatch() {
+	local lie=${1:-amount} got
+	wl_init gw-lie 3
+	gw_sandbox_start
+	gw_faults "{\"lie\":\"$lie\"}"
+	gw_worker_start w1 PAYQ_RECONCILE_SCHEDULE=300ms
+	{
+		wl_cmd_create M1 M1:c 1200
+		wl_cmd_pay M1 M1:p 1200
+	} | wl_produce
+	got=$(gw_wait_settled M1 30)
+	[[ $got == unknown ]] || wl_violation "an answer with another $lie settled the payment as '$got'"
+	# Several looks of the reconciler, each answered with the same lie.
+	gw_wait_sql "SELECT attempts >= 3 FROM payq.payments WHERE order_id = 'M1'" t 30
+	assert_eq "unknown" "$(wl_sql "SELECT status FROM payq.payments WHERE order_id = 'M1'")" "the reconciler does not settle on a lie ($lie) either"
+	[[ $(gw_anomalies charge_mismatch M1) == 1 ]] ||
+		wl_violation "expected one charge_mismatch anomaly for M1, got $(gw_anomalies charge_mismatch M1)"
+	wait_for "[[ \$(gw_metric w1 'payq_anomalies_total{kind=\"charge_mismatch\"}') -ge 1 ]]" 10 ||
+		wl_violation "payq_anomalies_total{kind=\"charge_mismatch\"} is not counted"
+	assert_eq "unpaid" "$(wl_sql "SELECT status FROM payq.orders WHERE order_id = 'M1'")" "the order stays unpaid"
+	pass "lie=$lie: payment unknown, one charge_mismatch anomaly, counted"
+	gw_faults '{"lie":"none"}'
+	gw_wait_sql "SELECT status FROM payq.payments WHERE order_id = 'M1'" succeeded 30
+	gw_expect_charges M1 1
+	wl_wait_drained 30
+	wl_worker_stop w1
+	gw_check_invariants
+}
+
+# Channels keep idempotency records for a limited time. A payment unknown for longer
+# than PAYQ_GATEWAY_KEY_RETENTION whose key the channel no longer knows (GET 404) is not
+# charged again: unresolved_payment, and `payq-worker reconcile` shows how to resolve it.
+# Within the retention a 404 still charges (the channel never saw the key).
+gw_scenario_retention() {
+	local out rc=0 charge
+	wl_init gw-retain 3
+	gw_sandbox_start
+	gw_worker_start w1 PAYQ_RECONCILE_SCHEDULE=1h
+	# Within the retention: the channel is down for R2's charge, so it never saw the key.
+	gw_faults '{"down":true}'
+	{
+		wl_cmd_create R2 R2:c 800
+		wl_cmd_pay R2 R2:p 800
+	} | wl_produce
+	gw_wait_sql "SELECT status FROM payq.payments WHERE order_id = 'R2'" unknown 30
+	gw_faults '{"down":false}'
+	out=$(gw_reconcile --once --all) || rc=$?
+	[[ $rc == 0 ]] || die "reconcile --once exited $rc: $out"
+	assert_eq "succeeded" "$(wl_sql "SELECT status FROM payq.payments WHERE order_id = 'R2'")" "a 404 within the retention charges again"
+	gw_expect_charges R2 1
+	# Past the retention: R1 is charged, the answer is lost, and the channel forgets keys.
+	gw_faults '{"drop_rate":1}'
+	{
+		wl_cmd_create R1 R1:c 900
+		wl_cmd_pay R1 R1:p 900
+	} | wl_produce
+	gw_wait_sql "SELECT status FROM payq.payments WHERE order_id = 'R1'" unknown 30
+	gw_faults '{"drop_rate":0}'
+	wl_worker_stop w1
+	sleep 3
+	curl -fsS --max-time 5 -X POST "$GW_CTL/forget" >/dev/null || die "cannot make the sandbox forget keys"
+	rc=0
+	out=$(gw_reconcile PAYQ_GATEWAY_KEY_RETENTION=2s --once --all) || rc=$?
+	printf '%s\n' "$out" >"$WL_DIR/reconcile.out"
+	[[ $rc == 0 ]] || die "reconcile --once exited $rc: $out"
+	gw_expect_charges R1 1
+	assert_eq "unknown" "$(wl_sql "SELECT status FROM payq.payments WHERE order_id = 'R1'")" "past the retention the payment is left unknown"
+	[[ $(gw_anomalies unresolved_payment R1) == 1 ]] || wl_violation "no unresolved_payment anomaly for R1"
+	[[ $out == *"R1"*"--order R1 --command R1:p --mark-succeeded"* ]] ||
+		wl_violation "reconcile --once does not show how to resolve R1: $out"
+	pass "past the retention: not charged again, unresolved_payment, reconcile shows the way"
+	# A second pass does not charge either, nor raise the anomaly again.
+	gw_reconcile PAYQ_GATEWAY_KEY_RETENTION=2s --once --all >/dev/null ||
+		die "second reconcile --once failed"
+	gw_expect_charges R1 1
+	assert_eq 1 "$(gw_anomalies unresolved_payment R1)" "the anomaly is raised once"
+	# The person looks the charge up at the channel and records it.
+	charge=$(curl -fsS --max-time 5 "$GW_CTL/ledger.csv" | awk -F, '$2 == "R1" { print $7 }')
+	gw_reconcile --order R1 --command R1:p --mark-succeeded "$charge" >>"$WL_DIR/reconcile.out" ||
+		die "reconcile --mark-succeeded failed: $(cat "$WL_DIR/reconcile.out")"
+	assert_eq "paid 2 R1:p" "$(gw_order R1)" "--mark-succeeded settles the payment"
+	assert_eq "applied" "$(gw_outcome R1 R1:p)" "R1:p ends applied"
+	gw_check_invariants
+}
+
+# Text from the channel that is not valid UTF-8 (a decline code, an error message) is
+# stored cleaned and cut on character boundaries; it never stalls settling.
+gw_scenario_bad_text() {
+	local got
+	wl_init gw-text 3
+	gw_sandbox_start
+	gw_faults '{"bad_text":true}'
+	gw_worker_start w1
+	{
+		wl_cmd_create T1 T1:c 1500
+		printf '%s|{"v":1,"type":"pay","command_id":"T1:p","order_id":"T1","amount_minor":1500,"currency":"EUR","payer_id":"declined-9"}\n' T1
+		wl_cmd_create T2 T2:c 1600
+		wl_cmd_pay T2 T2:p 1600
+	} | wl_produce
+	got=$(gw_wait_settled T1 30)
+	[[ $got == failed ]] || wl_violation "a decline with invalid UTF-8 did not settle (payment $got)"
+	[[ $(wl_sql "SELECT decline_code LIKE 'card_declined%' AND decline_code LIKE '%'||chr(65533)||'%' FROM payq.payments WHERE order_id = 'T1'") == t ]] ||
+		wl_violation "the decline code is not the cleaned text: $(wl_sql "SELECT decline_code FROM payq.payments WHERE order_id = 'T1'")"
+	assert_eq "paid 2 T2:p" "$(gw_order T2)" "the other order of the batch is paid"
+	# An error answer with invalid UTF-8 (503s): the payment goes unknown with the text.
+	gw_faults '{"error_rate":1}'
+	{
+		wl_cmd_create T3 T3:c 1700
+		wl_cmd_pay T3 T3:p 1700
+	} | wl_produce
+	got=$(gw_wait_settled T3 30)
+	[[ $got == unknown ]] || wl_violation "an error answer with invalid UTF-8 left the payment $got"
+	[[ $(wl_sql "SELECT detail LIKE '%injected error%' FROM payq.processed_commands WHERE order_id = 'T3' AND command_id = 'T3:p'") == t ]] ||
+		wl_violation "the error text was not kept: $(wl_sql "SELECT detail FROM payq.processed_commands WHERE order_id = 'T3' AND command_id = 'T3:p'")"
+	gw_faults '{"error_rate":0,"bad_text":false}'
+	gw_wait_sql "SELECT status FROM payq.payments WHERE order_id = 'T3'" succeeded 30
+	wl_wait_drained 30
+	wl_worker_stop w1
+	gw_check_invariants
+}
+
+# gw_settle_trigger ORDER...: the database refuses to record these orders' payments as
+# succeeded or failed (a permanent error, SQLSTATE 22023), but lets them go unknown.
+gw_settle_trigger() {
+	local list
+	list=$(printf "'%s'," "$@")
+	wl_sql "CREATE OR REPLACE FUNCTION public.refuse_settle() RETURNS trigger LANGUAGE plpgsql AS \$\$
+	        BEGIN
+	            IF NEW.order_id IN (${list%,}) AND NEW.status IN ('succeeded', 'failed') THEN
+	                RAISE EXCEPTION 'settle refused for %', NEW.order_id USING ERRCODE = '22023';
+	            END IF;
+	            RETURN NEW;
+	        END \$\$;
+	        DROP TRIGGER IF EXISTS refuse_settle ON payq.payments;
+	        CREATE TRIGGER refuse_settle BEFORE UPDATE ON payq.payments
+	            FOR EACH ROW EXECUTE FUNCTION public.refuse_settle();" >/dev/null
+}
+
+# A permanent database error in the settle step does not loop: the payment is recorded
+# unknown with the error, settle_refused is raised, and the batch and the partition go
+# on.
+gw_scenario_settle_refused() {
+	local got
+	wl_init gw-refuse 1
+	gw_settle_trigger V1
+	gw_sandbox_start
+	gw_worker_start w1 PAYQ_RECONCILE_SCHEDULE=300ms
+	{
+		wl_cmd_create V1 V1:c 100
+		wl_cmd_pay V1 V1:p 100
+		wl_cmd_create V2 V2:c 200
+		wl_cmd_pay V2 V2:p 200
+	} | wl_produce
+	got=$(gw_wait_settled V2 30)
+	[[ $got == succeeded ]] || wl_violation "a settle the database refuses for V1 stalls V2 (payment $got)"
+	got=$(gw_wait_settled V1 10)
+	[[ $got == unknown ]] || wl_violation "V1's refused settle left its payment $got, expected unknown"
+	[[ $(gw_anomalies settle_refused V1) -ge 1 ]] || wl_violation "no settle_refused anomaly for V1"
+	wl_wait_drained 30
+	pass "worker: the refused settle is recorded unknown with an anomaly; the partition goes on"
+	wl_worker_stop w1
+}
+
+# The reconciler, failing on one payment (the database refuses to settle it), goes on
+# with the next ones of its page, pass after pass.
+gw_scenario_reconcile_goes_on() {
+	wl_init gw-recgo 1
+	gw_sandbox_start
+	gw_faults '{"down":true}'
+	gw_worker_start w2 PAYQ_RECONCILE_SCHEDULE=1h
+	{
+		for o in V3 V4 V5; do
+			wl_cmd_create "$o" "$o:c" 300
+			wl_cmd_pay "$o" "$o:p" 300
+		done
+	} | wl_produce
+	gw_wait_sql "SELECT count(*) FROM payq.payments WHERE order_id IN ('V3', 'V4', 'V5') AND status = 'unknown'" 3 30
+	wl_worker_stop w2
+	gw_faults '{"down":false}'
+	gw_settle_trigger V3
+	gw_reconcile --once --all >"$WL_DIR/reconcile.out" || true
+	local got
+	got=$(wl_sql "SELECT string_agg(status, ' ' ORDER BY order_id) FROM payq.payments WHERE order_id IN ('V4', 'V5')")
+	[[ $got == "succeeded succeeded" ]] ||
+		wl_violation "the reconciler did not go on past V3, which the database refuses: V4 and V5 are $got"
+	pass "the reconciler goes on past the payment the database refuses"
+	assert_eq "unknown" "$(wl_sql "SELECT status FROM payq.payments WHERE order_id = 'V3'")" "V3 stays unknown"
+	[[ $(gw_anomalies settle_refused V3) -ge 1 ]] || wl_violation "no settle_refused anomaly for V3"
+	gw_expect_charges V3 1
+}
+
+# An amount of 10^15 (the largest valid one) goes to the channel as 1000000000000000,
+# which it accepts; not 1e+15, which it refuses.
+gw_scenario_big_amount() {
+	local got
+	wl_init gw-amount 3
+	gw_sandbox_start
+	gw_worker_start w1
+	{
+		wl_cmd_create B1 B1:c 1000000000000000
+		wl_cmd_pay B1 B1:p 1000000000000000
+		wl_cmd_create B2 B2:c 123456789012345
+		wl_cmd_pay B2 B2:p 123456789012345
+	} | wl_produce
+	got=$(gw_wait_settled B1 30)
+	[[ $got == succeeded ]] || wl_violation "a pay of 10^15 was not charged (payment $got): $(grep -o 'gateway refused[^"]*' "$WL_DIR/w1.log" | head -n 1)"
+	assert_eq "succeeded" "$(gw_wait_settled B2 30)" "a 15-digit amount is charged"
+	assert_eq "1000000000000000" "$(curl -fsS --max-time 5 "$GW_CTL/ledger.csv" | awk -F, '$2 == "B1" { print $4 }')" "the channel charged exactly 10^15"
+	wl_wait_drained 30
+	wl_worker_stop w1
+	gw_check_invariants
+}
+
+# cancel_order while a payment is pending or unknown is rejected (see README): the
+# order is not cancelled under a charge that may have moved money. Once the payment
+# settles, a cancel takes effect as the outcome table says.
+gw_scenario_cancel_in_progress() {
+	wl_init gw-cancel 3
+	gw_sandbox_start
+	gw_faults '{"down":true}'
+	gw_worker_start w1 PAYQ_RECONCILE_SCHEDULE=1h
+	{
+		wl_cmd_create X1 X1:c 100
+		wl_cmd_pay X1 X1:p 100
+		wl_cmd_create X2 X2:c 113
+		wl_cmd_pay X2 X2:p 113
+	} | wl_produce
+	gw_wait_sql "SELECT count(*) FROM payq.payments WHERE status = 'unknown'" 2 30
+	{
+		wl_cmd_cancel X1 X1:x
+		wl_cmd_cancel X2 X2:x
+	} | wl_produce
+	gw_wait_sql "SELECT count(*) FROM payq.processed_commands WHERE command_id LIKE '%:x'" 2 30
+	assert_eq "rejected_payment_in_progress" "$(gw_outcome X1 X1:x)" "cancel while X1's payment is unknown"
+	assert_eq "unpaid" "$(wl_sql "SELECT status FROM payq.orders WHERE order_id = 'X1'")" "X1 is not cancelled"
+	wl_worker_stop w1
+	gw_faults '{"down":false}'
+	gw_reconcile --once --all >/dev/null || die "reconcile --once failed"
+	gw_worker_start w2 PAYQ_RECONCILE_SCHEDULE=1h
+	{
+		wl_cmd_cancel X1 X1:y
+		wl_cmd_cancel X2 X2:y
+	} | wl_produce
+	gw_wait_sql "SELECT count(*) FROM payq.processed_commands WHERE command_id LIKE '%:y'" 2 30
+	assert_eq "rejected_already_paid" "$(gw_outcome X1 X1:y)" "X1 settled paid: a cancel is rejected_already_paid"
+	assert_eq "applied" "$(gw_outcome X2 X2:y)" "X2 settled declined: a cancel applies"
+	assert_eq "cancelled" "$(wl_sql "SELECT status FROM payq.orders WHERE order_id = 'X2'")" "X2 is cancelled"
+	wl_wait_drained 30
+	wl_worker_stop w2
+	gw_check_invariants
+}
+
+# SIGTERM while the channel stalls every request (charges and the reconciler's queries):
+# the worker exits within PAYQ_SHUTDOWN_TIMEOUT_MS.
+gw_scenario_shutdown_stalled() {
+	local t0 ms state
+	wl_init gw-stall 3
+	gw_sandbox_start
+	gw_faults '{"latency_ms":600000}'
+	# Unknown payments for the reconciler to query (its looks stall too).
+	wl_sql "INSERT INTO payq.orders (order_id, amount_minor, currency, status, version)
+	        SELECT 'S' || i, 100, 'EUR', 'unpaid', 1 FROM generate_series(1, 3) i;
+	        INSERT INTO payq.payments (order_id, command_id, amount_minor, currency, status,
+	            idempotency_key, next_attempt_at)
+	        SELECT 'S' || i, 'S' || i || ':p', 100, 'EUR', 'unknown', 'S' || i || '|S' || i || ':p', now()
+	        FROM generate_series(1, 3) i" >/dev/null
+	gw_worker_start w1 PAYQ_SHUTDOWN_TIMEOUT_MS=3000 PAYQ_GATEWAY_TIMEOUT_MS=600000 \
+		PAYQ_RECONCILE_INTERVAL_MS=100
+	{
+		wl_cmd_create S9 S9:c 100
+		wl_cmd_pay S9 S9:p 100
+	} | wl_produce
+	gw_wait_sql "SELECT status FROM payq.payments WHERE order_id = 'S9'" pending 30
+	wait_for "[[ \$(gw_stat get_charges) -ge 1 && \$(gw_stat post_charges) -ge 1 ]]" 30 ||
+		die "the stalled charge and query did not reach the sandbox"
+	t0=$EPOCHREALTIME
+	kill -TERM "${WL_PID[w1]}"
+	wl_worker_wait_exit w1 30 || wl_violation "still running 30 s after SIGTERM with the channel stalled"
+	ms=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", (b - a) * 1000 }')
+	((ms <= 3000 + 1000)) || wl_violation "took $ms ms to exit with the channel stalled, PAYQ_SHUTDOWN_TIMEOUT_MS is 3000"
+	state=$("$WL_PROBE" group "$PAYQ_TEST_BROKERS" "$WL_GROUP") || die "group probe failed"
+	[[ $state == "Empty 0" ]] || wl_violation "group after shutdown is '$state', expected 'Empty 0' (left the group)"
+	pass "SIGTERM with the channel stalled: exit $WL_RC in $ms ms (timeout 3000)", left the group
+	[[ $(wl_sql "SELECT status FROM payq.payments WHERE order_id = 'S9'") == @(pending|unknown) ]] ||
+		wl_violation "the stalled pay is no longer pending or unknown"
+	pass "the stalled pay stays pending or unknown, for a redelivery or the reconciler"
 }

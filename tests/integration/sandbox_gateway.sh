@@ -1,7 +1,8 @@
 #!/bin/bash
 # payq-sandbox-gateway on its own, through curl: charges, idempotent replays, 409/422,
 # validation, declines, status queries, latency and concurrency, injected errors, dropped
-# answers, down/up on the same port, the ledger, SIGTERM and bad flags.
+# answers, down/up on the same port, hostile answers (lie, bad_text), forgotten keys,
+# the ledger, SIGTERM and bad flags.
 # shellcheck source=tests/lib.sh
 source "${PAYQ_SOURCE_ROOT:?run through meson test}/tests/lib.sh"
 
@@ -276,6 +277,31 @@ json_ok "$W/body" 'd["replayed"] == 2 and d["conflicts_409"] == 1 and d["mismatc
 expect_http 400 "$(http "$CTL/faults" -X POST --data-binary '{"error_rate":2}')" "error_rate 2"
 expect_http 400 "$(http "$CTL/faults" -X POST --data-binary '{"latency":5}')" "unknown fault"
 json_ok "$W/body" 'd["error"].startswith("latency:")' "bad /faults: 400 naming the field"
+# Hostile answers and forgotten keys (the switches the gateway scenarios use).
+expect_http 400 "$(http "$CTL/faults" -X POST --data-binary '{"lie":"maybe"}')" "lie maybe"
+json_ok "$W/body" 'd["error"].startswith("lie:")' "bad lie: 400 naming the field"
+expect_http 400 "$(charge k-exp '{"order_id":"O-7","command_id":"c-7","amount_minor":1e+15,"currency":"EUR","payer_id":null}')" \
+	"an amount written 1e+15"
+json_ok "$W/body" 'd["error"].startswith("amount_minor")' "1e+15 is refused: amount_minor must be a plain integer"
+expect_http 201 "$(charge k-lie "$(req O-7 c-7 700)")" "k-lie charged"
+faults '{"lie":"amount"}'
+expect_http 200 "$(http "$API/charges/k-lie")" "GET k-lie while lying about the amount"
+json_ok "$W/body" 'd["amount_minor"] == 701' "lie=amount: the answer names another amount"
+faults '{"lie":"key"}'
+expect_http 200 "$(http "$API/charges/k-lie")" "GET k-lie while lying about the key"
+json_ok "$W/body" 'd["idempotency_key"] == "k-lie-other"' "lie=key: the answer names another key"
+faults '{"lie":"none","bad_text":true}'
+expect_http 402 "$(charge k-bad "$(req O-8 c-8 800 declined-1)")" "a decline with bad_text"
+python3 -c 'import sys; b = open(sys.argv[1], "rb").read(); sys.exit(0 if b"\xff" in b else 1)' "$W/body" ||
+	die "bad_text: the decline is valid UTF-8: $(cat "$W/body")"
+pass "bad_text: the decline text is not valid UTF-8"
+faults '{"bad_text":false}'
+expect_http 200 "$(http "$CTL/forget" -X POST)" "POST /forget"
+json_ok "$W/body" 'd["forgotten"] >= 2' "forget counts the keys it dropped"
+expect_http 404 "$(http "$API/charges/k-lie")" "GET k-lie after forget"
+expect_http 201 "$(charge k-lie "$(req O-7 c-7 700)")" "a forgotten key charges again"
+ledger
+json_ok "$W/ledger" '"O-7" in d["multi_charged_orders"]' "the ledger shows the order charged twice"
 expect_http 200 "$(http "$CTL/reset" -X POST)" "POST /reset"
 json_ok "$W/body" 'd == {"charges": 0, "declines": 0, "keys": 0, "orders_charged": 0,
 	"multi_charged_orders": []}' "reset empties the ledger"

@@ -34,3 +34,16 @@ wl_scenario gw_scenario_crash_resume before_charge || exit $?
 wl_scenario gw_scenario_crash_resume after_charge || exit $?
 wl_scenario gw_scenario_down || exit $?
 wl_scenario gw_scenario_poison || exit $?
+# The guarantee at its edges (issue 13).
+wl_scenario gw_scenario_key_ambiguous || exit $?
+wl_scenario gw_scenario_key_stored || exit $?
+wl_scenario gw_scenario_mismatch amount || exit $?
+wl_scenario gw_scenario_mismatch currency || exit $?
+wl_scenario gw_scenario_mismatch key || exit $?
+wl_scenario gw_scenario_retention || exit $?
+wl_scenario gw_scenario_bad_text || exit $?
+wl_scenario gw_scenario_settle_refused || exit $?
+wl_scenario gw_scenario_reconcile_goes_on || exit $?
+wl_scenario gw_scenario_big_amount || exit $?
+wl_scenario gw_scenario_cancel_in_progress || exit $?
+wl_scenario gw_scenario_shutdown_stalled || exit $?

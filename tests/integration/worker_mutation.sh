@@ -15,6 +15,11 @@
 #                        DLQ) is charged anyway
 #   unguarded-progress   the progress write ignores the reset generation: a worker that left
 #                        the group and finishes a batch after reset-offsets undoes the reset
+#                        DLQ) is charged anyway (with a key built from its IDs, since it
+#                        has no payment row to read one from)
+#   ambiguous-key        gateway mode: the idempotency key is the old order_id:command_id,
+#                        which order "shop" + command "1:pay" and order "shop:1" + command
+#                        "pay" share, so the second pay is never charged
 #
 # The mutants come from PAYQ_MUTANT_<NAME>_EXE (NAME upper-case, '-' as '_'), for example
 # PAYQ_MUTANT_SKIP_DEDUP_EXE; unset ones are built here, incrementally, in
@@ -93,3 +98,4 @@ check_mutant new-key-on-retry gw_scenario_crash_resume
 check_mutant lock-before-dedup wl_scenario_zombie_tx
 check_mutant charge-poison gw_scenario_poison
 check_mutant unguarded-progress rp_scenario_reset_race
+check_mutant ambiguous-key gw_scenario_key_ambiguous

@@ -223,6 +223,35 @@ static const struct iso_case iso_bug_cases[] = {
 	{"2026-11-26T10:00:00.Z", -1, 0},     /* '.' without digits */
 };
 
+START_TEST(test_utf8_clean)
+{
+	char buf[16];
+	static const char text[] = "ok \xff\xc3\x28 \xc3\xbc\xed\xa0\x80\xc0\xaf\xf4\x90\x80\x80";
+
+	/* Invalid bytes (a stray 0xff, a lead byte without its continuation, a surrogate,
+	 * an overlong '/', a code point above U+10FFFF) each become U+FFFD. */
+	char big[128];
+	payq_utf8_clean(big, sizeof(big), text, sizeof(text) - 1);
+	ck_assert_str_eq(big, "ok \xef\xbf\xbd\xef\xbf\xbd( \xc3\xbc"
+			      "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+			      "\xef\xbf\xbd\xef\xbf\xbd"
+			      "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+	/* Cut on a character boundary: 7 bytes of room hold three 2-byte characters. */
+	char small[8];
+	payq_utf8_clean(small, sizeof(small), "\xc3\xbc\xc3\xbc\xc3\xbc\xc3\xbc", 8);
+	ck_assert_str_eq(small, "\xc3\xbc\xc3\xbc\xc3\xbc");
+	/* A sequence cut short at the end of the input, and control characters. */
+	payq_utf8_clean(buf, sizeof(buf), "ab\xe2\x82", 4);
+	ck_assert_str_eq(buf, "ab\xef\xbf\xbd\xef\xbf\xbd");
+	payq_utf8_clean(buf, sizeof(buf), "a\nb\tc", 5);
+	ck_assert_str_eq(buf, "a b c");
+	payq_utf8_clean(buf, sizeof(buf), "a\0b", 3);
+	ck_assert_str_eq(buf, "a");
+	payq_utf8_clean(buf, 1, "abc", 3);
+	ck_assert_str_eq(buf, "");
+}
+END_TEST
+
 START_TEST(test_known_bugs)
 {
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(iso_bug_cases); i++) {
@@ -426,6 +455,7 @@ static Suite *util_suite(void)
 	tcase_add_test(tc, test_random_bytes);
 	tcase_add_test(tc, test_clocks);
 	tcase_add_test(tc, test_known_bugs);
+	tcase_add_test(tc, test_utf8_clean);
 	suite_add_tcase(s, tc);
 	return s;
 }
