@@ -750,8 +750,9 @@ static int process_batch(worker_t *w)
 				      w->dead[i].msg->offset, NULL};
 		snprintf(labels, sizeof(labels), "reason=\"%s\"", w->dead[i].reason);
 		payq_metrics_add("payq_dlq_total", labels, 1);
-		payq_log(PAYQ_LOG_WARN, &ctx, "dead-lettered: %s: %s", w->dead[i].reason,
-			 w->dead[i].error);
+		payq_log(PAYQ_LOG_WARN, &ctx, "dead-lettered%s: %s: %s",
+			 w->dead[i].truncated ? " (truncated copy: too_large_for_dlq)" : "",
+			 w->dead[i].reason, w->dead[i].error);
 	}
 
 #ifdef PAYQ_MUTATION_STORE_BEFORE_COMMIT
