@@ -367,10 +367,15 @@ int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
 	a->conn = payq_pg_connect(a->conninfo, "payq-worker", errstr, errstr_size);
 	if (!a->conn)
 		return -1;
-	if (payq_migrate_check(a->conn, errstr, errstr_size)) {
-		int transient = PQstatus(a->conn) != CONNECTION_OK;
+	switch (payq_migrate_check(a->conn, errstr, errstr_size)) {
+	case PAYQ_SCHEMA_OK:
+		break;
+	case PAYQ_SCHEMA_TOO_OLD:
 		payq_apply_disconnect(a);
-		return transient ? -1 : -2;
+		return -2;
+	case PAYQ_SCHEMA_UNREADABLE:
+		payq_apply_disconnect(a);
+		return -1;
 	}
 	/* A generic plan frozen while the tables were small would scan them whole for
 	 * ever after; custom plans follow the tables' real size. Planning is cheap
