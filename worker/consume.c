@@ -432,6 +432,9 @@ static size_t collect(worker_t *w)
 			continue;
 		}
 		w->batch[w->nbatch++].msg = m;
+		if (payq_fault_point("consumer_fatal"))
+			rd_kafka_test_fatal_error(w->rk, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+						  "payq fault injection");
 		if (!deadline)
 			deadline = payq_now_ms() + w->cfg->batch_wait_ms;
 	}
@@ -558,6 +561,10 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 	}
 	if (!k)
 		return 0;
+	/* A fatal error met while the batch was applied: charge nothing; the pays stay
+	 * pending and resume, with the same keys, on redelivery. */
+	if (w->fatal)
+		return -1;
 	payq_crash_point("before_charge");
 	payq_gateway_charge(w->gw, w->charges, k);
 	payq_crash_point("after_charge");
@@ -735,6 +742,10 @@ static int process_batch(worker_t *w)
 
 	if (payq_fault_point("kafka_fatal"))
 		payq_dlq_test_fatal(w->dlq);
+	/* After a fatal error nothing more is applied (nor charged): the batch in hand,
+	 * perhaps cut short by the error, is delivered again to the next owner. */
+	if (w->fatal)
+		return -1;
 	n = decode_batch(w, &ndead);
 	np = batch_progress(w, prog);
 
@@ -909,8 +920,10 @@ static void shutdown_worker(worker_t *w)
 	for (size_t i = 0; i < w->nheld; i++)
 		rd_kafka_message_destroy(w->held[i].msg);
 	release_batch(w);
+	/* After a fatal error librdkafka 2.0.2 refuses the consumer close, and a plain
+	 * destroy then waits for it for ever. */
 	if (w->rk)
-		rd_kafka_destroy(w->rk);
+		rd_kafka_destroy_flags(w->rk, w->fatal ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0);
 	payq_http_stop(w->http);
 	payq_reconciler_stop(w->reconciler);
 	payq_gateway_destroy(w->gw);
