@@ -291,6 +291,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		bool lost = rd_kafka_assignment_lost(rk);
 
 		log_info("revoked %d partitions%s", parts->cnt, lost ? " (assignment lost)" : "");
+		/* Lost (session timed out, max.poll.interval.ms passed) or leaving: the worker
+		 * holds nothing until it is assigned again. An eager rebalance's revoke is
+		 * not that: the member stays in the group and is assigned again at once. */
+		if (lost || !payq_run)
+			atomic_store(&w->joined, false);
 		drop_partitions(w, parts);
 #ifdef PAYQ_MUTATION_LOST_COMMIT_OK
 		/* Deliberately broken build: commits even though the assignment is lost. */
@@ -310,6 +315,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			ret = rd_kafka_assign(rk, NULL);
 	} else {
 		log_error("rebalance error: %s", rd_kafka_err2str(err));
+		atomic_store(&w->joined, false);
 		ret = rd_kafka_assign(rk, NULL);
 	}
 	if (error) {
