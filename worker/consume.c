@@ -330,9 +330,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static int hold(worker_t *w, rd_kafka_message_t *m)
 {
-	if (w->nheld == w->held_cap) {
+	bool fail = payq_fault_point("hold_alloc"); /* tests: as if realloc failed */
+
+	if (fail || w->nheld == w->held_cap) {
 		size_t cap = w->held_cap ? w->held_cap * 2 : 64;
-		entry_t *p = realloc(w->held, cap * sizeof(*p));
+		entry_t *p = fail ? NULL : realloc(w->held, cap * sizeof(*p));
 		if (!p)
 			return -1;
 		w->held = p;
@@ -340,6 +342,44 @@ static int hold(worker_t *w, rd_kafka_message_t *m)
 	}
 	w->held[w->nheld++].msg = m;
 	return 0;
+}
+
+/* Holding m failed (out of memory). Dropping it alone would be a loss: the offsets of
+ * later messages of its partition would be stored past it. So forget the held messages
+ * of its partition from m on and seek the partition back to m, which makes it fetched
+ * again. If the seek fails, stop: a fatal error stores nothing more, and the partition's
+ * next owner fetches m from the committed offset. */
+static void rewind_to(worker_t *w, rd_kafka_message_t *m)
+{
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_error_t *error;
+	rd_kafka_resp_err_t err;
+	size_t k = 0;
+
+	for (size_t i = 0; i < w->nheld; i++) {
+		rd_kafka_message_t *h = w->held[i].msg;
+		if (h->partition == m->partition && h->offset >= m->offset)
+			rd_kafka_message_destroy(h);
+		else
+			w->held[k++] = w->held[i];
+	}
+	w->nheld = k;
+	rd_kafka_topic_partition_list_add(list, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+		m->offset;
+	log_warn("out of memory holding %s/%" PRId32 "/%" PRId64 ": seeking back to it",
+		 rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+	rd_kafka_message_destroy(m);
+	error = rd_kafka_seek_partitions(w->rk, list, 10000);
+	err = error ? rd_kafka_error_code(error) : list->elems[0].err;
+	if (err) {
+		log_error("seeking back to a message that could not be held: %s",
+			  error ? rd_kafka_error_string(error) : rd_kafka_err2str(err));
+		w->fatal = true;
+		payq_run = 0;
+	}
+	if (error)
+		rd_kafka_error_destroy(error);
+	rd_kafka_topic_partition_list_destroy(list);
 }
 
 /* Polls once. A message comes back only if it is a real message; errors are logged. */
@@ -394,11 +434,14 @@ static bool tick(void *opaque, int wait_ms)
 	worker_t *w = opaque;
 	int64_t until = payq_now_ms() + wait_ms;
 
-	set_paused(w, true);
+	/* The hold_alloc fault test keeps fetching, so that messages do reach hold(): a
+	 * pause discards what was fetched ahead. */
+	if (!payq_fault_armed("hold_alloc"))
+		set_paused(w, true);
 	do {
 		rd_kafka_message_t *m = poll_one(w, wait_ms > 100 ? 100 : wait_ms);
 		if (m && hold(w, m))
-			rd_kafka_message_destroy(m); /* out of memory: it will be fetched again */
+			rewind_to(w, m);
 		if (w->fatal)
 			return false;
 		if (!payq_run) {
