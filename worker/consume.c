@@ -49,6 +49,7 @@ typedef struct worker {
 	bool commit_dirty;
 	int64_t async_commit_ms;  /* when the async commit in flight was sent, or 0 */
 	bool in_flight;           /* process_batch() is settling w->batch */
+	bool retried;             /* an apply attempt of w->batch failed transiently */
 	int64_t stop_deadline_ms; /* set when a signal arrives */
 
 	entry_t *batch;    /* the batch being collected or applied, in poll order */
@@ -558,6 +559,7 @@ static int apply_range(worker_t *w, payq_item_t *items, size_t n, const payq_pro
 		} else {
 			snprintf(sqlstate, sizeof(sqlstate), "08000");
 		}
+		w->retried = true; /* its COMMIT may have landed all the same */
 		if (!db_retry_wait(w, &attempt, sqlstate, "the batch", errstr))
 			return -1;
 	}
@@ -641,6 +643,13 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 		if (c->status == PAYQ_CHARGE_UNKNOWN)
 			payq_log(PAYQ_LOG_WARN, &ctx, "payment of order %s unknown, left to the "
 				 "reconciler: %s", c->order_id, c->detail);
+		/* A pay whose first COMMIT landed before its retry counts as its own row. */
+		if (it->own_row && it->recorded == PAYQ_OUT_PENDING) {
+			if (c->status == PAYQ_CHARGE_SUCCEEDED)
+				it->recorded = PAYQ_OUT_APPLIED;
+			else if (c->status == PAYQ_CHARGE_DECLINED)
+				it->recorded = PAYQ_OUT_REJECTED_DECLINED;
+		}
 		if (it->outcome != PAYQ_OUT_PENDING)
 			continue; /* a resumed redelivery counts as a duplicate */
 		if (c->status == PAYQ_CHARGE_SUCCEEDED)
@@ -651,13 +660,29 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 	return 0;
 }
 
-static void count_outcomes(const payq_item_t *items, size_t n)
+/* What the metrics count for item i of the batch: the committed outcome. Poison has
+ * none (its evaluation was rolled back; it was dead-lettered), and after a retry a
+ * duplicate of the message's own row is the row's outcome: the first COMMIT landed. */
+static payq_outcome_t committed_outcome(const worker_t *w, size_t i, const size_t *poison,
+					size_t npoison)
 {
-	size_t counts[PAYQ_CMD_CANCEL_ORDER + 1][PAYQ_OUT__CNT];
+	const payq_item_t *it = &w->items[i];
+
+	for (size_t j = 0; j < npoison; j++)
+		if (poison[j] == i)
+			return PAYQ_OUT__CNT;
+	if (it->outcome == PAYQ_OUT_DUPLICATE && it->own_row && w->retried)
+		return it->recorded;
+	return it->outcome;
+}
+
+static void count_outcomes(const worker_t *w, size_t n, const size_t *poison, size_t npoison)
+{
+	size_t counts[PAYQ_CMD_CANCEL_ORDER + 1][PAYQ_OUT__CNT + 1];
 
 	memset(counts, 0, sizeof(counts));
 	for (size_t i = 0; i < n; i++)
-		counts[items[i].cmd.type][items[i].outcome]++;
+		counts[w->items[i].cmd.type][committed_outcome(w, i, poison, npoison)]++;
 	for (int t = PAYQ_CMD_CREATE_ORDER; t <= PAYQ_CMD_CANCEL_ORDER; t++) {
 		for (int o = 0; o < PAYQ_OUT__CNT; o++) {
 			char labels[96];
@@ -789,6 +814,7 @@ static int process_batch(worker_t *w)
 	int64_t t0 = payq_now_us();
 	int rc;
 
+	w->retried = false;
 	if (payq_fault_point("kafka_fatal"))
 		payq_dlq_test_fatal(w->dlq);
 	/* After a fatal error nothing more is applied (nor charged): the batch in hand,
@@ -878,7 +904,7 @@ static int process_batch(worker_t *w)
 						     (double)(now_wall - w->items[i].timestamp_ms) /
 							     1000.0);
 	}
-	count_outcomes(w->items, n);
+	count_outcomes(w, n, poison, npoison);
 	payq_metrics_observe("payq_batch_size", NULL, (double)w->nbatch);
 	payq_metrics_observe("payq_batch_duration_seconds", NULL,
 			     (double)(payq_now_us() - t0) / 1e6);
