@@ -113,14 +113,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	log_warn("Kafka error: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
-static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-		      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+/* The result of any commit, synchronous or not. */
+static void commit_result(worker_t *w, rd_kafka_resp_err_t err)
 {
-	worker_t *w = opaque;
-
-	(void)rk;
-	(void)offsets;
-	w->async_commit_ms = 0;
 	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		return;
 	if (err) {
@@ -132,6 +127,30 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	}
 	payq_metrics_set("payq_last_commit_timestamp_seconds", NULL,
 			 (double)payq_wall_ms() / 1000.0);
+}
+
+/* The configured callback: synchronous commits only (the revoke's, the final one),
+ * since the async ones carry their own. It must not touch the async in-flight mark: a
+ * revoke's commit can complete while an async commit is still being retried. */
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+		      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	(void)rk;
+	(void)offsets;
+	commit_result(opaque, err);
+}
+
+/* The callback of the one async commit in flight (rd_kafka_commit_queue), served on
+ * the consumer queue by rd_kafka_consumer_poll like commit_cb. */
+static void async_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			    rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	worker_t *w = opaque;
+
+	(void)rk;
+	(void)offsets;
+	w->async_commit_ms = 0;
+	commit_result(w, err);
 }
 
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
@@ -758,7 +777,15 @@ static void commit(worker_t *w, bool sync)
 	 * must not stop commits for good: after 10 s the next one goes anyway.) */
 	if (!sync && w->async_commit_ms && payq_now_ms() - w->async_commit_ms < 10000)
 		return;
-	err = rd_kafka_commit(w->rk, NULL, sync ? 0 : 1);
+	if (sync) {
+		err = rd_kafka_commit(w->rk, NULL, 0);
+	} else {
+		rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(w->rk);
+		err = q ? rd_kafka_commit_queue(w->rk, NULL, q, async_commit_cb, w) :
+			  RD_KAFKA_RESP_ERR__UNKNOWN_GROUP;
+		if (q)
+			rd_kafka_queue_destroy(q); /* the commit keeps its own reference */
+	}
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
 		payq_metrics_add("payq_commit_errors_total", NULL, 1);
 		log_warn("offset commit: %s", rd_kafka_err2str(err));
