@@ -460,8 +460,15 @@ static bool tick(void *opaque, int wait_ms)
 		set_paused(w, true);
 	do {
 		rd_kafka_message_t *m = poll_one(w, wait_ms > 100 ? 100 : wait_ms);
-		if (m && hold(w, m))
+		if (m && hold(w, m)) {
+#ifdef PAYQ_MUTATION_HOLD_DROP
+			/* Deliberately broken build: the message is skipped. */
+			rd_kafka_message_destroy(m);
+			(void)rewind_to;
+#else
 			rewind_to(w, m);
+#endif
+		}
 		if (w->fatal)
 			return false;
 		if (!payq_run) {
