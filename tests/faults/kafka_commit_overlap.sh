@@ -17,7 +17,7 @@ source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/faults/lib.sh"
 BACKOFF_MS=8000
 broker_start --partitions 4
 db_create
-WORKER_X+=(-X partition.assignment.strategy=cooperative-sticky -X retry.backoff.ms=$BACKOFF_MS)
+WORKER_X+=(-X partition.assignment.strategy=cooperative-sticky -X "retry.backoff.ms=$BACKOFF_MS")
 worker_start w1 PAYQ_LOG_LEVEL=debug -- -X debug=protocol
 worker_wait_assigned w1
 produce_orders 1 8
