@@ -68,6 +68,15 @@ const char *payq_outcome_name(payq_outcome_t o)
 	return o < PAYQ_OUT__CNT ? outcome_names[o] : "unknown";
 }
 
+/* The outcome named by a processed_commands.outcome value, or PAYQ_OUT__CNT. */
+static payq_outcome_t outcome_parse(const char *name)
+{
+	for (int o = 0; o < PAYQ_OUT__CNT; o++)
+		if (!strcmp(outcome_names[o], name))
+			return (payq_outcome_t)o;
+	return PAYQ_OUT__CNT;
+}
+
 /* One order touched by the batch. */
 typedef struct ostate {
 	const char *order_id;
@@ -87,6 +96,9 @@ typedef struct dstate {
 	bool in_db;
 	bool pending;   /* gateway mode: its recorded outcome is pending */
 	bool resumed;   /* gateway mode: one of its redeliveries charges again */
+	const char *outcome, *topic; /* in_db: the row's outcome and Kafka coordinates */
+	int32_t partition;
+	int64_t offset;
 	int first;      /* item that created the row in this batch, or -1 */
 	int dups;       /* redeliveries seen in this batch */
 } dstate_t;
@@ -172,7 +184,7 @@ static const struct {
 	 * Rows of commands not in the batch are simply never looked up. */
 	{"read_dedup",
 	 "SELECT p.order_id, p.command_id, encode(p.payload_sha256, 'hex'),"
-	 " p.outcome = 'pending'"
+	 " p.outcome = 'pending', p.outcome, p.kafka_topic, p.kafka_partition, p.kafka_offset"
 	 " FROM unnest($1::text[]) AS k(id)"
 	 " JOIN LATERAL (SELECT * FROM payq.processed_commands WHERE order_id = k.id"
 	 " OFFSET 0) AS p"
@@ -405,10 +417,15 @@ int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
 	a->conn = payq_pg_connect(a->conninfo, "payq-worker", errstr, errstr_size);
 	if (!a->conn)
 		return -1;
-	if (payq_migrate_check(a->conn, errstr, errstr_size)) {
-		int transient = PQstatus(a->conn) != CONNECTION_OK;
+	switch (payq_migrate_check(a->conn, errstr, errstr_size)) {
+	case PAYQ_SCHEMA_OK:
+		break;
+	case PAYQ_SCHEMA_TOO_OLD:
 		payq_apply_disconnect(a);
-		return transient ? -1 : -2;
+		return -2;
+	case PAYQ_SCHEMA_UNREADABLE:
+		payq_apply_disconnect(a);
+		return -1;
 	}
 	/* A generic plan frozen while the tables were small would scan them whole for
 	 * ever after; custom plans follow the tables' real size. Planning is cheap
@@ -746,6 +763,10 @@ static int load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *ded
 		k->in_db = true;
 		k->hash_hex = PQgetvalue(dedup, r, 2);
 		k->pending = PQgetvalue(dedup, r, 3)[0] == 't';
+		k->outcome = PQgetvalue(dedup, r, 4);
+		k->topic = PQgetvalue(dedup, r, 5);
+		k->partition = (int32_t)atoi(PQgetvalue(dedup, r, 6));
+		k->offset = strtoll(PQgetvalue(dedup, r, 7), NULL, 10);
 	}
 #else
 	(void)dedup;
@@ -766,10 +787,16 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 
 		a->detail[i][0] = '\0';
 		it->charge = false;
+		it->own_row = false;
+		it->recorded = PAYQ_OUT__CNT;
 		if (k) {
 			if (!strcmp(k->hash_hex, a->hex[i])) {
 				it->outcome = PAYQ_OUT_DUPLICATE;
 				k->dups++;
+				it->own_row = k->in_db && !strcmp(k->topic, a->topic) &&
+					      k->partition == it->partition && k->offset == it->offset;
+				if (it->own_row)
+					it->recorded = outcome_parse(k->outcome);
 				/* The recovery point of an interrupted gateway pay: charge again
 				 * with the same key (once per batch). */
 				if (a->gateway && k->in_db && k->pending && !k->resumed &&

@@ -37,6 +37,11 @@ typedef struct payq_item {
 	payq_outcome_t outcome; /* set by a successful payq_apply_batch() */
 	bool charge; /* gateway mode: its payment is pending; charge it, then settle */
 	payq_trace_t trace; /* from the message's traceparent and tracestate headers */
+	/* With outcome duplicate: the row found was written by this very message (same
+	 * topic, partition and offset), and records this outcome (PAYQ_OUT__CNT if not).
+	 * After a retry whose first COMMIT did land, that is the batch's own outcome. */
+	bool own_row;
+	payq_outcome_t recorded;
 } payq_item_t;
 
 /* consumer_progress for one partition: every offset below next_offset is settled. */

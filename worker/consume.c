@@ -50,6 +50,7 @@ typedef struct worker {
 	bool commit_dirty;
 	int64_t async_commit_ms;  /* when the async commit in flight was sent, or 0 */
 	bool in_flight;           /* process_batch() is settling w->batch */
+	bool retried;             /* an apply attempt of w->batch failed transiently */
 	int64_t stop_deadline_ms; /* set when a signal arrives */
 
 	entry_t *batch;    /* the batch being collected or applied, in poll order */
@@ -113,14 +114,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	log_warn("Kafka error: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
-static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-		      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+/* The result of any commit, synchronous or not. */
+static void commit_result(worker_t *w, rd_kafka_resp_err_t err)
 {
-	worker_t *w = opaque;
-
-	(void)rk;
-	(void)offsets;
-	w->async_commit_ms = 0;
 	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		return;
 	if (err) {
@@ -132,6 +128,30 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	}
 	payq_metrics_set("payq_last_commit_timestamp_seconds", NULL,
 			 (double)payq_wall_ms() / 1000.0);
+}
+
+/* The configured callback: synchronous commits only (the revoke's, the final one),
+ * since the async ones carry their own. It must not touch the async in-flight mark: a
+ * revoke's commit can complete while an async commit is still being retried. */
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+		      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	(void)rk;
+	(void)offsets;
+	commit_result(opaque, err);
+}
+
+/* The callback of the one async commit in flight (rd_kafka_commit_queue), served on
+ * the consumer queue by rd_kafka_consumer_poll like commit_cb. */
+static void async_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			    rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	worker_t *w = opaque;
+
+	(void)rk;
+	(void)offsets;
+	w->async_commit_ms = 0;
+	commit_result(w, err);
 }
 
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
@@ -284,6 +304,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		bool lost = rd_kafka_assignment_lost(rk);
 
 		log_info("revoked %d partitions%s", parts->cnt, lost ? " (assignment lost)" : "");
+		/* Lost (session timed out, max.poll.interval.ms passed) or leaving: the worker
+		 * holds nothing until it is assigned again. An eager rebalance's revoke is
+		 * not that: the member stays in the group and is assigned again at once. */
+		if (lost || !payq_run)
+			atomic_store(&w->joined, false);
 		drop_partitions(w, parts);
 		payq_lag_forget(w->cfg->group, parts);
 #ifdef PAYQ_MUTATION_LOST_COMMIT_OK
@@ -304,6 +329,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			ret = rd_kafka_assign(rk, NULL);
 	} else {
 		log_error("rebalance error: %s", rd_kafka_err2str(err));
+		atomic_store(&w->joined, false);
 		ret = rd_kafka_assign(rk, NULL);
 	}
 	if (error) {
@@ -318,9 +344,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 static int hold(worker_t *w, rd_kafka_message_t *m)
 {
-	if (w->nheld == w->held_cap) {
+	bool fail = payq_fault_point("hold_alloc"); /* tests: as if realloc failed */
+
+	if (fail || w->nheld == w->held_cap) {
 		size_t cap = w->held_cap ? w->held_cap * 2 : 64;
-		entry_t *p = realloc(w->held, cap * sizeof(*p));
+		entry_t *p = fail ? NULL : realloc(w->held, cap * sizeof(*p));
 		if (!p)
 			return -1;
 		w->held = p;
@@ -328,6 +356,44 @@ static int hold(worker_t *w, rd_kafka_message_t *m)
 	}
 	w->held[w->nheld++].msg = m;
 	return 0;
+}
+
+/* Holding m failed (out of memory). Dropping it alone would be a loss: the offsets of
+ * later messages of its partition would be stored past it. So forget the held messages
+ * of its partition from m on and seek the partition back to m, which makes it fetched
+ * again. If the seek fails, stop: a fatal error stores nothing more, and the partition's
+ * next owner fetches m from the committed offset. */
+static void rewind_to(worker_t *w, rd_kafka_message_t *m)
+{
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_error_t *error;
+	rd_kafka_resp_err_t err;
+	size_t k = 0;
+
+	for (size_t i = 0; i < w->nheld; i++) {
+		rd_kafka_message_t *h = w->held[i].msg;
+		if (h->partition == m->partition && h->offset >= m->offset)
+			rd_kafka_message_destroy(h);
+		else
+			w->held[k++] = w->held[i];
+	}
+	w->nheld = k;
+	rd_kafka_topic_partition_list_add(list, rd_kafka_topic_name(m->rkt), m->partition)->offset =
+		m->offset;
+	log_warn("out of memory holding %s/%" PRId32 "/%" PRId64 ": seeking back to it",
+		 rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+	rd_kafka_message_destroy(m);
+	error = rd_kafka_seek_partitions(w->rk, list, 10000);
+	err = error ? rd_kafka_error_code(error) : list->elems[0].err;
+	if (err) {
+		log_error("seeking back to a message that could not be held: %s",
+			  error ? rd_kafka_error_string(error) : rd_kafka_err2str(err));
+		w->fatal = true;
+		payq_run = 0;
+	}
+	if (error)
+		rd_kafka_error_destroy(error);
+	rd_kafka_topic_partition_list_destroy(list);
 }
 
 /* Polls once. A message comes back only if it is a real message; errors are logged. */
@@ -382,11 +448,21 @@ static bool tick(void *opaque, int wait_ms)
 	worker_t *w = opaque;
 	int64_t until = payq_now_ms() + wait_ms;
 
-	set_paused(w, true);
+	/* The hold_alloc fault test keeps fetching, so that messages do reach hold(): a
+	 * pause discards what was fetched ahead. */
+	if (!payq_fault_armed("hold_alloc"))
+		set_paused(w, true);
 	do {
 		rd_kafka_message_t *m = poll_one(w, wait_ms > 100 ? 100 : wait_ms);
-		if (m && hold(w, m))
-			rd_kafka_message_destroy(m); /* out of memory: it will be fetched again */
+		if (m && hold(w, m)) {
+#ifdef PAYQ_MUTATION_HOLD_DROP
+			/* Deliberately broken build: the message is skipped. */
+			rd_kafka_message_destroy(m);
+			(void)rewind_to;
+#else
+			rewind_to(w, m);
+#endif
+		}
 		if (w->fatal)
 			return false;
 		if (!payq_run) {
@@ -427,6 +503,9 @@ static size_t collect(worker_t *w)
 			continue;
 		}
 		w->batch[w->nbatch++].msg = m;
+		if (payq_fault_point("consumer_fatal"))
+			rd_kafka_test_fatal_error(w->rk, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+						  "payq fault injection");
 		if (!deadline)
 			deadline = payq_now_ms() + w->cfg->batch_wait_ms;
 	}
@@ -501,6 +580,7 @@ static int apply_range(worker_t *w, payq_item_t *items, size_t n, const payq_pro
 		} else {
 			snprintf(sqlstate, sizeof(sqlstate), "08000");
 		}
+		w->retried = true; /* its COMMIT may have landed all the same */
 		if (!db_retry_wait(w, &attempt, sqlstate, "the batch", errstr))
 			return -1;
 	}
@@ -606,6 +686,10 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 	}
 	if (!k)
 		return 0;
+	/* A fatal error met while the batch was applied: charge nothing; the pays stay
+	 * pending and resume, with the same keys, on redelivery. */
+	if (w->fatal)
+		return -1;
 	if (read_keys(w, k))
 		return -1;
 	payq_crash_point("before_charge");
@@ -645,6 +729,13 @@ static int charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
 					       c->command_id, c->detail) < 0)
 			/* The reconciler's next look meets the same answer and raises it. */
 			payq_log(PAYQ_LOG_WARN, &ctx, "recording charge_mismatch failed");
+		/* A pay whose first COMMIT landed before its retry counts as its own row. */
+		if (it->own_row && it->recorded == PAYQ_OUT_PENDING) {
+			if (c->status == PAYQ_CHARGE_SUCCEEDED)
+				it->recorded = PAYQ_OUT_APPLIED;
+			else if (c->status == PAYQ_CHARGE_DECLINED)
+				it->recorded = PAYQ_OUT_REJECTED_DECLINED;
+		}
 		if (it->outcome != PAYQ_OUT_PENDING)
 			continue; /* a resumed redelivery counts as a duplicate */
 		if (c->status == PAYQ_CHARGE_SUCCEEDED)
@@ -673,13 +764,29 @@ static void log_outcomes(const worker_t *w, const payq_item_t *items, size_t n)
 	}
 }
 
-static void count_outcomes(const payq_item_t *items, size_t n)
+/* What the metrics count for item i of the batch: the committed outcome. Poison has
+ * none (its evaluation was rolled back; it was dead-lettered), and after a retry a
+ * duplicate of the message's own row is the row's outcome: the first COMMIT landed. */
+static payq_outcome_t committed_outcome(const worker_t *w, size_t i, const size_t *poison,
+					size_t npoison)
 {
-	size_t counts[PAYQ_CMD_CANCEL_ORDER + 1][PAYQ_OUT__CNT];
+	const payq_item_t *it = &w->items[i];
+
+	for (size_t j = 0; j < npoison; j++)
+		if (poison[j] == i)
+			return PAYQ_OUT__CNT;
+	if (it->outcome == PAYQ_OUT_DUPLICATE && it->own_row && w->retried)
+		return it->recorded;
+	return it->outcome;
+}
+
+static void count_outcomes(const worker_t *w, size_t n, const size_t *poison, size_t npoison)
+{
+	size_t counts[PAYQ_CMD_CANCEL_ORDER + 1][PAYQ_OUT__CNT + 1];
 
 	memset(counts, 0, sizeof(counts));
 	for (size_t i = 0; i < n; i++)
-		counts[items[i].cmd.type][items[i].outcome]++;
+		counts[w->items[i].cmd.type][committed_outcome(w, i, poison, npoison)]++;
 	for (int t = PAYQ_CMD_CREATE_ORDER; t <= PAYQ_CMD_CANCEL_ORDER; t++) {
 		for (int o = 0; o < PAYQ_OUT__CNT; o++) {
 			char labels[96];
@@ -755,7 +862,15 @@ static void commit(worker_t *w, bool sync)
 	 * must not stop commits for good: after 10 s the next one goes anyway.) */
 	if (!sync && w->async_commit_ms && payq_now_ms() - w->async_commit_ms < 10000)
 		return;
-	err = rd_kafka_commit(w->rk, NULL, sync ? 0 : 1);
+	if (sync) {
+		err = rd_kafka_commit(w->rk, NULL, 0);
+	} else {
+		rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(w->rk);
+		err = q ? rd_kafka_commit_queue(w->rk, NULL, q, async_commit_cb, w) :
+			  RD_KAFKA_RESP_ERR__UNKNOWN_GROUP;
+		if (q)
+			rd_kafka_queue_destroy(q); /* the commit keeps its own reference */
+	}
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
 		payq_metrics_add("payq_commit_errors_total", NULL, 1);
 		log_warn("offset commit: %s", rd_kafka_err2str(err));
@@ -831,8 +946,13 @@ static int process_batch(worker_t *w)
 	int64_t t0 = payq_now_us();
 	int rc;
 
+	w->retried = false;
 	if (payq_fault_point("kafka_fatal"))
 		payq_dlq_test_fatal(w->dlq);
+	/* After a fatal error nothing more is applied (nor charged): the batch in hand,
+	 * perhaps cut short by the error, is delivered again to the next owner. */
+	if (w->fatal)
+		return -1;
 	n = decode_batch(w, &ndead);
 	np = batch_progress(w, prog);
 
@@ -854,8 +974,9 @@ static int process_batch(worker_t *w)
 		ctx.trace_id = trace.valid ? trace.trace_id : NULL;
 		snprintf(labels, sizeof(labels), "reason=\"%s\"", w->dead[i].reason);
 		payq_metrics_add("payq_dlq_total", labels, 1);
-		payq_log(PAYQ_LOG_WARN, &ctx, "dead-lettered: %s: %s", w->dead[i].reason,
-			 w->dead[i].error);
+		payq_log(PAYQ_LOG_WARN, &ctx, "dead-lettered%s: %s: %s",
+			 w->dead[i].truncated ? " (truncated copy: too_large_for_dlq)" : "",
+			 w->dead[i].reason, w->dead[i].error);
 	}
 
 #ifdef PAYQ_MUTATION_STORE_BEFORE_COMMIT
@@ -923,8 +1044,8 @@ static int process_batch(worker_t *w)
 						     (double)(now_wall - w->items[i].timestamp_ms) /
 							     1000.0);
 	}
-	count_outcomes(w->items, n);
-	log_outcomes(w, w->items, n);
+	count_outcomes(w, n, poison, npoison);
+		log_outcomes(w, w->items, n);
 	payq_metrics_observe("payq_batch_size", NULL, (double)w->nbatch);
 	payq_metrics_observe("payq_batch_duration_seconds", NULL,
 			     (double)(payq_now_us() - t0) / 1e6);
@@ -1068,16 +1189,20 @@ static void shutdown_worker(worker_t *w)
 	payq_reconciler_request_stop(w->reconciler);
 	if (w->rk) {
 		final_commit(w);
-		closed = close_consumer(w);
+		if (!w->fatal)
+			closed = close_consumer(w);
 	}
 	payq_dlq_destroy(w->dlq, shutdown_left_ms(w));
 	for (size_t i = 0; i < w->nheld; i++)
 		rd_kafka_message_destroy(w->held[i].msg);
 	release_batch(w);
-	/* Destroying a consumer whose close is still under way would wait for that close:
-	 * past the deadline it is left to the process exit, and the group drops the member
-	 * after session.timeout.ms. */
-	if (w->rk && closed)
+	/* After a fatal error librdkafka 2.0.2 refuses the consumer close, and a plain
+	 * destroy then waits for it for ever. Destroying a consumer whose close is still
+	 * under way would wait for that close too: past the deadline it is left to the
+	 * process exit, and the group drops the member after session.timeout.ms. */
+	if (w->rk && w->fatal)
+		rd_kafka_destroy_flags(w->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+	else if (w->rk && closed)
 		rd_kafka_destroy(w->rk);
 	payq_http_stop(w->http);
 	payq_reconciler_stop(w->reconciler);

@@ -43,6 +43,14 @@ bool payq_fault_point(const char *name)
 	return true;
 }
 
+bool payq_fault_armed(const char *name)
+{
+	const char *at = getenv("PAYQ_FAULT_AT");
+	size_t len = strlen(name);
+
+	return at && !strncmp(at, name, len) && (!at[len] || at[len] == ':');
+}
+
 void payq_stall_point(const char *name)
 {
 	static long hits;

@@ -11,12 +11,44 @@
 #include "log.h"
 #include "util.h"
 
+/* A copy cut because the full one was too large for the DLQ keeps at most this much of
+ * the original key and value, and drops the original headers: the payq-dlq-* headers
+ * and these fit within librdkafka's smallest message.max.bytes (1000). */
+#define TRUNC_KEY_MAX 64
+#define TRUNC_VALUE_MAX 256
+#define TRUNC_ERROR_MAX 200
+
 struct payq_dlq {
 	rd_kafka_t *rk;
 	char *topic;
 	char *group;
 	int outstanding;
+	char failed[512]; /* a copy that can never be delivered: as fatal as a fatal error */
 };
+
+/* What rd_kafka_producev() said about one copy. */
+typedef enum {
+	PRODUCE_QUEUED,     /* a delivery report will follow */
+	PRODUCE_QUEUE_FULL, /* poll and try again */
+	PRODUCE_TOO_LARGE,  /* over message.max.bytes: send the truncated copy */
+	PRODUCE_FAILED,     /* try again after a backoff, unless the producer is fatal */
+} produce_result_t;
+
+static bool too_large(rd_kafka_resp_err_t err)
+{
+	/* rd_kafka_producev() and the broker use the same code. */
+	return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+}
+
+/* The DLQ refused even the truncated copy of e: nothing more may be stored. */
+static void set_failed(payq_dlq_t *d, const payq_dlq_entry_t *e, rd_kafka_resp_err_t err)
+{
+	snprintf(d->failed, sizeof(d->failed),
+		 "the truncated DLQ copy of %s/%" PRId32 "/%" PRId64 " (%zu bytes) is still too "
+		 "large for %s: %s",
+		 rd_kafka_topic_name(e->msg->rkt), e->msg->partition, e->msg->offset, e->msg->len,
+		 d->topic, rd_kafka_err2str(err));
+}
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -30,11 +62,18 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	/* Only PERSISTED counts: POSSIBLY_PERSISTED might be lost, so we send again and let
 	 * the idempotent producer and the consumer's tolerance of DLQ duplicates cope. */
 	e->persisted = !m->err && rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED;
-	if (!e->persisted) {
-		char order_id[PAYQ_ID_MAX + 1];
-		payq_log_ctx_t ctx = {.partition = -1, .offset = -1};
-		ctx.order_id = payq_codec_key_order_id(m->key, m->key_len, order_id);
-		payq_log(PAYQ_LOG_WARN, &ctx, "DLQ delivery failed: %s", rd_kafka_err2str(m->err));
+	if (e->persisted)
+		return;
+	char order_id[PAYQ_ID_MAX + 1];
+	payq_log_ctx_t ctx = {.partition = -1, .offset = -1};
+	ctx.order_id = payq_codec_key_order_id(m->key, m->key_len, order_id);
+	payq_log(PAYQ_LOG_WARN, &ctx, "DLQ delivery failed: %s", rd_kafka_err2str(m->err));
+	/* The broker refused the copy as too large (the DLQ topic's max.message.bytes):
+	 * sending it again cannot help, the truncated copy can. */
+	if (too_large(m->err)) {
+		if (e->truncated)
+			set_failed(d, e, m->err);
+		e->truncated = true;
 	}
 }
 
@@ -82,41 +121,117 @@ fail:
 	return NULL;
 }
 
-static int produce_one(payq_dlq_t *d, payq_dlq_entry_t *e)
+/* Copies s into buf (size bytes), cut to at most max bytes on a UTF-8 boundary. */
+static void cut_utf8(char *buf, size_t size, const char *s, size_t max)
 {
-	const rd_kafka_message_t *m = e->msg;
-	rd_kafka_headers_t *orig = NULL, *hdrs;
+	size_t len = strlen(s);
+
+	if (len > max)
+		len = max;
+	if (len >= size)
+		len = size - 1;
+	if (len < strlen(s))
+		while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+			len--;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+}
+
+/* The payq-dlq-* headers that say where the copy came from and why it is here. */
+static void add_dlq_headers(payq_dlq_t *d, rd_kafka_headers_t *hdrs, const rd_kafka_message_t *m,
+			    const char *reason, const char *error)
+{
 	char part[16], off[32], ts[32];
-	rd_kafka_resp_err_t err;
 	rd_kafka_timestamp_type_t tstype;
 	int64_t tsv = rd_kafka_message_timestamp(m, &tstype);
 
-	if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
-		hdrs = rd_kafka_headers_copy(orig);
-	else
-		hdrs = rd_kafka_headers_new(8);
 	snprintf(part, sizeof(part), "%" PRId32, m->partition);
 	snprintf(off, sizeof(off), "%" PRId64, m->offset);
 	snprintf(ts, sizeof(ts), "%" PRId64, tsv);
-	rd_kafka_header_add(hdrs, "payq-dlq-reason", -1, e->reason, -1);
-	rd_kafka_header_add(hdrs, "payq-dlq-error", -1, e->error, -1);
+	rd_kafka_header_add(hdrs, "payq-dlq-reason", -1, reason, -1);
+	rd_kafka_header_add(hdrs, "payq-dlq-error", -1, error, -1);
 	rd_kafka_header_add(hdrs, "payq-dlq-topic", -1, rd_kafka_topic_name(m->rkt), -1);
 	rd_kafka_header_add(hdrs, "payq-dlq-partition", -1, part, -1);
 	rd_kafka_header_add(hdrs, "payq-dlq-offset", -1, off, -1);
 	rd_kafka_header_add(hdrs, "payq-dlq-timestamp", -1, ts, -1);
 	rd_kafka_header_add(hdrs, "payq-dlq-group", -1, d->group, -1);
+}
+
+/* Produces the copy of e: the full one (original key, value and headers), or, once that
+ * was too large for the DLQ, the truncated one (reason too_large_for_dlq, the original
+ * reason in payq-dlq-error, payq-dlq-original-size, the start of the key and value). */
+static produce_result_t produce_one(payq_dlq_t *d, payq_dlq_entry_t *e)
+{
+	const rd_kafka_message_t *m = e->msg;
+	rd_kafka_headers_t *orig = NULL, *hdrs;
+	rd_kafka_resp_err_t err;
+	size_t key_len = m->key_len, len = m->len;
+
+	if (e->truncated) {
+		char error[TRUNC_ERROR_MAX + 1], full[320], size[32];
+
+		snprintf(full, sizeof(full), "%s: %s", e->reason, e->error);
+		cut_utf8(error, sizeof(error), full, TRUNC_ERROR_MAX);
+		snprintf(size, sizeof(size), "%zu", m->len);
+		hdrs = rd_kafka_headers_new(8);
+		add_dlq_headers(d, hdrs, m, "too_large_for_dlq", error);
+		rd_kafka_header_add(hdrs, "payq-dlq-original-size", -1, size, -1);
+		key_len = key_len > TRUNC_KEY_MAX ? TRUNC_KEY_MAX : key_len;
+		len = len > TRUNC_VALUE_MAX ? TRUNC_VALUE_MAX : len;
+	} else {
+		if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+			hdrs = rd_kafka_headers_copy(orig);
+		else
+			hdrs = rd_kafka_headers_new(8);
+		add_dlq_headers(d, hdrs, m, e->reason, e->error);
+	}
 
 	err = rd_kafka_producev(d->rk, RD_KAFKA_V_TOPIC(d->topic),
-				RD_KAFKA_V_KEY(m->key, m->key_len),
-				RD_KAFKA_V_VALUE(m->payload, m->len),
+				RD_KAFKA_V_KEY(m->key, m->key ? key_len : 0),
+				RD_KAFKA_V_VALUE(m->payload, m->payload ? len : 0),
 				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
 				RD_KAFKA_V_OPAQUE(e), RD_KAFKA_V_END);
-	if (err) {
-		rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
-		return err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? 1 : -1;
+	if (!err) {
+		d->outstanding++;
+		return PRODUCE_QUEUED;
 	}
-	d->outstanding++;
-	return 0;
+	rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
+	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		return PRODUCE_QUEUE_FULL;
+	if (too_large(err)) {
+		if (e->truncated)
+			set_failed(d, e, err);
+		return PRODUCE_TOO_LARGE;
+	}
+	log_warn("DLQ produce failed: %s", rd_kafka_err2str(err));
+	return PRODUCE_FAILED;
+}
+
+/* Produces every copy not yet persisted. Returns false when the producer cannot go on
+ * (fatal error, or a copy that can never fit); *pending counts the copies in flight or
+ * to send again. */
+static bool produce_pending(payq_dlq_t *d, payq_dlq_entry_t *entries, size_t n, size_t *pending)
+{
+	*pending = 0;
+	for (size_t i = 0; i < n; i++) {
+		produce_result_t r;
+
+		if (entries[i].persisted)
+			continue;
+		while ((r = produce_one(d, &entries[i])) == PRODUCE_QUEUE_FULL &&
+		       !payq_dlq_fatal(d, NULL, 0))
+			rd_kafka_poll(d->rk, 50);
+		if (r == PRODUCE_TOO_LARGE && !entries[i].truncated) {
+			entries[i].truncated = true;
+			r = produce_one(d, &entries[i]);
+		}
+		/* A fatal producer fails every produce at once and never reports again:
+		 * producing again would loop for ever. */
+		if (payq_dlq_fatal(d, NULL, 0))
+			return false;
+		(*pending)++;
+	}
+	return true;
 }
 
 int payq_dlq_deliver(payq_dlq_t *d, payq_dlq_entry_t *entries, size_t n, payq_dlq_tick_fn tick,
@@ -124,18 +239,15 @@ int payq_dlq_deliver(payq_dlq_t *d, payq_dlq_entry_t *entries, size_t n, payq_dl
 {
 	int backoff = 100;
 
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		entries[i].persisted = false;
+		entries[i].truncated = false;
+	}
 	for (;;) {
 		size_t pending = 0;
 
-		for (size_t i = 0; i < n; i++) {
-			if (entries[i].persisted)
-				continue;
-			while (produce_one(d, &entries[i]) == 1)
-				rd_kafka_poll(d->rk, 50);
-			pending++;
-		}
+		if (!produce_pending(d, entries, n, &pending))
+			return -1;
 		if (!pending)
 			return 0;
 #ifdef PAYQ_MUTATION_DLQ_STORE_EARLY
@@ -152,6 +264,8 @@ int payq_dlq_deliver(payq_dlq_t *d, payq_dlq_entry_t *entries, size_t n, payq_dl
 			if (payq_now_ms() - t0 > 1000 && !tick(opaque, 0))
 				return -1;
 		}
+		if (payq_dlq_fatal(d, NULL, 0))
+			return -1;
 		pending = 0;
 		for (size_t i = 0; i < n; i++)
 			pending += !entries[i].persisted;
@@ -170,6 +284,11 @@ bool payq_dlq_fatal(payq_dlq_t *d, char *errstr, size_t errstr_size)
 
 	if (!d || !d->rk)
 		return false;
+	if (d->failed[0]) {
+		if (errstr)
+			payq_err(errstr, errstr_size, "%s", d->failed);
+		return true;
+	}
 	if (rd_kafka_fatal_error(d->rk, buf, sizeof(buf)) == RD_KAFKA_RESP_ERR_NO_ERROR)
 		return false;
 	if (errstr)

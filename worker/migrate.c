@@ -23,8 +23,11 @@ static int current_version(PGconn *conn, int *version, char *errstr, size_t errs
 		   !strcmp(payq_pg_sqlstate(res), "3F000")) {
 		*version = 0; /* no schema or no table yet */
 	} else {
-		ret = payq_err(errstr, errstr_size, "reading payq.schema_migrations: %s",
+		ret = payq_err(errstr, errstr_size,
+			       "reading payq.schema_migrations (SQLSTATE %s): %s",
+			       *payq_pg_sqlstate(res) ? payq_pg_sqlstate(res) : "none",
 			       PQerrorMessage(conn));
+		errstr[strcspn(errstr, "\n")] = '\0';
 	}
 	PQclear(res);
 	return ret;
@@ -89,19 +92,23 @@ out:
 	return ret;
 }
 
-int payq_migrate_check(PGconn *conn, char *errstr, size_t errstr_size)
+payq_schema_check_t payq_migrate_check(PGconn *conn, char *errstr, size_t errstr_size)
 {
 	int version, want = payq_migrations[payq_migrations_cnt - 1].version;
 
+	/* A failed read says nothing about the version: a statement timeout, a
+	 * serialization failure or a dropped connection must not pass for an old schema. */
 	if (current_version(conn, &version, errstr, errstr_size))
-		return -1;
-	if (version < want)
-		return payq_err(errstr, errstr_size,
-				"database schema is at version %d but this worker needs %d; "
-				"run `payq-worker migrate` first",
-				version, want);
+		return PAYQ_SCHEMA_UNREADABLE;
+	if (version < want) {
+		payq_err(errstr, errstr_size,
+			 "database schema is at version %d but this worker needs %d; "
+			 "run `payq-worker migrate` first",
+			 version, want);
+		return PAYQ_SCHEMA_TOO_OLD;
+	}
 	if (version > want)
 		log_warn("database schema is at version %d, newer than this worker's %d", version,
 			 want);
-	return 0;
+	return PAYQ_SCHEMA_OK;
 }

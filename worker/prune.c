@@ -124,6 +124,7 @@ int payq_prune_main(const payq_config_t *cfg, int argc, char **argv)
 	char errstr[512];
 	PGconn *conn;
 	int rc = PAYQ_EXIT_OK;
+	payq_schema_check_t schema;
 
 	for (int i = 1; i < argc; i++) {
 		int missing = 0;
@@ -161,9 +162,12 @@ int payq_prune_main(const payq_config_t *cfg, int argc, char **argv)
 		log_error("%s", errstr);
 		return PAYQ_EXIT_RUNTIME;
 	}
-	if (payq_migrate_check(conn, errstr, sizeof(errstr))) {
+	schema = payq_migrate_check(conn, errstr, sizeof(errstr));
+	if (schema != PAYQ_SCHEMA_OK) {
+		/* Only a schema read and found old is exit 3; a failed read is a runtime
+		 * error, worth running again. */
 		log_error("%s", errstr);
-		rc = PAYQ_EXIT_SCHEMA;
+		rc = schema == PAYQ_SCHEMA_TOO_OLD ? PAYQ_EXIT_SCHEMA : PAYQ_EXIT_RUNTIME;
 	} else if (payq_prune(conn, older_than, batch, &deleted, errstr, sizeof(errstr))) {
 		log_error("prune: %s (%" PRId64 " rows deleted before the error)", errstr, deleted);
 		rc = PAYQ_EXIT_RUNTIME;

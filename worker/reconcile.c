@@ -193,8 +193,13 @@ static int reconciler_ready(payq_reconciler_t *r, bool take_lock, char *errstr,
 		r->conn = payq_pg_connect(r->cfg->db, "payq-reconciler", errstr, errstr_size);
 		if (!r->conn)
 			return -1;
-		if (payq_migrate_check(r->conn, errstr, errstr_size))
+		/* Checked once per connection: drop it unless the check passed, so the
+		 * next attempt checks again (a failed read is not a passed check). */
+		if (payq_migrate_check(r->conn, errstr, errstr_size) != PAYQ_SCHEMA_OK) {
+			PQfinish(r->conn);
+			r->conn = NULL;
 			return -1;
+		}
 	}
 	if (take_lock && !r->leader) {
 		res = PQexec(r->conn, LEADER_LOCK);

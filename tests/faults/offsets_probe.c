@@ -30,7 +30,8 @@ static void usage(void)
 		"           one line per partition: PARTITION LOW HIGH\n"
 		"       offsets_probe dump BROKERS TOPIC\n"
 		"           every message up to the high watermarks, one line each:\n"
-		"           PARTITION OFFSET KEY DLQ_PARTITION DLQ_OFFSET DLQ_REASON ('-' if absent)\n"
+		"           PARTITION OFFSET KEY DLQ_PARTITION DLQ_OFFSET DLQ_REASON\n"
+		"           DLQ_ORIGINAL_SIZE ('-' if absent) VALUE_BYTES\n"
 		"       offsets_probe produce BROKERS TOPIC < LINES\n"
 		"           KEY<TAB>VALUE per line, murmur2 partitioning as the Java client,\n"
 		"           idempotent, acks=all; exit 1 unless every message is persisted\n"
@@ -219,7 +220,7 @@ static int cmd_dump(const char *brokers, const char *topic)
 		goto out;
 	while (left > 0 && time(NULL) < deadline) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-		char part[32], off[32], reason[64];
+		char part[32], off[32], reason[64], size[32];
 		int i;
 
 		if (!m)
@@ -234,9 +235,10 @@ static int cmd_dump(const char *brokers, const char *topic)
 			header(m, "payq-dlq-partition", part, sizeof(part));
 			header(m, "payq-dlq-offset", off, sizeof(off));
 			header(m, "payq-dlq-reason", reason, sizeof(reason));
-			printf("%" PRId32 " %" PRId64 " %.*s %s %s %s\n", m->partition, m->offset,
-			       m->key ? (int)m->key_len : 1, m->key ? (const char *)m->key : "-",
-			       part, off, reason);
+			header(m, "payq-dlq-original-size", size, sizeof(size));
+			printf("%" PRId32 " %" PRId64 " %.*s %s %s %s %s %zu\n", m->partition,
+			       m->offset, m->key ? (int)m->key_len : 1,
+			       m->key ? (const char *)m->key : "-", part, off, reason, size, m->len);
 			left--;
 		}
 		rd_kafka_message_destroy(m);

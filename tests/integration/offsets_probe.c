@@ -2,6 +2,8 @@
  * committed offsets, watermarks, group membership, and a byte-exact dump of a topic.
  *
  *   offsets_probe create-topics BROKERS PARTITIONS TOPIC...
+ *       PAYQ_PROBE_TOPIC_CONFIG=NAME=VALUE sets one topic config on each, for example
+ *       max.message.bytes=2000
  *   offsets_probe delete-topics BROKERS TOPIC...
  *   offsets_probe offsets BROKERS GROUP TOPIC
  *       one line per partition: "PARTITION COMMITTED LOW HIGH" (COMMITTED -1: none)
@@ -130,11 +132,18 @@ static int cmd_topics(const char *brokers, int partitions, char **topics, int nt
 	if (create) {
 		rd_kafka_NewTopic_t **nt = calloc((size_t)ntopics, sizeof(*nt));
 		for (int i = 0; i < ntopics; i++) {
+			const char *tc = getenv("PAYQ_PROBE_TOPIC_CONFIG");
+			char name[128];
 			/* -1: the broker's default.replication.factor (1 on the single test
 			 * broker, 3 on a deploy/local/kafka --brokers 3 cluster). */
 			nt[i] = rd_kafka_NewTopic_new(topics[i], partitions, -1, errstr, sizeof(errstr));
 			if (!nt[i])
 				die("topic %s: %s", topics[i], errstr);
+			if (tc && strchr(tc, '=')) {
+				snprintf(name, sizeof(name), "%.*s", (int)(strchr(tc, '=') - tc), tc);
+				if (rd_kafka_NewTopic_set_config(nt[i], name, strchr(tc, '=') + 1))
+					die("topic %s: bad config %s", topics[i], tc);
+			}
 		}
 		rd_kafka_CreateTopics(rk, nt, (size_t)ntopics, NULL, q);
 		admin_wait(rk, q, true);
