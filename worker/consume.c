@@ -1249,10 +1249,15 @@ int payq_consume_run(payq_config_t *cfg)
 		commit(&w, false);
 		if (payq_now_ms() - last_ping > 5000) {
 			last_ping = payq_now_ms();
-			if (payq_apply_connect(w.apply, errstr, sizeof(errstr)) == 0)
+			if (payq_apply_connect(w.apply, errstr, sizeof(errstr)) == 0) {
+				/* A new session while idle: the lost tail, if any, is re-applied
+				 * now rather than when traffic comes. */
+				resync_progress(&w, false);
+				w.rewound = false;
 				atomic_store(&w.db_ok, payq_apply_ping(w.apply) == 0);
-			else
+			} else {
 				atomic_store(&w.db_ok, false);
+			}
 		}
 		if (payq_dlq_fatal(w.dlq, errstr, sizeof(errstr))) {
 			log_error("fatal DLQ producer error: %s", errstr);
