@@ -401,8 +401,12 @@ static bool resync_progress(worker_t *w, bool force)
 			continue; /* nothing consumed: it starts where the assign put it */
 		db = payq_apply_read_progress(w->apply, p->partition);
 		target = next;
-		r = db < 0 ? RESUME_KAFKA :
-			     plan_resume(w, p->topic, p->partition, next, db, "position", &target);
+		/* Only a database behind the position matters here: one ahead of it (a
+		 * batch that committed before the connection broke) is absorbed by the
+		 * dedup table, as before any failover. */
+		r = db < 0 || db >= next ?
+			    RESUME_KAFKA :
+			    plan_resume(w, p->topic, p->partition, next, db, "position", &target);
 		if (r == RESUME_BACK || r == RESUME_GAP) {
 			rewound = true;
 			rd_kafka_topic_partition_list_add(moved, p->topic, p->partition)->offset =
