@@ -268,11 +268,10 @@ static resume_t plan_resume(worker_t *w, const char *topic, int32_t partition, i
 		*target = db;
 		return RESUME_FORWARD;
 	}
+	floor = safe_floor(w, topic, partition);
 #ifdef PAYQ_MUTATION_TRUST_KAFKA_AHEAD
 	/* Deliberately broken build: the old rule, Kafka trusted when it is ahead. */
 	floor = kafka;
-#else
-	floor = safe_floor(w, topic, partition);
 #endif
 	if (floor > db) {
 		*target = floor < kafka ? floor : kafka;
