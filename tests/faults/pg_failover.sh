@@ -114,13 +114,16 @@ pitr)
 	;;
 esac
 T_PROMOTED=$(now)
-# Measured before the workers are back on it: what the database lost.
-AFTER_FAULT=$(processed_count)
+# What the database lost: the commands applied before the fault (orders up to LAST) that
+# it no longer has, counted right away, before the workers are back on it.
+LAST=$([[ $MODE == pitr ]] && echo 400 || echo 300)
+AFTER_FAULT=$(sql "SELECT count(*) FROM payq.processed_commands
+                   WHERE split_part(command_id, '-', 2)::int <= $LAST")
 if [[ $MODE == pitr ]]; then
 	log "restored up to $TARGET; the workers restart on it"
 	workers_start b
 fi
-LOST=$((BEFORE - AFTER_FAULT < 0 ? 0 : BEFORE - AFTER_FAULT))
+LOST=$((BEFORE - AFTER_FAULT))
 log "the new database has $AFTER_FAULT of the $BEFORE commands applied before the fault: $LOST lost"
 wait "$PRODUCER_PID" || die "payq-producer failed: $(tail -n 3 "$WORK/producer.log")"
 
