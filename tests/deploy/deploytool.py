@@ -902,7 +902,7 @@ def cmd_alert_metrics(a):
     for m in a.require:
         if m not in used:
             fail(f"no alert uses {m}")
-    for kind in ("offset_gap", "key_reuse", "unresolved_payment"):
+    for kind in ("offset_gap", "key_reuse", "unresolved_payment", "progress_rewind"):
         if kind not in values.get(("payq_anomalies_total", "kind"), set()):
             fail(f"the scrape has no payq_anomalies_total{{kind=\"{kind}\"}} series")
         if not any(f'kind="{kind}"' in r["expr"] for g in groups for r in g["rules"] if "alert" in r):
