@@ -43,7 +43,9 @@ on_exit "ha stop"
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-ha_arg start $([[ $MODE == sync ]] && echo --sync) >"$WORK/ha.conninfo" ||
+start_args=()
+[[ $MODE == sync ]] && start_args=(--sync)
+ha_arg start "${start_args[@]}" >"$WORK/ha.conninfo" ||
 	die "pg-ha start failed: $(tail -n 5 "$WORK/pg-ha.log")"
 # The scenario's database lives on the pair; db_create and every check go through PAYQ_DB.
 PAYQ_TEST_DB=$(cat "$WORK/ha.conninfo")
