@@ -156,6 +156,19 @@ check_rewinds() {
 	ok "progress_rewind raised on $rewinds partitions, $rewound offsets re-applied"
 }
 expect check_rewinds
+if [[ $MODE == async ]]; then
+	# The fenced primary answered the open sessions with 25006; the workers left it.
+	check_read_only_seen() {
+		local n
+		n=$(cat "$WORK"/w1.log "$WORK"/w2.log | grep -c 'SQLSTATE 25006), retrying' || true)
+		((n > 0)) || {
+			violation "no worker met SQLSTATE 25006 on the fenced primary: the scenario did not test it"
+			return 1
+		}
+		ok "the workers met SQLSTATE 25006 $n times on the fenced primary and reconnected"
+	}
+	expect check_read_only_seen
+fi
 expect check_exactly_once
 expect check_progress
 if [[ $MODE == async-gateway ]]; then
