@@ -64,9 +64,10 @@ void replay_offsets_usage(FILE *fp)
 		"same step (a database transaction held open around the Kafka call), and its\n"
 		"reset generation is raised: a worker that left the group but still finishes a\n"
 		"batch then cannot raise the progress again; it exits instead. Otherwise the\n"
-		"worker's drift check on assign would seek forward past a rewind, and report a\n"
-		"skip as offset_gap. So --execute needs the database (--db or PAYQ_DB) unless\n"
-		"--force. A rewind that would re-consume messages older than the dedup retention\n"
+		"worker's drift check on assign would undo the move: consumer_progress is the\n"
+		"truth. So --execute needs the database (--db or PAYQ_DB) unless --force, which\n"
+		"moves Kafka only, and which the workers undo by seeking to consumer_progress.\n"
+		"A rewind that would re-consume messages older than the dedup retention\n"
 		"horizon is refused (exit 2) unless --force.\n"
 		"\n");
 	replay_print_exit_codes(fp);
@@ -397,9 +398,9 @@ int replay_offsets_main(const payq_config_t *cfg, bool group_given, int argc, ch
 	if (!conn && !force) {
 		fprintf(stderr,
 			"payq-replay reset-offsets: refused: no database configured (--db or "
-			"PAYQ_DB). The worker's drift check compares the committed offset with "
-			"consumer_progress and would undo a rewind (or report a skip as "
-			"offset_gap), so both must move together. --force resets Kafka only.\n");
+			"PAYQ_DB). The worker's drift check takes consumer_progress as the truth "
+			"and would undo the move, so both must move together. --force resets "
+			"Kafka only, and the workers undo it.\n");
 		rc = REPLAY_EXIT_USAGE;
 		goto out;
 	}

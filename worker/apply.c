@@ -132,6 +132,7 @@ struct payq_apply {
 	char *conninfo, *group, *topic;
 	PGconn *conn;
 	bool healthy;
+	uint64_t generation; /* counts connections made: a new one may be a new server */
 	bool gateway;
 	char first_look_s[32]; /* gateway mode: seconds, as a query parameter */
 
@@ -301,6 +302,8 @@ static const struct {
 	{"ins_anomaly",
 	 "INSERT INTO payq.anomalies (kind, detail, kafka_topic, kafka_partition, kafka_offset)"
 	 " VALUES ($1, $2, $3, $4, $5)"},
+	{"read_horizon",
+	 "SELECT (extract(epoch FROM horizon) * 1000)::bigint FROM payq.dedup_horizon"},
 };
 
 /* FNV-1a over one or two strings. */
@@ -447,7 +450,13 @@ int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
 		PQclear(res);
 	}
 	a->healthy = true;
+	a->generation++;
 	return 0;
+}
+
+uint64_t payq_apply_generation(const payq_apply_t *a)
+{
+	return a->generation;
 }
 
 int payq_apply_ping(payq_apply_t *a)
@@ -518,6 +527,14 @@ static payq_apply_status_t pipeline_finish(payq_apply_t *a, int nq, PGresult **k
 			 * retry sees its row. The caller caps these retries. */
 			st = payq_pg_transient(a->conn, r) || !strcmp(sqlstate, "23505") ?
 				     PAYQ_APPLY_TRANSIENT : PAYQ_APPLY_PERMANENT;
+#ifndef PAYQ_MUTATION_READONLY_KEEP
+			/* 25006: this server is a standby, or a primary fenced read-only
+			 * during a failover. Retrying here would never succeed: drop the
+			 * connection, so that the reconnect (multi-host, read-write) finds
+			 * the primary. (The mutant keeps it and stalls.) */
+			if (!strcmp(sqlstate, "25006"))
+				a->healthy = false;
+#endif
 		}
 		if (keep && q < nq && es == PGRES_TUPLES_OK && !keep[q]) {
 			keep[q] = r;
@@ -1170,6 +1187,26 @@ int64_t payq_apply_read_progress(payq_apply_t *a, int32_t partition)
 		a->healthy = PQstatus(a->conn) == CONNECTION_OK;
 	PQclear(res);
 	return next;
+}
+
+int payq_apply_read_horizon(payq_apply_t *a, int64_t *horizon_ms)
+{
+	PGresult *res;
+	int ret = -1;
+
+	*horizon_ms = 0;
+	if (!payq_apply_connected(a))
+		return -1;
+	res = PQexecPrepared(a->conn, "read_horizon", 0, NULL, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		ret = 0;
+		if (PQntuples(res) == 1)
+			*horizon_ms = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	} else {
+		a->healthy = PQstatus(a->conn) == CONNECTION_OK;
+	}
+	PQclear(res);
+	return ret;
 }
 
 int payq_apply_anomaly(payq_apply_t *a, const char *kind, int32_t partition, int64_t offset,

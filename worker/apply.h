@@ -135,6 +135,14 @@ int64_t payq_apply_read_progress(payq_apply_t *a, int32_t partition);
  * redelivery); its offsets must not be stored. *partition (may be NULL) names one. */
 bool payq_apply_progress_stale(const payq_apply_t *a, int32_t *partition);
 
+/* Reads payq.dedup_horizon into *horizon_ms (Unix ms; 0 when none was ever recorded).
+ * Returns 0 or -1. */
+int payq_apply_read_horizon(payq_apply_t *a, int64_t *horizon_ms);
+
+/* Counts the connections made so far. A change means a new session, possibly on another
+ * server (after a failover): what it has applied must be read again. */
+uint64_t payq_apply_generation(const payq_apply_t *a);
+
 /* Records an anomaly outside any batch (for example offset_gap). Returns 0 or -1. */
 int payq_apply_anomaly(payq_apply_t *a, const char *kind, int32_t partition, int64_t offset,
 		       const char *detail);

@@ -25,8 +25,8 @@ void payq_worker_metrics_init(void)
 	payq_metrics_declare("payq_double_payment_attempts_total", PAYQ_METRIC_COUNTER,
 			     "pay commands rejected because the order was already paid.", NULL, 0);
 	payq_metrics_declare("payq_anomalies_total", PAYQ_METRIC_COUNTER,
-			     "Anomalies recorded, by kind (key_reuse, offset_gap, unresolved_payment, "
-			     "charge_mismatch, settle_refused).", NULL, 0);
+			     "Anomalies recorded, by kind (key_reuse, offset_gap, progress_rewind, "
+			     "no_progress, unresolved_payment, charge_mismatch, settle_refused).", NULL, 0);
 	payq_metrics_declare("payq_dlq_total", PAYQ_METRIC_COUNTER,
 			     "Messages dead-lettered, by reason code.", NULL, 0);
 	payq_metrics_declare("payq_batch_size", PAYQ_METRIC_HISTOGRAM,
@@ -47,7 +47,9 @@ void payq_worker_metrics_init(void)
 	payq_metrics_declare("payq_rebalances_total", PAYQ_METRIC_COUNTER,
 			     "Partition assignments and revocations seen.", NULL, 0);
 	payq_metrics_declare("payq_offset_rewinds_total", PAYQ_METRIC_COUNTER,
-			     "Partitions whose Kafka offset was behind consumer_progress on assign.",
+			     "Partitions whose Kafka offset differed from consumer_progress (on assign, "
+			     "or after a new database session), by direction: forward (Kafka "
+			     "behind) or back (the database lost commits; re-applied).",
 			     NULL, 0);
 	payq_metrics_declare("payq_commit_errors_total", PAYQ_METRIC_COUNTER,
 			     "Kafka offset commits that failed.", NULL, 0);
@@ -74,11 +76,14 @@ void payq_worker_metrics_init(void)
 	payq_metrics_add("payq_duplicates_total", NULL, 0);
 	payq_metrics_add("payq_double_payment_attempts_total", NULL, 0);
 	payq_metrics_add("payq_rebalances_total", NULL, 0);
-	payq_metrics_add("payq_offset_rewinds_total", NULL, 0);
+	payq_metrics_add("payq_offset_rewinds_total", "direction=\"forward\"", 0);
+	payq_metrics_add("payq_offset_rewinds_total", "direction=\"back\"", 0);
 	payq_metrics_add("payq_commit_errors_total", NULL, 0);
 	payq_metrics_set("payq_last_commit_timestamp_seconds", NULL, 0);
 	payq_metrics_add("payq_anomalies_total", "kind=\"key_reuse\"", 0);
 	payq_metrics_add("payq_anomalies_total", "kind=\"offset_gap\"", 0);
+	payq_metrics_add("payq_anomalies_total", "kind=\"progress_rewind\"", 0);
+	payq_metrics_add("payq_anomalies_total", "kind=\"no_progress\"", 0);
 	payq_metrics_add("payq_anomalies_total", "kind=\"unresolved_payment\"", 0);
 	payq_metrics_add("payq_anomalies_total", "kind=\"charge_mismatch\"", 0);
 	payq_metrics_add("payq_anomalies_total", "kind=\"settle_refused\"", 0);

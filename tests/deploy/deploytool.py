@@ -903,7 +903,7 @@ def cmd_alert_metrics(a):
         if m not in used:
             fail(f"no alert uses {m}")
     for kind in ("offset_gap", "key_reuse", "unresolved_payment", "charge_mismatch",
-                 "settle_refused"):
+                 "settle_refused", "progress_rewind"):
         if kind not in values.get(("payq_anomalies_total", "kind"), set()):
             fail(f"the scrape has no payq_anomalies_total{{kind=\"{kind}\"}} series")
         if not any(f'kind="{kind}"' in r["expr"] for g in groups for r in g["rules"] if "alert" in r):
