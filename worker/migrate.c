@@ -91,7 +91,9 @@ out:
 
 int payq_migrate_check(PGconn *conn, char *errstr, size_t errstr_size)
 {
-	int version, want = payq_migrations[payq_migrations_cnt - 1].version;
+	/* Set by current_version() on success; initialised because gcc -O3 cannot see
+	 * that through payq_err()'s return value (-Werror=maybe-uninitialized). */
+	int version = 0, want = payq_migrations[payq_migrations_cnt - 1].version;
 
 	if (current_version(conn, &version, errstr, errstr_size))
 		return -1;

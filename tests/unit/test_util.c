@@ -299,8 +299,8 @@ START_TEST(test_json_escape_truncation)
 		"abcdefghijklmnopqrstuvwxyz",
 		"\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0e",
 		"\"\\\"\\\"\\\"\\\"\\",
-		"a\nb\tc\x01"
-		"d\"e\\f",
+		("a\nb\tc\x01"
+		 "d\"e\\f"),
 	};
 
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(inputs); i++) {
