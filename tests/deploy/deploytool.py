@@ -746,6 +746,21 @@ def cmd_dockerfile(a):
             fail(f"{df}: COPY source {src} is excluded by .dockerignore")
     if "meson install" not in text or "--destdir" not in text:
         fail(f"{df}: does not install with meson install --destdir")
+    # Only the production programs, from a hardened release build without the test switches.
+    production = {"payq-worker", "payq-producer", "payq-replay"}
+    if set(binaries) != production:
+        fail(f"{df}: meson install puts {sorted(binaries)} in the image, want only "
+             f"{sorted(production)} (no devbroker, no sandbox)")
+    setups = [r for r in build["runs"] if "meson setup" in r]
+    setup = setups[0] if setups else ""
+    if "--buildtype=release" not in setup:
+        fail(f"{df}: the build stage's meson setup is not --buildtype=release: {setup!r}")
+    for bad in ("-Dcrash_points=true", "-Dhardening=false", "-Db_pie=false", "-Dmutation="):
+        if bad in setup:
+            fail(f"{df}: the build stage's meson setup sets {bad}")
+    if clean(m0):
+        ok(f"{df}: release build ({setup.split('&&')[0].strip()}) with the hardening and without "
+           f"crash points; installs only {sorted(binaries)}")
     if clean(m0):
         ok(f"{df}: bookworm build, bookworm-slim runtime, USER {info['user']}, STOPSIGNAL SIGTERM, "
            f"ENTRYPOINT {info['entrypoint']} CMD {info['cmd']}, binaries {sorted(binaries)}")
