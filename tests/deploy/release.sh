@@ -50,11 +50,12 @@ command -v clang >/dev/null || die "clang is not installed (deploy/local/setup -
 for pair in gcc:gcc clang:clang; do
 	name=${pair%%:*}
 	took=$(build_release "$name" "${pair#*:}")
-	opts=$(meson introspect --buildoptions "$PAYQ_BUILD_ROOT/release-$name" | python3 -c '
+	meson introspect --buildoptions "$PAYQ_BUILD_ROOT/release-$name" >"$WORK/$name.options.json"
+	opts=$(python3 -c '
 import json, sys
-o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
-print(f"buildtype={o[\"buildtype\"]} optimization={o[\"optimization\"]} werror={o[\"werror\"]} "
-      f"crash_points={o[\"crash_points\"]} hardening={o[\"hardening\"]} b_pie={o[\"b_pie\"]}")')
+o = {x["name"]: x["value"] for x in json.load(open(sys.argv[1]))}
+names = ["buildtype", "optimization", "werror", "crash_points", "hardening", "b_pie"]
+print(" ".join(n + "=" + str(o[n]) for n in names))' "$WORK/$name.options.json")
 	[[ $opts == *"optimization=3 werror=True crash_points=False hardening=True b_pie=True" ]] ||
 		die "release-$name is not configured as a release build: $opts"
 	pass "release build with $name ($opts) clean in ${took} s ($PAYQ_BUILD_ROOT/release-$name)"
