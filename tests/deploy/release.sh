@@ -8,7 +8,8 @@
 #     the PAYQ_CRASH_AT / PAYQ_FAULT_AT / PAYQ_STALL_AT names, and, run against the test
 #     PostgreSQL and Kafka with all three set at before_db_commit and kafka_fatal, it applies the
 #     commands and stops cleanly; the test build's worker, the control, is killed at the same
-#     crash point, so this check fails on a release build that obeys the switches.
+#     crash point, so this check fails on a release build that obeys the switches. The release
+#     worker listens on PAYQ_HTTP_ADDR=[::]:PORT and answers over IPv4 and IPv6.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 # shellcheck source=tests/lib.sh
 source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
@@ -112,7 +113,7 @@ run_worker() {
 	"$exe" migrate --db "$db" 2>"$WORK/$name-migrate.log" || die "$name: migrate failed: $(cat "$WORK/$name-migrate.log")"
 	printf '%s\0' PATH=/usr/bin:/bin "PAYQ_DB=$db" "PAYQ_BROKERS=$PAYQ_TEST_BROKERS" \
 		"PAYQ_TOPIC=$topic" "PAYQ_DLQ_TOPIC=$topic.dlq" "PAYQ_GROUP=payq-release-$name-$id" \
-		"PAYQ_HTTP_ADDR=127.0.0.1:$PORT" PAYQ_BATCH_MAX=1 "$@" >"$WORK/$name.env"
+		"PAYQ_HTTP_ADDR=${HTTP_HOST:-127.0.0.1}:$PORT" PAYQ_BATCH_MAX=1 "$@" >"$WORK/$name.env"
 	printf '%s\0' "$exe" run >"$WORK/$name.argv"
 	start_worker "$WORK/$name.env" "$WORK/$name.argv"
 	produce_command "$topic" create_order "$ORDER" "c-$name-$id-1" \
@@ -130,12 +131,17 @@ wait "$WORKER_PID" || rc=$?
 assert_eq 137 "$rc" "control: the test build's worker is SIGKILLed at PAYQ_CRASH_AT=before_db_commit (exit 128+9)"
 assert_eq "" "$(order_status)" "control: nothing applied"
 
-# The release build ignores all three switches.
+# The release build ignores all three switches. It listens on [::] (PAYQ_HTTP_ADDR in IPv6,
+# dual stack): /readyz answers on 127.0.0.1 (wait_http) and on ::1.
+HTTP_HOST='[::]'
 # (PAYQ_FAULT_AT=kafka_fatal would make a worker that obeys it exit 1 at its first batch;
 # PAYQ_STALL_AT would freeze it for ten minutes inside its transaction.)
 run_worker release "$RELEASE_WORKER" PAYQ_CRASH_AT=before_db_commit PAYQ_FAULT_AT=kafka_fatal \
 	PAYQ_STALL_AT=before_db_commit PAYQ_STALL_MS=600000
 wait_http "$PORT" /readyz 90
+curl -gfsS --max-time 5 "http://[::1]:$PORT/healthz" >"$WORK/v6.out" 2>&1 ||
+	die "PAYQ_HTTP_ADDR=[::]:$PORT: /healthz does not answer on [::1]: $(cat "$WORK/v6.out")"
+pass "PAYQ_HTTP_ADDR=[::]:$PORT answers on 127.0.0.1 and on [::1] ($(cat "$WORK/v6.out"))"
 paid() { [[ $(order_status) == paid ]]; }
 wait_for paid 60 || die "the release worker did not pay $ORDER within 60 s; log: $(tail -n 20 "$WORK/worker.log")"
 kill -0 "$WORKER_PID" 2>/dev/null || die "the release worker exited"
