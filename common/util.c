@@ -30,6 +30,51 @@ int64_t payq_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when s[0] does not start one. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t len;
+	unsigned long cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2, cp = c & 0x1fu;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3, cp = c & 0x0fu;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4, cp = c & 0x07u;
+	else
+		return 0;
+	for (size_t k = 1; k < len; k++) {
+		if ((s[k] & 0xc0) != 0x80) /* also stops at the NUL */
+			return 0;
+		cp = cp << 6 | (s[k] & 0x3fu);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+size_t payq_utf8_scrub(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	size_t replaced = 0;
+
+	while (*p) {
+		size_t len = utf8_seq_len(p);
+		if (len) {
+			p += len;
+		} else {
+			*p++ = '?';
+			replaced++;
+		}
+	}
+	return replaced;
+}
+
 size_t payq_json_escape(char *buf, size_t size, const char *s)
 {
 	size_t n = 0;

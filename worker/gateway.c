@@ -202,22 +202,33 @@ static const char *json_str(const cJSON *o, const char *name)
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* Turns an HTTP answer into a status. post says whether it answered a charge. */
+/* Turns a finished request into a status. post says whether it answered a charge. */
 static void classify(request_t *r, CURLcode cc, bool post)
 {
 	payq_charge_t *c = r->charge;
+	long http_status = 0;
+
+	if (cc != CURLE_OK) {
+		c->charge_id[0] = c->decline_code[0] = '\0';
+		c->status = PAYQ_CHARGE_UNKNOWN;
+		c->http_status = 0;
+		snprintf(c->detail, sizeof(c->detail), "gateway: %s", curl_easy_strerror(cc));
+		return;
+	}
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &http_status);
+	payq_gateway_classify(c, http_status, r->response, r->len, post);
+}
+
+void payq_gateway_classify(payq_charge_t *c, long http_status, const char *response,
+			   size_t len, bool post)
+{
 	cJSON *body;
 	const char *status, *id, *code, *err;
 
 	c->charge_id[0] = c->decline_code[0] = '\0';
 	c->status = PAYQ_CHARGE_UNKNOWN;
-	c->http_status = 0;
-	if (cc != CURLE_OK) {
-		snprintf(c->detail, sizeof(c->detail), "gateway: %s", curl_easy_strerror(cc));
-		return;
-	}
-	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &c->http_status);
-	body = cJSON_ParseWithLength(r->response, r->len);
+	c->http_status = http_status;
+	body = cJSON_ParseWithLength(response, len);
 	status = json_str(body, "status");
 	id = json_str(body, "id");
 	code = json_str(body, "decline_code");
@@ -241,11 +252,18 @@ static void classify(request_t *r, CURLcode cc, bool post)
 		 * answer we cannot read: unknown, to be asked again. */
 		snprintf(c->detail, sizeof(c->detail), "gateway: HTTP %ld%s%.150s", c->http_status,
 			 err ? ": " : "", err ? err : "");
+		payq_utf8_scrub(c->detail); /* before the log line too */
 		if (c->http_status == 422 || c->http_status == 400)
 			log_error("gateway refused %s for order %s: %s", post ? "a charge" : "a query",
 				  c->order_id, c->detail);
 	}
 	cJSON_Delete(body);
+	/* The answer's bytes go to PostgreSQL, which refuses a statement over one invalid
+	 * UTF-8 byte: a channel's bad byte, or a character cut by the bounds above, would
+	 * fail every retry of the batch (found by tests/fuzz/fuzz_gateway). */
+	payq_utf8_scrub(c->charge_id);
+	payq_utf8_scrub(c->decline_code);
+	payq_utf8_scrub(c->detail);
 }
 
 static void unsent(payq_charge_t *c, const char *why)
