@@ -733,8 +733,10 @@ static int process_batch(worker_t *w)
 	int64_t t0 = payq_now_us();
 	int rc;
 
+#ifdef PAYQ_CRASH_POINTS
 	if (payq_fault_point("kafka_fatal"))
 		payq_dlq_test_fatal(w->dlq);
+#endif
 	n = decode_batch(w, &ndead);
 	np = batch_progress(w, prog);
 

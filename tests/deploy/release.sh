@@ -92,11 +92,12 @@ fi
 # ---- 3. crash, fault and stall points compiled out ----
 
 RELEASE_WORKER=$PAYQ_BUILD_ROOT/release-gcc/worker/payq-worker
-for s in "${SWITCHES[@]}"; do
-	! grep -q "$s" "$RELEASE_WORKER" || die "the release payq-worker still reads $s"
-	grep -q "$s" "$PAYQ_WORKER_EXE" || die "control: the test build's worker does not read $s (tests/run builds it with -Dcrash_points=true)"
+# (and not the injected fatal error's text, "payq fault injection", either)
+for s in "${SWITCHES[@]}" "payq fault injection"; do
+	! grep -q "$s" "$RELEASE_WORKER" || die "the release payq-worker still holds \"$s\""
+	grep -q "$s" "$PAYQ_WORKER_EXE" || die "control: the test build's worker does not hold \"$s\" (tests/run builds it with -Dcrash_points=true)"
 done
-pass "the release payq-worker holds none of ${SWITCHES[*]}; the test build's worker holds all three"
+pass "the release payq-worker holds none of ${SWITCHES[*]} nor the fault injection's text; the test build's worker holds them all"
 
 id=$$$RANDOM
 fresh_database "payq_release_$id"
