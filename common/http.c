@@ -27,26 +27,70 @@ struct payq_http {
 	int port;
 };
 
-int payq_http_parse_addr(const char *what, const char *addr, struct sockaddr_in *sin,
-			 char *errstr, size_t errstr_size)
+/* The port after the host: digits to the end, 0..65535. */
+static int parse_port(const char *what, const char *addr, const char *digits, uint16_t *port,
+		      char *errstr, size_t errstr_size)
 {
-	const char *colon = addr ? strrchr(addr, ':') : NULL;
+	int64_t v;
+
+	if (payq_parse_int64(digits, 0, 65535, &v) < 0)
+		return payq_err(errstr, errstr_size, "%s \"%s\": bad port", what, addr);
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* "[v6]:port": only an IPv6 literal goes in the brackets (no names, no zone ids). */
+static int parse_ipv6(const char *what, const char *addr, payq_sockaddr_t *sa, char *errstr,
+		      size_t errstr_size)
+{
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)(void *)&sa->ss;
+	const char *close = strchr(addr, ']');
+	char host[INET6_ADDRSTRLEN];
+	size_t len;
+	uint16_t port;
+
+	if (!close || close[1] != ':' || strchr(close + 1, ']'))
+		return payq_err(errstr, errstr_size, "%s \"%s\": want [host]:port", what, addr);
+	if (parse_port(what, addr, close + 2, &port, errstr, errstr_size) < 0)
+		return -1;
+	len = (size_t)(close - addr - 1);
+	if (len >= sizeof(host))
+		return payq_err(errstr, errstr_size, "%s \"%s\": not an IPv6 address", what, addr);
+	memcpy(host, addr + 1, len);
+	host[len] = '\0';
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(port);
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+		return payq_err(errstr, errstr_size, "%s \"%s\": not an IPv6 address", what, addr);
+	sa->len = sizeof(*sin6);
+	return 0;
+}
+
+/* "host:port" in IPv4: a dotted quad, a name, or nothing for every address. */
+static int parse_ipv4(const char *what, const char *addr, payq_sockaddr_t *sa, char *errstr,
+		      size_t errstr_size)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)(void *)&sa->ss;
+	const char *colon = strrchr(addr, ':');
 	char host[256];
-	int64_t port;
+	uint16_t port;
 
 	if (!colon)
-		return payq_err(errstr, errstr_size, "%s \"%s\": want host:port", what,
-				addr ? addr : "");
-	if (payq_parse_int64(colon + 1, 0, 65535, &port) < 0)
-		return payq_err(errstr, errstr_size, "%s \"%s\": bad port", what, addr);
+		return payq_err(errstr, errstr_size, "%s \"%s\": want host:port", what, addr);
+	if (memchr(addr, ':', (size_t)(colon - addr)))
+		return payq_err(errstr, errstr_size,
+				"%s \"%s\": an IPv6 address goes in brackets, as [::1]:9400", what,
+				addr);
+	if (parse_port(what, addr, colon + 1, &port, errstr, errstr_size) < 0)
+		return -1;
 	if ((size_t)(colon - addr) >= sizeof(host))
 		return payq_err(errstr, errstr_size, "%s \"%s\": host too long", what, addr);
 	memcpy(host, addr, (size_t)(colon - addr));
 	host[colon - addr] = '\0';
 
-	memset(sin, 0, sizeof(*sin));
 	sin->sin_family = AF_INET;
-	sin->sin_port = htons((uint16_t)port);
+	sin->sin_port = htons(port);
+	sa->len = sizeof(*sin);
 	if (!host[0]) {
 		sin->sin_addr.s_addr = htonl(INADDR_ANY);
 	} else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
@@ -59,6 +103,30 @@ int payq_http_parse_addr(const char *what, const char *addr, struct sockaddr_in 
 		sin->sin_addr = ((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr;
 		freeaddrinfo(res);
 	}
+	return 0;
+}
+
+int payq_http_parse_sockaddr(const char *what, const char *addr, payq_sockaddr_t *sa,
+			     char *errstr, size_t errstr_size)
+{
+	memset(sa, 0, sizeof(*sa));
+	if (!addr)
+		return payq_err(errstr, errstr_size, "%s \"\": want host:port", what);
+	if (addr[0] == '[')
+		return parse_ipv6(what, addr, sa, errstr, errstr_size);
+	return parse_ipv4(what, addr, sa, errstr, errstr_size);
+}
+
+int payq_http_parse_addr(const char *what, const char *addr, struct sockaddr_in *sin,
+			 char *errstr, size_t errstr_size)
+{
+	payq_sockaddr_t sa;
+
+	if (payq_http_parse_sockaddr(what, addr, &sa, errstr, errstr_size) < 0)
+		return -1;
+	if (sa.ss.ss_family != AF_INET)
+		return payq_err(errstr, errstr_size, "%s \"%s\": IPv4 only here", what, addr);
+	memcpy(sin, &sa.ss, sizeof(*sin));
 	return 0;
 }
 
@@ -147,12 +215,17 @@ payq_http_t *payq_http_start(const char *addr, payq_http_probe_fn healthz,
 			     payq_http_probe_fn readyz, void *opaque, char *errstr,
 			     size_t errstr_size)
 {
-	struct sockaddr_in sin;
+	payq_sockaddr_t sa;
 	const union MHD_DaemonInfo *info;
 	struct payq_http *http;
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
 
-	if (payq_http_parse_addr("http address", addr, &sin, errstr, errstr_size) < 0)
+	if (payq_http_parse_sockaddr("http address", addr, &sa, errstr, errstr_size) < 0)
 		return NULL;
+	/* An IPv6 socket with IPV6_V6ONLY off: "[::]" takes IPv4 clients too (the kubelet's
+	 * probes, payq-httpcheck on 127.0.0.1). */
+	if (sa.ss.ss_family == AF_INET6)
+		flags |= MHD_USE_DUAL_STACK;
 	http = calloc(1, sizeof(*http));
 	if (!http) {
 		payq_err(errstr, errstr_size, "out of memory");
@@ -161,10 +234,10 @@ payq_http_t *payq_http_start(const char *addr, payq_http_probe_fn healthz,
 	http->healthz = healthz;
 	http->readyz = readyz;
 	http->opaque = opaque;
-	http->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
-					NULL, NULL, handle, http, MHD_OPTION_EXTERNAL_LOGGER,
-					mhd_logger, NULL, MHD_OPTION_SOCK_ADDR,
-					(struct sockaddr *)&sin, MHD_OPTION_CONNECTION_TIMEOUT,
+	http->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, http,
+					MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+					MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa.ss,
+					MHD_OPTION_CONNECTION_TIMEOUT,
 					(unsigned int)10, MHD_OPTION_END);
 	if (!http->daemon) {
 		payq_err(errstr, errstr_size, "http: cannot listen on %s", addr);

@@ -30,6 +30,24 @@ int64_t payq_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when s[0] does not start one. */
+size_t payq_utf8_scrub(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	size_t replaced = 0, n = strlen(s);
+
+	for (size_t i = 0; i < n;) {
+		size_t len = payq_utf8_char_len(p + i, n - i);
+		if (len) {
+			i += len;
+		} else {
+			p[i++] = '?';
+			replaced++;
+		}
+	}
+	return replaced;
+}
+
 size_t payq_json_escape(char *buf, size_t size, const char *s)
 {
 	size_t n = 0;

@@ -12,6 +12,12 @@ int64_t payq_now_us(void);
 /* Wall clock in milliseconds since the epoch. */
 int64_t payq_wall_ms(void);
 
+/* Replaces, in place, every byte of s that is not part of a valid UTF-8 sequence (as
+ * PostgreSQL reads it: no overlong forms, no surrogates, nothing above U+10FFFF, no cut
+ * sequence at the end) with '?'. For text from outside that is stored in PostgreSQL,
+ * which refuses the whole statement over one bad byte. Returns the bytes replaced. */
+size_t payq_utf8_scrub(char *s);
+
 /* Writes s as a quoted JSON string into buf (always NUL-terminated when size > 0).
  * Returns the number of bytes written, never more than size - 1. */
 size_t payq_json_escape(char *buf, size_t size, const char *s);

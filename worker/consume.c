@@ -1152,8 +1152,10 @@ static int process_batch(worker_t *w)
 	int rc;
 
 	w->retried = false;
+#ifdef PAYQ_CRASH_POINTS
 	if (payq_fault_point("kafka_fatal"))
 		payq_dlq_test_fatal(w->dlq);
+#endif
 	/* After a fatal error nothing more is applied (nor charged): the batch in hand,
 	 * perhaps cut short by the error, is delivered again to the next owner. */
 	if (w->fatal)

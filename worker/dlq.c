@@ -296,12 +296,14 @@ bool payq_dlq_fatal(payq_dlq_t *d, char *errstr, size_t errstr_size)
 	return true;
 }
 
+#ifdef PAYQ_CRASH_POINTS
 void payq_dlq_test_fatal(payq_dlq_t *d)
 {
 	rd_kafka_test_fatal_error(d->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
 				  "payq fault injection");
 	rd_kafka_poll(d->rk, 0);
 }
+#endif
 
 void payq_dlq_destroy(payq_dlq_t *d, int timeout_ms)
 {

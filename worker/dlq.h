@@ -40,8 +40,11 @@ int payq_dlq_deliver(payq_dlq_t *d, payq_dlq_entry_t *entries, size_t n, payq_dl
  * errstr gets the reason. */
 bool payq_dlq_fatal(payq_dlq_t *d, char *errstr, size_t errstr_size);
 
-/* Raises a fatal idempotent-producer error on purpose (fault-injection tests). */
+#ifdef PAYQ_CRASH_POINTS
+/* Raises a fatal idempotent-producer error on purpose (fault-injection tests; only in
+ * -Dcrash_points=true builds, like the PAYQ_FAULT_AT point that calls it). */
 void payq_dlq_test_fatal(payq_dlq_t *d);
+#endif
 
 /* Flushes within timeout_ms and destroys the producer. NULL is ignored. */
 void payq_dlq_destroy(payq_dlq_t *d, int timeout_ms);

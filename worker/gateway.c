@@ -275,24 +275,33 @@ static bool answer_matches(const cJSON *body, const payq_charge_t *c, char *why,
 	return false;
 }
 
-/* Turns an HTTP answer into a status. post says whether it answered a charge. Every
- * text taken from the answer is cleaned to valid UTF-8: it goes to PostgreSQL. */
 static void classify(request_t *r, CURLcode cc, bool post)
 {
 	payq_charge_t *c = r->charge;
+	long http_status = 0;
+
+	if (cc != CURLE_OK) {
+		c->charge_id[0] = c->decline_code[0] = '\0';
+		c->status = PAYQ_CHARGE_UNKNOWN;
+		c->http_status = 0;
+		snprintf(c->detail, sizeof(c->detail), "gateway: %s", curl_easy_strerror(cc));
+		return;
+	}
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &http_status);
+	payq_gateway_classify(c, http_status, r->response, r->len, post);
+}
+
+void payq_gateway_classify(payq_charge_t *c, long http_status, const char *response,
+			   size_t len, bool post)
+{
 	cJSON *body;
 	const char *status, *id, *code, *err;
 	char why[200], text[160];
 
 	c->charge_id[0] = c->decline_code[0] = '\0';
 	c->status = PAYQ_CHARGE_UNKNOWN;
-	c->http_status = 0;
-	if (cc != CURLE_OK) {
-		snprintf(c->detail, sizeof(c->detail), "gateway: %s", curl_easy_strerror(cc));
-		return;
-	}
-	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &c->http_status);
-	body = cJSON_ParseWithLength(r->response, r->len);
+	c->http_status = http_status;
+	body = cJSON_ParseWithLength(response, len);
 	status = json_str(body, "status");
 	id = json_str(body, "id");
 	code = json_str(body, "decline_code");
@@ -341,6 +350,12 @@ static void classify(request_t *r, CURLcode cc, bool post)
 		}
 	}
 	cJSON_Delete(body);
+	/* The answer's bytes go to PostgreSQL, which refuses a statement over one invalid
+	 * UTF-8 byte: a channel's bad byte, or a character cut by the bounds above, would
+	 * fail every retry of the batch (found by tests/fuzz/fuzz_gateway). */
+	payq_utf8_scrub(c->charge_id);
+	payq_utf8_scrub(c->decline_code);
+	payq_utf8_scrub(c->detail);
 }
 
 static void unsent(payq_charge_t *c, const char *why)

@@ -78,3 +78,10 @@ const char *payq_charge_status_name(payq_charge_status_t s);
  * idempotency key. Returns 0, or -1 with errstr. */
 int payq_gateway_parse_retention(const char *text, int64_t *ms, char *errstr,
 				 size_t errstr_size);
+
+/* Reads one answer of the channel, its HTTP status and body (len bytes; the worker keeps
+ * a NUL after them), into c's status, http_status, charge_id, decline_code and detail.
+ * post says whether it answered a charge. Called by the client, and by the fuzz target
+ * (tests/fuzz/fuzz_gateway.c). */
+void payq_gateway_classify(payq_charge_t *c, long http_status, const char *response,
+			   size_t len, bool post);

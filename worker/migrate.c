@@ -94,7 +94,9 @@ out:
 
 payq_schema_check_t payq_migrate_check(PGconn *conn, char *errstr, size_t errstr_size)
 {
-	int version, want = payq_migrations[payq_migrations_cnt - 1].version;
+	/* Set by current_version() on success; initialised because gcc -O3 cannot see
+	 * that through payq_err()'s return value (-Werror=maybe-uninitialized). */
+	int version = 0, want = payq_migrations[payq_migrations_cnt - 1].version;
 
 	/* A failed read says nothing about the version: a statement timeout, a
 	 * serialization failure or a dropped connection must not pass for an old schema. */

@@ -453,10 +453,90 @@ def cmd_k8s_policy(a):
     if clean(m):
         ok(f"{name}: alerts select job={job!r} and the worker pods' names")
 
+    check_network_policy(name, docs, dep, env)
+
     namespaces = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
     if len(namespaces) != 1:
         fail(f"{name}: objects in several namespaces: {namespaces}")
     finish()
+
+
+def host_ports(addresses):
+    """Ports of a comma-separated host:port list (PAYQ_BROKERS, PAYQ_HTTP_ADDR)."""
+    return {int(a.rsplit(":", 1)[1]) for a in (addresses or "").split(",")
+            if ":" in a and a.rsplit(":", 1)[1].isdigit()}
+
+
+# Address ranges a rule open to the internet must leave out: the cluster's private ranges,
+# loopback and the link-local cloud metadata service.
+PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+                  "100.64.0.0/10", "127.0.0.0/8"}
+
+
+def check_network_policy(name, docs, dep, env):
+    """One NetworkPolicy over every payq pod: ingress only to the HTTP port from the
+    monitoring namespace; egress only DNS, Kafka, PostgreSQL and HTTPS, each to a bounded
+    destination."""
+    m = mark()
+    pols = by_kind(docs, "NetworkPolicy")
+    if len(pols) != 1:
+        fail(f"{name}: want one NetworkPolicy, found {len(pols)}")
+        return
+    np = pols[0]
+    spec = np["spec"]
+    sel = spec.get("podSelector", {}).get("matchLabels", {})
+    if not sel:
+        fail(f"{name}: NetworkPolicy {np['metadata']['name']} selects no labels")
+    pods = [dep] + by_kind(docs, "Job")
+    for w in pods:
+        if not labels_match(sel, w["spec"]["template"]["metadata"].get("labels", {})):
+            fail(f"{name}: NetworkPolicy does not select the pods of {kn(w)}")
+    if sorted(spec.get("policyTypes", [])) != ["Egress", "Ingress"]:
+        fail(f"{name}: NetworkPolicy policyTypes {spec.get('policyTypes')}, want Ingress and Egress")
+
+    http_port = host_ports(env_value(env.get("PAYQ_HTTP_ADDR", ("value", ""))))
+    for r in spec.get("ingress", []):
+        ports = {(p.get("protocol", "TCP"), p.get("port")) for p in r.get("ports", [])}
+        if ports != {("TCP", p) for p in http_port}:
+            fail(f"{name}: ingress rule opens {sorted(ports)}, want only TCP {sorted(http_port)}")
+        froms = r.get("from", [])
+        if not froms or any(set(f) != {"namespaceSelector"} or
+                            f["namespaceSelector"].get("matchLabels") !=
+                            {"kubernetes.io/metadata.name": "monitoring"} for f in froms):
+            fail(f"{name}: ingress rule admits {froms}, want only the monitoring namespace")
+    if not spec.get("ingress"):
+        fail(f"{name}: no ingress rule: Prometheus could not scrape /metrics")
+
+    broker_ports = host_ports(env_value(env.get("PAYQ_BROKERS", ("value", ""))))
+    allowed = {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443), ("TCP", 9093)}
+    allowed |= {("TCP", p) for p in broker_ports}
+    opened = set()
+    for r in spec.get("egress", []):
+        ports = {(p.get("protocol", "TCP"), p.get("port")) for p in r.get("ports", [])}
+        if not ports:
+            fail(f"{name}: egress rule {r.get('to')} allows every port")
+        if not r.get("to"):
+            fail(f"{name}: egress rule on {sorted(ports)} allows every destination")
+        for t in r.get("to", []):
+            ip = t.get("ipBlock")
+            if ip and ip["cidr"] in ("0.0.0.0/0", "::/0") and \
+                    not PRIVATE_RANGES <= set(ip.get("except", [])):
+                fail(f"{name}: egress to {ip['cidr']} must except {sorted(PRIVATE_RANGES)}")
+        if ports - allowed:
+            fail(f"{name}: egress opens {sorted(ports - allowed)}: not DNS, Kafka, PostgreSQL "
+                 f"nor HTTPS")
+        opened |= ports
+    for need, what in ((("UDP", 53), "DNS"), (("TCP", 5432), "PostgreSQL"),
+                       (("TCP", 443), "the payment channel (HTTPS)")):
+        if need not in opened:
+            fail(f"{name}: no egress to {what} ({need[0]} {need[1]})")
+    for p in broker_ports:
+        if ("TCP", p) not in opened:
+            fail(f"{name}: no egress to Kafka on port {p} (PAYQ_BROKERS)")
+    if clean(m):
+        ok(f"{name}: NetworkPolicy {np['metadata']['name']} over {', '.join(kn(w) for w in pods)}: "
+           f"ingress TCP {sorted(http_port)} from namespace monitoring only; egress only to "
+           f"{sorted(opened)}")
 
 
 # ---------------------------------------------------------------- compose
@@ -746,6 +826,21 @@ def cmd_dockerfile(a):
             fail(f"{df}: COPY source {src} is excluded by .dockerignore")
     if "meson install" not in text or "--destdir" not in text:
         fail(f"{df}: does not install with meson install --destdir")
+    # Only the production programs, from a hardened release build without the test switches.
+    production = {"payq-worker", "payq-producer", "payq-replay"}
+    if set(binaries) != production:
+        fail(f"{df}: meson install puts {sorted(binaries)} in the image, want only "
+             f"{sorted(production)} (no devbroker, no sandbox)")
+    setups = [r for r in build["runs"] if "meson setup" in r]
+    setup = setups[0] if setups else ""
+    if "--buildtype=release" not in setup:
+        fail(f"{df}: the build stage's meson setup is not --buildtype=release: {setup!r}")
+    for bad in ("-Dcrash_points=true", "-Dhardening=false", "-Db_pie=false", "-Dmutation="):
+        if bad in setup:
+            fail(f"{df}: the build stage's meson setup sets {bad}")
+    if clean(m0):
+        ok(f"{df}: release build ({setup.split('&&')[0].strip()}) with the hardening and without "
+           f"crash points; installs only {sorted(binaries)}")
     if clean(m0):
         ok(f"{df}: bookworm build, bookworm-slim runtime, USER {info['user']}, STOPSIGNAL SIGTERM, "
            f"ENTRYPOINT {info['entrypoint']} CMD {info['cmd']}, binaries {sorted(binaries)}")

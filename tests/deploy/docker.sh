@@ -53,3 +53,25 @@ fi
 pass "payq-httpcheck fails on a closed port"
 PAYQ_HTTP_ADDR=0.0.0.0:$port "$check" /healthz >/dev/null || die "payq-httpcheck ignores PAYQ_HTTP_ADDR's port"
 pass "payq-httpcheck takes the port from PAYQ_HTTP_ADDR"
+
+# An IPv6 PAYQ_HTTP_ADDR: [::1]:PORT is probed on ::1, an explicit [::1]:PORT too.
+port6=$(free_port)
+python3 - "$port6" >"$WORK/http6.log" 2>&1 <<'PY' &
+import http.server, socket, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok over ipv6\n")
+    def log_message(self, *a):
+        pass
+class S(http.server.HTTPServer):
+    address_family = socket.AF_INET6
+S(("::1", int(sys.argv[1])), H).serve_forever()
+PY
+server6=$!
+on_exit "kill $server6 2>/dev/null"
+wait_for "'$check' /healthz '[::1]:$port6'" 10 || die "payq-httpcheck /healthz [::1]:$port6 failed: $(cat "$WORK/http6.log")"
+pass "payq-httpcheck reaches [::1]:$port6: $("$check" /healthz "[::1]:$port6")"
+PAYQ_HTTP_ADDR="[::1]:$port6" "$check" /healthz >/dev/null || die "payq-httpcheck does not follow PAYQ_HTTP_ADDR=[::1]:$port6"
+pass "payq-httpcheck probes ::1 when PAYQ_HTTP_ADDR=[::1]:PORT"

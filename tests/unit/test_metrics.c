@@ -1,5 +1,7 @@
 /* test_metrics.c - the Prometheus registry, its text format, promtool, and the HTTP endpoint. */
+#include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -357,11 +359,16 @@ static bool probe_not_joined(void *opaque, char *msg, size_t msg_size)
 	return false;
 }
 
-/* Sends one HTTP/1.0 request and reads the whole reply into buf. */
-static void http_request(int port, const char *method, const char *path, char *buf,
-			 size_t size)
+/* Sends one HTTP/1.0 request to the loopback address of family (AF_INET: 127.0.0.1,
+ * AF_INET6: ::1) and reads the whole reply into buf. */
+static void http_request_on(int family, int port, const char *method, const char *path,
+			    char *buf, size_t size)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+				    .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	struct sockaddr *sa = family == AF_INET6 ? (struct sockaddr *)&sin6 : (struct sockaddr *)&sin;
+	socklen_t salen = family == AF_INET6 ? sizeof(sin6) : sizeof(sin);
 	struct timeval tv = {.tv_sec = 5};
 	char req[256];
 	size_t len = 0;
@@ -369,16 +376,23 @@ static void http_request(int port, const char *method, const char *path, char *b
 	int fd;
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM, 0);
+	fd = socket(family, SOCK_STREAM, 0);
 	ck_assert_int_ge(fd, 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_msg(connect(fd, sa, salen) == 0, "connect to %s port %d: %s",
+		      family == AF_INET6 ? "::1" : "127.0.0.1", port, strerror(errno));
 	snprintf(req, sizeof(req), "%s %s HTTP/1.0\r\nHost: localhost\r\n\r\n", method, path);
 	ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
 	while (len + 1 < size && (n = read(fd, buf + len, size - len - 1)) > 0)
 		len += (size_t)n;
 	buf[len] = '\0';
 	close(fd);
+}
+
+static void http_request(int port, const char *method, const char *path, char *buf,
+			 size_t size)
+{
+	http_request_on(AF_INET, port, method, path, buf, size);
 }
 
 static const struct {
@@ -435,6 +449,86 @@ START_TEST(test_http_null_probes)
 }
 END_TEST
 
+/* PAYQ_HTTP_ADDR in IPv6: "[::]:PORT" listens on every address, IPv6 and (dual stack)
+ * IPv4; "[::1]:PORT" on the IPv6 loopback only. */
+static const struct {
+	const char *addr;
+	bool v4, v6; /* answers on 127.0.0.1, on ::1 */
+} v6_addrs[] = {
+	{"[::]:0", true, true},
+	{"[::1]:0", false, true},
+	{"[0:0:0:0:0:0:0:1]:0", false, true},
+};
+
+START_TEST(test_http_ipv6)
+{
+	char errstr[256] = "", reply[4096];
+	payq_http_t *http = payq_http_start(v6_addrs[_i].addr, NULL, NULL, NULL, errstr,
+					    sizeof(errstr));
+
+	ck_assert_msg(http != NULL, "start on %s: %s", v6_addrs[_i].addr, errstr);
+	ck_assert_int_gt(payq_http_port(http), 0);
+	if (v6_addrs[_i].v6) {
+		http_request_on(AF_INET6, payq_http_port(http), "GET", "/healthz", reply,
+				sizeof(reply));
+		ck_assert_msg(strstr(reply, "HTTP/1.1 200"), "%s over ::1: %.60s",
+			      v6_addrs[_i].addr, reply);
+	}
+	if (v6_addrs[_i].v4) {
+		http_request_on(AF_INET, payq_http_port(http), "GET", "/healthz", reply,
+				sizeof(reply));
+		ck_assert_msg(strstr(reply, "HTTP/1.1 200"), "%s over 127.0.0.1: %.60s",
+			      v6_addrs[_i].addr, reply);
+	}
+	payq_http_stop(http);
+}
+END_TEST
+
+/* The parser alone: family, address and port of each accepted form. */
+static const struct {
+	const char *addr;
+	int family;
+	const char *host; /* inet_ntop of the result */
+	int port;
+} good_addrs[] = {
+	{"0.0.0.0:9400", AF_INET, "0.0.0.0", 9400},
+	{":9400", AF_INET, "0.0.0.0", 9400},
+	{"127.0.0.1:0", AF_INET, "127.0.0.1", 0},
+	{"localhost:80", AF_INET, "127.0.0.1", 80},
+	{"[::]:9400", AF_INET6, "::", 9400},
+	{"[::1]:9400", AF_INET6, "::1", 9400},
+	{"[2001:db8::7]:65535", AF_INET6, "2001:db8::7", 65535},
+	{"[::ffff:10.1.2.3]:1", AF_INET6, "::ffff:10.1.2.3", 1},
+};
+
+START_TEST(test_http_parse_addr)
+{
+	payq_sockaddr_t sa;
+	char errstr[256] = "", host[INET6_ADDRSTRLEN] = "";
+	const void *bin;
+	int port;
+
+	ck_assert_msg(payq_http_parse_sockaddr("addr", good_addrs[_i].addr, &sa, errstr,
+					       sizeof(errstr)) == 0,
+		      "%s: %s", good_addrs[_i].addr, errstr);
+	ck_assert_int_eq(sa.ss.ss_family, good_addrs[_i].family);
+	if (good_addrs[_i].family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)&sa.ss;
+		ck_assert_uint_eq(sa.len, sizeof(*s6));
+		bin = &s6->sin6_addr;
+		port = ntohs(s6->sin6_port);
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)&sa.ss;
+		ck_assert_uint_eq(sa.len, sizeof(*s4));
+		bin = &s4->sin_addr;
+		port = ntohs(s4->sin_port);
+	}
+	ck_assert_ptr_nonnull(inet_ntop(good_addrs[_i].family, bin, host, sizeof(host)));
+	ck_assert_str_eq(host, good_addrs[_i].host);
+	ck_assert_int_eq(port, good_addrs[_i].port);
+}
+END_TEST
+
 static const struct {
 	const char *addr, *err;
 } bad_addrs[] = {
@@ -443,6 +537,17 @@ static const struct {
 	{"127.0.0.1:65536", "bad port"},
 	{"127.0.0.1:x", "bad port"},
 	{"no.such.host.invalid:0", "no.such.host.invalid"},
+	{"::1:9400", "brackets"},
+	{"::", "brackets"},
+	{"[::1]9400", "want [host]:port"},
+	{"[::1:9400", "want [host]:port"},
+	{"[::1]:", "bad port"},
+	{"[::1]:99999", "bad port"},
+	{"[]:9400", "not an IPv6 address"},
+	{"[127.0.0.1]:9400", "not an IPv6 address"},
+	{"[localhost]:9400", "not an IPv6 address"},
+	{"[::1]]:9400", "want [host]:port"},
+	{"[fe80::1%lo]:9400", "not an IPv6 address"},
 };
 
 START_TEST(test_http_bad_addr)
@@ -478,6 +583,8 @@ static Suite *metrics_suite(void)
 	tcase_add_test(th, test_http_routes);
 	tcase_add_test(th, test_http_null_probes);
 	tcase_add_loop_test(th, test_http_bad_addr, 0, PAYQ_ARRAY_SIZE(bad_addrs));
+	tcase_add_loop_test(th, test_http_ipv6, 0, PAYQ_ARRAY_SIZE(v6_addrs));
+	tcase_add_loop_test(th, test_http_parse_addr, 0, PAYQ_ARRAY_SIZE(good_addrs));
 	tcase_set_timeout(th, 60);
 	suite_add_tcase(s, th);
 	return s;

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -328,8 +329,8 @@ START_TEST(test_json_escape_truncation)
 		"abcdefghijklmnopqrstuvwxyz",
 		"\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0e",
 		"\"\\\"\\\"\\\"\\\"\\",
-		"a\nb\tc\x01"
-		"d\"e\\f",
+		("a\nb\tc\x01"
+		 "d\"e\\f"),
 	};
 
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(inputs); i++) {
@@ -440,6 +441,36 @@ START_TEST(test_clocks)
 }
 END_TEST
 
+/* payq_utf8_scrub: what PostgreSQL would refuse becomes '?', byte for byte; valid text,
+ * including 4-byte characters, is untouched. */
+static const struct {
+	const char *in, *out;
+	size_t replaced;
+} scrub_cases[] = {
+	{"", "", 0},
+	{"plain ascii", "plain ascii", 0},
+	{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 0},
+	{("a\xff" "b"), "a?b", 1},
+	{"\xc0\xaf", "??", 2},               /* overlong '/' */
+	{"\xe0\x80\xaf", "???", 3},         /* overlong, 3 bytes */
+	{"\xed\xa0\x80", "???", 3},         /* UTF-16 surrogate D800 */
+	{"\xf4\x90\x80\x80", "????", 4},   /* above U+10FFFF */
+	{"cut \xe2\x82", "cut ??", 2},       /* a character cut at the end of a buffer */
+	{"\xc3", "?", 1},
+	{"\x80\xbf", "??", 2},               /* continuation bytes alone */
+	{"ok\xc3\xa9\xc3", "ok\xc3\xa9?", 1},
+};
+
+START_TEST(test_utf8_scrub)
+{
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), "%s", scrub_cases[_i].in);
+	ck_assert_uint_eq(payq_utf8_scrub(buf), scrub_cases[_i].replaced);
+	ck_assert_str_eq(buf, scrub_cases[_i].out);
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
 	Suite *s = suite_create("util");
@@ -447,6 +478,7 @@ static Suite *util_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_parse_int64);
+	tcase_add_loop_test(tc, test_utf8_scrub, 0, PAYQ_ARRAY_SIZE(scrub_cases));
 	tcase_add_test(tc, test_parse_duration);
 	tcase_add_test(tc, test_parse_iso8601);
 	tcase_add_test(tc, test_json_escape);
