@@ -88,7 +88,7 @@ sent=$(python3 -c '
 import json, sys
 for line in open(sys.argv[1]):
     o = json.loads(line)
-    if o["method"] == "POST" and o["idempotency_key"] == "TR-1:tr-c2":
+    if o["method"] == "POST" and o["idempotency_key"] == "TR-1|tr-c2":
         print(o["traceparent"] or "-")
         break' "$WL_DIR/requests.jsonl")
 [[ $sent =~ ^00-$trace-([0-9a-f]{16})-01$ ]] ||
