@@ -388,8 +388,15 @@ void payq_config_print_help(FILE *fp, unsigned prog)
 	}
 	fprintf(fp, "  %-24s %-26s %s\n", "-F FILE", "PAYQ_KAFKA_CONFIG_FILE",
 		"librdkafka key=value lines (kcat -F), before -X");
-	fprintf(fp, "  %-24s %-26s %s\n", "", "PAYQ_DB_FILE, PAYQ_*_FILE",
-		"a secret setting read from a file (mode 0600 or 0640)");
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(settings); i++) {
+		char env[64];
+
+		if (!(settings[i].progs & prog) || !secret_setting(&settings[i]))
+			continue;
+		snprintf(env, sizeof(env), "%s_FILE", settings[i].env);
+		fprintf(fp, "  %-24s %-26s %s from this file (mode 0600 or 0640)\n", "", env,
+			settings[i].env);
+	}
 	fprintf(fp, "  %-24s %-26s %s\n", "-X key=value", "", "any librdkafka property");
 	fprintf(fp, "  %-24s %-26s %s\n", "-X list", "", "list librdkafka properties");
 	fprintf(fp, "  %-24s %-26s %s\n", "-X dump", "",
