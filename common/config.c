@@ -214,6 +214,7 @@ static int load_env_file(payq_config_t *cfg, const payq_setting_t *s, bool *foun
 		return -1;
 	payq_log_add_secret(value, strlen(value));
 	rc = payq_config_set(cfg, s, value, errstr, errstr_size);
+	explicit_bzero(value, strlen(value));
 	free(value);
 	if (rc)
 		return payq_err(errstr, errstr_size, "%s (%s): the value is not valid", name, path);
