@@ -71,7 +71,7 @@ SECRETS=("$DB_SECRET" "$API_KEY" "$(cat "$K/tls/mtls.pass")")
 for u in admin payq-worker payq-producer payq-replay; do
 	SECRETS+=("$(cat "$K/tls/$u.password")")
 done
-export PAYQ_DB_FILE=$W/db.conninfo PAYQ_BROKERS=$BROKERS PAYQ_HTTP_ADDR= PAYQ_TOPIC=payq.commands \
+export PAYQ_DB_FILE=$W/db.conninfo PAYQ_BROKERS=$BROKERS PAYQ_HTTP_ADDR='' PAYQ_TOPIC=payq.commands \
 	PAYQ_DLQ_TOPIC=payq.commands.dlq PAYQ_GROUP=payq-workers PAYQ_STATS_INTERVAL_MS=0
 unset PAYQ_DB PAYQ_KAFKA_CONFIG_FILE
 "$PAYQ_WORKER_EXE" migrate 2>"$W/migrate.log" || die "migrate with PAYQ_DB_FILE: $(cat "$W/migrate.log")"
