@@ -100,7 +100,9 @@ static bool readyz(void *opaque, char *msg, size_t size)
 
 /* True for the errors that retrying cannot cure: the broker refuses this principal (an ACL
  * is missing) or its credentials. librdkafka would retry them for ever while the worker
- * looks healthy and applies nothing; stopping says what is wrong where an operator looks. */
+ * looks healthy and applies nothing; stopping says what is wrong where an operator looks.
+ * Not the local _AUTHENTICATION: librdkafka also reports a connection lost during the SASL
+ * handshake (a broker restarting) with it, and that one must be retried. */
 static bool access_denied(rd_kafka_resp_err_t err)
 {
 	switch (err) {
@@ -109,7 +111,6 @@ static bool access_denied(rd_kafka_resp_err_t err)
 	case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
 	case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
 	case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
-	case RD_KAFKA_RESP_ERR__AUTHENTICATION:
 		return true;
 	default:
 		return false;
