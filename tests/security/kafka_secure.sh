@@ -180,6 +180,12 @@ echo 'k:v' | kcat -F "$K/client-worker.conf" -b "$BROKERS" -P -t payq.commands -
 	>"$W/kcat.out" 2>"$W/kcat.err" && die "the worker's principal could write payq.commands"
 grep -qi 'authoriz' "$W/kcat.err" || die "writing as the worker: $(tail -3 "$W/kcat.err")"
 pass "the worker's principal cannot write payq.commands"
+rc=0
+"$PAYQ_PRODUCER_EXE" -F "$K/client-worker.conf" pay --order o-denied --amount 5 --currency EUR \
+	>"$W/producer-denied.out" 2>"$W/producer-denied.log" || rc=$?
+assert_eq 1 "$rc" "payq-producer with the worker's credentials exits 1"
+grep -q '"level":"error".*Topic authorization failed' "$W/producer-denied.log" ||
+	die "payq-producer denied: $(tail -3 "$W/producer-denied.log")"
 
 # ---- SASL_SSL end to end ----
 "$PAYQ_PRODUCER_EXE" -F "$K/client-producer.conf" generate --orders 30 --seed 4242 \
@@ -199,6 +205,20 @@ grep -E '"level":"error".*(GROUP|TOPIC)_AUTHORIZATION_FAILED' "$W/worker-denied.
 pass "its log names the error: $(grep -oE '(GROUP|TOPIC)_AUTHORIZATION_FAILED' "$W/worker-denied.log" | head -1)"
 assert_eq 0 "$(applied)" "the refused worker applied nothing"
 assert_eq "$before" "$(offsets)" "the refused worker changed no committed offset"
+
+# A wrong password is retried (librdkafka reports a connection lost mid-handshake with the
+# same local error), logged, and commits nothing.
+(
+	umask 077
+	sed 's/^sasl.password=.*/sasl.password=not-the-password/' "$K/client-worker.conf" >"$W/wrong.conf"
+)
+rc=0
+timeout 10 "$PAYQ_WORKER_EXE" -F "$W/wrong.conf" >"$W/worker-wrongpw.log" 2>&1 || rc=$?
+assert_eq 124 "$rc" "a worker with a wrong password keeps retrying"
+grep -q '"level":"warn".*Kafka error: _AUTHENTICATION: .*invalid credentials' "$W/worker-wrongpw.log" ||
+	die "wrong password: $(tail -3 "$W/worker-wrongpw.log")"
+assert_eq "$before" "$(offsets)" "the worker with a wrong password changed no committed offset"
+SECRETS+=(not-the-password)
 
 # The worker's own principal, the -F file given by PAYQ_KAFKA_CONFIG_FILE, librdkafka's
 # security debugging on: every command applied, every offset committed.
