@@ -82,9 +82,10 @@ static const payq_setting_t settings[] = {
 	 "gateway mode: API key, sent as Authorization: Bearer (use PAYQ_GATEWAY_API_KEY_FILE)"},
 };
 
-/* Settings whose value is a secret: each also reads from the file its *_FILE variable
- * names, and -X dump prints "***" for it (PAYQ_DB its passwords only). */
-static const size_t secret_settings[] = {OFF(db), OFF(gateway_api_key)};
+/* Settings whose value is or holds a secret: each also reads from the file its *_FILE
+ * variable names, and -X dump prints "***" for the secret (PAYQ_DB: its passwords only,
+ * PAYQ_GATEWAY_URL: its userinfo only). */
+static const size_t secret_settings[] = {OFF(db), OFF(gateway_url), OFF(gateway_api_key)};
 
 #undef W
 #undef P
@@ -210,9 +211,10 @@ static int load_env_file(payq_config_t *cfg, const payq_setting_t *s, bool *foun
 	if (getenv(s->env))
 		return payq_err(errstr, errstr_size, "%s and %s are both set; keep one", s->env,
 				name);
+	/* Its secret parts are registered with the logger by payq_config_parse_args, as
+	 * for a value from the environment. */
 	if (payq_secret_file_value(path, &value, errstr, errstr_size))
 		return -1;
-	payq_log_add_secret(value, strlen(value));
 	rc = payq_config_set(cfg, s, value, errstr, errstr_size);
 	explicit_bzero(value, strlen(value));
 	free(value);

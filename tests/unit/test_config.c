@@ -38,6 +38,7 @@ static const char *const env_names[] = {
 	"PAYQ_DB_FILE",
 	"PAYQ_GATEWAY_API_KEY",
 	"PAYQ_GATEWAY_API_KEY_FILE",
+	"PAYQ_GATEWAY_URL_FILE",
 };
 
 static int saved_log_level;
@@ -1096,7 +1097,7 @@ END_TEST
  * secrets, refused when others may read them or when the plain variable is set too. */
 START_TEST(test_env_files)
 {
-	char db[64], key[64], errstr[512] = "", masked[128], *out;
+	char db[64], key[64], url[64], errstr[512] = "", masked[128], *out;
 	payq_config_t cfg;
 
 	write_file(db, "host=db dbname=payq password=pw-from-file\n", 0640);
@@ -1113,6 +1114,22 @@ START_TEST(test_env_files)
 	payq_log_mask("key api-key-123 pw pw-from-file", masked, sizeof(masked));
 	ck_assert_str_eq(masked, "key *** pw ***");
 	payq_config_destroy(&cfg);
+	unsetenv("PAYQ_GATEWAY_API_KEY_FILE");
+
+	/* PAYQ_GATEWAY_URL_FILE: the URL's userinfo is what is masked. */
+	write_file(url, "https://user:url-pass-9@gw.example/\n", 0600);
+	setenv("PAYQ_GATEWAY_URL_FILE", url, 1);
+	payq_config_init(&cfg);
+	ck_assert_int_eq(payq_config_load_env(&cfg, W, errstr, sizeof(errstr)), 0);
+	ck_assert_str_eq(cfg.gateway_url, "https://user:url-pass-9@gw.example/");
+	ck_assert_int_eq(parse_line(&cfg, "run", errstr, sizeof(errstr), &out), PAYQ_ARGS_OK);
+	free(out);
+	payq_log_mask("at https://user:url-pass-9@gw.example/", masked, sizeof(masked));
+	ck_assert_str_eq(masked, "at https://***@gw.example/");
+	payq_config_destroy(&cfg);
+	unsetenv("PAYQ_GATEWAY_URL_FILE");
+	unlink(url);
+	setenv("PAYQ_GATEWAY_API_KEY_FILE", key, 1);
 
 	setenv("PAYQ_DB", "host=other", 1);
 	payq_config_init(&cfg);
