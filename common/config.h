@@ -114,8 +114,8 @@ void payq_config_print_help(FILE *fp, unsigned prog);
 
 /* Prints the resolved settings, then each librdkafka client of prog as it really runs:
  * payq's properties, the -X overrides, and what librdkafka resolved (kafka_clients.h).
- * Secrets print as "***": the passwords of PAYQ_DB, the userinfo of PAYQ_GATEWAY_URL and
- * librdkafka's passwords and keys. */
+ * Secrets print as "***": the passwords of PAYQ_DB, the userinfo of PAYQ_GATEWAY_URL, the
+ * gateway API key and librdkafka's passwords and keys (from -F as from -X). */
 void payq_config_dump(const payq_config_t *cfg, unsigned prog, FILE *fp);
 
 /* Applies the -X pairs to conf. Returns 0, or -1 with librdkafka's error text. */
