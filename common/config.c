@@ -1,6 +1,8 @@
-/* config.c - the one settings table: environment, then flags, then -X passthrough. */
+/* config.c - the one settings table: environment, then flags, then the -F file, then -X
+ * passthrough. */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 
 #include "kafka_clients.h"
 #include "log.h"
+#include "secretfile.h"
 #include "util.h"
 
 #define OFF(f) offsetof(payq_config_t, f)
@@ -74,8 +77,19 @@ static const payq_setting_t settings[] = {
 	{"stats-interval-ms", "PAYQ_STATS_INTERVAL_MS", PAYQ_CF_INT, "5000",
 	 OFF(stats_interval_ms), 0, 3600000, NULL, W, "librdkafka statistics interval, for lag"},
 	{"db", "PAYQ_DB", PAYQ_CF_STR, NULL, OFF(db), 0, 0, NULL, W | R,
-	 "PostgreSQL conninfo or URI; libpq's PG* variables apply when unset"},
+	 "PostgreSQL conninfo or URI; libpq's PG* variables apply when unset (or PAYQ_DB_FILE)"},
+	{"kafka-config-file", "PAYQ_KAFKA_CONFIG_FILE", PAYQ_CF_STR, NULL, OFF(kafka_config_file),
+	 0, 0, NULL, W | P | R,
+	 "-F: librdkafka key=value file (SASL, TLS), applied after flags, before -X; mode 0600"},
+	{"gateway-api-key", "PAYQ_GATEWAY_API_KEY", PAYQ_CF_STR, NULL, OFF(gateway_api_key), 0, 0,
+	 NULL, W,
+	 "gateway mode: API key, sent as Authorization: Bearer (use PAYQ_GATEWAY_API_KEY_FILE)"},
 };
+
+/* Settings whose value is or holds a secret: each also reads from the file its *_FILE
+ * variable names, and -X dump prints "***" for the secret (PAYQ_DB: its passwords only,
+ * PAYQ_GATEWAY_URL: its userinfo only). */
+static const size_t secret_settings[] = {OFF(db), OFF(gateway_url), OFF(gateway_api_key)};
 
 #undef W
 #undef P
@@ -175,23 +189,68 @@ const payq_setting_t *payq_config_find(const char *name, unsigned prog)
 	return NULL;
 }
 
+static bool secret_setting(const payq_setting_t *s)
+{
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(secret_settings); i++)
+		if (secret_settings[i] == s->offset)
+			return true;
+	return false;
+}
+
+/* A secret setting from the file its *_FILE variable names. Sets *found when that variable
+ * is set. The error text names variables and the file, never the value. */
+static int load_env_file(payq_config_t *cfg, const payq_setting_t *s, bool *found, char *errstr,
+			 size_t errstr_size)
+{
+	char name[64], *value;
+	const char *path;
+	int rc;
+
+	*found = false;
+	snprintf(name, sizeof(name), "%s_FILE", s->env);
+	path = getenv(name);
+	if (!path)
+		return 0;
+	*found = true;
+	if (getenv(s->env))
+		return payq_err(errstr, errstr_size, "%s and %s are both set; keep one", s->env,
+				name);
+	/* Its secret parts are registered with the logger by payq_config_parse_args, as
+	 * for a value from the environment. */
+	if (payq_secret_file_value(path, &value, errstr, errstr_size))
+		return -1;
+	rc = payq_config_set(cfg, s, value, errstr, errstr_size);
+	explicit_bzero(value, strlen(value));
+	free(value);
+	if (rc)
+		return payq_err(errstr, errstr_size, "%s (%s): the value is not valid", name, path);
+	return 0;
+}
+
 int payq_config_load_env(payq_config_t *cfg, unsigned prog, char *errstr, size_t errstr_size)
 {
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(settings); i++) {
 		const char *v;
+		bool from_file = false;
+
 		if (!(settings[i].progs & prog))
 			continue;
+		if (secret_setting(&settings[i]) &&
+		    load_env_file(cfg, &settings[i], &from_file, errstr, errstr_size))
+			return -1;
 		v = getenv(settings[i].env);
-		if (v && payq_config_set(cfg, &settings[i], v, errstr, errstr_size))
+		if (!from_file && v && payq_config_set(cfg, &settings[i], v, errstr, errstr_size))
 			return -1;
 	}
 	return 0;
 }
 
-int payq_config_add_x(payq_config_t *cfg, const char *kv, char *errstr, size_t errstr_size)
+/* Checks key=value with librdkafka and inserts it at position at of cfg->xprops. */
+static int insert_x(payq_config_t *cfg, size_t at, const char *kv, char *errstr,
+		    size_t errstr_size)
 {
 	const char *eq = strchr(kv, '=');
-	char key[256], **grown;
+	char key[256], **grown, *dup;
 	rd_kafka_conf_t *scratch;
 	rd_kafka_conf_res_t res;
 
@@ -211,11 +270,97 @@ int payq_config_add_x(payq_config_t *cfg, const char *kv, char *errstr, size_t e
 	if (!grown)
 		return payq_err(errstr, errstr_size, "out of memory");
 	cfg->xprops = grown;
-	cfg->xprops[cfg->xprops_cnt] = strdup(kv);
-	if (!cfg->xprops[cfg->xprops_cnt])
+	dup = strdup(kv);
+	if (!dup)
 		return payq_err(errstr, errstr_size, "out of memory");
+	memmove(&cfg->xprops[at + 1], &cfg->xprops[at], (cfg->xprops_cnt - at) * sizeof(*grown));
+	cfg->xprops[at] = dup;
 	cfg->xprops_cnt++;
 	return 0;
+}
+
+int payq_config_add_x(payq_config_t *cfg, const char *kv, char *errstr, size_t errstr_size)
+{
+	return insert_x(cfg, cfg->xprops_cnt, kv, errstr, errstr_size);
+}
+
+const char *payq_config_x_origin(const payq_config_t *cfg, size_t i)
+{
+	return i < cfg->xprops_file_cnt && cfg->kafka_config_file ? cfg->kafka_config_file : "-X";
+}
+
+/* Cuts the spaces around a line in place. */
+static char *trim(char *line)
+{
+	char *end = line + strlen(line);
+
+	while (isspace((unsigned char)*line))
+		line++;
+	while (end > line && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return line;
+}
+
+/* Adds line lineno of the -F file, already trimmed and not a comment, before the -X pairs. */
+static int add_file_line(payq_config_t *cfg, char *line, size_t lineno, char *errstr,
+			 size_t errstr_size)
+{
+	const char *path = cfg->kafka_config_file;
+	char *eq = strchr(line, '='), *key, *value, *pair, err[512], masked[sizeof(err)];
+	size_t need;
+
+	if (!eq || eq == line)
+		return payq_err(errstr, errstr_size, "%s:%zu: expected key=value", path, lineno);
+	*eq = '\0';
+	key = trim(line); /* "key = value" as well as "key=value" */
+	value = trim(eq + 1);
+	if (payq_kafka_secret_prop(key))
+		payq_log_add_secret(value, strlen(value));
+	need = strlen(key) + strlen(value) + 2;
+	pair = malloc(need);
+	if (!pair)
+		return payq_err(errstr, errstr_size, "out of memory");
+	snprintf(pair, need, "%s=%s", key, value);
+	if (insert_x(cfg, cfg->xprops_file_cnt, pair, err, sizeof(err))) {
+		/* librdkafka's text may quote the value: mask the secrets in it. */
+		payq_log_mask(err, masked, sizeof(masked));
+		explicit_bzero(pair, need);
+		free(pair);
+		return payq_err(errstr, errstr_size, "%s:%zu: %s", path, lineno, masked);
+	}
+	cfg->xprops_file_cnt++;
+	explicit_bzero(pair, need);
+	free(pair);
+	return 0;
+}
+
+int payq_config_load_kafka_file(payq_config_t *cfg, char *errstr, size_t errstr_size)
+{
+	const char *path = cfg->kafka_config_file;
+	char *text;
+	size_t len, lineno = 0;
+	int rc = 0;
+
+	if (!path || !*path || cfg->xprops_file_cnt)
+		return 0;
+	if (payq_secret_file_read(path, &text, &len, errstr, errstr_size))
+		return -1;
+	/* Split on '\n' by hand: strtok_r would skip blank lines and so miscount. */
+	for (char *line = text, *next; line && !rc; line = next) {
+		char *kv;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		lineno++;
+		kv = trim(line);
+		if (*kv && *kv != '#')
+			rc = add_file_line(cfg, kv, lineno, errstr, errstr_size);
+	}
+	/* The file's text held secrets: do not leave them in freed memory. */
+	explicit_bzero(text, len);
+	free(text);
+	return rc;
 }
 
 int payq_config_apply_x(const payq_config_t *cfg, rd_kafka_conf_t *conf, char *errstr,
@@ -236,7 +381,7 @@ int payq_config_apply_x(const payq_config_t *cfg, rd_kafka_conf_t *conf, char *e
 
 void payq_config_print_help(FILE *fp, unsigned prog)
 {
-	fprintf(fp, "Settings (environment first, then flags, then -X):\n");
+	fprintf(fp, "Settings (environment first, then flags, then the -F file, then -X):\n");
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(settings); i++) {
 		const payq_setting_t *s = &settings[i];
 		char flag[64];
@@ -247,6 +392,17 @@ void payq_config_print_help(FILE *fp, unsigned prog)
 		if (s->def)
 			fprintf(fp, " (default: %s)", *s->def ? s->def : "\"\"");
 		fputc('\n', fp);
+	}
+	fprintf(fp, "  %-24s %-26s %s\n", "-F FILE", "PAYQ_KAFKA_CONFIG_FILE",
+		"librdkafka key=value lines (kcat -F), before -X");
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(settings); i++) {
+		char env[64];
+
+		if (!(settings[i].progs & prog) || !secret_setting(&settings[i]))
+			continue;
+		snprintf(env, sizeof(env), "%s_FILE", settings[i].env);
+		fprintf(fp, "  %-24s %-26s %s from this file (mode 0600 or 0640)\n", "", env,
+			settings[i].env);
 	}
 	fprintf(fp, "  %-24s %-26s %s\n", "-X key=value", "", "any librdkafka property");
 	fprintf(fp, "  %-24s %-26s %s\n", "-X list", "", "list librdkafka properties");
@@ -326,6 +482,8 @@ static void note_secrets(const payq_config_t *cfg)
 {
 	note_conninfo(cfg->db);
 	note_userinfo(cfg->gateway_url);
+	if (cfg->gateway_api_key)
+		payq_log_add_secret(cfg->gateway_api_key, strlen(cfg->gateway_api_key));
 	for (size_t i = 0; i < cfg->xprops_cnt; i++) {
 		const char *eq = strchr(cfg->xprops[i], '=');
 		char key[256];
@@ -337,6 +495,33 @@ static void note_secrets(const payq_config_t *cfg)
 		if (payq_kafka_secret_prop(key))
 			payq_log_add_secret(eq + 1, strlen(eq + 1));
 	}
+}
+
+/* The librdkafka properties that name a file holding a private key or a keytab. */
+static const char *const key_file_props[] = {"ssl.key.location", "ssl.keystore.location",
+					     "sasl.kerberos.keytab"};
+
+/* Refuses a key file that others may read, as the -F file itself. librdkafka reads the last
+ * value given, but every one is checked: a refused file should not sit in the settings. */
+static int check_key_files(const payq_config_t *cfg, char *errstr, size_t errstr_size)
+{
+	for (size_t i = 0; i < cfg->xprops_cnt; i++) {
+		const char *eq = strchr(cfg->xprops[i], '=');
+		size_t klen = eq ? (size_t)(eq - cfg->xprops[i]) : 0;
+
+		for (size_t k = 0; eq && eq[1] && k < PAYQ_ARRAY_SIZE(key_file_props); k++) {
+			char why[512];
+
+			if (strlen(key_file_props[k]) != klen ||
+			    strncmp(cfg->xprops[i], key_file_props[k], klen))
+				continue;
+			if (payq_secret_file_check(eq + 1, why, sizeof(why)))
+				return payq_err(errstr, errstr_size, "%s: %s: %s",
+						payq_config_x_origin(cfg, i), key_file_props[k],
+						why);
+		}
+	}
+	return 0;
 }
 
 /* Prints a conninfo as libpq reads it, passwords masked; only that it is set when libpq
@@ -416,6 +601,8 @@ void payq_config_dump(const payq_config_t *cfg, unsigned prog, FILE *fp)
 			put_conninfo(fp, s->env, v);
 		else if (s->offset == OFF(gateway_url))
 			put_url(fp, s->env, v);
+		else if (secret_setting(s))
+			fprintf(fp, "%s = ***\n", s->env);
 		else {
 			payq_log_mask(v, masked, sizeof(masked));
 			fprintf(fp, "%s = %s\n", s->env, masked);
@@ -460,6 +647,16 @@ payq_args_result_t payq_config_parse_args(payq_config_t *cfg, unsigned prog, con
 			       rd_kafka_version_str());
 			return PAYQ_ARGS_EXIT;
 		}
+		if (!strncmp(a, "-F", 2)) {
+			const char *file = a[2] ? a + 2 : (i + 1 < *argc ? argv[++i] : NULL);
+			if (!file)
+				return payq_err(errstr, errstr_size,
+						"-F needs a librdkafka configuration file");
+			if (payq_config_set(cfg, payq_config_find("kafka-config-file", prog), file,
+					    errstr, errstr_size))
+				return PAYQ_ARGS_ERROR;
+			continue;
+		}
 		if (!strncmp(a, "-X", 2)) {
 			const char *kv = a[2] ? a + 2 : (i + 1 < *argc ? argv[++i] : NULL);
 			if (!kv)
@@ -502,7 +699,11 @@ payq_args_result_t payq_config_parse_args(payq_config_t *cfg, unsigned prog, con
 	}
 	*argc = out;
 	argv[out] = NULL;
+	if (payq_config_load_kafka_file(cfg, errstr, errstr_size))
+		return PAYQ_ARGS_ERROR;
 	note_secrets(cfg);
+	if (check_key_files(cfg, errstr, errstr_size))
+		return PAYQ_ARGS_ERROR;
 	/* After every argument: a flag such as --group may come after the -X it concerns. */
 	if (payq_kafka_check_x(cfg, prog, errstr, errstr_size))
 		return PAYQ_ARGS_ERROR;

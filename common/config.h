@@ -1,4 +1,5 @@
-/* config.h - the one settings table: environment, then flags, then -X passthrough. */
+/* config.h - the one settings table: environment, then flags, then the -F file, then -X
+ * passthrough. */
 #pragma once
 
 #include <stddef.h>
@@ -40,9 +41,13 @@ typedef struct payq_config {
 	int64_t gateway_concurrency;
 	int64_t reconcile_max_attempts;
 	int64_t reconcile_interval_ms;
-	/* -X key=value pairs in the order given, applied to every librdkafka client. */
+	char *kafka_config_file; /* -F FILE: librdkafka key=value lines, secrets included */
+	char *gateway_api_key;	 /* gateway mode: sent as Authorization: Bearer */
+	/* -X key=value pairs applied to every librdkafka client: first the xprops_file_cnt
+	 * pairs of the -F file, in file order, then the -X pairs in the order given. */
 	char **xprops;
 	size_t xprops_cnt;
+	size_t xprops_file_cnt;
 } payq_config_t;
 
 typedef struct payq_setting {
@@ -67,8 +72,10 @@ typedef enum {
 void payq_config_init(payq_config_t *cfg);
 void payq_config_destroy(payq_config_t *cfg);
 
-/* Reads every PAYQ_* variable of this program's settings. Returns 0, or -1 with
- * errstr naming the variable and the bad value. */
+/* Reads every PAYQ_* variable of this program's settings. A secret setting (PAYQ_DB,
+ * PAYQ_GATEWAY_API_KEY) is read from the file named by its *_FILE variable when that is set
+ * (payq_secret_file_value: a file others may read is refused); both set is an error.
+ * Returns 0, or -1 with errstr naming the variable and the bad value (never a secret). */
 int payq_config_load_env(payq_config_t *cfg, unsigned prog, char *errstr, size_t errstr_size);
 
 /* Sets one setting from text, checking type and bounds. Returns 0 or -1. */
@@ -83,22 +90,33 @@ const payq_setting_t *payq_config_find(const char *name, unsigned prog);
 int payq_config_add_x(payq_config_t *cfg, const char *kv, char *errstr, size_t errstr_size);
 
 /* Consumes the common arguments from argv: --<setting> VALUE, --<setting>=VALUE,
- * -X key=value, -X list, -X dump, --help and --version. The rest stay in argv, in
- * order, and *argc is updated. usage() prints the program's own part of --help.
- * Once every argument is read, the secrets of the settings are registered with the logger
- * (payq_log_add_secret), and an -X pair that would change a property prog's Kafka clients
- * rely on is refused (payq_kafka_check_x), before -X dump is served. */
+ * -F FILE (--kafka-config-file), -X key=value, -X list, -X dump, --help and --version. The
+ * rest stay in argv, in order, and *argc is updated. usage() prints the program's own part of
+ * --help. Once every argument is read, the -F file's pairs are added before the -X pairs
+ * (payq_config_load_kafka_file), the secrets of the settings are registered with the logger
+ * (payq_log_add_secret), key files librdkafka is given are checked as secret files, and a
+ * pair that would change a property prog's Kafka clients rely on is refused
+ * (payq_kafka_check_x), before -X dump is served. */
 payq_args_result_t payq_config_parse_args(payq_config_t *cfg, unsigned prog, const char *progname,
 					  void (*usage)(FILE *fp), int *argc, char **argv,
 					  char *errstr, size_t errstr_size);
+
+/* Reads cfg->kafka_config_file (kcat's -F format: key=value lines, '#' comments and blank
+ * lines; spaces around the line are ignored) as a secret file, and puts its pairs before the
+ * -X pairs, each checked by librdkafka as -X is. Returns 0, or -1 with errstr naming the file
+ * and line, never the value. */
+int payq_config_load_kafka_file(payq_config_t *cfg, char *errstr, size_t errstr_size);
+
+/* Where the i-th pair of cfg->xprops comes from, for messages: "-X" or the -F file's name. */
+const char *payq_config_x_origin(const payq_config_t *cfg, size_t i);
 
 /* Prints the settings of prog as a help table. */
 void payq_config_print_help(FILE *fp, unsigned prog);
 
 /* Prints the resolved settings, then each librdkafka client of prog as it really runs:
  * payq's properties, the -X overrides, and what librdkafka resolved (kafka_clients.h).
- * Secrets print as "***": the passwords of PAYQ_DB, the userinfo of PAYQ_GATEWAY_URL and
- * librdkafka's passwords and keys. */
+ * Secrets print as "***": the passwords of PAYQ_DB, the userinfo of PAYQ_GATEWAY_URL, the
+ * gateway API key and librdkafka's passwords and keys (from -F as from -X). */
 void payq_config_dump(const payq_config_t *cfg, unsigned prog, FILE *fp);
 
 /* Applies the -X pairs to conf. Returns 0, or -1 with librdkafka's error text. */

@@ -260,8 +260,11 @@ int payq_kafka_check_x(const payq_config_t *cfg, unsigned prog, char *errstr,
 
 				if (!p->pin || !changes(p->key, need, key, value))
 					continue;
+				/* A pinned property is never a secret: the pair may be quoted. */
 				return payq_err(errstr, errstr_size,
-						"-X %s: refused: %s needs %s%s%s; %s", cfg->xprops[i],
+						"%s%s%s: refused: %s needs %s%s%s; %s",
+						payq_config_x_origin(cfg, i),
+						i < cfg->xprops_file_cnt ? ": " : " ", cfg->xprops[i],
 						clients[c].title, p->key, need ? "=" : " unset",
 						need ? need : "", p->pin);
 			}
@@ -318,13 +321,18 @@ static void dump_client(const payq_config_t *cfg, const client_t *c, payq_kafka_
 		if (v && !p->check_only)
 			put(fp, p->key, v);
 	}
-	fprintf(fp, "# %s: -X overrides\n", c->title);
 	for (size_t i = 0; i < cfg->xprops_cnt; i++) {
 		char key[256];
 		const char *value = split_pair(cfg->xprops[i], key, sizeof(key));
 
+		if (i == 0 && cfg->xprops_file_cnt)
+			fprintf(fp, "# %s: from -F %s\n", c->title, cfg->kafka_config_file);
+		if (i == cfg->xprops_file_cnt)
+			fprintf(fp, "# %s: -X overrides\n", c->title);
 		put(fp, key, value);
 	}
+	if (cfg->xprops_cnt == cfg->xprops_file_cnt)
+		fprintf(fp, "# %s: -X overrides\n", c->title);
 	fprintf(fp, "# %s: resolved librdkafka configuration\n", c->title);
 	conf = payq_kafka_conf_new(cfg, id, errstr, sizeof(errstr));
 	if (!conf) {

@@ -102,6 +102,35 @@ static bool readyz(void *opaque, char *msg, size_t size)
 
 /* ---- librdkafka callbacks (all run inside rd_kafka_consumer_poll on this thread) ---- */
 
+/* True for the errors that retrying cannot cure: the broker refuses this principal (an ACL
+ * is missing) or its credentials. librdkafka would retry them for ever while the worker
+ * looks healthy and applies nothing; stopping says what is wrong where an operator looks.
+ * Not the local _AUTHENTICATION: librdkafka also reports a connection lost during the SASL
+ * handshake (a broker restarting) with it, and that one must be retried. */
+static bool access_denied(rd_kafka_resp_err_t err)
+{
+	switch (err) {
+	case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+	case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Stops the worker on an access error: nothing is committed, so nothing is lost. */
+static void stop_denied(worker_t *w, rd_kafka_resp_err_t err, const char *reason)
+{
+	log_error("Kafka refuses access: %s: %s; check this principal's credentials and ACLs "
+		  "(README, Security)",
+		  rd_kafka_err2name(err), reason);
+	w->fatal = true;
+	payq_run = 0;
+}
+
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	worker_t *w = opaque;
@@ -112,6 +141,10 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		log_error("fatal Kafka error: %s", buf);
 		w->fatal = true;
 		payq_run = 0;
+		return;
+	}
+	if (access_denied((rd_kafka_resp_err_t)err)) {
+		stop_denied(w, (rd_kafka_resp_err_t)err, reason);
 		return;
 	}
 	log_warn("Kafka error: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
@@ -611,6 +644,11 @@ static rd_kafka_message_t *poll_one(worker_t *w, int timeout_ms)
 		log_error("fatal Kafka error: %s", buf);
 		w->fatal = true;
 		payq_run = 0;
+		rd_kafka_message_destroy(m);
+		return NULL;
+	}
+	if (access_denied(m->err)) {
+		stop_denied(w, m->err, rd_kafka_message_errstr(m));
 		rd_kafka_message_destroy(m);
 		return NULL;
 	}

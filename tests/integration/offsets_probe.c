@@ -22,6 +22,8 @@
  *
  * Reading committed offsets never joins the group: the consumer handle only asks the
  * group coordinator (OffsetFetch). Exit status 0, or 1 with a message on stderr.
+ * PAYQ_PROBE_KAFKA_CONFIG names a librdkafka key=value file (the secure broker's
+ * client-admin.conf) applied to every client: '#' comments and blank lines are skipped.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -52,6 +54,34 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Applies the key=value lines of the file PAYQ_PROBE_KAFKA_CONFIG names, if set. */
+static void apply_config_file(rd_kafka_conf_t *conf)
+{
+	const char *path = getenv("PAYQ_PROBE_KAFKA_CONFIG");
+	char line[4096], errstr[512];
+	FILE *fp;
+
+	if (!path || !*path)
+		return;
+	fp = fopen(path, "r");
+	if (!fp)
+		die("cannot open %s%s", path, "");
+	while (fgets(line, sizeof(line), fp)) {
+		char *eq;
+
+		line[strcspn(line, "\r\n")] = '\0';
+		if (!line[0] || line[0] == '#')
+			continue;
+		eq = strchr(line, '=');
+		if (!eq)
+			die("%s: a line is not key=value%s", path, "");
+		*eq = '\0';
+		if (rd_kafka_conf_set(conf, line, eq + 1, errstr, sizeof(errstr)))
+			die("%s: %s", path, errstr);
+	}
+	fclose(fp);
+}
+
 static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char *group)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -62,6 +92,7 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char 
 	    rd_kafka_conf_set(conf, "client.id", "payq-offsets-probe", errstr, sizeof(errstr)) ||
 	    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr)))
 		die("%s%s", errstr, "");
+	apply_config_file(conf);
 	if (type == RD_KAFKA_CONSUMER &&
 	    (rd_kafka_conf_set(conf, "group.id", group ? group : "payq-offsets-probe", errstr,
 			       sizeof(errstr)) ||

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -33,6 +34,11 @@ static const char *const env_names[] = {
 	"PAYQ_STATS_INTERVAL_MS",
 	"PAYQ_DB",
 	"PAYQ_GATEWAY_URL",
+	"PAYQ_KAFKA_CONFIG_FILE",
+	"PAYQ_DB_FILE",
+	"PAYQ_GATEWAY_API_KEY",
+	"PAYQ_GATEWAY_API_KEY_FILE",
+	"PAYQ_GATEWAY_URL_FILE",
 };
 
 static int saved_log_level;
@@ -965,6 +971,197 @@ END_TEST
 
 /* payq_log_mask: the longest secret wins, every occurrence goes, and the output is cut
  * to its buffer, always NUL-terminated. */
+
+/* Writes text to a new temporary file of the given mode; the path is in path[64]. */
+static void write_file(char *path, const char *text, mode_t mode)
+{
+	int fd;
+	FILE *fp;
+
+	snprintf(path, 64, "/tmp/payq-test-config.XXXXXX");
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	fp = fdopen(fd, "w");
+	ck_assert_ptr_nonnull(fp);
+	fputs(text, fp);
+	fclose(fp);
+	ck_assert_int_eq(chmod(path, mode), 0);
+}
+
+/* Parses argv (space-separated, after the program name) for the worker. */
+static payq_args_result_t parse_line(payq_config_t *cfg, const char *line, char *errstr,
+				     size_t errstr_size, char **out)
+{
+	char *argv[MAXARGS + 2], *copy;
+	int argc;
+	payq_args_result_t res;
+
+	argv[0] = "payq-test";
+	argc = 1 + split(line, ' ', argv + 1, MAXARGS, &copy);
+	argv[argc] = NULL;
+	*out = capture_parse(cfg, W, NULL, &argc, argv, &res, errstr, errstr_size);
+	free(copy);
+	return res;
+}
+
+/* -F: comments, blank lines, spaces, "key = value"; its pairs go before every -X pair
+ * whatever the order of the arguments; the secret is masked in -X dump. */
+START_TEST(test_kafka_file)
+{
+	char path[64], args[256], errstr[512] = "", *out;
+	payq_config_t cfg;
+
+	write_file(path,
+		   "# the worker's principal\n\n  security.protocol=SASL_SSL\n"
+		   "sasl.mechanism = SCRAM-SHA-512\r\nsasl.username=payq-worker\n"
+		   "sasl.password=s3cr3t-value-42\n   # indented comment\nlinger.ms=7\n",
+		   0600);
+	payq_config_init(&cfg);
+	snprintf(args, sizeof(args), "-X linger.ms=9 -F %s", path);
+	ck_assert_int_eq(parse_line(&cfg, args, errstr, sizeof(errstr), &out), PAYQ_ARGS_OK);
+	free(out);
+	ck_assert_uint_eq(cfg.xprops_file_cnt, 5);
+	ck_assert_uint_eq(cfg.xprops_cnt, 6);
+	ck_assert_str_eq(cfg.xprops[0], "security.protocol=SASL_SSL");
+	ck_assert_str_eq(cfg.xprops[1], "sasl.mechanism=SCRAM-SHA-512");
+	ck_assert_str_eq(cfg.xprops[3], "sasl.password=s3cr3t-value-42");
+	ck_assert_str_eq(cfg.xprops[4], "linger.ms=7");
+	ck_assert_str_eq(cfg.xprops[5], "linger.ms=9"); /* -X comes last: it wins */
+	ck_assert_str_eq(payq_config_x_origin(&cfg, 4), path);
+	ck_assert_str_eq(payq_config_x_origin(&cfg, 5), "-X");
+	payq_config_destroy(&cfg);
+
+	/* -X dump: the pairs under their own heading, the password masked everywhere. */
+	payq_config_init(&cfg);
+	snprintf(args, sizeof(args), "-F %s -X dump", path);
+	ck_assert_int_eq(parse_line(&cfg, args, errstr, sizeof(errstr), &out), PAYQ_ARGS_EXIT);
+	ck_assert_ptr_nonnull(strstr(out, "from -F "));
+	ck_assert_ptr_nonnull(strstr(out, "sasl.password = ***"));
+	ck_assert_ptr_null(strstr(out, "s3cr3t-value-42"));
+	free(out);
+	payq_config_destroy(&cfg);
+
+	/* PAYQ_KAFKA_CONFIG_FILE does the same. */
+	setenv("PAYQ_KAFKA_CONFIG_FILE", path, 1);
+	payq_config_init(&cfg);
+	ck_assert_int_eq(payq_config_load_env(&cfg, W, errstr, sizeof(errstr)), 0);
+	ck_assert_int_eq(parse_line(&cfg, "run", errstr, sizeof(errstr), &out), PAYQ_ARGS_OK);
+	free(out);
+	ck_assert_uint_eq(cfg.xprops_file_cnt, 5);
+	payq_config_destroy(&cfg);
+	unlink(path);
+}
+END_TEST
+
+/* What the -F file may not do: a bad line (named by number, its value not quoted), an
+ * unknown property, a pinned property, a mode others may read or write. */
+START_TEST(test_kafka_file_refused)
+{
+	static const struct {
+		const char *text;
+		mode_t mode;
+		const char *err; /* after the path */
+	} cases[] = {
+		{"# ok\nsasl.password\n", 0600, ":2: expected key=value"},
+		{"=x\n", 0600, ":1: expected key=value"},
+		{"no.such.property=1\n", 0600, ":1: No such configuration property"},
+		{"enable.auto.commit=true\n", 0600,
+		 ": enable.auto.commit=true: refused: the Kafka consumer of payq-worker"},
+		{"sasl.password=x\n", 0644, ": refused: mode 0644 lets every user read it"},
+		{"sasl.password=x\n", 0604, ": refused: mode 0604 lets every user read it"},
+		{"sasl.password=x\n", 0620, ": refused: mode 0620 lets other users change it"},
+	};
+
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(cases); i++) {
+		char path[64], args[128], errstr[512] = "", *out, *at;
+		payq_config_t cfg;
+
+		write_file(path, cases[i].text, cases[i].mode);
+		payq_config_init(&cfg);
+		snprintf(args, sizeof(args), "-F %s", path);
+		ck_assert_msg(parse_line(&cfg, args, errstr, sizeof(errstr), &out) ==
+				      PAYQ_ARGS_ERROR,
+			      "case %zu accepted", i);
+		free(out);
+		at = strstr(errstr, path);
+		ck_assert_msg(at && strstr(at + strlen(path), cases[i].err),
+			      "case %zu: \"%s\" lacks \"%s\"", i, errstr, cases[i].err);
+		ck_assert_msg(!strstr(errstr, "sasl.password=x"), "case %zu quotes a secret", i);
+		payq_config_destroy(&cfg);
+		unlink(path);
+	}
+}
+END_TEST
+
+/* PAYQ_DB_FILE and PAYQ_GATEWAY_API_KEY_FILE: one trailing newline dropped, registered as
+ * secrets, refused when others may read them or when the plain variable is set too. */
+START_TEST(test_env_files)
+{
+	char db[64], key[64], url[64], errstr[512] = "", masked[128], *out;
+	payq_config_t cfg;
+
+	write_file(db, "host=db dbname=payq password=pw-from-file\n", 0640);
+	write_file(key, "api-key-123\r\n", 0400);
+	setenv("PAYQ_DB_FILE", db, 1);
+	setenv("PAYQ_GATEWAY_API_KEY_FILE", key, 1);
+	payq_config_init(&cfg);
+	ck_assert_int_eq(payq_config_load_env(&cfg, W, errstr, sizeof(errstr)), 0);
+	ck_assert_str_eq(cfg.db, "host=db dbname=payq password=pw-from-file");
+	ck_assert_str_eq(cfg.gateway_api_key, "api-key-123");
+	/* parse_args registers the conninfo's password, as for PAYQ_DB. */
+	ck_assert_int_eq(parse_line(&cfg, "run", errstr, sizeof(errstr), &out), PAYQ_ARGS_OK);
+	free(out);
+	payq_log_mask("key api-key-123 pw pw-from-file", masked, sizeof(masked));
+	ck_assert_str_eq(masked, "key *** pw ***");
+	payq_config_destroy(&cfg);
+	unsetenv("PAYQ_GATEWAY_API_KEY_FILE");
+
+	/* PAYQ_GATEWAY_URL_FILE: the URL's userinfo is what is masked. */
+	write_file(url, "https://user:url-pass-9@gw.example/\n", 0600);
+	setenv("PAYQ_GATEWAY_URL_FILE", url, 1);
+	payq_config_init(&cfg);
+	ck_assert_int_eq(payq_config_load_env(&cfg, W, errstr, sizeof(errstr)), 0);
+	ck_assert_str_eq(cfg.gateway_url, "https://user:url-pass-9@gw.example/");
+	ck_assert_int_eq(parse_line(&cfg, "run", errstr, sizeof(errstr), &out), PAYQ_ARGS_OK);
+	free(out);
+	payq_log_mask("at https://user:url-pass-9@gw.example/", masked, sizeof(masked));
+	ck_assert_str_eq(masked, "at https://***@gw.example/");
+	payq_config_destroy(&cfg);
+	unsetenv("PAYQ_GATEWAY_URL_FILE");
+	unlink(url);
+	setenv("PAYQ_GATEWAY_API_KEY_FILE", key, 1);
+
+	setenv("PAYQ_DB", "host=other", 1);
+	payq_config_init(&cfg);
+	ck_assert_int_eq(payq_config_load_env(&cfg, W, errstr, sizeof(errstr)), -1);
+	ck_assert_str_eq(errstr, "PAYQ_DB and PAYQ_DB_FILE are both set; keep one");
+	payq_config_destroy(&cfg);
+	unsetenv("PAYQ_DB");
+
+	ck_assert_int_eq(chmod(key, 0444), 0);
+	payq_config_init(&cfg);
+	ck_assert_int_eq(payq_config_load_env(&cfg, W, errstr, sizeof(errstr)), -1);
+	ck_assert_ptr_nonnull(strstr(errstr, key));
+	ck_assert_ptr_nonnull(strstr(errstr, "lets every user read it"));
+	payq_config_destroy(&cfg);
+
+	/* Two lines are not one value. */
+	ck_assert_int_eq(chmod(key, 0600), 0);
+	{
+		FILE *fp = fopen(key, "w");
+		ck_assert_ptr_nonnull(fp);
+		fputs("line1\nline2\n", fp);
+		fclose(fp);
+	}
+	payq_config_init(&cfg);
+	ck_assert_int_eq(payq_config_load_env(&cfg, W, errstr, sizeof(errstr)), -1);
+	ck_assert_ptr_nonnull(strstr(errstr, "more than one line"));
+	payq_config_destroy(&cfg);
+	unlink(db);
+	unlink(key);
+}
+END_TEST
+
 START_TEST(test_log_mask)
 {
 	static const struct {
@@ -1135,6 +1332,9 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_dump_clients);
 	tcase_add_test(tc, test_secrets_masked);
 	tcase_add_test(tc, test_log_mask);
+	tcase_add_test(tc, test_kafka_file);
+	tcase_add_test(tc, test_kafka_file_refused);
+	tcase_add_test(tc, test_env_files);
 	suite_add_tcase(s, tc);
 	return s;
 }
