@@ -8,10 +8,14 @@
  */
 #include "gateway.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -20,11 +24,14 @@
 #include "metrics.h"
 #include "util.h"
 
-enum { RESPONSE_MAX = 4096 };
+enum { RESPONSE_MAX = 4096, API_KEY_MAX = 4096 };
 
 struct payq_gateway {
 	CURLM *multi;
 	char *base; /* gateway URL without a trailing slash */
+	char *auth; /* "Authorization: Bearer <key>", or NULL without a key file */
+	const char *ca_file, *cert_file, *cert_key_file; /* the config's, or NULL */
+	const char *protocols; /* "https", or "http,https" with PAYQ_GATEWAY_ALLOW_INSECURE=1 */
 	long timeout_ms, connect_timeout_ms;
 	int64_t key_retention_ms;
 	size_t concurrency;
@@ -38,6 +45,7 @@ typedef struct request {
 	payq_charge_t *charge;
 	struct curl_slist *headers;
 	char *body;
+	char error[CURL_ERROR_SIZE]; /* libcurl's own words for a failure (TLS: which check) */
 	char response[RESPONSE_MAX];
 	size_t len;
 	int64_t t0_us;
@@ -74,24 +82,136 @@ int payq_gateway_parse_retention(const char *text, int64_t *ms, char *errstr,
 	return 0;
 }
 
+/* Opens a secret file: a regular file that not every user may read. Returns the
+ * descriptor, or -1 with errstr naming the setting and the file. */
+static int open_secret(const char *what, const char *path, char *errstr, size_t errstr_size)
+{
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		payq_err(errstr, errstr_size, "%s: %s: %s", what, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+		payq_err(errstr, errstr_size, "%s: %s is not a regular file", what, path);
+	} else if (sb.st_mode & S_IROTH) {
+		payq_err(errstr, errstr_size, "%s: %s is readable by every user (mode %04o): "
+			 "chmod o-r it", what, path, (unsigned)(sb.st_mode & 07777));
+	} else {
+		return fd;
+	}
+	close(fd);
+	return -1;
+}
+
+/* Reads the channel's API key from PAYQ_GATEWAY_API_KEY_FILE into g->auth, as the
+ * header line, and registers it with the logger so that no log line can show it. The
+ * key is one line of visible ASCII (a bearer token); surrounding blanks and the final
+ * newline are dropped. Errors never quote the file's content. */
+static int load_api_key(payq_gateway_t *g, const char *path, char *errstr, size_t errstr_size)
+{
+	static const char what[] = "gateway-api-key-file (PAYQ_GATEWAY_API_KEY_FILE)";
+	static const char prefix[] = "Authorization: Bearer ";
+	char buf[API_KEY_MAX + 1];
+	size_t len = 0, start = 0;
+	ssize_t got;
+	int fd = open_secret(what, path, errstr, errstr_size);
+
+	if (fd < 0)
+		return -1;
+	while (len < sizeof(buf) &&
+	       ((got = read(fd, buf + len, sizeof(buf) - len)) > 0 || (got < 0 && errno == EINTR)))
+		len += got > 0 ? (size_t)got : 0;
+	close(fd);
+	while (len && strchr(" \t\r\n", buf[len - 1]))
+		len--;
+	while (start < len && strchr(" \t", buf[start]))
+		start++;
+	if (len > API_KEY_MAX)
+		return payq_err(errstr, errstr_size, "%s: %s holds more than %d bytes", what, path,
+				API_KEY_MAX);
+	if (start == len)
+		return payq_err(errstr, errstr_size, "%s: %s is empty", what, path);
+	for (size_t i = start; i < len; i++)
+		if (buf[i] < 0x21 || buf[i] > 0x7e)
+			return payq_err(errstr, errstr_size, "%s: %s: the key has a byte that is not "
+					"visible ASCII at offset %zu (one line, no spaces)", what,
+					path, i);
+	payq_log_add_secret(buf + start, len - start);
+	if (!(g->auth = malloc(sizeof(prefix) + len - start)))
+		return payq_err(errstr, errstr_size, "out of memory");
+	memcpy(g->auth, prefix, sizeof(prefix) - 1);
+	memcpy(g->auth + sizeof(prefix) - 1, buf + start, len - start);
+	g->auth[sizeof(prefix) - 1 + len - start] = '\0';
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
+/* Checks the TLS files now, so that a typo stops the worker at start (exit 2) rather
+ * than failing every charge. The client key is a secret: not readable by every user. */
+static int check_tls_files(const payq_config_t *cfg, char *errstr, size_t errstr_size)
+{
+	const struct {
+		const char *what, *path;
+	} files[] = {
+		{"gateway-ca-file (PAYQ_GATEWAY_CA_FILE)", cfg->gateway_ca_file},
+		{"gateway-cert-file (PAYQ_GATEWAY_CERT_FILE)", cfg->gateway_cert_file},
+	};
+	int fd;
+
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(files); i++)
+		if (files[i].path && *files[i].path && access(files[i].path, R_OK))
+			return payq_err(errstr, errstr_size, "%s: %s: %s", files[i].what,
+					files[i].path, strerror(errno));
+	if (cfg->gateway_cert_key_file && *cfg->gateway_cert_key_file) {
+		if (!cfg->gateway_cert_file || !*cfg->gateway_cert_file)
+			return payq_err(errstr, errstr_size, "gateway-cert-key-file "
+					"(PAYQ_GATEWAY_CERT_KEY_FILE) needs PAYQ_GATEWAY_CERT_FILE, "
+					"the certificate it belongs to");
+		fd = open_secret("gateway-cert-key-file (PAYQ_GATEWAY_CERT_KEY_FILE)",
+				 cfg->gateway_cert_key_file, errstr, errstr_size);
+		if (fd < 0)
+			return -1;
+		close(fd);
+	}
+	return 0;
+}
+
+/* "" and NULL both mean unset. */
+static const char *opt_path(const char *s)
+{
+	return s && *s ? s : NULL;
+}
+
 payq_gateway_t *payq_gateway_new(const payq_config_t *cfg, char *errstr, size_t errstr_size)
 {
 	payq_gateway_t *g;
 	size_t len;
 	int64_t retention;
+	bool insecure;
 
 	if (!cfg->gateway_url || !*cfg->gateway_url) {
 		payq_err(errstr, errstr_size,
 			 "gateway mode needs PAYQ_GATEWAY_URL (--gateway-url), the payment channel");
 		return NULL;
 	}
+	insecure = cfg->gateway_allow_insecure && !strcmp(cfg->gateway_allow_insecure, "1");
 	if (strncmp(cfg->gateway_url, "http://", 7) != 0 && strncmp(cfg->gateway_url, "https://", 8) != 0) {
 		payq_err(errstr, errstr_size, "gateway-url (PAYQ_GATEWAY_URL): \"%s\" is not an "
 			 "http:// or https:// URL", cfg->gateway_url);
 		return NULL;
 	}
+	/* Card data and the API key would cross the network in clear. */
+	if (!strncmp(cfg->gateway_url, "http://", 7) && !insecure) {
+		payq_err(errstr, errstr_size, "gateway-url (PAYQ_GATEWAY_URL): \"%s\" is plaintext "
+			 "http://: use https://, or set PAYQ_GATEWAY_ALLOW_INSECURE=1 (a sandbox "
+			 "or test channel only)", cfg->gateway_url);
+		return NULL;
+	}
 	if (payq_gateway_parse_retention(cfg->gateway_key_retention, &retention, errstr,
-					 errstr_size))
+					 errstr_size) ||
+	    check_tls_files(cfg, errstr, errstr_size))
 		return NULL;
 	g = calloc(1, sizeof(*g));
 	if (!g || !(g->base = strdup(cfg->gateway_url)) || !(g->multi = curl_multi_init())) {
@@ -99,6 +219,15 @@ payq_gateway_t *payq_gateway_new(const payq_config_t *cfg, char *errstr, size_t 
 		payq_err(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
+	if (opt_path(cfg->gateway_api_key_file) &&
+	    load_api_key(g, cfg->gateway_api_key_file, errstr, errstr_size)) {
+		payq_gateway_destroy(g);
+		return NULL;
+	}
+	g->ca_file = opt_path(cfg->gateway_ca_file);
+	g->cert_file = opt_path(cfg->gateway_cert_file);
+	g->cert_key_file = opt_path(cfg->gateway_cert_key_file);
+	g->protocols = insecure ? "http,https" : "https";
 	len = strlen(g->base);
 	while (len && g->base[len - 1] == '/')
 		g->base[--len] = '\0';
@@ -130,6 +259,10 @@ void payq_gateway_destroy(payq_gateway_t *g)
 	if (g->multi)
 		curl_multi_cleanup(g->multi);
 	free(g->base);
+	if (g->auth) {
+		explicit_bzero(g->auth, strlen(g->auth));
+		free(g->auth);
+	}
 	free(g);
 }
 
@@ -165,6 +298,23 @@ static char *charge_body(const payq_charge_t *c)
 	s = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	return s;
+}
+
+/* TLS as the settings say; the peer's certificate and name are always checked, and
+ * only https (or http when allowed) is spoken, whatever a URL or redirect says. */
+static void set_tls(const payq_gateway_t *g, CURL *easy)
+{
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, g->protocols);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (g->ca_file)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, g->ca_file);
+	if (g->cert_file) {
+		curl_easy_setopt(easy, CURLOPT_SSLCERT, g->cert_file);
+		curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM");
+	}
+	if (g->cert_key_file)
+		curl_easy_setopt(easy, CURLOPT_SSLKEY, g->cert_key_file);
 }
 
 static int request_init(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool post)
@@ -213,6 +363,10 @@ static int request_init(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool 
 		curl_free(escaped);
 		r->headers = curl_slist_append(NULL, "Accept: application/json");
 	}
+	if (r->headers && g->auth)
+		r->headers = curl_slist_append(r->headers, g->auth);
+	if (!r->headers)
+		return -1;
 	curl_easy_setopt(r->easy, CURLOPT_URL, url);
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_data);
@@ -222,6 +376,8 @@ static int request_init(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool 
 	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, g->connect_timeout_ms);
 	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "payq-worker/" PAYQ_VERSION);
+	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->error);
+	set_tls(g, r->easy);
 	r->t0_us = payq_now_us();
 	return 0;
 }
@@ -288,7 +444,8 @@ static void classify(request_t *r, CURLcode cc, bool post)
 	c->status = PAYQ_CHARGE_UNKNOWN;
 	c->http_status = 0;
 	if (cc != CURLE_OK) {
-		snprintf(c->detail, sizeof(c->detail), "gateway: %s", curl_easy_strerror(cc));
+		copy_text(text, sizeof(text), r->error[0] ? r->error : curl_easy_strerror(cc));
+		snprintf(c->detail, sizeof(c->detail), "gateway: %s", text);
 		return;
 	}
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &c->http_status);
@@ -373,11 +530,68 @@ static int start(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool post)
 	return 0;
 }
 
-static void finish(request_t *r, CURLcode cc, bool post)
+/* Failures that no retry can cure until a person acts: the channel refused our
+ * credentials, or TLS failed (an unknown CA, a name mismatch, a bad client certificate).
+ * Counted per call to log one clear line, not one per payment. */
+typedef enum { REFUSAL_AUTH, REFUSAL_TLS, REFUSAL__CNT } refusal_t;
+
+typedef struct refusals {
+	size_t count[REFUSAL__CNT];
+	char sample[REFUSAL__CNT][sizeof(((payq_charge_t *)0)->detail)]; /* the first detail */
+} refusals_t;
+
+static bool tls_failure(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_CLIENTCERT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void note_refusal(refusals_t *rf, const payq_charge_t *c, CURLcode cc)
+{
+	refusal_t kind;
+
+	if (c->http_status == 401 || c->http_status == 403)
+		kind = REFUSAL_AUTH;
+	else if (tls_failure(cc))
+		kind = REFUSAL_TLS;
+	else
+		return;
+	if (!rf->count[kind]++)
+		snprintf(rf->sample[kind], sizeof(rf->sample[kind]), "%s", c->detail);
+}
+
+static void log_refusals(const refusals_t *rf, size_t n, bool post)
+{
+	const char *what = post ? "charges" : "status queries";
+
+	if (rf->count[REFUSAL_AUTH])
+		log_error("gateway: the channel refused our credentials on %zu of %zu %s (%s): "
+			  "check PAYQ_GATEWAY_API_KEY_FILE; these payments stay unknown and are "
+			  "asked about again", rf->count[REFUSAL_AUTH], n, what,
+			  rf->sample[REFUSAL_AUTH]);
+	if (rf->count[REFUSAL_TLS])
+		log_error("gateway: TLS with the channel failed on %zu of %zu %s (%s): check "
+			  "PAYQ_GATEWAY_CA_FILE, PAYQ_GATEWAY_CERT_FILE and the channel's "
+			  "certificate; these payments stay unknown and are asked about again",
+			  rf->count[REFUSAL_TLS], n, what, rf->sample[REFUSAL_TLS]);
+}
+
+static void finish(request_t *r, CURLcode cc, bool post, refusals_t *rf)
 {
 	char labels[96];
 
 	classify(r, cc, post);
+	note_refusal(rf, r->charge, cc);
 	payq_metrics_observe("payq_gateway_request_seconds", NULL,
 			     (double)(payq_now_us() - r->t0_us) / 1e6);
 	snprintf(labels, sizeof(labels), "op=\"%s\",result=\"%s\"", post ? "charge" : "query",
@@ -394,6 +608,9 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 	request_t *reqs = calloc(n ? n : 1, sizeof(*reqs));
 	size_t next = 0, done = 0;
 	int64_t t0 = payq_now_ms(), last_idle = t0;
+	refusals_t rf;
+
+	memset(&rf, 0, sizeof(rf));
 
 	if (!reqs) {
 		for (size_t i = 0; i < n; i++)
@@ -419,7 +636,7 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
 			curl_multi_remove_handle(g->multi, msg->easy_handle);
-			finish(r, msg->data.result, post);
+			finish(r, msg->data.result, post, &rf);
 			done++;
 			finished++;
 		}
@@ -450,6 +667,7 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 		}
 	}
 	free(reqs);
+	log_refusals(&rf, n, post);
 }
 
 void payq_gateway_charge(payq_gateway_t *g, payq_charge_t *c, size_t n)
