@@ -305,8 +305,15 @@ static char *charge_body(const payq_charge_t *c)
 static void set_tls(const payq_gateway_t *g, CURL *easy)
 {
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, g->protocols);
+#ifdef PAYQ_MUTATION_GATEWAY_NO_VERIFY
+	/* Deliberately broken build: any certificate is taken, so anyone on the path can
+	 * pose as the channel and read the API key. */
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+#else
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+#endif
 	if (g->ca_file)
 		curl_easy_setopt(easy, CURLOPT_CAINFO, g->ca_file);
 	if (g->cert_file) {

@@ -667,3 +667,9 @@ gw_scenario_shutdown_stalled() {
 		wl_violation "the stalled pay is no longer pending or unknown"
 	pass "the stalled pay stays pending or unknown, for a redelivery or the reconciler"
 }
+
+# gw_scenario_security_script NAME: tests/security/NAME.sh against this WL_EXE, as one
+# scenario (worker_mutation.sh runs gateway_tls.sh against the gateway-no-verify mutant).
+gw_scenario_security_script() {
+	WL_EXE=$WL_EXE "$PAYQ_SOURCE_ROOT/tests/security/$1.sh"
+}
