@@ -66,8 +66,10 @@ GW_ENV=(PAYQ_PAYMENT_MODE=gateway "PAYQ_GATEWAY_URL=$GW_URL" "PAYQ_GATEWAY_CA_FI
 refuses() { # EXPECTED_MESSAGE VAR=VALUE...
 	local want=$1 out rc=0
 	shift
-	out=$(env -u PAYQ_GATEWAY_ALLOW_INSECURE PAYQ_DB=dbname=none PAYQ_HTTP_ADDR= "${GW_ENV[@]}" \
-		"PAYQ_GATEWAY_API_KEY_FILE=$TLS/right.key" "$@" "$WL_EXE" run 2>&1 </dev/null) || rc=$?
+	# A worker that takes the setting runs on (and waits for the database): 20 s bounds it.
+	out=$(timeout -k 5 20 env -u PAYQ_GATEWAY_ALLOW_INSECURE PAYQ_DB=dbname=none PAYQ_HTTP_ADDR= \
+		"${GW_ENV[@]}" "PAYQ_GATEWAY_API_KEY_FILE=$TLS/right.key" "$@" "$WL_EXE" run 2>&1 </dev/null) ||
+		rc=$?
 	[[ $rc == 2 && $out == *"$want"* ]] || wl_violation "expected exit 2 and '$want', got $rc: $out"
 	[[ $out != *"$RIGHT"* ]] || wl_violation "the refusal shows the API key: $out"
 	pass "refused with exit 2: $want"
