@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
 #include "http.h"
@@ -73,6 +74,7 @@ static const char *const stat_names[S_COUNT] = {
  * once at start, then only read. */
 static struct {
 	char *cert, *key; /* PEM, NUL-terminated; NULL: plaintext */
+	char *client_ca;  /* PEM: a client certificate it signed is required; NULL: none asked */
 	char *api_key;    /* NULL: no check */
 } creds;
 
@@ -721,6 +723,21 @@ static bool authorized(struct MHD_Connection *conn)
 	return !diff && got == want;
 }
 
+/* With --tls-client-ca: true when the client showed a certificate that CA signed. */
+static bool client_cert_ok(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci;
+	unsigned int status = 0;
+
+	if (!creds.client_ca)
+		return true;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	return ci && ci->tls_session &&
+	       gnutls_certificate_verify_peers2((gnutls_session_t)ci->tls_session, &status) ==
+		       GNUTLS_E_SUCCESS &&
+	       !status;
+}
+
 static enum MHD_Result on_api(void *cls, struct MHD_Connection *conn, const char *url,
 			      const char *method, const char *version, const char *data,
 			      size_t *size, void **con_cls)
@@ -739,6 +756,13 @@ static enum MHD_Result on_api(void *cls, struct MHD_Connection *conn, const char
 	if (!gather(con_cls, data, size))
 		return MHD_YES;
 	log_request(conn, url, method);
+	if (!client_cert_ok(conn)) {
+		pthread_mutex_lock(&st.lock);
+		st.stats[S_401]++;
+		pthread_mutex_unlock(&st.lock);
+		return reply_error(conn, MHD_HTTP_FORBIDDEN, "client certificate missing or not "
+				   "signed by the --tls-client-ca");
+	}
 	if (!authorized(conn)) {
 		pthread_mutex_lock(&st.lock);
 		st.stats[S_401]++;
@@ -814,19 +838,25 @@ static struct MHD_Daemon *serve(int fd, MHD_AccessHandlerCallback handler, bool 
 	struct MHD_Daemon *d;
 	unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
 			     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	/* TLS: the certificate and key, and the CA of client certificates (MHD then asks
+	 * the client for one; client_cert_ok() checks it). */
+	struct MHD_OptionItem tls_opts[] = {
+		{tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, creds.cert},
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, creds.key},
+		{creds.client_ca ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, creds.client_ca},
+		{MHD_OPTION_END, 0, NULL},
+	};
 
 	if (listen(fd, 1024)) {
 		payq_err(err, size, "listen: %s", strerror(errno));
 		return NULL;
 	}
-	/* The TLS options come last: without TLS, MHD_OPTION_END ends the list first. */
 	d = MHD_start_daemon(flags | (tls ? MHD_USE_TLS : 0), 0, NULL, NULL, handler, NULL,
 			     MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 			     MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
 			     request_done, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4096,
-			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,
-			     tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, creds.cert,
-			     MHD_OPTION_HTTPS_MEM_KEY, creds.key, MHD_OPTION_END);
+			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_ARRAY,
+			     tls_opts, MHD_OPTION_END);
 	if (!d)
 		payq_err(err, size, "libmicrohttpd could not start");
 	return d;
@@ -1132,7 +1162,7 @@ static void usage(FILE *fp)
 		"         [--port-file FILE] [--latency-ms N] [--jitter-ms N] [--error-rate P]\n"
 		"         [--drop-rate P] [--decline-suffix NN] [--decline-payer PREFIX] [--seed S]\n"
 		"         [--request-log FILE] [--tls-cert FILE --tls-key FILE]\n"
-		"         [--api-key-file FILE]\n"
+		"         [--tls-client-ca FILE] [--api-key-file FILE]\n"
 		"\n"
 		"A card processor for the tests and the demo. It keeps every idempotency key in\n"
 		"memory, repeats the first answer to a repeated request, declines some charges and\n"
@@ -1154,6 +1184,8 @@ static void usage(FILE *fp)
 		"                          idempotency_key, traceparent, tracestate\n"
 		"  --tls-cert FILE         PEM certificate (chain) of the payments API, which then\n"
 		"  --tls-key FILE          speaks HTTPS only, with this PEM private key\n"
+		"  --tls-client-ca FILE    with --tls-cert: a payments request needs a client\n"
+		"                          certificate this PEM CA signed; else 403\n"
 		"  --api-key-file FILE     every payments request needs \"Authorization: Bearer\n"
 		"                          KEY\", KEY being this file's one line; else 401\n"
 		"\n"
@@ -1172,7 +1204,8 @@ static void usage(FILE *fp)
 typedef enum { OPT_STRING, OPT_INT, OPT_RATE } opt_type_t;
 
 static const char *listen_arg = "127.0.0.1:0", *control_arg = "127.0.0.1:0", *port_file;
-static const char *request_log_arg, *tls_cert_arg, *tls_key_arg, *api_key_arg;
+static const char *request_log_arg, *tls_cert_arg, *tls_key_arg, *tls_client_ca_arg;
+static const char *api_key_arg;
 static int64_t seed = -1;
 
 static const struct option_def {
@@ -1194,6 +1227,7 @@ static const struct option_def {
 	{"--request-log", OPT_STRING, &request_log_arg, 0, 0},
 	{"--tls-cert", OPT_STRING, &tls_cert_arg, 0, 0},
 	{"--tls-key", OPT_STRING, &tls_key_arg, 0, 0},
+	{"--tls-client-ca", OPT_STRING, &tls_client_ca_arg, 0, 0},
 	{"--api-key-file", OPT_STRING, &api_key_arg, 0, 0},
 };
 
@@ -1293,8 +1327,14 @@ static int load_creds(void)
 			MHD_get_version());
 		return 2;
 	}
+	if (tls_client_ca_arg && !tls_cert_arg) {
+		fprintf(stderr, PROG ": --tls-client-ca needs --tls-cert and --tls-key\n");
+		return 2;
+	}
 	if (tls_cert_arg && (!(creds.cert = slurp("--tls-cert", tls_cert_arg)) ||
 			     !(creds.key = slurp("--tls-key", tls_key_arg))))
+		return 2;
+	if (tls_client_ca_arg && !(creds.client_ca = slurp("--tls-client-ca", tls_client_ca_arg)))
 		return 2;
 	if (api_key_arg) {
 		size_t len;
@@ -1422,6 +1462,7 @@ int main(int argc, char **argv)
 		fclose(request_log);
 	free(creds.cert);
 	free(creds.key);
+	free(creds.client_ca);
 	free(creds.api_key);
 	return rc;
 }

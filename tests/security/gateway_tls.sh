@@ -1,7 +1,8 @@
 #!/bin/bash
 # Gateway mode through TLS with an API key (issue 15), against payq-sandbox-gateway with
 # --tls-cert/--tls-key (a throwaway CA made here with openssl, the server's certificate for
-# 127.0.0.1) and --api-key-file, the real broker and PostgreSQL:
+# 127.0.0.1), --tls-client-ca (the worker's client certificate, PAYQ_GATEWAY_CERT_FILE, is
+# required) and --api-key-file, the real broker and PostgreSQL:
 #   - settings refused with exit 2 and a clear message: a plaintext http:// channel without
 #     PAYQ_GATEWAY_ALLOW_INSECURE=1, a world-readable key file, a missing CA bundle;
 #   - a worker with the wrong key: a log line naming the 401, the payments unknown, nothing
@@ -42,16 +43,20 @@ RIGHT=sk_live_right_$RANDOM$RANDOM$RANDOM
 WRONG=sk_live_wrong_$RANDOM$RANDOM$RANDOM
 (umask 077 && printf '%s\n' "$RIGHT" >"$TLS/right.key" && printf '%s\n' "$WRONG" >"$TLS/wrong.key")
 
-gw_sandbox_start --tls-cert "$TLS/server.pem" --tls-key "$TLS/server.key" --api-key-file "$TLS/right.key"
+gw_sandbox_start --tls-cert "$TLS/server.pem" --tls-key "$TLS/server.key" \
+	--tls-client-ca "$TLS/ca.pem" --api-key-file "$TLS/right.key"
 GW_URL=https://${GW_URL#http://}
 
-# ---- the sandbox itself: HTTPS only, and 401 without the right key ----
+# ---- the sandbox itself: HTTPS only, 403 without a client certificate, 401 without the key ----
 code() { curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$@" 2>/dev/null || true; }
-assert_eq 401 "$(code --cacert "$TLS/ca.pem" "$GW_URL/charges/x")" "the sandbox: no key, 401"
-assert_eq 401 "$(code --cacert "$TLS/ca.pem" -H "Authorization: Bearer $WRONG" "$GW_URL/charges/x")" \
+MTLS=(--cacert "$TLS/ca.pem" --cert "$TLS/client.pem" --key "$TLS/client.key")
+assert_eq 403 "$(code --cacert "$TLS/ca.pem" -H "Authorization: Bearer $RIGHT" "$GW_URL/charges/x")" \
+	"the sandbox: the right key without a client certificate, 403"
+assert_eq 401 "$(code "${MTLS[@]}" "$GW_URL/charges/x")" "the sandbox: no key, 401"
+assert_eq 401 "$(code "${MTLS[@]}" -H "Authorization: Bearer $WRONG" "$GW_URL/charges/x")" \
 	"the sandbox: the wrong key, 401"
-assert_eq 404 "$(code --cacert "$TLS/ca.pem" -H "Authorization: Bearer $RIGHT" "$GW_URL/charges/x")" \
-	"the sandbox: the right key, 404 (no such charge)"
+assert_eq 404 "$(code "${MTLS[@]}" -H "Authorization: Bearer $RIGHT" "$GW_URL/charges/x")" \
+	"the sandbox: client certificate and the right key, 404 (no such charge)"
 assert_eq 000 "$(code -H "Authorization: Bearer $RIGHT" "$GW_URL/charges/x")" \
 	"the sandbox: a client without the CA does not trust it"
 assert_eq 000 "$(code "http://${GW_URL#https://}/charges/x")" "the sandbox: no plaintext on the TLS port"
