@@ -105,6 +105,11 @@ static int open_secret(const char *what, const char *path, char *errstr, size_t 
 	return -1;
 }
 
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 /* Reads the channel's API key from PAYQ_GATEWAY_API_KEY_FILE into g->auth, as the
  * header line, and registers it with the logger so that no log line can show it. The
  * key is one line of visible ASCII (a bearer token); surrounding blanks and the final
@@ -114,38 +119,44 @@ static int load_api_key(payq_gateway_t *g, const char *path, char *errstr, size_
 	static const char what[] = "gateway-api-key-file (PAYQ_GATEWAY_API_KEY_FILE)";
 	static const char prefix[] = "Authorization: Bearer ";
 	char buf[API_KEY_MAX + 1];
-	size_t len = 0, start = 0;
-	ssize_t got;
-	int fd = open_secret(what, path, errstr, errstr_size);
+	size_t len = 0, start = 0, bad = 0;
+	ssize_t got = 0;
+	int fd = open_secret(what, path, errstr, errstr_size), rc = -1, read_errno;
 
 	if (fd < 0)
 		return -1;
 	while (len < sizeof(buf) &&
 	       ((got = read(fd, buf + len, sizeof(buf) - len)) > 0 || (got < 0 && errno == EINTR)))
 		len += got > 0 ? (size_t)got : 0;
+	read_errno = got < 0 ? errno : 0;
 	close(fd);
-	while (len && strchr(" \t\r\n", buf[len - 1]))
+	while (len && is_blank(buf[len - 1]))
 		len--;
-	while (start < len && strchr(" \t", buf[start]))
+	while (start < len && is_blank(buf[start]))
 		start++;
-	if (len > API_KEY_MAX)
-		return payq_err(errstr, errstr_size, "%s: %s holds more than %d bytes", what, path,
-				API_KEY_MAX);
-	if (start == len)
-		return payq_err(errstr, errstr_size, "%s: %s is empty", what, path);
-	for (size_t i = start; i < len; i++)
-		if (buf[i] < 0x21 || buf[i] > 0x7e)
-			return payq_err(errstr, errstr_size, "%s: %s: the key has a byte that is not "
-					"visible ASCII at offset %zu (one line, no spaces)", what,
-					path, i);
-	payq_log_add_secret(buf + start, len - start);
-	if (!(g->auth = malloc(sizeof(prefix) + len - start)))
-		return payq_err(errstr, errstr_size, "out of memory");
-	memcpy(g->auth, prefix, sizeof(prefix) - 1);
-	memcpy(g->auth + sizeof(prefix) - 1, buf + start, len - start);
-	g->auth[sizeof(prefix) - 1 + len - start] = '\0';
+	for (bad = start; bad < len && buf[bad] >= 0x21 && buf[bad] <= 0x7e; bad++)
+		;
+	if (read_errno)
+		payq_err(errstr, errstr_size, "%s: %s: %s", what, path, strerror(read_errno));
+	else if (len == sizeof(buf)) /* the file is larger: refused whole, never cut */
+		payq_err(errstr, errstr_size, "%s: %s holds more than %d bytes", what, path,
+			 API_KEY_MAX);
+	else if (start == len)
+		payq_err(errstr, errstr_size, "%s: %s is empty", what, path);
+	else if (bad < len)
+		payq_err(errstr, errstr_size, "%s: %s: the key has a byte that is not visible "
+			 "ASCII at offset %zu (one line, no spaces)", what, path, bad);
+	else if (!(g->auth = malloc(sizeof(prefix) + len - start)))
+		payq_err(errstr, errstr_size, "out of memory");
+	else {
+		payq_log_add_secret(buf + start, len - start);
+		memcpy(g->auth, prefix, sizeof(prefix) - 1);
+		memcpy(g->auth + sizeof(prefix) - 1, buf + start, len - start);
+		g->auth[sizeof(prefix) - 1 + len - start] = '\0';
+		rc = 0;
+	}
 	explicit_bzero(buf, sizeof(buf));
-	return 0;
+	return rc;
 }
 
 /* Checks the TLS files now, so that a typo stops the worker at start (exit 2) rather

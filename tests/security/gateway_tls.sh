@@ -87,6 +87,15 @@ refuses "gateway-ca-file (PAYQ_GATEWAY_CA_FILE): $TLS/none.pem: No such file" \
 	"PAYQ_GATEWAY_CA_FILE=$TLS/none.pem"
 : >"$TLS/empty.key" && chmod 600 "$TLS/empty.key"
 refuses "$TLS/empty.key is empty" "PAYQ_GATEWAY_API_KEY_FILE=$TLS/empty.key"
+# Two lines would smuggle a second header into every request.
+(umask 077 && printf '%s\r\nX-Evil: 1\n' "$RIGHT" >"$TLS/twolines.key")
+refuses "$TLS/twolines.key: the key has a byte that is not visible ASCII at offset ${#RIGHT}" \
+	"PAYQ_GATEWAY_API_KEY_FILE=$TLS/twolines.key"
+(umask 077 && head -c 5000 /dev/zero | tr '\0' k >"$TLS/long.key")
+refuses "$TLS/long.key holds more than 4096 bytes" "PAYQ_GATEWAY_API_KEY_FILE=$TLS/long.key"
+chmod 644 "$TLS/client.key"
+refuses "gateway-cert-key-file (PAYQ_GATEWAY_CERT_KEY_FILE): $TLS/client.key is readable by every user"
+chmod 600 "$TLS/client.key"
 
 # ---- the wrong key: 401, payments unknown, nothing charged, nothing lost ----
 wl_worker_start w1 "${GW_ENV[@]}" "PAYQ_GATEWAY_API_KEY_FILE=$TLS/wrong.key"
