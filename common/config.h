@@ -27,6 +27,10 @@ typedef struct payq_config {
 	char *commit_mode;   /* "async" (default) or "sync": sync commits after every batch */
 	char *payment_mode;  /* "ledger" (default) or "gateway" */
 	char *gateway_url;   /* gateway mode: the payment channel's base URL */
+	char *gateway_ca_file;       /* PEM CA bundle for the channel's certificate */
+	char *gateway_cert_file;     /* PEM client certificate, and */
+	char *gateway_cert_key_file; /* its private key */
+	char *gateway_allow_insecure; /* "1": an http:// channel is allowed */
 	char *reconcile;     /* "auto" (on in gateway mode), "on" or "off" */
 	char *reconcile_schedule; /* delays between reconciliation attempts, "1m,5m,..." */
 	char *gateway_key_retention; /* how long the channel keeps idempotency keys, "24h" */

@@ -8,23 +8,31 @@
  */
 #include "gateway.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
 #include "log.h"
 #include "metrics.h"
+#include "secretfile.h"
 #include "util.h"
 
-enum { RESPONSE_MAX = 4096 };
+enum { RESPONSE_MAX = 4096, API_KEY_MAX = 4096 };
 
 struct payq_gateway {
 	CURLM *multi;
 	char *base; /* gateway URL without a trailing slash */
+	char *auth; /* "Authorization: Bearer <key>", or NULL without a key file */
+	const char *ca_file, *cert_file, *cert_key_file; /* the config's, or NULL */
+	const char *protocols; /* "https", or "http,https" with PAYQ_GATEWAY_ALLOW_INSECURE=1 */
 	long timeout_ms, connect_timeout_ms;
 	int64_t key_retention_ms;
 	size_t concurrency;
@@ -38,6 +46,7 @@ typedef struct request {
 	payq_charge_t *charge;
 	struct curl_slist *headers;
 	char *body;
+	char error[CURL_ERROR_SIZE]; /* libcurl's own words for a failure (TLS: which check) */
 	char response[RESPONSE_MAX];
 	size_t len;
 	int64_t t0_us;
@@ -74,24 +83,93 @@ int payq_gateway_parse_retention(const char *text, int64_t *ms, char *errstr,
 	return 0;
 }
 
+/* Builds the channel's Authorization header from the API key (PAYQ_GATEWAY_API_KEY_FILE,
+ * read, checked and registered with the logger by the settings code). The key must be
+ * one bearer token of visible ASCII: anything else could inject a header. */
+static int set_api_key(payq_gateway_t *g, const char *key, char *errstr, size_t errstr_size)
+{
+	static const char prefix[] = "Authorization: Bearer ";
+	size_t len = strlen(key), bad;
+
+	for (bad = 0; bad < len && key[bad] >= 0x21 && key[bad] <= 0x7e; bad++)
+		;
+	if (!len)
+		return payq_err(errstr, errstr_size, "gateway-api-key (PAYQ_GATEWAY_API_KEY_FILE): "
+				"the key is empty");
+	if (len > API_KEY_MAX)
+		return payq_err(errstr, errstr_size, "gateway-api-key (PAYQ_GATEWAY_API_KEY_FILE): "
+				"the key is longer than %d bytes", API_KEY_MAX);
+	if (bad < len)
+		return payq_err(errstr, errstr_size, "gateway-api-key (PAYQ_GATEWAY_API_KEY_FILE): "
+				"the key has a byte that is not visible ASCII at offset %zu (one "
+				"token, no spaces)", bad);
+	if (!(g->auth = malloc(sizeof(prefix) + len)))
+		return payq_err(errstr, errstr_size, "out of memory");
+	memcpy(g->auth, prefix, sizeof(prefix) - 1);
+	memcpy(g->auth + sizeof(prefix) - 1, key, len + 1);
+	return 0;
+}
+
+/* Checks the TLS files now, so that a typo stops the worker at start (exit 2) rather
+ * than failing every charge. The client key is a secret: not readable by every user. */
+static int check_tls_files(const payq_config_t *cfg, char *errstr, size_t errstr_size)
+{
+	const struct {
+		const char *what, *path;
+	} files[] = {
+		{"gateway-ca-file (PAYQ_GATEWAY_CA_FILE)", cfg->gateway_ca_file},
+		{"gateway-cert-file (PAYQ_GATEWAY_CERT_FILE)", cfg->gateway_cert_file},
+	};
+
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(files); i++)
+		if (files[i].path && *files[i].path && access(files[i].path, R_OK))
+			return payq_err(errstr, errstr_size, "%s: %s: %s", files[i].what,
+					files[i].path, strerror(errno));
+	if (cfg->gateway_cert_key_file && *cfg->gateway_cert_key_file) {
+		if (!cfg->gateway_cert_file || !*cfg->gateway_cert_file)
+			return payq_err(errstr, errstr_size, "gateway-cert-key-file "
+					"(PAYQ_GATEWAY_CERT_KEY_FILE) needs PAYQ_GATEWAY_CERT_FILE, "
+					"the certificate it belongs to");
+		if (payq_secret_file_check(cfg->gateway_cert_key_file, errstr, errstr_size))
+			return -1;
+	}
+	return 0;
+}
+
+/* "" and NULL both mean unset. */
+static const char *opt_path(const char *s)
+{
+	return s && *s ? s : NULL;
+}
+
 payq_gateway_t *payq_gateway_new(const payq_config_t *cfg, char *errstr, size_t errstr_size)
 {
 	payq_gateway_t *g;
 	size_t len;
 	int64_t retention;
+	bool insecure;
 
 	if (!cfg->gateway_url || !*cfg->gateway_url) {
 		payq_err(errstr, errstr_size,
 			 "gateway mode needs PAYQ_GATEWAY_URL (--gateway-url), the payment channel");
 		return NULL;
 	}
+	insecure = cfg->gateway_allow_insecure && !strcmp(cfg->gateway_allow_insecure, "1");
 	if (strncmp(cfg->gateway_url, "http://", 7) != 0 && strncmp(cfg->gateway_url, "https://", 8) != 0) {
 		payq_err(errstr, errstr_size, "gateway-url (PAYQ_GATEWAY_URL): \"%s\" is not an "
 			 "http:// or https:// URL", cfg->gateway_url);
 		return NULL;
 	}
+	/* Card data and the API key would cross the network in clear. */
+	if (!strncmp(cfg->gateway_url, "http://", 7) && !insecure) {
+		payq_err(errstr, errstr_size, "gateway-url (PAYQ_GATEWAY_URL): \"%s\" is plaintext "
+			 "http://: use https://, or set PAYQ_GATEWAY_ALLOW_INSECURE=1 (a sandbox "
+			 "or test channel only)", cfg->gateway_url);
+		return NULL;
+	}
 	if (payq_gateway_parse_retention(cfg->gateway_key_retention, &retention, errstr,
-					 errstr_size))
+					 errstr_size) ||
+	    check_tls_files(cfg, errstr, errstr_size))
 		return NULL;
 	g = calloc(1, sizeof(*g));
 	if (!g || !(g->base = strdup(cfg->gateway_url)) || !(g->multi = curl_multi_init())) {
@@ -99,6 +177,14 @@ payq_gateway_t *payq_gateway_new(const payq_config_t *cfg, char *errstr, size_t 
 		payq_err(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
+	if (cfg->gateway_api_key && set_api_key(g, cfg->gateway_api_key, errstr, errstr_size)) {
+		payq_gateway_destroy(g);
+		return NULL;
+	}
+	g->ca_file = opt_path(cfg->gateway_ca_file);
+	g->cert_file = opt_path(cfg->gateway_cert_file);
+	g->cert_key_file = opt_path(cfg->gateway_cert_key_file);
+	g->protocols = insecure ? "http,https" : "https";
 	len = strlen(g->base);
 	while (len && g->base[len - 1] == '/')
 		g->base[--len] = '\0';
@@ -130,6 +216,10 @@ void payq_gateway_destroy(payq_gateway_t *g)
 	if (g->multi)
 		curl_multi_cleanup(g->multi);
 	free(g->base);
+	if (g->auth) {
+		explicit_bzero(g->auth, strlen(g->auth));
+		free(g->auth);
+	}
 	free(g);
 }
 
@@ -165,6 +255,30 @@ static char *charge_body(const payq_charge_t *c)
 	s = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	return s;
+}
+
+/* TLS as the settings say; the peer's certificate and name are always checked, and
+ * only https (or http when allowed) is spoken, whatever a URL or redirect says. */
+static void set_tls(const payq_gateway_t *g, CURL *easy)
+{
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, g->protocols);
+#ifdef PAYQ_MUTATION_GATEWAY_NO_VERIFY
+	/* Deliberately broken build: any certificate is taken, so anyone on the path can
+	 * pose as the channel and read the API key. */
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+#else
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+#endif
+	if (g->ca_file)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, g->ca_file);
+	if (g->cert_file) {
+		curl_easy_setopt(easy, CURLOPT_SSLCERT, g->cert_file);
+		curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM");
+	}
+	if (g->cert_key_file)
+		curl_easy_setopt(easy, CURLOPT_SSLKEY, g->cert_key_file);
 }
 
 static int request_init(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool post)
@@ -213,6 +327,10 @@ static int request_init(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool 
 		curl_free(escaped);
 		r->headers = curl_slist_append(NULL, "Accept: application/json");
 	}
+	if (r->headers && g->auth)
+		r->headers = curl_slist_append(r->headers, g->auth);
+	if (!r->headers)
+		return -1;
 	curl_easy_setopt(r->easy, CURLOPT_URL, url);
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_data);
@@ -222,6 +340,8 @@ static int request_init(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool 
 	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, g->connect_timeout_ms);
 	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "payq-worker/" PAYQ_VERSION);
+	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->error);
+	set_tls(g, r->easy);
 	r->t0_us = payq_now_us();
 	return 0;
 }
@@ -279,12 +399,14 @@ static void classify(request_t *r, CURLcode cc, bool post)
 {
 	payq_charge_t *c = r->charge;
 	long http_status = 0;
+	char text[160];
 
 	if (cc != CURLE_OK) {
 		c->charge_id[0] = c->decline_code[0] = '\0';
 		c->status = PAYQ_CHARGE_UNKNOWN;
 		c->http_status = 0;
-		snprintf(c->detail, sizeof(c->detail), "gateway: %s", curl_easy_strerror(cc));
+		copy_text(text, sizeof(text), r->error[0] ? r->error : curl_easy_strerror(cc));
+		snprintf(c->detail, sizeof(c->detail), "gateway: %s", text);
 		return;
 	}
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &http_status);
@@ -388,11 +510,68 @@ static int start(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool post)
 	return 0;
 }
 
-static void finish(request_t *r, CURLcode cc, bool post)
+/* Failures that no retry can cure until a person acts: the channel refused our
+ * credentials, or TLS failed (an unknown CA, a name mismatch, a bad client certificate).
+ * Counted per call to log one clear line, not one per payment. */
+typedef enum { REFUSAL_AUTH, REFUSAL_TLS, REFUSAL__CNT } refusal_t;
+
+typedef struct refusals {
+	size_t count[REFUSAL__CNT];
+	char sample[REFUSAL__CNT][sizeof(((payq_charge_t *)0)->detail)]; /* the first detail */
+} refusals_t;
+
+static bool tls_failure(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_CLIENTCERT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void note_refusal(refusals_t *rf, const payq_charge_t *c, CURLcode cc)
+{
+	refusal_t kind;
+
+	if (c->http_status == 401 || c->http_status == 403)
+		kind = REFUSAL_AUTH;
+	else if (tls_failure(cc))
+		kind = REFUSAL_TLS;
+	else
+		return;
+	if (!rf->count[kind]++)
+		snprintf(rf->sample[kind], sizeof(rf->sample[kind]), "%s", c->detail);
+}
+
+static void log_refusals(const refusals_t *rf, size_t n, bool post)
+{
+	const char *what = post ? "charges" : "status queries";
+
+	if (rf->count[REFUSAL_AUTH])
+		log_error("gateway: the channel refused our credentials on %zu of %zu %s (%s): "
+			  "check PAYQ_GATEWAY_API_KEY_FILE; these payments stay unknown and are "
+			  "asked about again", rf->count[REFUSAL_AUTH], n, what,
+			  rf->sample[REFUSAL_AUTH]);
+	if (rf->count[REFUSAL_TLS])
+		log_error("gateway: TLS with the channel failed on %zu of %zu %s (%s): check "
+			  "PAYQ_GATEWAY_CA_FILE, PAYQ_GATEWAY_CERT_FILE and the channel's "
+			  "certificate; these payments stay unknown and are asked about again",
+			  rf->count[REFUSAL_TLS], n, what, rf->sample[REFUSAL_TLS]);
+}
+
+static void finish(request_t *r, CURLcode cc, bool post, refusals_t *rf)
 {
 	char labels[96];
 
 	classify(r, cc, post);
+	note_refusal(rf, r->charge, cc);
 	payq_metrics_observe("payq_gateway_request_seconds", NULL,
 			     (double)(payq_now_us() - r->t0_us) / 1e6);
 	snprintf(labels, sizeof(labels), "op=\"%s\",result=\"%s\"", post ? "charge" : "query",
@@ -409,6 +588,9 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 	request_t *reqs = calloc(n ? n : 1, sizeof(*reqs));
 	size_t next = 0, done = 0;
 	int64_t t0 = payq_now_ms(), last_idle = t0;
+	refusals_t rf;
+
+	memset(&rf, 0, sizeof(rf));
 
 	if (!reqs) {
 		for (size_t i = 0; i < n; i++)
@@ -434,7 +616,7 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
 			curl_multi_remove_handle(g->multi, msg->easy_handle);
-			finish(r, msg->data.result, post);
+			finish(r, msg->data.result, post, &rf);
 			done++;
 			finished++;
 		}
@@ -465,6 +647,7 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 		}
 	}
 	free(reqs);
+	log_refusals(&rf, n, post);
 }
 
 void payq_gateway_charge(payq_gateway_t *g, payq_charge_t *c, size_t n)

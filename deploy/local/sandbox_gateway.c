@@ -12,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
 #include "http.h"
@@ -31,6 +33,7 @@
 /* libmicrohttpd 0.9.74 renamed these two; numbers build against any version. */
 #define HTTP_CONTENT_TOO_LARGE 413
 #define HTTP_UNPROCESSABLE_CONTENT 422
+#define FILE_MAX (1024 * 1024) /* --tls-cert, --tls-key, --api-key-file */
 
 typedef enum { CH_IN_PROGRESS, CH_SUCCEEDED, CH_DECLINED } charge_status_t;
 
@@ -59,12 +62,21 @@ typedef struct charge_req {
 	int64_t amount_minor;
 } charge_req_t;
 
-enum { S_POST, S_GET, S_REPLAYED, S_409, S_422, S_ERRORS, S_DROPPED, S_COUNT };
+enum { S_POST, S_GET, S_REPLAYED, S_409, S_422, S_ERRORS, S_DROPPED, S_401, S_COUNT };
 static const char *const stat_names[S_COUNT] = {
 	[S_POST] = "post_charges", [S_GET] = "get_charges",  [S_REPLAYED] = "replayed",
 	[S_409] = "conflicts_409", [S_422] = "mismatch_422", [S_ERRORS] = "errors_injected",
-	[S_DROPPED] = "dropped",
+	[S_DROPPED] = "dropped",   [S_401] = "unauthorized_401",
 };
+
+/* The payments API's credentials: with --tls-cert and --tls-key it speaks HTTPS only;
+ * with --api-key-file every payments request needs "Authorization: Bearer KEY". Read
+ * once at start, then only read. */
+static struct {
+	char *cert, *key; /* PEM, NUL-terminated; NULL: plaintext */
+	char *client_ca;  /* PEM: a client certificate it signed is required; NULL: none asked */
+	char *api_key;    /* NULL: no check */
+} creds;
 
 /* Everything the handlers share, under one mutex that is never held across a sleep. */
 static struct {
@@ -689,6 +701,43 @@ static void log_request(struct MHD_Connection *conn, const char *url, const char
 	fwrite(line, 1, n, request_log);
 }
 
+/* True when the request carries "Authorization: Bearer KEY" with the right key, or when
+ * no key is configured. The comparison takes the same time wherever the first
+ * difference is, as a real channel's would. */
+static bool authorized(struct MHD_Connection *conn)
+{
+	const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						    MHD_HTTP_HEADER_AUTHORIZATION);
+	size_t want, got;
+	unsigned char diff = 0;
+
+	if (!creds.api_key)
+		return true;
+	if (!h || strncasecmp(h, "Bearer ", 7))
+		return false;
+	h += 7;
+	want = strlen(creds.api_key);
+	got = strlen(h);
+	for (size_t i = 0; i < want; i++)
+		diff |= (unsigned char)(creds.api_key[i] ^ (i < got ? h[i] : 0));
+	return !diff && got == want;
+}
+
+/* With --tls-client-ca: true when the client showed a certificate that CA signed. */
+static bool client_cert_ok(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci;
+	unsigned int status = 0;
+
+	if (!creds.client_ca)
+		return true;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	return ci && ci->tls_session &&
+	       gnutls_certificate_verify_peers2((gnutls_session_t)ci->tls_session, &status) ==
+		       GNUTLS_E_SUCCESS &&
+	       !status;
+}
+
 static enum MHD_Result on_api(void *cls, struct MHD_Connection *conn, const char *url,
 			      const char *method, const char *version, const char *data,
 			      size_t *size, void **con_cls)
@@ -707,6 +756,19 @@ static enum MHD_Result on_api(void *cls, struct MHD_Connection *conn, const char
 	if (!gather(con_cls, data, size))
 		return MHD_YES;
 	log_request(conn, url, method);
+	if (!client_cert_ok(conn)) {
+		pthread_mutex_lock(&st.lock);
+		st.stats[S_401]++;
+		pthread_mutex_unlock(&st.lock);
+		return reply_error(conn, MHD_HTTP_FORBIDDEN, "client certificate missing or not "
+				   "signed by the --tls-client-ca");
+	}
+	if (!authorized(conn)) {
+		pthread_mutex_lock(&st.lock);
+		st.stats[S_401]++;
+		pthread_mutex_unlock(&st.lock);
+		return reply_error(conn, MHD_HTTP_UNAUTHORIZED, "missing or wrong API key");
+	}
 	if (!strcmp(url, "/charges"))
 		return strcmp(method, MHD_HTTP_METHOD_POST) ? reply_405(conn, "POST")
 							    : post_charge(conn, *con_cls);
@@ -770,20 +832,31 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 /* Listens on fd and serves it with handler: one thread per connection, so that a
  * latency sleep holds up only its own request, and poll(), so that descriptors above
  * FD_SETSIZE work. ITC makes MHD_quiesce_daemon possible. */
-static struct MHD_Daemon *serve(int fd, MHD_AccessHandlerCallback handler, char *err, size_t size)
+static struct MHD_Daemon *serve(int fd, MHD_AccessHandlerCallback handler, bool tls, char *err,
+				size_t size)
 {
 	struct MHD_Daemon *d;
+	unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	/* TLS: the certificate and key, and the CA of client certificates (MHD then asks
+	 * the client for one; client_cert_ok() checks it). */
+	struct MHD_OptionItem tls_opts[] = {
+		{tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, creds.cert},
+		{MHD_OPTION_HTTPS_MEM_KEY, 0, creds.key},
+		{creds.client_ca ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, creds.client_ca},
+		{MHD_OPTION_END, 0, NULL},
+	};
 
 	if (listen(fd, 1024)) {
 		payq_err(err, size, "listen: %s", strerror(errno));
 		return NULL;
 	}
-	d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-				     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-			     0, NULL, NULL, handler, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger,
-			     NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+	d = MHD_start_daemon(flags | (tls ? MHD_USE_TLS : 0), 0, NULL, NULL, handler, NULL,
+			     MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+			     MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
 			     request_done, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)4096,
-			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_END);
+			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_ARRAY,
+			     tls_opts, MHD_OPTION_END);
 	if (!d)
 		payq_err(err, size, "libmicrohttpd could not start");
 	return d;
@@ -817,7 +890,7 @@ static int api_set_down(bool down, char *err, size_t size)
 		pthread_mutex_unlock(&st.lock);
 		rc = api_quiesce(err, size);
 	} else if (!down && !api.daemon) {
-		api.daemon = serve(api.fd, on_api, err, size);
+		api.daemon = serve(api.fd, on_api, creds.cert, err, size);
 		rc = api.daemon ? 0 : -1;
 	}
 	pthread_mutex_lock(&st.lock);
@@ -1088,7 +1161,8 @@ static void usage(FILE *fp)
 		"Usage: payq-sandbox-gateway [--listen HOST:PORT] [--control HOST:PORT]\n"
 		"         [--port-file FILE] [--latency-ms N] [--jitter-ms N] [--error-rate P]\n"
 		"         [--drop-rate P] [--decline-suffix NN] [--decline-payer PREFIX] [--seed S]\n"
-		"         [--request-log FILE]\n"
+		"         [--request-log FILE] [--tls-cert FILE --tls-key FILE]\n"
+		"         [--tls-client-ca FILE] [--api-key-file FILE]\n"
 		"\n"
 		"A card processor for the tests and the demo. It keeps every idempotency key in\n"
 		"memory, repeats the first answer to a repeated request, declines some charges and\n"
@@ -1108,6 +1182,12 @@ static void usage(FILE *fp)
 		"  --seed S                seed of the fault dice (default: from the clock)\n"
 		"  --request-log FILE      append one JSON line per payments request: method, path,\n"
 		"                          idempotency_key, traceparent, tracestate\n"
+		"  --tls-cert FILE         PEM certificate (chain) of the payments API, which then\n"
+		"  --tls-key FILE          speaks HTTPS only, with this PEM private key\n"
+		"  --tls-client-ca FILE    with --tls-cert: a payments request needs a client\n"
+		"                          certificate this PEM CA signed; else 403\n"
+		"  --api-key-file FILE     every payments request needs \"Authorization: Bearer\n"
+		"                          KEY\", KEY being this file's one line; else 401\n"
 		"\n"
 		"Payments API: POST /charges, GET /charges/KEY. Control API: GET /healthz,\n"
 		"GET|POST /faults (latency_ms, jitter_ms, error_rate, drop_rate, down; lie: answers\n"
@@ -1116,6 +1196,7 @@ static void usage(FILE *fp)
 		"charges and counters), POST /forget (forgets the keys only, as after a channel's\n"
 		"key retention: the same key then charges again).\n"
 		"amount_minor must be a plain decimal integer (1e+15 is refused with 400).\n"
+		"The control API is always plaintext and open: bind it to loopback.\n"
 		"\n"
 		"Exit codes: 0 stopped by a signal, 1 runtime error, 2 usage error.\n");
 }
@@ -1123,7 +1204,8 @@ static void usage(FILE *fp)
 typedef enum { OPT_STRING, OPT_INT, OPT_RATE } opt_type_t;
 
 static const char *listen_arg = "127.0.0.1:0", *control_arg = "127.0.0.1:0", *port_file;
-static const char *request_log_arg;
+static const char *request_log_arg, *tls_cert_arg, *tls_key_arg, *tls_client_ca_arg;
+static const char *api_key_arg;
 static int64_t seed = -1;
 
 static const struct option_def {
@@ -1143,6 +1225,10 @@ static const struct option_def {
 	{"--decline-payer", OPT_STRING, &st.decline_payer, 0, 0},
 	{"--seed", OPT_INT, &seed, 0, INT64_MAX},
 	{"--request-log", OPT_STRING, &request_log_arg, 0, 0},
+	{"--tls-cert", OPT_STRING, &tls_cert_arg, 0, 0},
+	{"--tls-key", OPT_STRING, &tls_key_arg, 0, 0},
+	{"--tls-client-ca", OPT_STRING, &tls_client_ca_arg, 0, 0},
+	{"--api-key-file", OPT_STRING, &api_key_arg, 0, 0},
 };
 
 /* Stores one option value. Returns 0, or -1 after saying what is wrong. */
@@ -1203,6 +1289,68 @@ static int parse_args(int argc, char **argv)
 	return -1;
 }
 
+/* Reads a whole file (at most FILE_MAX bytes) as a NUL-terminated string. Returns it,
+ * or NULL after saying what is wrong (never quoting the content). */
+static char *slurp(const char *opt, const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0;
+
+	if (!fp) {
+		fprintf(stderr, PROG ": %s %s: %s\n", opt, path, strerror(errno));
+		return NULL;
+	}
+	buf = must(malloc(FILE_MAX + 1));
+	len = fread(buf, 1, FILE_MAX + 1, fp);
+	if (ferror(fp) || len > FILE_MAX || memchr(buf, '\0', len)) {
+		fprintf(stderr, PROG ": %s %s: %s\n", opt, path,
+			ferror(fp) ? strerror(errno) : "too large, or not text");
+		free(buf);
+		buf = NULL;
+	} else {
+		buf[len] = '\0';
+	}
+	fclose(fp);
+	return buf;
+}
+
+/* Loads --tls-cert, --tls-key and --api-key-file. Returns 0, or 2 (a usage error). */
+static int load_creds(void)
+{
+	if (!tls_cert_arg != !tls_key_arg) {
+		fprintf(stderr, PROG ": --tls-cert and --tls-key go together\n");
+		return 2;
+	}
+	if (tls_cert_arg && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		fprintf(stderr, PROG ": this libmicrohttpd (%s) is built without TLS\n",
+			MHD_get_version());
+		return 2;
+	}
+	if (tls_client_ca_arg && !tls_cert_arg) {
+		fprintf(stderr, PROG ": --tls-client-ca needs --tls-cert and --tls-key\n");
+		return 2;
+	}
+	if (tls_cert_arg && (!(creds.cert = slurp("--tls-cert", tls_cert_arg)) ||
+			     !(creds.key = slurp("--tls-key", tls_key_arg))))
+		return 2;
+	if (tls_client_ca_arg && !(creds.client_ca = slurp("--tls-client-ca", tls_client_ca_arg)))
+		return 2;
+	if (api_key_arg) {
+		size_t len;
+		if (!(creds.api_key = slurp("--api-key-file", api_key_arg)))
+			return 2;
+		len = strcspn(creds.api_key, "\r\n");
+		creds.api_key[len] = '\0';
+		if (!len) {
+			fprintf(stderr, PROG ": --api-key-file %s: the first line is empty\n",
+				api_key_arg);
+			return 2;
+		}
+	}
+	return 0;
+}
+
 /* Writes "API_PORT CONTROL_PORT\n" to FILE.tmp and renames it: readers never see half. */
 static int write_port_file(const char *path, int api_port, int control_port)
 {
@@ -1231,12 +1379,12 @@ static struct MHD_Daemon *start(struct sockaddr_in *control_addr)
 	int fd;
 
 	if ((api.fd = bind_socket(&api.addr, err, sizeof(err))) < 0 ||
-	    !(api.daemon = serve(api.fd, on_api, err, sizeof(err)))) {
+	    !(api.daemon = serve(api.fd, on_api, creds.cert, err, sizeof(err)))) {
 		fprintf(stderr, PROG ": payments API: %s\n", err);
 		return NULL;
 	}
 	if ((fd = bind_socket(control_addr, err, sizeof(err))) < 0 ||
-	    !(control = serve(fd, on_control, err, sizeof(err)))) {
+	    !(control = serve(fd, on_control, false, err, sizeof(err)))) {
 		if (fd >= 0)
 			close(fd);
 		fprintf(stderr, PROG ": control API: %s\n", err);
@@ -1266,6 +1414,8 @@ int main(int argc, char **argv)
 	}
 	if (request_log)
 		setvbuf(request_log, NULL, _IOLBF, 0);
+	if ((rc = load_creds()))
+		return rc;
 	st.rng = seed >= 0 ? (uint64_t)seed : (uint64_t)payq_wall_ms() ^ (uint64_t)getpid() << 32;
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -1310,5 +1460,9 @@ int main(int argc, char **argv)
 	pthread_cond_destroy(&nap_ctl.wake);
 	if (request_log)
 		fclose(request_log);
+	free(creds.cert);
+	free(creds.key);
+	free(creds.client_ca);
+	free(creds.api_key);
 	return rc;
 }

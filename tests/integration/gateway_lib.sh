@@ -58,7 +58,7 @@ gw_worker_start() {
 	local name=$1
 	shift
 	wl_worker_start "$name" PAYQ_PAYMENT_MODE=gateway PAYQ_GATEWAY_URL="$GW_URL" \
-		PAYQ_GATEWAY_TIMEOUT_MS=3000 PAYQ_GATEWAY_CONNECT_TIMEOUT_MS=1000 \
+		PAYQ_GATEWAY_ALLOW_INSECURE=1 PAYQ_GATEWAY_TIMEOUT_MS=3000 PAYQ_GATEWAY_CONNECT_TIMEOUT_MS=1000 \
 		PAYQ_RECONCILE_SCHEDULE=1s PAYQ_RECONCILE_INTERVAL_MS=200 "$@"
 }
 
@@ -290,7 +290,7 @@ gw_reconcile() {
 		envs+=("$1")
 		shift
 	done
-	env PAYQ_DB="$WL_DB" PAYQ_GATEWAY_URL="$GW_URL" PAYQ_HTTP_ADDR='' PAYQ_LOG_LEVEL=warn \
+	env PAYQ_DB="$WL_DB" PAYQ_GATEWAY_URL="$GW_URL" PAYQ_GATEWAY_ALLOW_INSECURE=1 PAYQ_HTTP_ADDR='' PAYQ_LOG_LEVEL=warn \
 		"${envs[@]}" "$WL_EXE" reconcile "$@" 2>>"$WL_DIR/reconcile.log"
 }
 
@@ -666,4 +666,10 @@ gw_scenario_shutdown_stalled() {
 	[[ $(wl_sql "SELECT status FROM payq.payments WHERE order_id = 'S9'") == @(pending|unknown) ]] ||
 		wl_violation "the stalled pay is no longer pending or unknown"
 	pass "the stalled pay stays pending or unknown, for a redelivery or the reconciler"
+}
+
+# gw_scenario_security_script NAME: tests/security/NAME.sh against this WL_EXE, as one
+# scenario (worker_mutation.sh runs gateway_tls.sh against the gateway-no-verify mutant).
+gw_scenario_security_script() {
+	WL_EXE=$WL_EXE "$PAYQ_SOURCE_ROOT/tests/security/$1.sh"
 }

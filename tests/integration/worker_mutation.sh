@@ -20,6 +20,8 @@
 #   ambiguous-key        gateway mode: the idempotency key is the old order_id:command_id,
 #                        which order "shop" + command "1:pay" and order "shop:1" + command
 #                        "pay" share, so the second pay is never charged
+#   gateway-no-verify    gateway mode: the channel's TLS certificate is not checked, so the
+#                        API key goes to whoever answers (tests/security/gateway_tls.sh)
 #
 # The mutants come from PAYQ_MUTANT_<NAME>_EXE (NAME upper-case, '-' as '_'), for example
 # PAYQ_MUTANT_SKIP_DEDUP_EXE; unset ones are built here, incrementally, in
@@ -99,3 +101,4 @@ check_mutant lock-before-dedup wl_scenario_zombie_tx
 check_mutant charge-poison gw_scenario_poison
 check_mutant unguarded-progress rp_scenario_reset_race
 check_mutant ambiguous-key gw_scenario_key_ambiguous
+check_mutant gateway-no-verify gw_scenario_security_script gateway_tls
