@@ -213,8 +213,14 @@ const char *payq_pg_sqlstate(const PGresult *res)
 
 bool payq_pg_transient(PGconn *conn, const PGresult *res)
 {
+#ifdef PAYQ_MUTATION_TIMEOUT_PERMANENT
+	/* Deliberately broken: lock and statement timeouts count as permanent. */
+	static const char *const codes[] = {"40001", "40P01", "57P01", "57P02", "57P03",
+					    "25006", "25P03", "57P05"};
+#else
 	static const char *const codes[] = {"40001", "40P01", "57P01", "57P02", "57P03",
 					    "55P03", "57014", "25006", "25P03", "57P05"};
+#endif
 	const char *st = payq_pg_sqlstate(res);
 
 	if (!res || !conn || PQstatus(conn) != CONNECTION_OK || !*st)
