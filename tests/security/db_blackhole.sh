@@ -31,7 +31,11 @@ PGPROXY_CONTROL=$WORK/proxy.ctl python3 "$PAYQ_SOURCE_ROOT/tests/faults/pgproxy.
 proxy=$!
 on_exit "stop_pid $proxy"
 wait_until 10 test -s "$WORK/proxy.port" || die "pgproxy.py did not start: $(cat "$WORK/proxy.out")"
-worker_db="$PAYQ_TEST_WORKER_DB dbname=$DBNAME host=127.0.0.1 port=$(cat "$WORK/proxy.port")"
+# The passfile names the server's port: give payq_worker's password for the proxy's too.
+passfile=$(sed -n 's/.*passfile=\([^ ]*\).*/\1/p' <<<"$PAYQ_TEST_WORKER_DB")
+(umask 077 && awk -F: -v p="$(cat "$WORK/proxy.port")" '$4 == "payq_worker" { $2 = p; print }' OFS=: \
+	"$passfile" >"$WORK/pgpass")
+worker_db="$PAYQ_TEST_WORKER_DB dbname=$DBNAME host=127.0.0.1 port=$(cat "$WORK/proxy.port") passfile=$WORK/pgpass"
 
 monitor_start
 worker_start w1 "PAYQ_DB=$worker_db" PAYQ_HTTP_ADDR= \
@@ -44,11 +48,13 @@ wait_processed
 
 now() { date +%s.%3N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+mode_count() { grep -c '^mode ' "$WORK/proxy.out" || true; }
+mode_count_above() { (($(mode_count) > $1)); }
 set_mode() {
 	local n
-	n=$(grep -c '^mode ' "$WORK/proxy.out" || true)
+	n=$(mode_count)
 	echo "$1" >"$WORK/proxy.ctl"
-	wait_until 5 test "$(grep -c '^mode ' "$WORK/proxy.out")" -gt "$n" || die "the proxy did not switch to $1"
+	wait_until 5 mode_count_above "$n" || die "the proxy did not switch to $1"
 	log "proxy: $(grep '^mode ' "$WORK/proxy.out" | tail -n 1)"
 }
 # recover LABEL BOUND_S SINCE: every command applied within BOUND_S of SINCE.
