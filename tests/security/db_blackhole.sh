@@ -24,6 +24,9 @@ BOUND_B=$(((STATEMENT_MS + USER_TIMEOUT_MS + RETRY_MAX_MS) / 1000 + CONNECT_S + 
 
 broker_start --partitions 4
 db_create
+# This tree's schema and grants (007_roles) even when WORKER_EXE is another build (an older
+# worker, for a comparison, knows fewer migrations).
+PAYQ_DB=$DB "$PAYQ_WORKER_EXE" migrate >>"$WORK/migrate.log" 2>&1 || die "migrate failed: $(cat "$WORK/migrate.log")"
 pg_port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$PAYQ_TEST_DB")
 echo forward >"$WORK/proxy.ctl"
 PGPROXY_CONTROL=$WORK/proxy.ctl python3 "$PAYQ_SOURCE_ROOT/tests/faults/pgproxy.py" \

@@ -13,6 +13,9 @@ require_env PAYQ_TEST_WORKER_DB
 
 broker_start --partitions 4
 db_create
+# This tree's schema and grants (007_roles) even when WORKER_EXE is another build (an older
+# worker, for a comparison, knows fewer migrations).
+PAYQ_DB=$DB "$PAYQ_WORKER_EXE" migrate >>"$WORK/migrate.log" 2>&1 || die "migrate failed: $(cat "$WORK/migrate.log")"
 monitor_start
 worker_start w1 "PAYQ_DB=$PAYQ_TEST_WORKER_DB dbname=$DBNAME" PAYQ_DB_LOCK_TIMEOUT_MS=500
 worker_wait_assigned w1
