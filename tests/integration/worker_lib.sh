@@ -59,6 +59,7 @@ wl_init() {
 	WL_DB="$PAYQ_TEST_DB dbname=$WL_DBNAME"
 	WL_OWNER_DB="$PAYQ_TEST_OWNER_DB dbname=$WL_DBNAME"
 	WL_WORKER_DB="$PAYQ_TEST_WORKER_DB dbname=$WL_DBNAME"
+	# shellcheck disable=SC2034 # for replay_lib.sh
 	WL_REPLAY_DB="$PAYQ_TEST_REPLAY_DB dbname=$WL_DBNAME"
 	# shellcheck disable=SC2034 # for the tests that source this file
 	WL_PARTITIONS=$partitions
