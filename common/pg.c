@@ -31,8 +31,10 @@ static int64_t setting_of(const payq_config_t *cfg, unsigned prog, const char *e
 	return payq_config_find(env, prog) ? v : -1;
 }
 
-void payq_pg_configure(const payq_config_t *cfg, unsigned prog)
+void payq_pg_configure(const payq_config_t *cfg, unsigned prog, payq_pg_bounds_t bounds)
 {
+	if (bounds == PAYQ_PG_BOUND_CONNECTIONS)
+		prog = 0; /* no program's statement settings */
 	session.set = true;
 	session.statement_timeout_ms = setting_of(cfg, prog, "PAYQ_DB_STATEMENT_TIMEOUT_MS",
 						  cfg->db_statement_timeout_ms);
@@ -235,7 +237,7 @@ bool payq_pg_transient(PGconn *conn, const PGresult *res)
 
 int payq_pg_exec(PGconn *conn, const char *sql, char *errstr, size_t errstr_size)
 {
-	PGresult *res = PQexec(conn, sql);
+	PGresult *res = payq_pg_query(conn, sql);
 	int ret = 0;
 
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -278,4 +280,42 @@ PGresult *payq_pg_get_result(PGconn *conn)
 			break;
 	}
 	return PQgetResult(conn);
+}
+
+/* What PQexec returns after a send: the last result, each awaited within the bound; NULL
+ * when the send failed (PQerrorMessage says why). */
+static PGresult *last_result(PGconn *conn, int sent)
+{
+	PGresult *last = NULL, *r;
+
+	if (!sent)
+		return NULL;
+	while ((r = payq_pg_get_result(conn))) {
+		ExecStatusType st = PQresultStatus(r);
+
+		PQclear(last);
+		last = r;
+		if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH ||
+		    PQstatus(conn) == CONNECTION_BAD)
+			break;
+	}
+	return last;
+}
+
+PGresult *payq_pg_query(PGconn *conn, const char *sql)
+{
+	return last_result(conn, PQsendQuery(conn, sql));
+}
+
+PGresult *payq_pg_exec_prepared(PGconn *conn, const char *name, int n, const char *const *values,
+				const int *lengths, const int *formats, int result_format)
+{
+	return last_result(conn, PQsendQueryPrepared(conn, name, n, values, lengths, formats,
+						     result_format));
+}
+
+PGresult *payq_pg_prepare(PGconn *conn, const char *name, const char *sql, int n,
+			  const Oid *types)
+{
+	return last_result(conn, PQsendPrepare(conn, name, sql, n, types));
 }
