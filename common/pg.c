@@ -24,10 +24,9 @@ static struct {
 	     .lock_timeout_ms = -1,
 	     .idle_in_tx_timeout_ms = -1};
 
-/* The value of a setting that prog reads, or -1 when it does not read it. */
-static int64_t setting_of(const payq_config_t *cfg, unsigned prog, const char *env, int64_t v)
+/* v, the value of setting env, when prog reads that setting; -1 (the server's) if not. */
+static int64_t setting_of(unsigned prog, const char *env, int64_t v)
 {
-	(void)cfg;
 	return payq_config_find(env, prog) ? v : -1;
 }
 
@@ -36,13 +35,12 @@ void payq_pg_configure(const payq_config_t *cfg, unsigned prog, payq_pg_bounds_t
 	if (bounds == PAYQ_PG_BOUND_CONNECTIONS)
 		prog = 0; /* no program's statement settings */
 	session.set = true;
-	session.statement_timeout_ms = setting_of(cfg, prog, "PAYQ_DB_STATEMENT_TIMEOUT_MS",
-						  cfg->db_statement_timeout_ms);
+	session.statement_timeout_ms =
+		setting_of(prog, "PAYQ_DB_STATEMENT_TIMEOUT_MS", cfg->db_statement_timeout_ms);
 	session.lock_timeout_ms =
-		setting_of(cfg, prog, "PAYQ_DB_LOCK_TIMEOUT_MS", cfg->db_lock_timeout_ms);
-	session.idle_in_tx_timeout_ms =
-		setting_of(cfg, prog, "PAYQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
-			   cfg->db_idle_in_transaction_timeout_ms);
+		setting_of(prog, "PAYQ_DB_LOCK_TIMEOUT_MS", cfg->db_lock_timeout_ms);
+	session.idle_in_tx_timeout_ms = setting_of(prog, "PAYQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+						   cfg->db_idle_in_transaction_timeout_ms);
 	session.connect_timeout_s = cfg->db_connect_timeout_s;
 	session.keepalives_idle_s = cfg->db_keepalives_idle_s;
 	session.keepalives_interval_s = cfg->db_keepalives_interval_s;
