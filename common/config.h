@@ -47,6 +47,15 @@ typedef struct payq_config {
 	int64_t reconcile_interval_ms;
 	char *kafka_config_file; /* -F FILE: librdkafka key=value lines, secrets included */
 	char *gateway_api_key;	 /* gateway mode: sent as Authorization: Bearer */
+	/* Bounds of every database session (common/pg.h); 0 turns one off. */
+	int64_t db_statement_timeout_ms;
+	int64_t db_lock_timeout_ms;
+	int64_t db_idle_in_transaction_timeout_ms;
+	int64_t db_connect_timeout_s;
+	int64_t db_keepalives_idle_s;
+	int64_t db_keepalives_interval_s;
+	int64_t db_keepalives_count;
+	int64_t db_tcp_user_timeout_ms;
 	/* -X key=value pairs applied to every librdkafka client: first the xprops_file_cnt
 	 * pairs of the -F file, in file order, then the -X pairs in the order given. */
 	char **xprops;
