@@ -75,6 +75,35 @@ static const payq_setting_t settings[] = {
 	 OFF(stats_interval_ms), 0, 3600000, NULL, W, "librdkafka statistics interval, for lag"},
 	{"db", "PAYQ_DB", PAYQ_CF_STR, NULL, OFF(db), 0, 0, NULL, W | R,
 	 "PostgreSQL conninfo or URI; libpq's PG* variables apply when unset"},
+	/* Session bounds. They take precedence over the same settings in PAYQ_DB. A batch
+	 * of 500 takes tens of milliseconds; the largest allowed batch a few seconds. */
+	{"db-statement-timeout-ms", "PAYQ_DB_STATEMENT_TIMEOUT_MS", PAYQ_CF_INT, "30000",
+	 OFF(db_statement_timeout_ms), 0, 3600000, NULL, W,
+	 "statement_timeout of the worker's sessions (0: none); also bounds the wait for an "
+	 "answer, with PAYQ_DB_TCP_USER_TIMEOUT_MS"},
+	{"db-lock-timeout-ms", "PAYQ_DB_LOCK_TIMEOUT_MS", PAYQ_CF_INT, "5000",
+	 OFF(db_lock_timeout_ms), 0, 3600000, NULL, W,
+	 "lock_timeout of the worker's sessions (0: none): a batch behind a migration's lock "
+	 "is retried"},
+	{"db-idle-in-transaction-timeout-ms", "PAYQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+	 PAYQ_CF_INT, "60000", OFF(db_idle_in_transaction_timeout_ms), 0, 3600000, NULL, W,
+	 "idle_in_transaction_session_timeout of the worker's sessions (0: none)"},
+	{"db-connect-timeout-s", "PAYQ_DB_CONNECT_TIMEOUT_S", PAYQ_CF_INT, "10",
+	 OFF(db_connect_timeout_s), 2, 3600, NULL, W | R,
+	 "libpq connect_timeout: longest wait to connect, TLS and authentication included"},
+	{"db-keepalives-idle-s", "PAYQ_DB_KEEPALIVES_IDLE_S", PAYQ_CF_INT, "10",
+	 OFF(db_keepalives_idle_s), 1, 7200, NULL, W | R,
+	 "TCP keepalive: idle seconds before the first probe"},
+	{"db-keepalives-interval-s", "PAYQ_DB_KEEPALIVES_INTERVAL_S", PAYQ_CF_INT, "5",
+	 OFF(db_keepalives_interval_s), 1, 600, NULL, W | R,
+	 "TCP keepalive: seconds between probes"},
+	{"db-keepalives-count", "PAYQ_DB_KEEPALIVES_COUNT", PAYQ_CF_INT, "3",
+	 OFF(db_keepalives_count), 1, 100, NULL, W | R,
+	 "TCP keepalive: unanswered probes before the connection is dropped"},
+	{"db-tcp-user-timeout-ms", "PAYQ_DB_TCP_USER_TIMEOUT_MS", PAYQ_CF_INT, "10000",
+	 OFF(db_tcp_user_timeout_ms), 0, 3600000, NULL, W | R,
+	 "libpq tcp_user_timeout: longest time sent data may stay unacknowledged (0: the "
+	 "kernel's)"},
 };
 
 #undef W

@@ -40,6 +40,15 @@ typedef struct payq_config {
 	int64_t gateway_concurrency;
 	int64_t reconcile_max_attempts;
 	int64_t reconcile_interval_ms;
+	/* Bounds of every database session (common/pg.h); 0 turns one off. */
+	int64_t db_statement_timeout_ms;
+	int64_t db_lock_timeout_ms;
+	int64_t db_idle_in_transaction_timeout_ms;
+	int64_t db_connect_timeout_s;
+	int64_t db_keepalives_idle_s;
+	int64_t db_keepalives_interval_s;
+	int64_t db_keepalives_count;
+	int64_t db_tcp_user_timeout_ms;
 	/* -X key=value pairs in the order given, applied to every librdkafka client. */
 	char **xprops;
 	size_t xprops_cnt;

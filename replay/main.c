@@ -10,6 +10,7 @@
 #include "dlq.h"
 #include "log.h"
 #include "offsets.h"
+#include "pg.h"
 #include "republish.h"
 #include "util.h"
 
@@ -90,6 +91,7 @@ int main(int argc, char **argv)
 		return REPLAY_EXIT_USAGE;
 	case PAYQ_ARGS_OK: break;
 	}
+	payq_pg_configure(&cfg, PAYQ_PROG_REPLAY);
 	if (argc < 2 || !find(argv[1])) {
 		if (argc < 2)
 			fprintf(stderr, "payq-replay: no command given (see --help)\n");

@@ -501,7 +501,7 @@ static payq_apply_status_t pipeline_finish(payq_apply_t *a, int nq, PGresult **k
 	int q = 0, nulls = 0;
 
 	for (;;) {
-		PGresult *r = PQgetResult(a->conn);
+		PGresult *r = payq_pg_get_result(a->conn);
 		ExecStatusType es;
 
 		if (!r) {

@@ -97,6 +97,8 @@ int main(int argc, char **argv)
 	case PAYQ_ARGS_OK:
 		break;
 	}
+	payq_pg_configure(&cfg, PAYQ_PROG_WORKER);
+	payq_pg_warn_insecure(cfg.db);
 	if (argc >= 2 && !strcmp(argv[1], "prune")) {
 		rc = payq_prune_main(&cfg, argc - 1, argv + 1);
 		payq_config_destroy(&cfg);

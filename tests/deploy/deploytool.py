@@ -357,12 +357,17 @@ def cmd_k8s_policy(a):
     if jc.get("args") != ["migrate"] or jc.get("command"):
         fail(f"{name}: the Job does not run payq-worker migrate ({jc.get('command')} {jc.get('args')})")
     jenv = container_env(docs, jpod, jc)
-    if jenv.get("PAYQ_DB") != env.get("PAYQ_DB"):
-        fail(f"{name}: the Job's PAYQ_DB {jenv.get('PAYQ_DB')} differs from the worker's")
+    jdb = jenv.get("PAYQ_DB", ("none",))
+    if jdb[0] != "secret":
+        fail(f"{name}: the Job's PAYQ_DB must come from a Secret, got {jdb[0]}")
+    elif db[0] == "secret" and jdb[1] == db[1]:
+        fail(f"{name}: the Job and the workers share Secret {db[1]}: the migration (payq_owner) "
+             f"and the workers (payq_worker) need their own")
     if jpod.get("restartPolicy") not in ("OnFailure", "Never"):
         fail(f"{name}: the Job's restartPolicy is {jpod.get('restartPolicy')}")
     if clean(m):
-        ok(f"{name}: Job payq-migrate runs `payq-worker migrate` on the worker's image and database")
+        ok(f"{name}: Job payq-migrate runs `payq-worker migrate` on the worker's image, with its "
+           f"own Secret {jdb[1]}")
     check_pod_security(f"{name}: Job/payq-migrate", jpod, jc, uid)
 
     # PodDisruptionBudget, Service and ServiceMonitor select the worker pods.
@@ -688,6 +693,18 @@ def cmd_compose(a):
         ok(f"{path}: {len(workers)} workers ({', '.join(ids)}), each waiting for Kafka and "
            f"PostgreSQL to be healthy and the topics and migration to be done, health-checked, "
            f"metrics on {', '.join(host_ports)}")
+    # The migration (payq_owner) and the workers (payq_worker) log in as different roles.
+    def db_user(env):
+        return dict(re.findall(r"(\w+)=(\S+)", env.get("PAYQ_DB") or "")).get("user")
+    m = mark()
+    for mn, _, menv in migrates:
+        for n, _, env in workers:
+            if db_user(env) is None or db_user(env) == db_user(menv):
+                fail(f"{path}: {n} logs in to PostgreSQL as {db_user(env)}, like {mn}: the "
+                     f"workers need a role of their own")
+    if migrates and workers and clean(m):
+        ok(f"{path}: {migrates[0][0]} logs in as {db_user(migrates[0][2])}, the workers as "
+           f"{db_user(workers[0][2])}")
     if len(topic_job) != 1:
         fail(f"{path}: want one topic-creation job, found {topic_job}")
     else:

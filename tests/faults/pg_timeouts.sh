@@ -1,5 +1,6 @@
 #!/bin/bash
-# statement_timeout and lock_timeout, set through the worker's conninfo options.
+# statement_timeout and lock_timeout, set through PAYQ_DB_STATEMENT_TIMEOUT_MS and
+# PAYQ_DB_LOCK_TIMEOUT_MS (which win over the same settings in the conninfo's options).
 # (a) A trigger sleeps 3 s in the first two batch inserts, past statement_timeout (1.5 s):
 # 57014. (b) Another session holds an order FOR UPDATE for 4 s while the pay for it
 # arrives, past lock_timeout (0.5 s): 55P03. Both are transient: the worker retries the
@@ -20,7 +21,7 @@ sql "CREATE SEQUENCE faults.attempts;
      CREATE TRIGGER slow BEFORE INSERT ON payq.processed_commands
          FOR EACH STATEMENT EXECUTE FUNCTION faults.slow()"
 monitor_start
-worker_start w1 "PAYQ_DB=$DB options='-c statement_timeout=1500 -c lock_timeout=500'"
+worker_start w1 PAYQ_DB_STATEMENT_TIMEOUT_MS=1500 PAYQ_DB_LOCK_TIMEOUT_MS=500
 worker_wait_assigned w1
 
 # (a) statement_timeout.

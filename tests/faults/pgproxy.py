@@ -8,7 +8,18 @@ connection to the target. For the first DROPS (default 1) client messages that c
 COMMIT statement, it forwards the COMMIT, lets the server run it for half a second,
 then closes both sides without passing the server's answer on: the transaction is
 committed, but the client cannot know it. Every later COMMIT goes through. Each drop is
-logged on stdout as "dropped COMMIT answer N".
+logged on stdout as "dropped COMMIT answer N". (COMMIT is found in plain text only: over
+TLS no answer is ever dropped.)
+
+Blackhole switch: with PGPROXY_CONTROL=FILE in the environment, the proxy reads FILE
+every 50 ms. Its first word sets the mode:
+  forward    (or no file) forward everything
+  hole       every connection open now stops forwarding for good, silently: its sockets
+             stay open and nothing is read, written or closed, as behind a dead link.
+             Connections made later are forwarded.
+  hole-all   the same, and connections made while it lasts are accepted and held
+             without ever reaching the server.
+Each change is logged on stdout as "mode MODE (N connections blackholed)".
 """
 import os
 import selectors
@@ -20,6 +31,9 @@ import time
 lock = threading.Lock()
 drops_left = 0
 dropped = 0
+mode = "forward"
+live = set()  # threading.Event per forwarded connection: set = blackholed
+held = []  # sockets kept open without forwarding
 
 
 def take_drop():
@@ -32,13 +46,47 @@ def take_drop():
         return dropped
 
 
+def watch_control(path):
+    global mode
+    while True:
+        try:
+            with open(path) as f:
+                words = f.read().split()
+            want = words[0] if words else "forward"
+        except OSError:
+            want = "forward"
+        if want not in ("forward", "hole", "hole-all"):
+            want = "forward"
+        with lock:
+            if want != mode:
+                mode = want
+                n = 0
+                if mode != "forward":
+                    for ev in live:
+                        if not ev.is_set():
+                            ev.set()
+                            n += 1
+                print(f"mode {mode} ({n} connections blackholed)", flush=True)
+        time.sleep(0.05)
+
+
 def pipe(client, server):
     sel = selectors.DefaultSelector()
     sel.register(client, selectors.EVENT_READ, server)
     sel.register(server, selectors.EVENT_READ, client)
+    hole = threading.Event()
+    with lock:
+        live.add(hole)
     try:
         while True:
-            for key, _ in sel.select():
+            if hole.is_set():
+                # Neither read, nor write, nor close: both peers see a silent link.
+                with lock:
+                    held.extend((client, server))
+                    live.discard(hole)
+                sel.close()
+                return
+            for key, _ in sel.select(timeout=0.1):
                 src, dst = key.fileobj, key.data
                 data = src.recv(65536)
                 if not data:
@@ -55,7 +103,10 @@ def pipe(client, server):
     except OSError:
         return
     finally:
-        for s in (client, server):
+        with lock:
+            live.discard(hole)
+            keep = client in held
+        for s in () if keep else (client, server):
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -77,8 +128,15 @@ def main():
     with open(tmp, "w") as f:
         f.write(f"{lsock.getsockname()[1]}\n")
     os.rename(tmp, port_file)
+    control = os.environ.get("PGPROXY_CONTROL")
+    if control:
+        threading.Thread(target=watch_control, args=(control,), daemon=True).start()
     while True:
         client, _ = lsock.accept()
+        with lock:
+            if mode == "hole-all":
+                held.append(client)
+                continue
         try:
             server = socket.create_connection((host, port))
         except OSError:

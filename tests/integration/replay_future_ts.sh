@@ -39,7 +39,7 @@ wl_worker_stop w1 TERM
 rp_wait_group_empty
 
 rc=0
-PAYQ_DB=$WL_DB PAYQ_LOG_LEVEL=warn "$PAYQ_WORKER_EXE" prune --older-than "$(($(rp_now_ms) - T_ms))ms" \
+PAYQ_DB=$WL_WORKER_DB PAYQ_LOG_LEVEL=warn "$PAYQ_WORKER_EXE" prune --older-than "$(($(rp_now_ms) - T_ms))ms" \
 	>"$WL_DIR/prune.out" 2>"$WL_DIR/prune.err" || rc=$?
 [[ $rc == 0 ]] || die "prune exited $rc: $(cat "$WL_DIR/prune.err")"
 assert_eq "pruned $((a_valid + 1)) processed_commands rows" "$(cat "$WL_DIR/prune.out")" \

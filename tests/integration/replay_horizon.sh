@@ -36,7 +36,7 @@ ends=$(wl_offsets | awk '{ print $1, $2 }')
 
 # Prune what the worker saw before T, two rows per transaction.
 rc=0
-PAYQ_DB=$WL_DB PAYQ_LOG_LEVEL=warn "$PAYQ_WORKER_EXE" prune --older-than "$(($(rp_now_ms) - T_ms))ms" \
+PAYQ_DB=$WL_WORKER_DB PAYQ_LOG_LEVEL=warn "$PAYQ_WORKER_EXE" prune --older-than "$(($(rp_now_ms) - T_ms))ms" \
 	--batch 2 >"$WL_DIR/prune.out" 2>"$WL_DIR/prune.err" || rc=$?
 [[ $rc == 0 ]] || die "prune exited $rc: $(cat "$WL_DIR/prune.err")"
 assert_eq "pruned $a_rows processed_commands rows" "$(cat "$WL_DIR/prune.out")" "prune reports the rows it deleted"
@@ -46,7 +46,7 @@ assert_eq "0 $b_rows" "$(wl_sql "SELECT count(*) FILTER (WHERE order_id LIKE 'HA
 assert_eq "t $a_rows" "$(wl_sql "SELECT abs(extract(epoch FROM horizon) * 1000 - $T_ms) < 300, pruned_rows
                              FROM payq.dedup_horizon")" "payq.dedup_horizon records T and the pruned rows"
 rc=0
-PAYQ_DB=$WL_DB PAYQ_LOG_LEVEL=warn "$PAYQ_WORKER_EXE" prune --older-than 30d >/dev/null 2>&1 || rc=$?
+PAYQ_DB=$WL_WORKER_DB PAYQ_LOG_LEVEL=warn "$PAYQ_WORKER_EXE" prune --older-than 30d >/dev/null 2>&1 || rc=$?
 [[ $rc == 0 ]] || die "a second prune exited $rc"
 assert_eq t "$(wl_sql "SELECT abs(extract(epoch FROM horizon) * 1000 - $T_ms) < 300 FROM payq.dedup_horizon")" \
 	"a prune with a longer retention does not move the horizon back"

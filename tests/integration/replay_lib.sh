@@ -6,13 +6,15 @@ require_env PAYQ_REPLAY_EXE PAYQ_REPLAY_PROBE_EXE
 RP_EXE=$PAYQ_REPLAY_EXE
 
 # rp NAME ARGS...: runs payq-replay against this test's topics, group and database.
+# It connects as payq_replay (WL_REPLAY_DB), which may read everything and move
+# consumer_progress, nothing more.
 # stdout goes to $WL_DIR/NAME.out, stderr to $WL_DIR/NAME.err; RP_RC gets the exit code.
 rp() {
 	local name=$1
 	shift
 	RP_RC=0
 	env PAYQ_BROKERS="$PAYQ_TEST_BROKERS" PAYQ_TOPIC="$WL_TOPIC" PAYQ_DLQ_TOPIC="$WL_DLQ" \
-		PAYQ_GROUP="$WL_GROUP" PAYQ_DB="$WL_DB" PAYQ_LOG_LEVEL=warn \
+		PAYQ_GROUP="$WL_GROUP" PAYQ_DB="$WL_REPLAY_DB" PAYQ_LOG_LEVEL=warn \
 		"$RP_EXE" "$@" </dev/null >"$WL_DIR/$name.out" 2>"$WL_DIR/$name.err" || RP_RC=$?
 	echo "payq-replay $* -> $RP_RC" >>"$WL_DIR/events"
 }

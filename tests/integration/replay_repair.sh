@@ -90,7 +90,7 @@ pass "after the repairs the audit finds no gap: the malformed one is dead-letter
 # the committed offset, so offsets [c - 1, c) of partition 0 may have been skipped; their
 # records are older than the horizon and a copy could be applied a second time.
 rc=0
-PAYQ_DB=$WL_DB PAYQ_LOG_LEVEL=warn "$PAYQ_WORKER_EXE" prune --older-than 1ms >/dev/null 2>"$WL_DIR/prune.err" || rc=$?
+PAYQ_DB=$WL_WORKER_DB PAYQ_LOG_LEVEL=warn "$PAYQ_WORKER_EXE" prune --older-than 1ms >/dev/null 2>"$WL_DIR/prune.err" || rc=$?
 [[ $rc == 0 ]] || die "prune exited $rc: $(cat "$WL_DIR/prune.err")"
 c=$(wl_offsets | awk '$1 == 0 { print $2 }')
 wl_sql "UPDATE payq.consumer_progress SET next_offset = next_offset - 1

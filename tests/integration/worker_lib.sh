@@ -12,7 +12,11 @@
 # scenario against a deliberately broken worker and requires exit 3, where the other
 # tests require 0 from the real worker.
 
-require_env PAYQ_TEST_DB PAYQ_TEST_BROKERS PAYQ_WORKER_EXE PAYQ_WORKER_OFFSETS_PROBE_EXE PAYQ_SOURCE_ROOT
+# PAYQ_TEST_OWNER_DB and PAYQ_TEST_WORKER_DB (tests/pg_roles, which tests/run runs):
+# every database is migrated as payq_owner and every worker runs as payq_worker, over
+# TLS with sslmode=verify-full. PAYQ_TEST_DB, the superuser, only sets up and checks.
+require_env PAYQ_TEST_DB PAYQ_TEST_BROKERS PAYQ_WORKER_EXE PAYQ_WORKER_OFFSETS_PROBE_EXE PAYQ_SOURCE_ROOT \
+	PAYQ_TEST_OWNER_DB PAYQ_TEST_WORKER_DB PAYQ_TEST_REPLAY_DB
 command -v kcat >/dev/null || die "kcat not found"
 
 WL_EXE=${WL_EXE:-$PAYQ_WORKER_EXE}
@@ -53,6 +57,10 @@ wl_init() {
 	WL_GROUP=wt-$WL_ID
 	WL_DBNAME=wt_${WL_ID//-/_}
 	WL_DB="$PAYQ_TEST_DB dbname=$WL_DBNAME"
+	WL_OWNER_DB="$PAYQ_TEST_OWNER_DB dbname=$WL_DBNAME"
+	WL_WORKER_DB="$PAYQ_TEST_WORKER_DB dbname=$WL_DBNAME"
+	# shellcheck disable=SC2034 # for replay_lib.sh
+	WL_REPLAY_DB="$PAYQ_TEST_REPLAY_DB dbname=$WL_DBNAME"
 	# shellcheck disable=SC2034 # for the tests that source this file
 	WL_PARTITIONS=$partitions
 	WL_DIR=$(mktemp -d "${PAYQ_TEST_STATE_DIR:-${TMPDIR:-/tmp}}/wt-$name.XXXXXX")
@@ -61,7 +69,9 @@ wl_init() {
 	"$WL_PROBE" create-topics "$PAYQ_TEST_BROKERS" "$partitions" "$WL_TOPIC" "$WL_DLQ" ||
 		die "cannot create topics $WL_TOPIC and $WL_DLQ"
 	psql_q "CREATE DATABASE $WL_DBNAME" || die "cannot create database $WL_DBNAME"
-	PAYQ_DB=$WL_DB PAYQ_LOG_LEVEL=warn "$WL_EXE" migrate 2>>"$WL_DIR/migrate.log" ||
+	psql_q "GRANT CREATE ON DATABASE $WL_DBNAME TO payq_owner" ||
+		die "cannot let payq_owner create the schema in $WL_DBNAME"
+	PAYQ_DB=$WL_OWNER_DB PAYQ_LOG_LEVEL=warn "$WL_EXE" migrate 2>>"$WL_DIR/migrate.log" ||
 		die "payq-worker migrate failed: $(cat "$WL_DIR/migrate.log")"
 	printf 'setup %s: topic %s (%d partitions), dlq %s, group %s, database %s, dir %s\n' \
 		"$name" "$WL_TOPIC" "$partitions" "$WL_DLQ" "$WL_GROUP" "$WL_DBNAME" "$WL_DIR"
@@ -135,7 +145,7 @@ wl_worker_start() {
 	(
 		env -u PAYQ_CRASH_AT -u PAYQ_FAULT_AT -u PAYQ_INSTANCE_ID -u PAYQ_BATCH_MAX -u PAYQ_BATCH_WAIT_MS \
 			-u PAYQ_COMMIT_MODE -u PAYQ_PAYMENT_MODE \
-			PAYQ_BROKERS="$PAYQ_TEST_BROKERS" PAYQ_DB="$WL_DB" PAYQ_TOPIC="$WL_TOPIC" \
+			PAYQ_BROKERS="$PAYQ_TEST_BROKERS" PAYQ_DB="$WL_WORKER_DB" PAYQ_TOPIC="$WL_TOPIC" \
 			PAYQ_DLQ_TOPIC="$WL_DLQ" PAYQ_GROUP="$WL_GROUP" PAYQ_HTTP_ADDR=127.0.0.1:0 \
 			PAYQ_LOG_LEVEL=info PAYQ_SHUTDOWN_TIMEOUT_MS=10000 PAYQ_STATS_INTERVAL_MS=1000 \
 			PAYQ_RETRY_MAX_MS=1000 "${envs[@]}" \
