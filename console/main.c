@@ -311,6 +311,10 @@ int main(int argc, char **argv)
 	struct MHD_Daemon *d;
 
 	payq_config_init(&console.cfg);
+	if (payq_config_load_env(&console.cfg, PAYQ_PROG_ALL, errstr, sizeof(errstr))) {
+		fprintf(stderr, "payq-console: %s\n", errstr);
+		return 2;
+	}
 	switch (payq_config_parse_args(&console.cfg, PAYQ_PROG_ALL, "payq-console", usage, &argc,
 				       argv, errstr, sizeof(errstr))) {
 	case PAYQ_ARGS_EXIT:
