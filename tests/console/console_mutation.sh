@@ -25,5 +25,7 @@ rc=0
 PAYQ_CONSOLE_EXE=$dir/console/payq-console PAYQ_CONSOLE_NO_SHOTS=1 \
 	"$PAYQ_SOURCE_ROOT/tests/console/console.sh" >"$out" 2>&1 || rc=$?
 ((rc != 0)) || { cat "$out" >&2; die "the console-client-roles mutant passed the console suite"; }
-grep -q 'FAIL console: .*403' "$out" || { cat "$out" >&2; die "the mutant failed, but not on a 403 check"; }
+# Caught by a role check: a payload shown unredacted to a viewer, or a POST not refused.
+grep -Eq 'FAIL console: .*(403|redacted)' "$out" ||
+	{ cat "$out" >&2; die "the mutant failed, but not on a role check"; }
 pass "the console-client-roles mutant is caught: $(grep -m1 'FAIL console' "$out")"
