@@ -59,8 +59,9 @@ console_start() {
 rc=0
 PAYQ_DB="$PAYQ_TEST_READONLY_DB dbname=$WL_DBNAME" PAYQ_BROKERS=$PAYQ_TEST_BROKERS \
 	timeout 20 "$PAYQ_CONSOLE_EXE" --listen 0.0.0.0:1 >"$WL_DIR/refuse.out" 2>&1 || rc=$?
-((rc == 2)) && grep -q 'not a loopback address' "$WL_DIR/refuse.out" ||
+if ((rc != 2)) || ! grep -q 'not a loopback address' "$WL_DIR/refuse.out"; then
 	die "payq-console on 0.0.0.0 without auth: exit $rc: $(cat "$WL_DIR/refuse.out")"
+fi
 pass "refuses 0.0.0.0 without --token-file or --user-header (exit 2)"
 
 PORT=$(free_port)
@@ -100,5 +101,5 @@ pass "$n refusals logged in payq.operator_actions"
 if [[ -z ${PAYQ_CONSOLE_NO_SHOTS:-} ]]; then
 	mkdir -p "$PAYQ_BUILD_ROOT/console-screenshots"
 	cp "$SHOT_DIR"/*.png "$PAYQ_BUILD_ROOT/console-screenshots/"
-	pass "screenshots: $(ls "$SHOT_DIR" | tr '\n' ' ')in $PAYQ_BUILD_ROOT/console-screenshots"
+	pass "screenshots: $(cd "$SHOT_DIR" && printf '%s ' *.png)in $PAYQ_BUILD_ROOT/console-screenshots"
 fi
