@@ -24,23 +24,23 @@ static struct {
 	     .lock_timeout_ms = -1,
 	     .idle_in_tx_timeout_ms = -1};
 
-/* The value of a setting that prog reads, or -1 when it does not read it. */
-static int64_t setting_of(const payq_config_t *cfg, unsigned prog, const char *env, int64_t v)
+/* v, the value of setting env, when prog reads that setting; -1 (the server's) if not. */
+static int64_t setting_of(unsigned prog, const char *env, int64_t v)
 {
-	(void)cfg;
 	return payq_config_find(env, prog) ? v : -1;
 }
 
-void payq_pg_configure(const payq_config_t *cfg, unsigned prog)
+void payq_pg_configure(const payq_config_t *cfg, unsigned prog, payq_pg_bounds_t bounds)
 {
+	if (bounds == PAYQ_PG_BOUND_CONNECTIONS)
+		prog = 0; /* no program's statement settings */
 	session.set = true;
-	session.statement_timeout_ms = setting_of(cfg, prog, "PAYQ_DB_STATEMENT_TIMEOUT_MS",
-						  cfg->db_statement_timeout_ms);
+	session.statement_timeout_ms =
+		setting_of(prog, "PAYQ_DB_STATEMENT_TIMEOUT_MS", cfg->db_statement_timeout_ms);
 	session.lock_timeout_ms =
-		setting_of(cfg, prog, "PAYQ_DB_LOCK_TIMEOUT_MS", cfg->db_lock_timeout_ms);
-	session.idle_in_tx_timeout_ms =
-		setting_of(cfg, prog, "PAYQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
-			   cfg->db_idle_in_transaction_timeout_ms);
+		setting_of(prog, "PAYQ_DB_LOCK_TIMEOUT_MS", cfg->db_lock_timeout_ms);
+	session.idle_in_tx_timeout_ms = setting_of(prog, "PAYQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+						   cfg->db_idle_in_transaction_timeout_ms);
 	session.connect_timeout_s = cfg->db_connect_timeout_s;
 	session.keepalives_idle_s = cfg->db_keepalives_idle_s;
 	session.keepalives_interval_s = cfg->db_keepalives_interval_s;
@@ -235,7 +235,7 @@ bool payq_pg_transient(PGconn *conn, const PGresult *res)
 
 int payq_pg_exec(PGconn *conn, const char *sql, char *errstr, size_t errstr_size)
 {
-	PGresult *res = PQexec(conn, sql);
+	PGresult *res = payq_pg_query(conn, sql);
 	int ret = 0;
 
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -278,4 +278,42 @@ PGresult *payq_pg_get_result(PGconn *conn)
 			break;
 	}
 	return PQgetResult(conn);
+}
+
+/* What PQexec returns after a send: the last result, each awaited within the bound; NULL
+ * when the send failed (PQerrorMessage says why). */
+static PGresult *last_result(PGconn *conn, int sent)
+{
+	PGresult *last = NULL, *r;
+
+	if (!sent)
+		return NULL;
+	while ((r = payq_pg_get_result(conn))) {
+		ExecStatusType st = PQresultStatus(r);
+
+		PQclear(last);
+		last = r;
+		if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH ||
+		    PQstatus(conn) == CONNECTION_BAD)
+			break;
+	}
+	return last;
+}
+
+PGresult *payq_pg_query(PGconn *conn, const char *sql)
+{
+	return last_result(conn, PQsendQuery(conn, sql));
+}
+
+PGresult *payq_pg_exec_prepared(PGconn *conn, const char *name, int n, const char *const *values,
+				const int *lengths, const int *formats, int result_format)
+{
+	return last_result(conn, PQsendQueryPrepared(conn, name, n, values, lengths, formats,
+						     result_format));
+}
+
+PGresult *payq_pg_prepare(PGconn *conn, const char *name, const char *sql, int n,
+			  const Oid *types)
+{
+	return last_result(conn, PQsendPrepare(conn, name, sql, n, types));
 }

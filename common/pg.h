@@ -8,10 +8,16 @@
 
 #include "config.h"
 
-/* Takes the session bounds (PAYQ_DB_*) that prog reads from cfg; every later
- * payq_pg_connect applies them. Until then connections are unbounded but for libpq's
+/* Takes the bounds (PAYQ_DB_*) that prog reads from cfg; every later payq_pg_connect
+ * applies them. A migration may rightly run for long: PAYQ_PG_BOUND_CONNECTIONS leaves its
+ * statements to the server's settings. Until then connections are unbounded but for libpq's
  * own defaults. Call once, before any thread connects. */
-void payq_pg_configure(const payq_config_t *cfg, unsigned prog);
+typedef enum {
+	PAYQ_PG_BOUND_SESSIONS,	  /* also statement, lock and idle-in-transaction timeouts */
+	PAYQ_PG_BOUND_CONNECTIONS, /* only connect, keepalives and tcp_user_timeout (migrate) */
+} payq_pg_bounds_t;
+
+void payq_pg_configure(const payq_config_t *cfg, unsigned prog, payq_pg_bounds_t bounds);
 
 /* Logs a warning when conninfo (or PGSSLMODE) asks for less than sslmode=verify-full
  * towards a host that is not loopback or a unix socket: the link could be read or the
@@ -43,6 +49,15 @@ bool payq_pg_transient(PGconn *conn, const PGresult *res);
  * returned, with the connection bad: a transient error, and the caller reconnects.
  * Without a configured statement_timeout it is plain PQgetResult. */
 PGresult *payq_pg_get_result(PGconn *conn);
+
+/* PQexec, PQexecPrepared and PQprepare with the same arguments and results, but each wait
+ * for an answer bounded as in payq_pg_get_result: a silent server ends in a NULL or
+ * error result with the connection bad, never in a wait without end. */
+PGresult *payq_pg_query(PGconn *conn, const char *sql);
+PGresult *payq_pg_exec_prepared(PGconn *conn, const char *name, int n, const char *const *values,
+				const int *lengths, const int *formats, int result_format);
+PGresult *payq_pg_prepare(PGconn *conn, const char *name, const char *sql, int n,
+			  const Oid *types);
 
 /* Runs one statement without parameters. Returns 0, or -1 with errstr. */
 int payq_pg_exec(PGconn *conn, const char *sql, char *errstr, size_t errstr_size);

@@ -329,12 +329,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "payq-console: bad arguments or --listen (IPv4 ADDR:PORT)\n");
 		return 2;
 	}
-	payq_pg_configure(&console.cfg, PAYQ_PROG_REPLAY);
+	payq_pg_configure(&console.cfg, PAYQ_PROG_REPLAY, PAYQ_PG_BOUND_SESSIONS);
 	payq_worker_metrics_init();
 	if (configure(&o, &sa, errstr, sizeof(errstr))) {
 		fprintf(stderr, "payq-console: %s\n", errstr);
 		return 2;
 	}
+	payq_pg_warn_insecure(console.cfg.db);
+	if (console.act_cfg.db != console.cfg.db)
+		payq_pg_warn_insecure(console.act_cfg.db);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);

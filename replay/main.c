@@ -91,7 +91,9 @@ int main(int argc, char **argv)
 		return REPLAY_EXIT_USAGE;
 	case PAYQ_ARGS_OK: break;
 	}
-	payq_pg_configure(&cfg, PAYQ_PROG_REPLAY);
+	payq_pg_configure(&cfg, PAYQ_PROG_REPLAY, PAYQ_PG_BOUND_SESSIONS);
+	if (cfg.db && *cfg.db)
+		payq_pg_warn_insecure(cfg.db);
 	if (argc < 2 || !find(argv[1])) {
 		if (argc < 2)
 			fprintf(stderr, "payq-replay: no command given (see --help)\n");

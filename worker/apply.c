@@ -439,7 +439,7 @@ int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(statements); i++) {
-		PGresult *res = PQprepare(a->conn, statements[i].name, statements[i].sql, 0, NULL);
+		PGresult *res = payq_pg_prepare(a->conn, statements[i].name, statements[i].sql, 0, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			payq_err(errstr, errstr_size, "preparing %s: %s", statements[i].name,
 				 PQerrorMessage(a->conn));
@@ -466,7 +466,7 @@ int payq_apply_ping(payq_apply_t *a)
 
 	if (!payq_apply_connected(a))
 		return -1;
-	res = PQexec(a->conn, "SELECT 1");
+	res = payq_pg_query(a->conn, "SELECT 1");
 	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
 	PQclear(res);
 	if (!ok)
@@ -564,7 +564,7 @@ static void rollback(payq_apply_t *a)
 		return;
 	}
 	if (PQtransactionStatus(a->conn) != PQTRANS_IDLE)
-		PQclear(PQexec(a->conn, "ROLLBACK"));
+		PQclear(payq_pg_query(a->conn, "ROLLBACK"));
 	if (PQstatus(a->conn) != CONNECTION_OK)
 		a->healthy = false;
 }
@@ -1177,7 +1177,7 @@ int64_t payq_apply_read_progress(payq_apply_t *a, int32_t partition)
 	if (!payq_apply_connected(a))
 		return -2;
 	snprintf(pbuf, sizeof(pbuf), "%d", (int)partition);
-	res = PQexecPrepared(a->conn, "read_progress", 3, params, NULL, NULL, 0);
+	res = payq_pg_exec_prepared(a->conn, "read_progress", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		next = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
 		/* The generation this assignment works under; no row yet is generation 0. */
@@ -1221,7 +1221,7 @@ int payq_apply_anomaly(payq_apply_t *a, const char *kind, int32_t partition, int
 		return -1;
 	snprintf(pbuf, sizeof(pbuf), "%d", (int)partition);
 	snprintf(obuf, sizeof(obuf), "%" PRId64, offset);
-	res = PQexecPrepared(a->conn, "ins_anomaly", 5, params, NULL, NULL, 0);
+	res = payq_pg_exec_prepared(a->conn, "ins_anomaly", 5, params, NULL, NULL, 0);
 	ret = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
 	PQclear(res);
 	return ret;

@@ -97,7 +97,10 @@ int main(int argc, char **argv)
 	case PAYQ_ARGS_OK:
 		break;
 	}
-	payq_pg_configure(&cfg, PAYQ_PROG_WORKER);
+	/* A migration may rightly run long: only its connection is bounded. */
+	payq_pg_configure(&cfg, PAYQ_PROG_WORKER,
+			  argc >= 2 && !strcmp(argv[1], "migrate") ? PAYQ_PG_BOUND_CONNECTIONS
+								   : PAYQ_PG_BOUND_SESSIONS);
 	payq_pg_warn_insecure(cfg.db);
 	if (argc >= 2 && !strcmp(argv[1], "prune")) {
 		rc = payq_prune_main(&cfg, argc - 1, argv + 1);

@@ -14,7 +14,7 @@
 
 static int current_version(PGconn *conn, int *version, char *errstr, size_t errstr_size)
 {
-	PGresult *res = PQexec(conn, "SELECT coalesce(max(version), 0) FROM payq.schema_migrations");
+	PGresult *res = payq_pg_query(conn, "SELECT coalesce(max(version), 0) FROM payq.schema_migrations");
 	int ret = 0;
 
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {

@@ -6,7 +6,9 @@
 # on its own, after statement_timeout + tcp_user_timeout without an answer, and
 # reconnect through a path that works, with no liveness probe (PAYQ_HTTP_ADDR empty).
 # (a) hole: the worker's open connection dies; new connections go through.
-# (b) hole-all: for 8 s every connection, new ones too, is held; then forwarding resumes.
+# (b) hole while the worker is idle: its readiness ping, every 5 s, meets the silent
+#     connection; the worker drops it on its own and stays responsive.
+# (c) hole-all: for 8 s every connection, new ones too, is held; then forwarding resumes.
 # Each recovery must come within its bound, and every command is applied exactly once.
 # The worker runs as payq_worker with sslmode=verify-full, through the proxy.
 # shellcheck source=tests/faults/lib.sh
@@ -77,13 +79,29 @@ produce_orders 11 20
 recover "(a) hole" "$BOUND_A" "$t0"
 set_mode forward
 
-# (b) Every connection silent for 8 s, then forwarding again.
-set_mode hole-all
+# (b) Silent while idle: the readiness ping must not hang the poll loop.
+drops() { grep -c 'no answer within' "$WORK/w1.log" || true; }
+drops_above() { (($(drops) > $1)); }
+before=$(drops)
+set_mode hole
+t0=$(now)
+if wait_until 20 drops_above "$before"; then
+	ok "(b) idle: the worker dropped the silent connection $(since "$t0") s after it went silent"
+else
+	expect violation "(b) idle: no 'no answer within' line 20 s after the connection went silent"
+fi
+t0=$(now)
 produce_orders 21 30
+recover "(b) idle, then commands" "$BOUND_A" "$t0"
+set_mode forward
+
+# (c) Every connection silent for 8 s, then forwarding again.
+set_mode hole-all
+produce_orders 31 40
 sleep 8
 set_mode forward
 t0=$(now)
-recover "(b) hole-all, after forwarding resumed" "$BOUND_B" "$t0"
+recover "(c) hole-all, after forwarding resumed" "$BOUND_B" "$t0"
 
 if grep -q 'no answer within 3000 ms' "$WORK/w1.log"; then
 	ok "the worker dropped the silent connection itself (no answer within 3000 ms)"
