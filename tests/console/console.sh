@@ -70,9 +70,16 @@ STALE_PORT=$(free_port)
 console_start console-stale "$STALE_PORT" --token-file "$WL_DIR/tokens" --plan-ttl-s 1
 
 export CONSOLE_URL=http://127.0.0.1:$PORT CONSOLE_STALE_URL=http://127.0.0.1:$STALE_PORT
-export SHOT_DIR=$WL_DIR/shots SEED_DB=$WL_DB
+export SHOT_DIR=$WL_DIR/shots SEED_DB=$WL_DB SEED_BROKERS=$PAYQ_TEST_BROKERS SEED_DLQ=$WL_DLQ \
+	SEED_TOPIC=$WL_TOPIC
 mkdir -p "$SHOT_DIR"
 node "$HERE/walk.mjs" || die "the browser walk failed (console log: $(tail -5 "$WL_DIR/console.log"))"
+
+# Reconcile now charged ord-unknown-1 once at the channel (its key was never seen there),
+# and the manual resolution of ord-unknown-2 charged nothing.
+[[ $(gw_charges ord-unknown-1) == 1 ]] || die "the sandbox charged ord-unknown-1 $(gw_charges ord-unknown-1) times"
+[[ $(gw_charges ord-unknown-2) == 0 ]] || die "the sandbox charged ord-unknown-2"
+pass "the sandbox charged ord-unknown-1 once and ord-unknown-2 never"
 
 # The proxy-header mode: the header names the user and role; no header, no access.
 HPORT=$(free_port)

@@ -159,6 +159,23 @@ try {
   const changed = await bearer('operator', '/api/execute', { plan_id: ack.data.plan_id, hash: ack.data.hash, confirm: '2' });
   expect(changed.status === 409 && /changed/.test(changed.data.error), 'a plan whose targets changed is refused (409)');
 
+  const ack2 = await bearer('operator', '/api/plan', { action: 'anomaly-ack', params: { kind: 'unresolved_payment' } });
+  const acked = await bearer('operator', '/api/execute', { plan_id: ack2.data.plan_id, hash: ack2.data.hash, confirm: String(ack2.data.count) });
+  expect(ack2.data.count === 3 && acked.status === 200, 'a new plan with the 3 anomalies is acknowledged');
+  await visit(o, '/anomalies', 'anomalies-acknowledged');
+  const anj = (await bearer('viewer', '/api/anomalies')).data;
+  expect(anj.filter(r => r.kind === 'unresolved_payment').reduce((t, r) => t + r.acknowledged, 0) === 3 && sql("SELECT count(*) FROM payq.operator_actions WHERE action = 'anomaly-ack' AND phase = 'result' AND ok") === '1',
+    'the anomalies page counts them acknowledged');
+
+  // A bulk re-drive never picks up dead letters that arrived after the dry run.
+  const rd = await bearer('operator', '/api/plan', { action: 'dlq-redrive', params: { reason: 'unsupported_version' } });
+  execFileSync('kcat', ['-b', process.env.SEED_BROKERS, '-P', '-t', process.env.SEED_DLQ, '-p', '1',
+    '-H', 'payq-dlq-reason=unsupported_version', '-H', 'payq-dlq-topic=' + process.env.SEED_TOPIC],
+    { input: '{"v":9,"late":true}' });
+  const rdx = await bearer('operator', '/api/execute', { plan_id: rd.data.plan_id, hash: rd.data.hash, confirm: '1' });
+  expect(rd.data.count === 1 && rdx.status === 409 && /changed/.test(rdx.data.error),
+    'a re-drive whose dead letters changed after the dry run is refused (409)');
+
   // 6. A stale plan is refused (the second console keeps plans 1 s).
   const st = await bearer('stale', '/api/plan', { action: 'anomaly-ack', params: { kind: 'key_reuse' } });
   await new Promise(r => setTimeout(r, 2500));
