@@ -55,7 +55,9 @@ static const char sql_due[] =
 	" to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 	" FROM payq.payments WHERE status IN ('pending', 'unknown')"
 	" AND (coalesce(next_attempt_at, '-infinity') <= now() OR $1::boolean)"
-	" AND payment_id > $2::bigint ORDER BY payment_id LIMIT 200";
+	" AND payment_id > $2::bigint"
+	" AND ($4::text IS NULL OR (order_id = $4 AND command_id = $5))"
+	" ORDER BY payment_id LIMIT 200";
 
 /* A look that settled nothing: count it and set the next one. */
 static const char sql_again[] =
@@ -79,6 +81,7 @@ struct payq_reconciler {
 	pthread_t thread;
 	bool threaded;
 	bool report;        /* reconcile --once: print what needs a person on stdout */
+	const char *only_order, *only_command; /* payq_reconcile_one: just this payment */
 	atomic_bool stop;
 	payq_charge_t c[PAGE], again[PAGE], done[PAGE];
 };
@@ -315,7 +318,8 @@ static int page(payq_reconciler_t *r, bool all, int64_t *last, tally_t *t, char 
 		size_t errstr_size)
 {
 	char lastbuf[32], retention[32];
-	const char *params[3] = {all ? "true" : "false", lastbuf, retention};
+	const char *params[5] = {all ? "true" : "false", lastbuf, retention, r->only_order,
+				 r->only_command};
 	PGresult *res;
 	size_t n, nagain = 0, ndone = 0;
 	int64_t attempts[PAGE];
@@ -323,7 +327,7 @@ static int page(payq_reconciler_t *r, bool all, int64_t *last, tally_t *t, char 
 	snprintf(lastbuf, sizeof(lastbuf), "%" PRId64, *last);
 	snprintf(retention, sizeof(retention), "%.3f",
 		 (double)payq_gateway_key_retention_ms(r->gw) / 1000.0);
-	res = PQexecParams(r->conn, sql_due, 3, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(r->conn, sql_due, 5, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		payq_err(errstr, errstr_size, "reading due payments: %s", PQerrorMessage(r->conn));
 		PQclear(res);
@@ -571,6 +575,33 @@ static int resolve_one(payq_reconciler_t *r, const char *order, const char *comm
 		       c.status == PAYQ_CHARGE_DECLINED ? "failed" : "unknown");
 	}
 	PQclear(res);
+	return rc;
+}
+
+int payq_reconcile_one(const payq_config_t *cfg, const char *order, const char *command)
+{
+	char errstr[512];
+	payq_reconciler_t *r = reconciler_new(cfg, errstr, sizeof(errstr));
+	tally_t t;
+	int rc = PAYQ_EXIT_OK;
+
+	if (!r) {
+		fprintf(stderr, "payq-worker reconcile: %s\n", errstr);
+		return PAYQ_EXIT_USAGE;
+	}
+	r->report = true;
+	r->only_order = order;
+	r->only_command = command;
+	if (pass(r, false, true, &t, errstr, sizeof(errstr)) < 0) {
+		fprintf(stderr, "payq-worker reconcile: %s\n", errstr);
+		rc = PAYQ_EXIT_RUNTIME;
+	} else {
+		printf("reconcile: order %s command %s: looked at %" PRId64 ": %" PRId64
+		       " succeeded, %" PRId64 " declined, %" PRId64 " charged again, %" PRId64
+		       " unresolved\n", order, command, t.looked, t.succeeded, t.declined,
+		       t.recharged, t.unresolved);
+	}
+	reconciler_free(r);
 	return rc;
 }
 

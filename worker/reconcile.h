@@ -34,3 +34,8 @@ void payq_reconcile_usage(FILE *fp);
  * --order O --command C with --mark-succeeded ID, --mark-failed or --charge-again
  * records a person's decision about one payment. Returns a PAYQ_EXIT_* code. */
 int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv);
+
+/* One pass of the reconciler over one pending or unknown payment (due or not), as
+ * `reconcile --once --all` would treat it: ask the channel, settle, or count a look.
+ * Prints its summary on stdout. Returns a PAYQ_EXIT_* code. For payq-console. */
+int payq_reconcile_one(const payq_config_t *cfg, const char *order, const char *command);

@@ -22,7 +22,7 @@ read -r prefix bindir mandir <<<"$info"
 [[ $bindir == /* ]] || bindir=$prefix/$bindir
 [[ $mandir == /* ]] || mandir=$prefix/$mandir
 
-for prog in payq-worker payq-producer payq-replay payq-devbroker payq-sandbox-gateway; do
+for prog in payq-worker payq-producer payq-replay payq-console payq-devbroker payq-sandbox-gateway; do
 	exe=$DEST$bindir/$prog
 	page=$DEST$mandir/man1/$prog.1
 	[[ -x $exe ]] || die "$prog is not installed in $bindir"
