@@ -1,5 +1,6 @@
 #!/bin/bash
-# `meson install` (into a DESTDIR) installs the five programs, a manual page for each generated
+# `meson install` (into a DESTDIR) installs the four production programs (not the dev broker
+# nor the sandbox gateway), a manual page for each generated
 # from its --help by help2man (every --option the program documents is in its page, and man
 # renders it), and the systemd units with ExecStart rewritten to the installed payq-worker.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -22,7 +23,10 @@ read -r prefix bindir mandir <<<"$info"
 [[ $bindir == /* ]] || bindir=$prefix/$bindir
 [[ $mandir == /* ]] || mandir=$prefix/$mandir
 
-for prog in payq-worker payq-producer payq-replay payq-console payq-devbroker payq-sandbox-gateway; do
+for prog in payq-devbroker payq-sandbox-gateway; do
+	[[ ! -e $DEST$bindir/$prog && ! -e $DEST$mandir/man1/$prog.1 ]] || die "$prog (a dev tool) is installed"
+done
+for prog in payq-worker payq-producer payq-replay payq-console; do
 	exe=$DEST$bindir/$prog
 	page=$DEST$mandir/man1/$prog.1
 	[[ -x $exe ]] || die "$prog is not installed in $bindir"
