@@ -171,6 +171,8 @@ static void view_order(const char *order, console_reply_t *r)
 		{"payments", "SELECT payment_id, command_id, status, amount_minor, currency, attempts,"
 			     " idempotency_key, gateway_charge_id, decline_code, created_at, updated_at"
 			     " FROM payq.payments WHERE order_id = $1 ORDER BY payment_id"},
+		{"transitions", "SELECT payment_id, from_status, to_status, by_role, by_program, at"
+				" FROM payq.payment_transitions WHERE order_id = $1 ORDER BY id"},
 		{"anomalies", "SELECT id, kind, command_id, detail, kafka_topic, kafka_partition,"
 			      " kafka_offset, at FROM payq.anomalies WHERE order_id = $1 ORDER BY id"},
 		{"actions", "SELECT id, at, actor, action, phase, reason, result, ok"

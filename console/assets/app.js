@@ -115,6 +115,7 @@ const pages = {
       el('h3', {}, 'Kafka records'), table(kafka, ['command_id', 'record', 'outcome']),
       el('h3', {}, 'processed_commands'), table(data.commands, ['command_id', 'command_type', 'outcome', 'detail', 'duplicates', 'first_seen_at', 'last_seen_at']),
       el('h3', {}, 'Payments'), table(data.payments, ['payment_id', 'command_id', 'status', 'attempts', 'idempotency_key', 'gateway_charge_id', 'decline_code', 'updated_at']),
+      el('h3', {}, 'Payment transitions'), table(data.transitions, ['payment_id', 'from_status', 'to_status', 'by_role', 'by_program', 'at']),
       el('h3', {}, 'Anomalies'), table(data.anomalies, ['id', 'kind', 'command_id', 'detail', 'at']),
       el('h3', {}, 'DLQ copies'),
       el('p', { id: 'dlq-note' }, 'Dead letters carry no row in PostgreSQL and a topic is never scanned for one order: find them on the Dead letters page by reason and source coordinates; a re-drive of this order shows under Operator actions.'),

@@ -47,7 +47,7 @@ console_start() {
 	shift 2
 	PAYQ_DB="$PAYQ_TEST_READONLY_DB dbname=$WL_DBNAME" PAYQ_BROKERS=$PAYQ_TEST_BROKERS \
 		PAYQ_TOPIC=$WL_TOPIC PAYQ_DLQ_TOPIC=$WL_DLQ PAYQ_GROUP=$WL_GROUP \
-		PAYQ_PAYMENT_MODE=gateway PAYQ_GATEWAY_URL=$GW_URL \
+		PAYQ_PAYMENT_MODE=gateway PAYQ_GATEWAY_URL=$GW_URL PAYQ_GATEWAY_ALLOW_INSECURE=1 \
 		"$PAYQ_CONSOLE_EXE" --listen "127.0.0.1:$port" --action-db "$WL_WORKER_DB" "$@" >>"$WL_DIR/$name.log" 2>&1 &
 	pid=$!
 	on_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
@@ -92,9 +92,12 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H 'X-Forwarded-User: vera' -H 'X-
 [[ $code == 403 ]] || die "proxy mode, a viewer's POST: HTTP $code, expected 403"
 pass "proxy-header mode: 401 without the header, 403 for a viewer's POST"
 
-# The action log is append-only, even for the table's owner.
+# The action log and the payment transitions are append-only, even for the tables' owner.
 if psql "$WL_DB" -XAtq -c "UPDATE payq.operator_actions SET ok = true" 2>/dev/null; then
 	die "payq.operator_actions accepted an UPDATE"
+fi
+if psql "$WL_DB" -XAtq -c "DELETE FROM payq.payment_transitions" 2>/dev/null; then
+	die "payq.payment_transitions accepted a DELETE"
 fi
 if psql "$WL_DB" -XAtq -c "DELETE FROM payq.operator_actions" 2>/dev/null; then
 	die "payq.operator_actions accepted a DELETE"

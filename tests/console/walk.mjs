@@ -203,6 +203,9 @@ try {
   expect(rep.count === '1' && /done/.test(rep.outcome), 'the audit repair (dry run 1 gap, then execute) ran');
   await a.screenshot({ path: join(SHOTS, 'audit-repair.png'), fullPage: true });
   await visit(a, '/order?id=ord-unknown-2', 'order-resolved');
+  expect(sql("SELECT from_status || '>' || to_status FROM payq.payment_transitions WHERE order_id = 'ord-unknown-2'") === 'unknown>failed',
+    'the resolution is a new transition (unknown>failed) in payq.payment_transitions');
+  expect(/Payment transitions[\s\S]*unknown[\s\S]*failed/.test(await a.textContent('body')), 'the order timeline shows the transition');
   await visit(a, '/actions', 'actions-final');
   await vctx.close(); await octx.close(); await actx.close();
 } catch (e) {
