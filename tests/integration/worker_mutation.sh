@@ -20,6 +20,8 @@
 #   ambiguous-key        gateway mode: the idempotency key is the old order_id:command_id,
 #                        which order "shop" + command "1:pay" and order "shop:1" + command
 #                        "pay" share, so the second pay is never charged
+#   pay-cancelled        a pay on a cancelled order is applied (tests/unit/test_outcome
+#                        catches it first, through tests/unit/outcome_mutation.sh)
 #   gateway-no-verify    gateway mode: the channel's TLS certificate is not checked, so the
 #                        API key goes to whoever answers (tests/security/gateway_tls.sh)
 #
@@ -95,6 +97,7 @@ on_exit "[[ \${rc:-1} != 0 ]] || rm -rf '$WL_LOGDIR'"
 check_mutant store-before-commit wl_scenario_crash_before_commit
 check_mutant skip-dedup wl_scenario_redelivery
 check_mutant skip-dedup wl_scenario_outcomes
+check_mutant pay-cancelled wl_scenario_outcomes
 check_mutant dlq-store-early wl_scenario_dlq_unpersisted
 check_mutant new-key-on-retry gw_scenario_crash_resume
 check_mutant lock-before-dedup wl_scenario_zombie_tx
