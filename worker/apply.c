@@ -31,9 +31,9 @@
  *      never older than the dedup state: anything that worker committed after the
  *      dedup read looks new to us, and writing it again fails on a unique key (23505),
  *      which rolls back and retries the batch with fresh reads.
- *   2. The outcome table is evaluated here, in offset order, against those rows and
- *      the batch's own earlier commands, merging every change to one order into one
- *      row write. Then set-based writes over arrays (new orders, version-checked order
+ *   2. The outcome table (outcome.c, no I/O) is evaluated in offset order against
+ *      those rows and the batch's own earlier commands, merging every change to one
+ *      order into one row write. Then set-based writes over arrays (new orders, version-checked order
  *      updates, payments, dedup rows, duplicate counters, anomalies, progress) and
  *      COMMIT.
  *
