@@ -234,20 +234,6 @@ static const struct {
 	 "SELECT (extract(epoch FROM horizon) * 1000)::bigint FROM payq.dedup_horizon"},
 };
 
-static int grow(void **arr, size_t *cap, size_t want, size_t elem)
-{
-	void *p;
-
-	if (want <= *cap)
-		return 0;
-	p = realloc(*arr, want * elem);
-	if (!p)
-		return -1;
-	*arr = p;
-	*cap = want;
-	return 0;
-}
-
 payq_apply_t *payq_apply_new(const char *conninfo, const char *group, const char *topic)
 {
 	payq_apply_t *a = calloc(1, sizeof(*a));
@@ -697,7 +683,7 @@ static void gen_set(payq_apply_t *a, int32_t partition, int64_t generation)
 {
 	struct gen *g = gen_find(a, partition);
 
-	if (!g && !grow((void **)&a->gens, &a->gens_cap,
+	if (!g && !payq_grow((void **)&a->gens, &a->gens_cap,
 			a->ngens < a->gens_cap ? a->gens_cap : 2 * a->gens_cap + 4,
 			sizeof(*a->gens)))
 		g = &a->gens[a->ngens++];

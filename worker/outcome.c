@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 static const char *const outcome_names[] = {
 	"applied",
 	"rejected_order_exists",
@@ -47,24 +49,10 @@ payq_order_status_t payq_order_status_parse(const char *name)
 					    PAYQ_ORDER_UNPAID;
 }
 
-static int grow(void **arr, size_t *cap, size_t want, size_t elem)
-{
-	void *p;
-
-	if (want <= *cap)
-		return 0;
-	p = realloc(*arr, want * elem);
-	if (!p)
-		return -1;
-	*arr = p;
-	*cap = want;
-	return 0;
-}
-
 payq_outcome_status_t payq_batch_reset(payq_batch_state_t *b, size_t norders, size_t nkeys)
 {
-	if (grow((void **)&b->orders, &b->orders_cap, norders, sizeof(*b->orders)) ||
-	    grow((void **)&b->keys, &b->keys_cap, nkeys, sizeof(*b->keys)) ||
+	if (payq_grow((void **)&b->orders, &b->orders_cap, norders, sizeof(*b->orders)) ||
+	    payq_grow((void **)&b->keys, &b->keys_cap, nkeys, sizeof(*b->keys)) ||
 	    payq_strmap_reset(&b->order_map, norders) != PAYQ_STRMAP_OK ||
 	    payq_strmap_reset(&b->key_map, nkeys) != PAYQ_STRMAP_OK)
 		return PAYQ_OUTCOME_NOMEM;
@@ -74,7 +62,7 @@ payq_outcome_status_t payq_batch_reset(payq_batch_state_t *b, size_t norders, si
 
 payq_outcome_status_t payq_batch_reserve_keys(payq_batch_state_t *b, size_t nkeys)
 {
-	if (grow((void **)&b->keys, &b->keys_cap, nkeys, sizeof(*b->keys)) ||
+	if (payq_grow((void **)&b->keys, &b->keys_cap, nkeys, sizeof(*b->keys)) ||
 	    payq_strmap_reset(&b->key_map, nkeys) != PAYQ_STRMAP_OK)
 		return PAYQ_OUTCOME_NOMEM;
 	b->nkeys = 0;
