@@ -283,3 +283,17 @@ char *payq_utf8_clean(char *buf, size_t size, const char *s, size_t n)
 	buf[o] = '\0';
 	return buf;
 }
+
+int payq_grow(void **arr, size_t *cap, size_t want, size_t elem)
+{
+	void *p;
+
+	if (want <= *cap)
+		return 0;
+	p = realloc(*arr, want * elem);
+	if (!p)
+		return -1;
+	*arr = p;
+	*cap = want;
+	return 0;
+}

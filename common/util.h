@@ -51,3 +51,7 @@ size_t payq_utf8_char_len(const unsigned char *s, size_t n);
  * characters become spaces, a NUL ends the text, and the copy is cut on a character
  * boundary to fit size (always NUL-terminated when size > 0). Returns buf. */
 char *payq_utf8_clean(char *buf, size_t size, const char *s, size_t n);
+
+/* Makes *arr, an array of elem-byte elements with room for *cap, hold at least want
+ * (never shrinks). Returns 0, or -1 out of memory with *arr and *cap unchanged. */
+int payq_grow(void **arr, size_t *cap, size_t want, size_t elem);

@@ -31,9 +31,9 @@
  *      never older than the dedup state: anything that worker committed after the
  *      dedup read looks new to us, and writing it again fails on a unique key (23505),
  *      which rolls back and retries the batch with fresh reads.
- *   2. The outcome table is evaluated here, in offset order, against those rows and
- *      the batch's own earlier commands, merging every change to one order into one
- *      row write. Then set-based writes over arrays (new orders, version-checked order
+ *   2. The outcome table (outcome.c, no I/O) is evaluated in offset order against
+ *      those rows and the batch's own earlier commands, merging every change to one
+ *      order into one row write. Then set-based writes over arrays (new orders, version-checked order
  *      updates, payments, dedup rows, duplicate counters, anomalies, progress) and
  *      COMMIT.
  *
@@ -45,74 +45,6 @@
  * consumer_progress then moves in the settling transaction, not in this one, so a
  * crash before the settle leaves the pay to be redelivered and resumed.
  */
-
-enum { ST_UNPAID, ST_PAID, ST_CANCELLED };
-static const char *const status_names[] = {"unpaid", "paid", "cancelled"};
-
-static const char *const outcome_names[] = {
-	"applied",
-	"rejected_order_exists",
-	"rejected_unknown_order",
-	"rejected_already_paid",
-	"rejected_order_cancelled",
-	"rejected_amount_mismatch",
-	"pending",
-	"rejected_declined",
-	"rejected_payment_in_progress",
-	"duplicate",
-	"key_reuse",
-};
-
-const char *payq_outcome_name(payq_outcome_t o)
-{
-	return o < PAYQ_OUT__CNT ? outcome_names[o] : "unknown";
-}
-
-/* The outcome named by a processed_commands.outcome value, or PAYQ_OUT__CNT. */
-static payq_outcome_t outcome_parse(const char *name)
-{
-	for (int o = 0; o < PAYQ_OUT__CNT; o++)
-		if (!strcmp(outcome_names[o], name))
-			return (payq_outcome_t)o;
-	return PAYQ_OUT__CNT;
-}
-
-/* One order touched by the batch. */
-typedef struct ostate {
-	const char *order_id;
-	bool in_db, exists, changed;
-	bool in_progress; /* gateway mode: a pending or unknown payment */
-	int status, db_version, version;
-	int64_t amount;
-	const char *currency;
-	const char *customer_id;     /* new orders only */
-	const char *paid_command_id; /* set when paid in this batch */
-} ostate_t;
-
-/* One idempotency key (order_id, command_id) seen by the batch. */
-typedef struct dstate {
-	const char *order_id, *command_id;
-	const char *hash_hex;
-	bool in_db;
-	bool pending;   /* gateway mode: its recorded outcome is pending */
-	bool resumed;   /* gateway mode: one of its redeliveries charges again */
-	const char *outcome, *topic; /* in_db: the row's outcome and Kafka coordinates */
-	int32_t partition;
-	int64_t offset;
-	int first;      /* item that created the row in this batch, or -1 */
-	int dups;       /* redeliveries seen in this batch */
-} dstate_t;
-
-/* Open-addressing index from one or two strings to an array position. */
-typedef struct slot {
-	const char *k1, *k2;
-	int idx; /* -1 when empty */
-} slot_t;
-
-typedef struct strmap {
-	slot_t *slots;
-	size_t cap;
-} strmap_t;
 
 enum {
 	P_ORD_ID, P_ORD_AMOUNT, P_ORD_CUR, P_ORD_CUST, P_ORD_STATUS, P_ORD_VERSION, P_ORD_PAID,
@@ -137,13 +69,9 @@ struct payq_apply {
 	char first_look_s[32]; /* gateway mode: seconds, as a query parameter */
 
 	/* Scratch reused from batch to batch. */
-	ostate_t *orders;
-	size_t norders, orders_cap;
-	dstate_t *keys;
-	size_t nkeys, keys_cap;
-	strmap_t order_map, key_map;
+	payq_batch_state_t batch; /* the outcome table's state (outcome.h) */
 	char (*hex)[2 * PAYQ_SHA256_LEN + 1];
-	char (*detail)[128];
+	payq_outcome_out_t *out;
 	size_t items_cap;
 	payq_sqlbuf_t p[P__CNT];
 
@@ -306,63 +234,6 @@ static const struct {
 	 "SELECT (extract(epoch FROM horizon) * 1000)::bigint FROM payq.dedup_horizon"},
 };
 
-/* FNV-1a over one or two strings. */
-static uint32_t hash2(const char *k1, const char *k2)
-{
-	uint32_t h = 2166136261u;
-
-	for (const char *s = k1; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	h = (h ^ 0x1f) * 16777619u;
-	for (const char *s = k2 ? k2 : ""; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
-static int map_reset(strmap_t *m, size_t want)
-{
-	size_t cap = 64;
-
-	while (cap < want * 2)
-		cap <<= 1;
-	if (cap > m->cap) {
-		slot_t *s = realloc(m->slots, cap * sizeof(*s));
-		if (!s)
-			return -1;
-		m->slots = s;
-		m->cap = cap;
-	}
-	for (size_t i = 0; i < m->cap; i++)
-		m->slots[i].idx = -1;
-	return 0;
-}
-
-/* Returns the slot for (k1, k2): either the existing one or the empty one to fill. */
-static slot_t *map_slot(strmap_t *m, const char *k1, const char *k2)
-{
-	size_t i = hash2(k1, k2) & (m->cap - 1);
-
-	for (;; i = (i + 1) & (m->cap - 1)) {
-		slot_t *s = &m->slots[i];
-		if (s->idx < 0 || (!strcmp(s->k1, k1) && (!k2 || !strcmp(s->k2, k2))))
-			return s;
-	}
-}
-
-static int grow(void **arr, size_t *cap, size_t want, size_t elem)
-{
-	void *p;
-
-	if (want <= *cap)
-		return 0;
-	p = realloc(*arr, want * elem);
-	if (!p)
-		return -1;
-	*arr = p;
-	*cap = want;
-	return 0;
-}
-
 payq_apply_t *payq_apply_new(const char *conninfo, const char *group, const char *topic)
 {
 	payq_apply_t *a = calloc(1, sizeof(*a));
@@ -386,12 +257,9 @@ void payq_apply_destroy(payq_apply_t *a)
 	payq_apply_disconnect(a);
 	for (int i = 0; i < P__CNT; i++)
 		payq_sqlbuf_free(&a->p[i]);
-	free(a->orders);
-	free(a->keys);
-	free(a->order_map.slots);
-	free(a->key_map.slots);
+	payq_batch_free(&a->batch);
 	free(a->hex);
-	free(a->detail);
+	free(a->out);
 	free(a->gens);
 	free(a->conninfo);
 	free(a->group);
@@ -569,113 +437,9 @@ static void rollback(payq_apply_t *a)
 		a->healthy = false;
 }
 
-static ostate_t *order_get(payq_apply_t *a, const char *order_id)
-{
-	slot_t *s = map_slot(&a->order_map, order_id, NULL);
-	return s->idx < 0 ? NULL : &a->orders[s->idx];
-}
-
-static dstate_t *key_get(payq_apply_t *a, const char *order_id, const char *command_id)
-{
-	slot_t *s = map_slot(&a->key_map, order_id, command_id);
-	return s->idx < 0 ? NULL : &a->keys[s->idx];
-}
-
-static dstate_t *key_add(payq_apply_t *a, const char *order_id, const char *command_id)
-{
-	slot_t *s = map_slot(&a->key_map, order_id, command_id);
-	dstate_t *k = &a->keys[a->nkeys];
-
-	s->k1 = order_id;
-	s->k2 = command_id;
-	s->idx = (int)a->nkeys++;
-	memset(k, 0, sizeof(*k));
-	k->order_id = order_id;
-	k->command_id = command_id;
-	k->first = -1;
-	return k;
-}
-
-/* Evaluates DESIGN.md's outcome table for one new command against the order's state
- * and applies the effect to that state. Returns the outcome; fills detail. */
-/* pay and cancel_order share these rows of the table: both need an unpaid order. */
-static payq_outcome_t check_unpaid(const ostate_t *o, char *detail, size_t size)
-{
-	if (!o->exists) {
-		snprintf(detail, size, "no such order");
-		return PAYQ_OUT_REJECTED_UNKNOWN_ORDER;
-	}
-	if (o->status == ST_PAID) {
-		snprintf(detail, size, "order is paid");
-		return PAYQ_OUT_REJECTED_ALREADY_PAID;
-	}
-	if (o->status == ST_CANCELLED) {
-		snprintf(detail, size, "order is cancelled");
-		return PAYQ_OUT_REJECTED_ORDER_CANCELLED;
-	}
-	if (o->in_progress) {
-		snprintf(detail, size, "a payment of the order is pending or unknown");
-		return PAYQ_OUT_REJECTED_PAYMENT_IN_PROGRESS;
-	}
-	return PAYQ_OUT_APPLIED;
-}
-
-static payq_outcome_t decide(ostate_t *o, const payq_command_t *c, bool gateway, char *detail,
-			     size_t size)
-{
-	payq_outcome_t out;
-
-	detail[0] = '\0';
-	switch (c->type) {
-	case PAYQ_CMD_CREATE_ORDER:
-		if (o->exists) {
-			snprintf(detail, size, "order is %s", status_names[o->status]);
-			return PAYQ_OUT_REJECTED_ORDER_EXISTS;
-		}
-		o->exists = o->changed = true;
-		o->status = ST_UNPAID;
-		o->version = 1;
-		o->amount = c->amount_minor;
-		o->currency = c->currency;
-		o->customer_id = c->has_customer_id ? c->customer_id : NULL;
-		return PAYQ_OUT_APPLIED;
-	case PAYQ_CMD_PAY:
-		if ((out = check_unpaid(o, detail, size)) != PAYQ_OUT_APPLIED)
-			return out;
-		if (o->amount != c->amount_minor || strcmp(o->currency, c->currency)) {
-			snprintf(detail, size, "order is %" PRId64 " %s, pay is %" PRId64 " %s",
-				 o->amount, o->currency, c->amount_minor, c->currency);
-			return PAYQ_OUT_REJECTED_AMOUNT_MISMATCH;
-		}
-		if (gateway) {
-			/* Paid only once the channel says so (payq_apply_settle()). */
-			o->in_progress = true;
-			return PAYQ_OUT_PENDING;
-		}
-		o->status = ST_PAID;
-		o->version++;
-		o->changed = true;
-		o->paid_command_id = c->command_id;
-		return PAYQ_OUT_APPLIED;
-	case PAYQ_CMD_CANCEL_ORDER:
-		if ((out = check_unpaid(o, detail, size)) != PAYQ_OUT_APPLIED)
-			return out;
-		o->status = ST_CANCELLED;
-		o->version++;
-		o->changed = true;
-		return PAYQ_OUT_APPLIED;
-	case PAYQ_CMD_NONE:
-		break;
-	}
-	snprintf(detail, size, "unknown command type");
-	return PAYQ_OUT_REJECTED_UNKNOWN_ORDER;
-}
-
 static int prepare_scratch(payq_apply_t *a, size_t n)
 {
-	if (grow((void **)&a->orders, &a->orders_cap, n, sizeof(*a->orders)) ||
-	    grow((void **)&a->keys, &a->keys_cap, n, sizeof(*a->keys)) ||
-	    map_reset(&a->order_map, n) || map_reset(&a->key_map, n))
+	if (payq_batch_reset(&a->batch, n, n) != PAYQ_OUTCOME_OK)
 		return -1;
 	if (n > a->items_cap) {
 		void *h = realloc(a->hex, n * sizeof(*a->hex));
@@ -683,19 +447,19 @@ static int prepare_scratch(payq_apply_t *a, size_t n)
 		if (!h)
 			return -1;
 		a->hex = h;
-		d = realloc(a->detail, n * sizeof(*a->detail));
+		d = realloc(a->out, n * sizeof(*a->out));
 		if (!d)
 			return -1;
-		a->detail = d;
+		a->out = d;
 		a->items_cap = n;
 	}
-	a->norders = a->nkeys = 0;
 	for (int i = 0; i < P__CNT; i++)
 		payq_sqlbuf_reset(&a->p[i]);
 	return 0;
 }
 
-/* Round trip 1: BEGIN, lock the orders, read the dedup rows. */
+/* Round trip 1: BEGIN, read the dedup rows, then lock and read the orders (the order
+ * of the two is explained on top). */
 static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_t n,
 				      PGresult **locked, PGresult **dedup, char sqlstate[6],
 				      char *errstr, size_t errstr_size)
@@ -705,16 +469,13 @@ static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_
 
 	for (size_t i = 0; i < n; i++) {
 		const payq_command_t *c = &items[i].cmd;
-		slot_t *s = map_slot(&a->order_map, c->order_id, NULL);
+		size_t before = a->batch.norders;
 
 		payq_hex(c->payload_sha256, PAYQ_SHA256_LEN, a->hex[i]);
-		if (s->idx >= 0)
-			continue;
-		s->k1 = c->order_id;
-		s->idx = (int)a->norders;
-		memset(&a->orders[a->norders], 0, sizeof(a->orders[0]));
-		a->orders[a->norders++].order_id = c->order_id;
-		payq_sqlbuf_str(&a->p[P_LOCK_IDS], c->order_id);
+		/* prepare_scratch made room for one order per item. */
+		payq_batch_order(&a->batch, c->order_id, true);
+		if (a->batch.norders > before)
+			payq_sqlbuf_str(&a->p[P_LOCK_IDS], c->order_id);
 	}
 
 	if (!PQenterPipelineMode(a->conn) ||
@@ -754,21 +515,16 @@ static int load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *ded
 {
 	/* The dedup read returns every row of the batch's orders, not only the batch's
 	 * commands, so size the key index for both. */
-	size_t want = n + (size_t)PQntuples(dedup);
-
-	if (grow((void **)&a->keys, &a->keys_cap, want, sizeof(*a->keys)) ||
-	    map_reset(&a->key_map, want))
+	if (payq_batch_reserve_keys(&a->batch, n + (size_t)PQntuples(dedup)) != PAYQ_OUTCOME_OK)
 		return -1;
 
 	for (int r = 0; r < PQntuples(locked); r++) {
-		ostate_t *o = order_get(a, PQgetvalue(locked, r, 0));
-		const char *status = PQgetvalue(locked, r, 1);
+		payq_order_state_t *o = payq_batch_order(&a->batch, PQgetvalue(locked, r, 0), false);
 
 		if (!o)
 			continue;
 		o->in_db = o->exists = true;
-		o->status = !strcmp(status, "paid") ? ST_PAID :
-			    !strcmp(status, "cancelled") ? ST_CANCELLED : ST_UNPAID;
+		o->status = payq_order_status_parse(PQgetvalue(locked, r, 1));
 		o->db_version = o->version = atoi(PQgetvalue(locked, r, 2));
 		o->amount = strtoll(PQgetvalue(locked, r, 3), NULL, 10);
 		o->currency = PQgetvalue(locked, r, 4);
@@ -776,7 +532,8 @@ static int load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *ded
 	}
 #ifndef PAYQ_MUTATION_SKIP_DEDUP
 	for (int r = 0; r < PQntuples(dedup); r++) {
-		dstate_t *k = key_add(a, PQgetvalue(dedup, r, 0), PQgetvalue(dedup, r, 1));
+		payq_key_state_t *k =
+			payq_batch_key_add(&a->batch, PQgetvalue(dedup, r, 0), PQgetvalue(dedup, r, 1));
 		k->in_db = true;
 		k->hash_hex = PQgetvalue(dedup, r, 2);
 		k->pending = PQgetvalue(dedup, r, 3)[0] == 't';
@@ -791,75 +548,43 @@ static int load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *ded
 	return 0;
 }
 
-/* Walks the batch in order and fills the write arrays. */
-static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
+/* The effects of one command that are rows of their own: a key_reuse anomaly, a
+ * payment. */
+static void command_rows(payq_apply_t *a, const payq_item_t *it, const payq_outcome_out_t *out)
 {
+	const payq_command_t *c = &it->cmd;
 	char num[32], key[PAYQ_GATEWAY_KEY_MAX + 1];
 
-	for (size_t i = 0; i < n; i++) {
-		payq_item_t *it = &items[i];
-		const payq_command_t *c = &it->cmd;
-		dstate_t *k = key_get(a, c->order_id, c->command_id);
-		ostate_t *o;
-
-		a->detail[i][0] = '\0';
-		it->charge = false;
-		it->own_row = false;
-		it->recorded = PAYQ_OUT__CNT;
-		if (k) {
-			if (!strcmp(k->hash_hex, a->hex[i])) {
-				it->outcome = PAYQ_OUT_DUPLICATE;
-				k->dups++;
-				it->own_row = k->in_db && !strcmp(k->topic, a->topic) &&
-					      k->partition == it->partition && k->offset == it->offset;
-				if (it->own_row)
-					it->recorded = outcome_parse(k->outcome);
-				/* The recovery point of an interrupted gateway pay: charge again
-				 * with the same key (once per batch). */
-				if (a->gateway && k->in_db && k->pending && !k->resumed &&
-				    c->type == PAYQ_CMD_PAY)
-					it->charge = k->resumed = true;
-				continue;
-			}
-			it->outcome = PAYQ_OUT_KEY_REUSE;
-			payq_sqlbuf_str(&a->p[P_AN_KIND], "key_reuse");
-			payq_sqlbuf_str(&a->p[P_AN_ORDER], c->order_id);
-			payq_sqlbuf_str(&a->p[P_AN_CMD], c->command_id);
-			payq_sqlbuf_str(&a->p[P_AN_DETAIL],
-					"same (order_id, command_id) with another payload_sha256");
-			snprintf(num, sizeof(num), "%d", (int)it->partition);
-			payq_sqlbuf_str(&a->p[P_AN_PART], num);
-			snprintf(num, sizeof(num), "%" PRId64, it->offset);
-			payq_sqlbuf_str(&a->p[P_AN_OFF], num);
-			continue;
-		}
-#ifdef PAYQ_MUTATION_SKIP_DEDUP
-		/* The broken build still needs one row per key in its INSERT. */
-		if (key_get(a, c->order_id, c->command_id))
-			continue;
-#endif
-		k = key_add(a, c->order_id, c->command_id);
-		k->hash_hex = a->hex[i];
-		k->first = (int)i;
-		o = order_get(a, c->order_id);
-		it->outcome = decide(o, c, a->gateway, a->detail[i], sizeof(a->detail[i]));
-		it->charge = it->outcome == PAYQ_OUT_PENDING;
-		if (c->type == PAYQ_CMD_PAY &&
-		    (it->outcome == PAYQ_OUT_APPLIED || it->outcome == PAYQ_OUT_PENDING)) {
-			payq_sqlbuf_str(&a->p[P_PAY_ORDER], c->order_id);
-			payq_sqlbuf_str(&a->p[P_PAY_CMD], c->command_id);
-			snprintf(num, sizeof(num), "%" PRId64, c->amount_minor);
-			payq_sqlbuf_str(&a->p[P_PAY_AMOUNT], num);
-			payq_sqlbuf_str(&a->p[P_PAY_CUR], c->currency);
-			payq_sqlbuf_str(&a->p[P_PAY_PAYER], c->has_payer_id ? c->payer_id : NULL);
-			payq_gateway_key(c->order_id, c->command_id, key, sizeof(key));
-			payq_sqlbuf_str(&a->p[P_PAY_KEY], key);
-		}
+	if (out->key_reuse) {
+		payq_sqlbuf_str(&a->p[P_AN_KIND], "key_reuse");
+		payq_sqlbuf_str(&a->p[P_AN_ORDER], c->order_id);
+		payq_sqlbuf_str(&a->p[P_AN_CMD], c->command_id);
+		payq_sqlbuf_str(&a->p[P_AN_DETAIL],
+				"same (order_id, command_id) with another payload_sha256");
+		snprintf(num, sizeof(num), "%d", (int)it->partition);
+		payq_sqlbuf_str(&a->p[P_AN_PART], num);
+		snprintf(num, sizeof(num), "%" PRId64, it->offset);
+		payq_sqlbuf_str(&a->p[P_AN_OFF], num);
 	}
+	if (out->new_payment) {
+		payq_sqlbuf_str(&a->p[P_PAY_ORDER], c->order_id);
+		payq_sqlbuf_str(&a->p[P_PAY_CMD], c->command_id);
+		snprintf(num, sizeof(num), "%" PRId64, c->amount_minor);
+		payq_sqlbuf_str(&a->p[P_PAY_AMOUNT], num);
+		payq_sqlbuf_str(&a->p[P_PAY_CUR], c->currency);
+		payq_sqlbuf_str(&a->p[P_PAY_PAYER], c->has_payer_id ? c->payer_id : NULL);
+		payq_gateway_key(c->order_id, c->command_id, key, sizeof(key));
+		payq_sqlbuf_str(&a->p[P_PAY_KEY], key);
+	}
+}
 
-	/* Dedup rows and duplicate counters. */
-	for (size_t j = 0; j < a->nkeys; j++) {
-		dstate_t *k = &a->keys[j];
+/* Dedup rows of new keys, and duplicate counters of the keys already recorded. */
+static void key_rows(payq_apply_t *a, const payq_item_t *items)
+{
+	char num[32];
+
+	for (size_t j = 0; j < a->batch.nkeys; j++) {
+		const payq_key_state_t *k = &a->batch.keys[j];
 		if (k->in_db) {
 			if (!k->dups)
 				continue;
@@ -869,13 +594,13 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 			payq_sqlbuf_str(&a->p[P_DUP_N], num);
 		} else {
 			const payq_item_t *it = &items[k->first];
+			const char *detail = a->out[k->first].detail;
 			payq_sqlbuf_str(&a->p[P_PC_ORDER], k->order_id);
 			payq_sqlbuf_str(&a->p[P_PC_CMD], k->command_id);
 			payq_sqlbuf_str(&a->p[P_PC_TYPE], payq_cmd_type_name(it->cmd.type));
 			payq_sqlbuf_str(&a->p[P_PC_HASH], k->hash_hex);
 			payq_sqlbuf_str(&a->p[P_PC_OUT], payq_outcome_name(it->outcome));
-			payq_sqlbuf_str(&a->p[P_PC_DETAIL],
-					a->detail[k->first][0] ? a->detail[k->first] : NULL);
+			payq_sqlbuf_str(&a->p[P_PC_DETAIL], detail[0] ? detail : NULL);
 			snprintf(num, sizeof(num), "%d", (int)it->partition);
 			payq_sqlbuf_str(&a->p[P_PC_PART], num);
 			snprintf(num, sizeof(num), "%" PRId64, it->offset);
@@ -884,10 +609,15 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 			payq_sqlbuf_str(&a->p[P_PC_DUPS], num);
 		}
 	}
+}
 
-	/* One row write per changed order, whatever number of commands touched it. */
-	for (size_t j = 0; j < a->norders; j++) {
-		ostate_t *o = &a->orders[j];
+/* One row write per changed order, whatever number of commands touched it. */
+static void order_rows(payq_apply_t *a)
+{
+	char num[32];
+
+	for (size_t j = 0; j < a->batch.norders; j++) {
+		const payq_order_state_t *o = &a->batch.orders[j];
 		if (!o->changed)
 			continue;
 		if (!o->in_db) {
@@ -896,7 +626,7 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 			payq_sqlbuf_str(&a->p[P_ORD_AMOUNT], num);
 			payq_sqlbuf_str(&a->p[P_ORD_CUR], o->currency);
 			payq_sqlbuf_str(&a->p[P_ORD_CUST], o->customer_id);
-			payq_sqlbuf_str(&a->p[P_ORD_STATUS], status_names[o->status]);
+			payq_sqlbuf_str(&a->p[P_ORD_STATUS], payq_order_status_name(o->status));
 			snprintf(num, sizeof(num), "%d", o->version);
 			payq_sqlbuf_str(&a->p[P_ORD_VERSION], num);
 			payq_sqlbuf_str(&a->p[P_ORD_PAID], o->paid_command_id);
@@ -906,10 +636,37 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 			payq_sqlbuf_str(&a->p[P_UPD_OLD], num);
 			snprintf(num, sizeof(num), "%d", o->version);
 			payq_sqlbuf_str(&a->p[P_UPD_NEW], num);
-			payq_sqlbuf_str(&a->p[P_UPD_STATUS], status_names[o->status]);
+			payq_sqlbuf_str(&a->p[P_UPD_STATUS], payq_order_status_name(o->status));
 			payq_sqlbuf_str(&a->p[P_UPD_PAID], o->paid_command_id);
 		}
 	}
+}
+
+/* Runs the outcome table (outcome.c) over the batch in offset order and fills the
+ * write arrays with its effects. */
+static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
+{
+	a->batch.gateway = a->gateway;
+	for (size_t i = 0; i < n; i++) {
+		payq_item_t *it = &items[i];
+		payq_outcome_out_t *out = &a->out[i];
+		const payq_outcome_in_t in = {
+			.cmd = &it->cmd,
+			.hash_hex = a->hex[i],
+			.topic = a->topic,
+			.partition = it->partition,
+			.offset = it->offset,
+		};
+
+		payq_outcome_eval(&a->batch, &in, (int)i, out);
+		it->outcome = out->outcome;
+		it->charge = out->charge;
+		it->own_row = out->own_row;
+		it->recorded = out->recorded;
+		command_rows(a, it, out);
+	}
+	key_rows(a, items);
+	order_rows(a);
 }
 
 static struct gen *gen_find(payq_apply_t *a, int32_t partition)
@@ -926,7 +683,7 @@ static void gen_set(payq_apply_t *a, int32_t partition, int64_t generation)
 {
 	struct gen *g = gen_find(a, partition);
 
-	if (!g && !grow((void **)&a->gens, &a->gens_cap,
+	if (!g && !payq_grow((void **)&a->gens, &a->gens_cap,
 			a->ngens < a->gens_cap ? a->gens_cap : 2 * a->gens_cap + 4,
 			sizeof(*a->gens)))
 		g = &a->gens[a->ngens++];

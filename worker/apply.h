@@ -7,26 +7,8 @@
 
 #include "codec.h"
 #include "gateway.h"
+#include "outcome.h"
 #include "trace.h"
-
-/* What happened to one command. All but the last two are recorded in
- * processed_commands.outcome: DESIGN.md's six, and gateway mode's pending (charged or
- * about to be, result not yet known), rejected_declined and rejected_payment_in_progress.
- * duplicate and key_reuse leave no new row. */
-typedef enum {
-	PAYQ_OUT_APPLIED = 0,
-	PAYQ_OUT_REJECTED_ORDER_EXISTS,
-	PAYQ_OUT_REJECTED_UNKNOWN_ORDER,
-	PAYQ_OUT_REJECTED_ALREADY_PAID,
-	PAYQ_OUT_REJECTED_ORDER_CANCELLED,
-	PAYQ_OUT_REJECTED_AMOUNT_MISMATCH,
-	PAYQ_OUT_PENDING,
-	PAYQ_OUT_REJECTED_DECLINED,
-	PAYQ_OUT_REJECTED_PAYMENT_IN_PROGRESS,
-	PAYQ_OUT_DUPLICATE,
-	PAYQ_OUT_KEY_REUSE,
-	PAYQ_OUT__CNT
-} payq_outcome_t;
 
 /* One valid command of a batch, with its Kafka coordinates. */
 typedef struct payq_item {
@@ -147,4 +129,3 @@ uint64_t payq_apply_generation(const payq_apply_t *a);
 int payq_apply_anomaly(payq_apply_t *a, const char *kind, int32_t partition, int64_t offset,
 		       const char *detail);
 
-const char *payq_outcome_name(payq_outcome_t o);

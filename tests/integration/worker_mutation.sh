@@ -20,6 +20,8 @@
 #   ambiguous-key        gateway mode: the idempotency key is the old order_id:command_id,
 #                        which order "shop" + command "1:pay" and order "shop:1" + command
 #                        "pay" share, so the second pay is never charged
+#   pay-cancelled        a pay on a cancelled order is applied (tests/unit/test_outcome
+#                        catches it first, through tests/unit/outcome_mutation.sh)
 #   gateway-no-verify    gateway mode: the channel's TLS certificate is not checked, so the
 #                        API key goes to whoever answers (tests/security/gateway_tls.sh)
 #
@@ -61,19 +63,22 @@ mutant_exe() {
 	printf '%s\n' "$dir/worker/payq-worker"
 }
 
-# check_mutant NAME SCENARIO: the real worker passes SCENARIO, the mutant fails it.
+# check_mutant NAME SCENARIO [ARG...]: the real worker passes SCENARIO (given the ARGs),
+# the mutant fails it.
 check_mutant() {
 	local name=$1 scenario=$2 exe rc t0
+	local args=("${@:3}")
 	exe=$(mutant_exe "$name")
 	t0=$SECONDS
 	rc=0
-	wl_scenario "$scenario" >"$WL_LOGDIR/$name.$scenario.real.out" 2>&1 || rc=$?
+	wl_scenario "$scenario" "${args[@]}" >"$WL_LOGDIR/$name.$scenario.real.out" 2>&1 || rc=$?
 	if ((rc != 0)); then
 		cat "$WL_LOGDIR/$name.$scenario.real.out" >&2
 		die "control: the real worker fails $scenario (exit $rc), so the mutant check means nothing"
 	fi
 	rc=0
-	WL_EXE=$exe wl_scenario "$scenario" >"$WL_LOGDIR/$name.$scenario.mutant.out" 2>&1 || rc=$?
+	WL_EXE=$exe wl_scenario "$scenario" "${args[@]}" >"$WL_LOGDIR/$name.$scenario.mutant.out" 2>&1 ||
+		rc=$?
 	case $rc in
 	"$WL_VIOLATION")
 		pass "mutant $name: $scenario detects it ($((SECONDS - t0)) s): $(grep -m 1 '^VIOLATION' "$WL_LOGDIR/$name.$scenario.mutant.out" | cut -c 1-200)"
@@ -95,6 +100,7 @@ on_exit "[[ \${rc:-1} != 0 ]] || rm -rf '$WL_LOGDIR'"
 check_mutant store-before-commit wl_scenario_crash_before_commit
 check_mutant skip-dedup wl_scenario_redelivery
 check_mutant skip-dedup wl_scenario_outcomes
+check_mutant pay-cancelled wl_scenario_outcomes
 check_mutant dlq-store-early wl_scenario_dlq_unpersisted
 check_mutant new-key-on-retry gw_scenario_crash_resume
 check_mutant lock-before-dedup wl_scenario_zombie_tx

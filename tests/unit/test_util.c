@@ -471,6 +471,26 @@ START_TEST(test_utf8_scrub)
 }
 END_TEST
 
+/* payq_grow: grows to what is asked, never shrinks, keeps the contents. */
+START_TEST(test_grow)
+{
+	int *arr = NULL;
+	size_t cap = 0;
+
+	ck_assert_int_eq(payq_grow((void **)&arr, &cap, 4, sizeof(*arr)), 0);
+	ck_assert_uint_eq(cap, 4);
+	for (int i = 0; i < 4; i++)
+		arr[i] = i;
+	ck_assert_int_eq(payq_grow((void **)&arr, &cap, 2, sizeof(*arr)), 0);
+	ck_assert_uint_eq(cap, 4);
+	ck_assert_int_eq(payq_grow((void **)&arr, &cap, 100, sizeof(*arr)), 0);
+	ck_assert_uint_eq(cap, 100);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(arr[i], i);
+	free(arr);
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
 	Suite *s = suite_create("util");
@@ -488,6 +508,7 @@ static Suite *util_suite(void)
 	tcase_add_test(tc, test_clocks);
 	tcase_add_test(tc, test_known_bugs);
 	tcase_add_test(tc, test_utf8_clean);
+	tcase_add_test(tc, test_grow);
 	suite_add_tcase(s, tc);
 	return s;
 }
