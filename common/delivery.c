@@ -117,8 +117,6 @@ payq_delivery_wait_t payq_delivery_wait(payq_delivery_t *d, int64_t deadline_ms,
 					payq_delivery_keep_fn keep, void *opaque)
 {
 	while (d->outstanding > 0) {
-		if (payq_delivery_fatal(d, NULL, 0))
-			return PAYQ_DELIVERY_FATAL;
 		if (keep && !keep(opaque, &deadline_ms))
 			return PAYQ_DELIVERY_STOPPED;
 		if (payq_now_ms() >= deadline_ms)

@@ -49,7 +49,6 @@ typedef struct payq_delivery_msg {
 typedef enum {
 	PAYQ_DELIVERY_DONE,    /* no message is waiting for its delivery report */
 	PAYQ_DELIVERY_TIMEOUT, /* the deadline passed first */
-	PAYQ_DELIVERY_FATAL,   /* the idempotent producer hit a fatal error */
 	PAYQ_DELIVERY_STOPPED, /* keep() returned false */
 } payq_delivery_wait_t;
 
@@ -75,8 +74,9 @@ void payq_delivery_poll(payq_delivery_t *d, int timeout_ms);
 /* Messages produced whose delivery report has not been served yet. */
 int64_t payq_delivery_outstanding(const payq_delivery_t *d);
 
-/* Polls every poll_ms until every report is in, the producer turns fatal, deadline_ms
- * (payq_now_ms() time; INT64_MAX for none) passes, or keep() (may be NULL) says stop. */
+/* Polls every poll_ms until every report is in, deadline_ms (payq_now_ms() time; INT64_MAX
+ * for none) passes, or keep() (may be NULL) says stop. A fatal producer may still report
+ * for a while (the messages it fails), so whether to stop on one is keep()'s choice. */
 payq_delivery_wait_t payq_delivery_wait(payq_delivery_t *d, int64_t deadline_ms, int poll_ms,
 					payq_delivery_keep_fn keep, void *opaque);
 

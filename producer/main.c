@@ -10,6 +10,7 @@
 #include "config.h"
 #include "generate.h"
 #include "log.h"
+#include "signals.h"
 #include "sink.h"
 #include "util.h"
 
@@ -287,7 +288,7 @@ int main(int argc, char **argv)
 	}
 	if (parse_rate("rate", v[O_RATE], 0.001, 1e7, &so.rate, errstr, sizeof(errstr)))
 		goto usage_error;
-	sink_handle_signals();
+	payq_signals_install(NULL);
 
 	if (commands[c].bit & (C_PAY | C_CREATE | C_CANCEL)) {
 		command_flags_t f = {

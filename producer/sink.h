@@ -34,9 +34,6 @@ typedef struct sink_msg {
 
 typedef struct sink sink_t;
 
-/* Installs the SIGINT and SIGTERM handlers that stop a run. Call once, at startup. */
-void sink_handle_signals(void);
-
 /* Creates the idempotent producer (acks=all, murmur2_random, lz4; -X overrides), or for
  * a dry run just learns the partition count. Returns the sink, or NULL with errstr. */
 sink_t *sink_new(const payq_config_t *cfg, const sink_opts_t *opts, char *errstr,

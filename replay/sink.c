@@ -150,11 +150,13 @@ void payq_sink_poll(payq_sink_t *s)
 }
 
 typedef struct finishing {
+	payq_sink_t *s;
 	int grace_ms;
 	bool interrupted;
 } finishing_t;
 
-/* Once replay_run is cleared, the wait for reports gets grace_ms at the most. */
+/* The wait for reports stops on a fatal error, and once replay_run is cleared it gets
+ * grace_ms at the most. */
 static bool keep_finishing(void *opaque, int64_t *deadline_ms)
 {
 	finishing_t *f = opaque;
@@ -164,12 +166,12 @@ static bool keep_finishing(void *opaque, int64_t *deadline_ms)
 		if (payq_now_ms() + f->grace_ms < *deadline_ms)
 			*deadline_ms = payq_now_ms() + f->grace_ms;
 	}
-	return true;
+	return !fatal(f->s, NULL, 0);
 }
 
 int payq_sink_finish(payq_sink_t *s, int timeout_ms, int grace_ms, char *errstr, size_t errstr_size)
 {
-	finishing_t f = {.grace_ms = grace_ms};
+	finishing_t f = {.s = s, .grace_ms = grace_ms};
 	int64_t outstanding;
 
 	/* Short polls, so a signal can cut the wait short. */
