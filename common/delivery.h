@@ -16,19 +16,17 @@ typedef struct payq_delivery payq_delivery_t;
 
 /* Called once per delivery report, from payq_delivery_poll()/wait(). persisted is true only
  * for no error and status PERSISTED: POSSIBLY_PERSISTED may be lost, so it is a failure. */
-typedef void (*payq_delivery_report_fn)(void *opaque, const rd_kafka_message_t *m,
-					bool persisted);
+typedef void (*payq_delivery_report_fn)(void *opaque, const rd_kafka_message_t *m, bool persisted);
 
 /* librdkafka's error_cb, with the opaque given to payq_delivery_new(). */
-typedef void (*payq_delivery_error_fn)(void *opaque, rd_kafka_t *rk, int err,
-				       const char *reason);
+typedef void (*payq_delivery_error_fn)(void *opaque, rd_kafka_t *rk, int err, const char *reason);
 
 /* Asked between polls while waiting. Returns false to stop waiting; may shorten
  * *deadline_ms (payq_now_ms() time). */
 typedef bool (*payq_delivery_keep_fn)(void *opaque, int64_t *deadline_ms);
 
 typedef struct payq_delivery_opts {
-	payq_kafka_client_t client;  /* which row of the client table in kafka_clients.c */
+	payq_kafka_client_t client;	   /* which row of the client table in kafka_clients.c */
 	payq_delivery_report_fn on_report; /* NULL: reports are only counted */
 	payq_delivery_error_fn on_error;   /* NULL: librdkafka's default (it logs) */
 	void *opaque;

@@ -19,9 +19,9 @@
 
 #define FAILURES_LOGGED 5 /* each failed delivery is counted; only the first few are logged */
 
-struct sink {
+struct payq_producer {
 	const payq_config_t *cfg;
-	sink_opts_t opts;
+	payq_producer_opts_t opts;
 	payq_delivery_t *producer;
 	int partitions; /* dry run only */
 	int64_t message_timeout_ms;
@@ -40,7 +40,7 @@ struct sink {
 	int64_t bucket_us;
 };
 
-static void count_partition(sink_t *s, int32_t partition)
+static void count_partition(payq_producer_t *s, int32_t partition)
 {
 	if (partition < 0)
 		return;
@@ -69,7 +69,7 @@ static void print_msg(int32_t partition, const void *key, size_t key_len, const 
 	putchar('\n');
 }
 
-static void note_failure(sink_t *s, const char *key, size_t key_len, const char *what)
+static void note_failure(payq_producer_t *s, const char *key, size_t key_len, const char *what)
 {
 	if (!s->first_error[0])
 		snprintf(s->first_error, sizeof(s->first_error), "%s", what);
@@ -80,7 +80,7 @@ static void note_failure(sink_t *s, const char *key, size_t key_len, const char 
 }
 
 /* A debug line per persisted message: where it went, its order, command and trace. */
-static void log_persisted(const sink_t *s, const rd_kafka_message_t *m)
+static void log_persisted(const payq_producer_t *s, const rd_kafka_message_t *m)
 {
 	char order_id[PAYQ_ID_MAX + 1], command_id[PAYQ_ID_MAX + 1] = "";
 	rd_kafka_headers_t *h = NULL;
@@ -104,7 +104,7 @@ static void log_persisted(const sink_t *s, const rd_kafka_message_t *m)
 
 static void on_report(void *opaque, const rd_kafka_message_t *m, bool persisted)
 {
-	sink_t *s = opaque;
+	payq_producer_t *s = opaque;
 
 	if (persisted) {
 		s->delivered++;
@@ -123,7 +123,7 @@ static void on_report(void *opaque, const rd_kafka_message_t *m, bool persisted)
 
 static void on_error(void *opaque, rd_kafka_t *rk, int err, const char *reason)
 {
-	sink_t *s = opaque;
+	payq_producer_t *s = opaque;
 	char buf[256];
 
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -142,10 +142,10 @@ static void on_error(void *opaque, rd_kafka_t *rk, int err, const char *reason)
 	}
 }
 
-sink_t *sink_new(const payq_config_t *cfg, const sink_opts_t *opts, char *errstr,
-		 size_t errstr_size)
+payq_producer_t *payq_producer_new(const payq_config_t *cfg, const payq_producer_opts_t *opts,
+				   char *errstr, size_t errstr_size)
 {
-	sink_t *s = calloc(1, sizeof(*s));
+	payq_producer_t *s = calloc(1, sizeof(*s));
 	payq_delivery_opts_t o = {.client = PAYQ_KAFKA_PRODUCER,
 				  .on_report = on_report,
 				  .on_error = on_error,
@@ -174,8 +174,8 @@ sink_t *sink_new(const payq_config_t *cfg, const sink_opts_t *opts, char *errstr
 	if (opts->dry_run) {
 		/* Only the partition count is needed; a dry run sends nothing. */
 		int timeout = s->message_timeout_ms < 10000 ? (int)s->message_timeout_ms : 10000;
-		s->partitions = payq_kafka_partition_count(payq_delivery_rk(s->producer),
-							   cfg->topic, timeout, errstr, errstr_size);
+		s->partitions = payq_kafka_partition_count(
+			payq_delivery_rk(s->producer), cfg->topic, timeout, errstr, errstr_size);
 		payq_delivery_destroy(s->producer, 0);
 		s->producer = NULL;
 		if (s->partitions <= 0) {
@@ -189,17 +189,17 @@ sink_t *sink_new(const payq_config_t *cfg, const sink_opts_t *opts, char *errstr
 	s->progress = isatty(STDERR_FILENO);
 	return s;
 fail:
-	sink_destroy(s);
+	payq_producer_destroy(s);
 	return NULL;
 }
 
-bool sink_running(const sink_t *s)
+bool payq_producer_running(const payq_producer_t *s)
 {
 	return !payq_signals_stopped() && !s->fatal;
 }
 
 /* Token bucket: waits (serving delivery reports) until one message may go out. */
-static void throttle(sink_t *s)
+static void throttle(payq_producer_t *s)
 {
 	double burst = s->opts.rate / 20 > 1 ? s->opts.rate / 20 : 1;
 	int64_t now = payq_now_us();
@@ -213,7 +213,7 @@ static void throttle(sink_t *s)
 		s->bucket_us = now;
 		if (s->tokens > burst)
 			s->tokens = burst;
-		if (s->tokens >= 1 || !sink_running(s))
+		if (s->tokens >= 1 || !payq_producer_running(s))
 			break;
 		int wait_ms = (int)ceil((1 - s->tokens) * 1000 / s->opts.rate);
 		wait_ms = wait_ms < 1 ? 1 : wait_ms > 100 ? 100 : wait_ms;
@@ -228,7 +228,7 @@ static void throttle(sink_t *s)
 	s->tokens -= 1;
 }
 
-static void show_progress(sink_t *s, bool force)
+static void show_progress(payq_producer_t *s, bool force)
 {
 	int64_t now = payq_now_ms();
 	double secs;
@@ -242,7 +242,7 @@ static void show_progress(sink_t *s, bool force)
 		secs > 0 ? (double)s->delivered / secs : 0.0);
 }
 
-static int dry_send(sink_t *s, const sink_msg_t *m)
+static int dry_send(payq_producer_t *s, const payq_producer_msg_t *m)
 {
 	/* librdkafka's own partitioner function; with a key it never looks at the topic. */
 	int32_t p = rd_kafka_msg_partitioner_murmur2_random(NULL, m->key, m->key_len, s->partitions,
@@ -262,15 +262,15 @@ static int dry_send(sink_t *s, const sink_msg_t *m)
 /* True while the run may go on; notes a signal as an interruption. */
 static bool keep_sending(void *opaque, int64_t *deadline_ms)
 {
-	sink_t *s = opaque;
+	payq_producer_t *s = opaque;
 
 	(void)deadline_ms;
 	if (payq_signals_stopped())
 		s->interrupted = true;
-	return sink_running(s);
+	return payq_producer_running(s);
 }
 
-static rd_kafka_headers_t *message_headers(const sink_msg_t *m)
+static rd_kafka_headers_t *message_headers(const payq_producer_msg_t *m)
 {
 	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
 	char traceparent[PAYQ_TRACEPARENT_LEN + 1];
@@ -287,7 +287,7 @@ static rd_kafka_headers_t *message_headers(const sink_msg_t *m)
 	return hdrs;
 }
 
-int sink_send(sink_t *s, const sink_msg_t *m)
+int payq_producer_send(payq_producer_t *s, const payq_producer_msg_t *m)
 {
 	payq_delivery_msg_t out = {.topic = s->cfg->topic,
 				   .key = m->key,
@@ -325,7 +325,7 @@ int sink_send(sink_t *s, const sink_msg_t *m)
 }
 
 typedef struct flushing {
-	sink_t *s;
+	payq_producer_t *s;
 	bool stopping;
 } flushing_t;
 
@@ -348,7 +348,7 @@ static bool keep_flushing(void *opaque, int64_t *deadline_ms)
 
 /* Waits for the outstanding delivery reports until the deadline, then purges the rest
  * so that every message queued has been counted as delivered or failed. */
-static void flush(sink_t *s)
+static void flush(payq_producer_t *s)
 {
 	flushing_t f = {.s = s};
 
@@ -361,7 +361,7 @@ static void flush(sink_t *s)
 	}
 }
 
-int sink_finish(sink_t *s)
+int payq_producer_finish(payq_producer_t *s)
 {
 	char parts[4096];
 	size_t n = 0;
@@ -390,13 +390,13 @@ int sink_finish(sink_t *s)
 	if (!s->producer) {
 		log_info("dry run: %lld message(s), nothing sent; per partition: %s",
 			 (long long)s->queued, n ? parts : "-");
-		return s->interrupted ? PRODUCER_EXIT_INTERRUPTED : PRODUCER_EXIT_OK;
+		return s->interrupted ? PAYQ_PRODUCER_EXIT_INTERRUPTED : PAYQ_PRODUCER_EXIT_OK;
 	}
 
-	rc = s->interrupted                         ? PRODUCER_EXIT_INTERRUPTED
-	     : s->fatal || s->failed || undelivered ? PRODUCER_EXIT_UNDELIVERED
-						    : PRODUCER_EXIT_OK;
-	payq_log(rc == PRODUCER_EXIT_OK ? PAYQ_LOG_INFO : PAYQ_LOG_ERROR, NULL,
+	rc = s->interrupted                         ? PAYQ_PRODUCER_EXIT_INTERRUPTED
+	     : s->fatal || s->failed || undelivered ? PAYQ_PRODUCER_EXIT_UNDELIVERED
+						    : PAYQ_PRODUCER_EXIT_OK;
+	payq_log(rc == PAYQ_PRODUCER_EXIT_OK ? PAYQ_LOG_INFO : PAYQ_LOG_ERROR, NULL,
 		 "sent %lld, delivered %lld, failed %lld, undelivered %lld%s in %.2f s "
 		 "(%.0f msgs/s delivered); per partition: %s",
 		 (long long)s->queued, (long long)s->delivered, (long long)s->failed,
@@ -411,12 +411,12 @@ int sink_finish(sink_t *s)
 	return rc;
 }
 
-int64_t sink_delivered(const sink_t *s)
+int64_t payq_producer_delivered(const payq_producer_t *s)
 {
 	return s->delivered;
 }
 
-void sink_destroy(sink_t *s)
+void payq_producer_destroy(payq_producer_t *s)
 {
 	if (!s)
 		return;

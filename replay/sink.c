@@ -40,8 +40,8 @@ static void on_report(void *opaque, const rd_kafka_message_t *m, bool persisted)
 payq_sink_t *payq_sink_new(const payq_config_t *cfg, double rate, char *errstr, size_t errstr_size)
 {
 	payq_sink_t *s = calloc(1, sizeof(*s));
-	payq_delivery_opts_t o = {.client = PAYQ_KAFKA_REPLAY_SINK, .on_report = on_report,
-				  .opaque = s};
+	payq_delivery_opts_t o = {
+		.client = PAYQ_KAFKA_REPLAY_SINK, .on_report = on_report, .opaque = s};
 
 	if (!s) {
 		payq_err(errstr, errstr_size, "out of memory");

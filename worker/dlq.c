@@ -316,7 +316,8 @@ bool payq_dlq_fatal(payq_dlq_t *d, char *errstr, size_t errstr_size)
 void payq_dlq_test_fatal(payq_dlq_t *d)
 {
 	rd_kafka_test_fatal_error(payq_delivery_rk(d->producer),
-				  RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "payq fault injection");
+				  RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+				  "payq fault injection");
 	payq_delivery_poll(d->producer, 0);
 }
 #endif
