@@ -34,8 +34,9 @@ static int check_text(const char *flag, const char *v, char *out, bool *has, cha
 	return 0;
 }
 
-int command_from_flags(payq_cmd_type_t t, const command_flags_t *f, payq_command_t *cmd,
-		       bool *generated, char *errstr, size_t errstr_size)
+int payq_producer_command_from_flags(payq_cmd_type_t t, const payq_producer_flags_t *f,
+				     payq_command_t *cmd, bool *generated, char *errstr,
+				     size_t errstr_size)
 {
 	payq_command_t check;
 	char err[256];
@@ -98,37 +99,37 @@ int command_from_flags(payq_cmd_type_t t, const command_flags_t *f, payq_command
 	return 0;
 }
 
-int command_send(const payq_config_t *cfg, const sink_opts_t *opts, payq_cmd_type_t t,
-		 const command_flags_t *f)
+int payq_producer_command_send(const payq_config_t *cfg, const payq_producer_opts_t *opts,
+			       payq_cmd_type_t t, const payq_producer_flags_t *f)
 {
 	payq_command_t cmd;
 	bool generated;
 	char errstr[512];
 	char *json = NULL;
-	sink_t *sink = NULL;
-	sink_msg_t m;
+	payq_producer_t *sink = NULL;
+	payq_producer_msg_t m;
 	int rc;
 
-	if (command_from_flags(t, f, &cmd, &generated, errstr, sizeof(errstr))) {
+	if (payq_producer_command_from_flags(t, f, &cmd, &generated, errstr, sizeof(errstr))) {
 		fprintf(stderr, "payq-producer: %s\n", errstr);
-		return PRODUCER_EXIT_USAGE;
+		return PAYQ_PRODUCER_EXIT_USAGE;
 	}
 	json = payq_codec_encode(&cmd);
 	if (!json) {
 		log_error("out of memory");
-		return PRODUCER_EXIT_UNDELIVERED;
+		return PAYQ_PRODUCER_EXIT_UNDELIVERED;
 	}
-	sink = sink_new(cfg, opts, errstr, sizeof(errstr));
+	sink = payq_producer_new(cfg, opts, errstr, sizeof(errstr));
 	if (!sink) {
 		log_error("%s", errstr);
-		rc = PRODUCER_EXIT_UNDELIVERED;
+		rc = PAYQ_PRODUCER_EXIT_UNDELIVERED;
 		goto done;
 	}
 	if (generated && !opts->dry_run) {
 		printf("%s\n", cmd.command_id);
 		fflush(stdout);
 	}
-	m = (sink_msg_t){
+	m = (payq_producer_msg_t){
 		.key = cmd.order_id,
 		.key_len = strlen(cmd.order_id),
 		.value = json,
@@ -136,10 +137,10 @@ int command_send(const payq_config_t *cfg, const sink_opts_t *opts, payq_cmd_typ
 		.type = payq_cmd_type_name(t),
 		.command_id = cmd.command_id,
 	};
-	sink_send(sink, &m);
-	rc = sink_finish(sink);
+	payq_producer_send(sink, &m);
+	rc = payq_producer_finish(sink);
 done:
-	sink_destroy(sink);
+	payq_producer_destroy(sink);
 	free(json);
 	return rc;
 }
@@ -218,20 +219,20 @@ oom:
 	return payq_err(errstr, errstr_size, "out of memory");
 }
 
-int command_send_file(const payq_config_t *cfg, const sink_opts_t *opts, const char *path,
-		      bool skip_invalid)
+int payq_producer_command_send_file(const payq_config_t *cfg, const payq_producer_opts_t *opts,
+				    const char *path, bool skip_invalid)
 {
 	FILE *fp = strcmp(path, "-") ? fopen(path, "r") : stdin;
 	line_t *lines = NULL;
 	size_t cnt = 0;
-	sink_t *sink = NULL;
+	payq_producer_t *sink = NULL;
 	char errstr[512];
 	long invalid;
-	int rc = PRODUCER_EXIT_USAGE;
+	int rc = PAYQ_PRODUCER_EXIT_USAGE;
 
 	if (!fp) {
 		fprintf(stderr, "payq-producer: %s: %s\n", path, strerror(errno));
-		return PRODUCER_EXIT_USAGE;
+		return PAYQ_PRODUCER_EXIT_USAGE;
 	}
 	invalid = read_lines(fp, &lines, &cnt, errstr, sizeof(errstr));
 	if (fp != stdin)
@@ -251,17 +252,17 @@ int command_send_file(const payq_config_t *cfg, const sink_opts_t *opts, const c
 		log_warn("%s: skipping %ld invalid line(s), sending %zu", path, invalid, cnt);
 	if (!cnt) {
 		log_warn("%s: no commands to send", path);
-		rc = PRODUCER_EXIT_OK;
+		rc = PAYQ_PRODUCER_EXIT_OK;
 		goto done;
 	}
-	sink = sink_new(cfg, opts, errstr, sizeof(errstr));
+	sink = payq_producer_new(cfg, opts, errstr, sizeof(errstr));
 	if (!sink) {
 		log_error("%s", errstr);
-		rc = PRODUCER_EXIT_UNDELIVERED;
+		rc = PAYQ_PRODUCER_EXIT_UNDELIVERED;
 		goto done;
 	}
 	for (size_t i = 0; i < cnt; i++) {
-		sink_msg_t m = {
+		payq_producer_msg_t m = {
 			.key = lines[i].order_id,
 			.key_len = strlen(lines[i].order_id),
 			.value = lines[i].text,
@@ -269,12 +270,12 @@ int command_send_file(const payq_config_t *cfg, const sink_opts_t *opts, const c
 			.type = payq_cmd_type_name(lines[i].type),
 			.command_id = lines[i].command_id,
 		};
-		if (sink_send(sink, &m))
+		if (payq_producer_send(sink, &m))
 			break;
 	}
-	rc = sink_finish(sink);
+	rc = payq_producer_finish(sink);
 done:
-	sink_destroy(sink);
+	payq_producer_destroy(sink);
 	for (size_t i = 0; i < cnt; i++)
 		free(lines[i].text);
 	free(lines);

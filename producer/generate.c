@@ -48,8 +48,8 @@ typedef struct gen_order {
 } gen_order_t;
 
 typedef struct gen {
-	const gen_opts_t *go;
-	manifest_t *manifest;
+	const payq_producer_gen_opts_t *go;
+	payq_manifest_t *manifest;
 	uint64_t malformed_seq;
 	char errstr[512];
 } gen_t;
@@ -229,7 +229,7 @@ static int build_malformed(gen_msg_t *m, payq_reason_t r, uint64_t v, const char
  * in the order the worker must see them. */
 static int plan_order(gen_t *g, int64_t n, gen_order_t *o)
 {
-	const gen_opts_t *go = g->go;
+	const payq_producer_gen_opts_t *go = g->go;
 	uint64_t rng = rng_for_order(go->seed, n);
 	int64_t amount = 1 + (int64_t)(rng_next(&rng) % 1000000);
 	const char *cur = currencies[rng_next(&rng) % PAYQ_ARRAY_SIZE(currencies)];
@@ -317,7 +317,7 @@ static int check_and_simulate(gen_t *g, const gen_order_t *o)
 {
 	size_t klen = strlen(o->order_id);
 
-	manifest_order_begin(g->manifest);
+	payq_manifest_order_begin(g->manifest);
 	for (int i = 0; i < o->cnt; i++) {
 		const gen_msg_t *m = &o->msgs[i];
 		payq_command_t cmd;
@@ -331,9 +331,9 @@ static int check_and_simulate(gen_t *g, const gen_order_t *o)
 					o->order_id, i, payq_reason_name(m->expect),
 					payq_reason_name(r), err);
 		if (r == PAYQ_REASON_OK)
-			manifest_apply(g->manifest, &cmd);
+			payq_manifest_apply(g->manifest, &cmd);
 	}
-	manifest_order_end(g->manifest);
+	payq_manifest_order_end(g->manifest);
 	return 0;
 }
 
@@ -345,17 +345,17 @@ static void free_order(gen_order_t *o)
 }
 
 /* Sends one window of orders round-robin. Returns 0, or -1 when the run stopped. */
-static int emit_window(gen_t *g, sink_t *sink, gen_order_t *win, int cnt, int64_t *index)
+static int emit_window(gen_t *g, payq_producer_t *sink, gen_order_t *win, int cnt, int64_t *index)
 {
 	for (int r = 0; r < ORDER_MSGS_MAX; r++) {
 		for (int i = 0; i < cnt; i++) {
 			const gen_msg_t *m;
-			sink_msg_t sm;
+			payq_producer_msg_t sm;
 
 			if (r >= win[i].cnt)
 				continue;
 			m = &win[i].msgs[r];
-			sm = (sink_msg_t){
+			sm = (payq_producer_msg_t){
 				.key = win[i].order_id,
 				.key_len = strlen(win[i].order_id),
 				.value = m->value,
@@ -363,29 +363,31 @@ static int emit_window(gen_t *g, sink_t *sink, gen_order_t *win, int cnt, int64_
 				.type = m->type,
 				.command_id = m->command_id[0] ? m->command_id : NULL,
 			};
-			if (sink_send(sink, &sm))
+			if (payq_producer_send(sink, &sm))
 				return -1;
-			if (manifest_message(g->manifest, win[i].order_id, (*index)++, m->expect))
+			if (payq_manifest_message(g->manifest, win[i].order_id, (*index)++,
+						  m->expect))
 				return payq_err(g->errstr, sizeof(g->errstr), "out of memory");
 		}
 	}
 	return 0;
 }
 
-int generate_run(const payq_config_t *cfg, const sink_opts_t *opts, const gen_opts_t *go)
+int payq_producer_generate(const payq_config_t *cfg, const payq_producer_opts_t *opts,
+			   const payq_producer_gen_opts_t *go)
 {
 	gen_t g = {.go = go};
 	gen_order_t *win = calloc(WINDOW, sizeof(*win));
-	sink_t *sink = NULL;
+	payq_producer_t *sink = NULL;
 	int64_t done = 0, index = 0;
-	int rc = PRODUCER_EXIT_UNDELIVERED, sink_rc;
+	int rc = PAYQ_PRODUCER_EXIT_UNDELIVERED, sink_rc;
 
-	g.manifest = manifest_new();
+	g.manifest = payq_manifest_new();
 	if (!win || !g.manifest) {
 		log_error("out of memory");
 		goto out;
 	}
-	sink = sink_new(cfg, opts, g.errstr, sizeof(g.errstr));
+	sink = payq_producer_new(cfg, opts, g.errstr, sizeof(g.errstr));
 	if (!sink) {
 		log_error("%s", g.errstr);
 		goto out;
@@ -408,15 +410,15 @@ int generate_run(const payq_config_t *cfg, const sink_opts_t *opts, const gen_op
 	}
 	if (g.errstr[0])
 		log_error("%s", g.errstr);
-	sink_rc = sink_finish(sink);
-	rc = g.errstr[0] ? PRODUCER_EXIT_UNDELIVERED : sink_rc;
+	sink_rc = payq_producer_finish(sink);
+	rc = g.errstr[0] ? PAYQ_PRODUCER_EXIT_UNDELIVERED : sink_rc;
 	log_info("generated %lld of %lld orders (seed %llu, id prefix \"%s\"): %lld messages, "
 		 "%lld of them malformed",
 		 (long long)done, (long long)go->orders, (unsigned long long)go->seed,
-		 go->id_prefix, (long long)manifest_messages(g.manifest),
-		 (long long)manifest_malformed_count(g.manifest));
+		 go->id_prefix, (long long)payq_manifest_messages(g.manifest),
+		 (long long)payq_manifest_malformed_count(g.manifest));
 	if (go->manifest_path && done == go->orders) {
-		manifest_params_t p = {
+		payq_manifest_params_t p = {
 			.seed = go->seed,
 			.orders = go->orders,
 			.id_prefix = go->id_prefix,
@@ -426,18 +428,19 @@ int generate_run(const payq_config_t *cfg, const sink_opts_t *opts, const gen_op
 			.key_reuse_rate = go->key_reuse_rate,
 			.malformed_rate = go->malformed_rate,
 		};
-		if (manifest_write(g.manifest, &p, go->manifest_path, g.errstr, sizeof(g.errstr))) {
+		if (payq_manifest_write(g.manifest, &p, go->manifest_path, g.errstr,
+					sizeof(g.errstr))) {
 			log_error("%s", g.errstr);
-			if (rc == PRODUCER_EXIT_OK)
-				rc = PRODUCER_EXIT_UNDELIVERED;
+			if (rc == PAYQ_PRODUCER_EXIT_OK)
+				rc = PAYQ_PRODUCER_EXIT_UNDELIVERED;
 		}
 	} else if (go->manifest_path) {
 		log_error("manifest %s not written: the run stopped after %lld of %lld orders",
 			  go->manifest_path, (long long)done, (long long)go->orders);
 	}
 out:
-	sink_destroy(sink);
-	manifest_destroy(g.manifest);
+	payq_producer_destroy(sink);
+	payq_manifest_destroy(g.manifest);
 	free(win);
 	return rc;
 }

@@ -6,11 +6,11 @@
 #include "config.h"
 #include "sink.h"
 
-#define GEN_PREFIX_MAX 24 /* --id-prefix length, so that IDs stay within 64 chars */
-#define GEN_ORDERS_MAX 1000000000LL
-#define GEN_SEED_MAX   9007199254740991ULL /* 2^53 - 1: exact as a JSON number */
+#define PAYQ_GEN_PREFIX_MAX 24 /* --id-prefix length, so that IDs stay within 64 chars */
+#define PAYQ_GEN_ORDERS_MAX 1000000000LL
+#define PAYQ_GEN_SEED_MAX   9007199254740991ULL /* 2^53 - 1: exact as a JSON number */
 
-typedef struct gen_opts {
+typedef struct payq_producer_gen_opts {
 	int64_t orders;
 	uint64_t seed;
 	const char *id_prefix;     /* "" by default; [A-Za-z0-9._:-] only */
@@ -20,7 +20,7 @@ typedef struct gen_opts {
 	double key_reuse_rate;     /* the pay's command_id again with another amount */
 	double malformed_rate;     /* an extra message with a broken value */
 	const char *manifest_path; /* NULL: no manifest */
-} gen_opts_t;
+} payq_producer_gen_opts_t;
 
 /* Generates go->orders orders and sends them through a sink made from cfg and opts.
  *
@@ -33,5 +33,6 @@ typedef struct gen_opts {
  *
  * The manifest is written once every order is generated, even when some delivery
  * failed (the exit code says so); an interrupted run writes none.
- * Returns a PRODUCER_EXIT_* code. */
-int generate_run(const payq_config_t *cfg, const sink_opts_t *opts, const gen_opts_t *go);
+ * Returns a PAYQ_PRODUCER_EXIT_* code. */
+int payq_producer_generate(const payq_config_t *cfg, const payq_producer_opts_t *opts,
+			   const payq_producer_gen_opts_t *go);

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "generate.h"
 #include "log.h"
+#include "signals.h"
 #include "sink.h"
 #include "util.h"
 
@@ -146,35 +147,36 @@ static int parse_rate(const char *flag, const char *s, double lo, double hi, dou
 	return 0;
 }
 
-static int parse_generate(const char **v, gen_opts_t *go, char *errstr, size_t errstr_size)
+static int parse_generate(const char **v, payq_producer_gen_opts_t *go, char *errstr,
+			  size_t errstr_size)
 {
 	int64_t n;
 
 	memset(go, 0, sizeof(*go));
 	if (!v[O_ORDERS])
 		return payq_err(errstr, errstr_size, "--orders is required");
-	if (payq_parse_int64(v[O_ORDERS], 1, GEN_ORDERS_MAX, &go->orders))
+	if (payq_parse_int64(v[O_ORDERS], 1, PAYQ_GEN_ORDERS_MAX, &go->orders))
 		return payq_err(errstr, errstr_size,
 				"--orders: \"%s\" is not an integer from 1 to %lld", v[O_ORDERS],
-				(long long)GEN_ORDERS_MAX);
+				(long long)PAYQ_GEN_ORDERS_MAX);
 	if (v[O_SEED]) {
-		if (payq_parse_int64(v[O_SEED], 0, (int64_t)GEN_SEED_MAX, &n))
+		if (payq_parse_int64(v[O_SEED], 0, (int64_t)PAYQ_GEN_SEED_MAX, &n))
 			return payq_err(errstr, errstr_size,
 					"--seed: \"%s\" is not an integer from 0 to %llu",
-					v[O_SEED], (unsigned long long)GEN_SEED_MAX);
+					v[O_SEED], (unsigned long long)PAYQ_GEN_SEED_MAX);
 		go->seed = (uint64_t)n;
 	} else {
 		if (payq_random_bytes(&go->seed, sizeof(go->seed)))
 			return payq_err(errstr, errstr_size, "no random bytes for a seed");
-		go->seed &= GEN_SEED_MAX;
+		go->seed &= PAYQ_GEN_SEED_MAX;
 	}
 	go->id_prefix = v[O_ID_PREFIX] ? v[O_ID_PREFIX] : "";
 	if (*go->id_prefix &&
-	    (strlen(go->id_prefix) > GEN_PREFIX_MAX || !payq_codec_valid_id(go->id_prefix)))
+	    (strlen(go->id_prefix) > PAYQ_GEN_PREFIX_MAX || !payq_codec_valid_id(go->id_prefix)))
 		return payq_err(
 			errstr, errstr_size,
 			"--id-prefix: \"%s\" is not up to %d characters from [A-Za-z0-9._:-]",
-			go->id_prefix, GEN_PREFIX_MAX);
+			go->id_prefix, PAYQ_GEN_PREFIX_MAX);
 	go->manifest_path = v[O_MANIFEST];
 	return parse_rate("dup-rate", v[O_DUP], 0, 1, &go->dup_rate, errstr, errstr_size) ||
 			       parse_rate("double-pay-rate", v[O_DOUBLE_PAY], 0, 1,
@@ -237,9 +239,9 @@ int main(int argc, char **argv)
 {
 	payq_config_t cfg;
 	const char *v[O__CNT] = {0}, *pos[1] = {0};
-	int pos_cnt = 0, rc = PRODUCER_EXIT_USAGE;
+	int pos_cnt = 0, rc = PAYQ_PRODUCER_EXIT_USAGE;
 	char errstr[512];
-	sink_opts_t so = {0};
+	payq_producer_opts_t so = {0};
 	size_t c = PAYQ_ARRAY_SIZE(commands);
 
 	payq_config_init(&cfg);
@@ -248,7 +250,7 @@ int main(int argc, char **argv)
 	switch (payq_config_parse_args(&cfg, PAYQ_PROG_PRODUCER, "payq-producer", usage, &argc,
 				       argv, errstr, sizeof(errstr))) {
 	case PAYQ_ARGS_EXIT:
-		rc = PRODUCER_EXIT_OK;
+		rc = PAYQ_PRODUCER_EXIT_OK;
 		goto out;
 	case PAYQ_ARGS_ERROR:
 		goto usage_error;
@@ -287,10 +289,10 @@ int main(int argc, char **argv)
 	}
 	if (parse_rate("rate", v[O_RATE], 0.001, 1e7, &so.rate, errstr, sizeof(errstr)))
 		goto usage_error;
-	sink_handle_signals();
+	payq_signals_install(NULL);
 
 	if (commands[c].bit & (C_PAY | C_CREATE | C_CANCEL)) {
-		command_flags_t f = {
+		payq_producer_flags_t f = {
 			.order = v[O_ORDER],
 			.amount = v[O_AMOUNT],
 			.currency = v[O_CURRENCY],
@@ -303,22 +305,22 @@ int main(int argc, char **argv)
 			payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", pos[0]);
 			goto usage_error;
 		}
-		rc = command_send(&cfg, &so, commands[c].type, &f);
+		rc = payq_producer_command_send(&cfg, &so, commands[c].type, &f);
 	} else if (commands[c].bit == C_SEND) {
 		if (!pos_cnt) {
 			payq_err(errstr, sizeof(errstr), "send needs a FILE, or - for stdin");
 			goto usage_error;
 		}
-		rc = command_send_file(&cfg, &so, pos[0], v[O_SKIP_INVALID] != NULL);
+		rc = payq_producer_command_send_file(&cfg, &so, pos[0], v[O_SKIP_INVALID] != NULL);
 	} else {
-		gen_opts_t go;
+		payq_producer_gen_opts_t go;
 		if (pos_cnt) {
 			payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", pos[0]);
 			goto usage_error;
 		}
 		if (parse_generate(v, &go, errstr, sizeof(errstr)))
 			goto usage_error;
-		rc = generate_run(&cfg, &so, &go);
+		rc = payq_producer_generate(&cfg, &so, &go);
 	}
 	goto out;
 
@@ -326,7 +328,7 @@ usage_error:
 	fprintf(stderr, "payq-producer%s%s: %s\n",
 		argc >= 2 && c < PAYQ_ARRAY_SIZE(commands) ? " " : "",
 		argc >= 2 && c < PAYQ_ARRAY_SIZE(commands) ? commands[c].name : "", errstr);
-	rc = PRODUCER_EXIT_USAGE;
+	rc = PAYQ_PRODUCER_EXIT_USAGE;
 out:
 	fflush(stdout);
 	payq_config_destroy(&cfg);

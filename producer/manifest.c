@@ -48,7 +48,7 @@ typedef struct malformed {
 	payq_reason_t reason;
 } malformed_t;
 
-struct manifest {
+struct payq_manifest {
 	int64_t outcomes[PAYQ_CMD_CANCEL_ORDER + 1][O__CNT];
 	int64_t messages, valid_commands, duplicates, double_payment_attempts, key_reuse;
 	int64_t dlq[PAYQ_REASON__CNT];
@@ -67,12 +67,12 @@ struct manifest {
 	int seen_cnt;
 };
 
-manifest_t *manifest_new(void)
+payq_manifest_t *payq_manifest_new(void)
 {
-	return calloc(1, sizeof(manifest_t));
+	return calloc(1, sizeof(payq_manifest_t));
 }
 
-void manifest_destroy(manifest_t *m)
+void payq_manifest_destroy(payq_manifest_t *m)
 {
 	if (!m)
 		return;
@@ -80,7 +80,7 @@ void manifest_destroy(manifest_t *m)
 	free(m);
 }
 
-void manifest_order_begin(manifest_t *m)
+void payq_manifest_order_begin(payq_manifest_t *m)
 {
 	m->status = ST_NONE;
 	m->amount = 0;
@@ -89,7 +89,7 @@ void manifest_order_begin(manifest_t *m)
 }
 
 /* One row of DESIGN.md's outcome table: the state found decides the outcome. */
-static enum outcome decide(manifest_t *m, const payq_command_t *c)
+static enum outcome decide(payq_manifest_t *m, const payq_command_t *c)
 {
 	switch (c->type) {
 	case PAYQ_CMD_CREATE_ORDER:
@@ -124,7 +124,7 @@ static enum outcome decide(manifest_t *m, const payq_command_t *c)
 	}
 }
 
-void manifest_apply(manifest_t *m, const payq_command_t *cmd)
+void payq_manifest_apply(payq_manifest_t *m, const payq_command_t *cmd)
 {
 	/* The dedup rows: a key seen before never gets an outcome of its own. */
 	for (int i = 0; i < m->seen_cnt; i++) {
@@ -145,7 +145,7 @@ void manifest_apply(manifest_t *m, const payq_command_t *cmd)
 	m->outcomes[cmd->type][decide(m, cmd)]++;
 }
 
-void manifest_order_end(manifest_t *m)
+void payq_manifest_order_end(payq_manifest_t *m)
 {
 	if (m->status == ST_PAID)
 		m->paid++;
@@ -155,7 +155,8 @@ void manifest_order_end(manifest_t *m)
 		m->unpaid++;
 }
 
-int manifest_message(manifest_t *m, const char *order_id, int64_t index, payq_reason_t reason)
+int payq_manifest_message(payq_manifest_t *m, const char *order_id, int64_t index,
+			  payq_reason_t reason)
 {
 	malformed_t *e;
 
@@ -178,12 +179,12 @@ int manifest_message(manifest_t *m, const char *order_id, int64_t index, payq_re
 	return 0;
 }
 
-int64_t manifest_messages(const manifest_t *m)
+int64_t payq_manifest_messages(const payq_manifest_t *m)
 {
 	return m->messages;
 }
 
-int64_t manifest_malformed_count(const manifest_t *m)
+int64_t payq_manifest_malformed_count(const payq_manifest_t *m)
 {
 	return (int64_t)m->malformed_cnt;
 }
@@ -193,7 +194,7 @@ static void num(cJSON *obj, const char *name, double v)
 	cJSON_AddItemToObject(obj, name, cJSON_CreateNumber(v));
 }
 
-static cJSON *build(const manifest_t *m, const manifest_params_t *p)
+static cJSON *build(const payq_manifest_t *m, const payq_manifest_params_t *p)
 {
 	cJSON *root = cJSON_CreateObject(), *o, *t, *a;
 
@@ -235,8 +236,8 @@ static cJSON *build(const manifest_t *m, const manifest_params_t *p)
 	return root;
 }
 
-int manifest_write(const manifest_t *m, const manifest_params_t *p, const char *path, char *errstr,
-		   size_t errstr_size)
+int payq_manifest_write(const payq_manifest_t *m, const payq_manifest_params_t *p, const char *path,
+			char *errstr, size_t errstr_size)
 {
 	cJSON *root = build(m, p);
 	char *text = cJSON_Print(root);

@@ -17,41 +17,42 @@
  *   malformed       [{order_id, index (0-based emission order = --print line - 1), reason}],
  *   paid_orders, cancelled_orders, unpaid_orders, id_prefix, rates {dup, double_pay,
  *   cancel, key_reuse, malformed}. */
-typedef struct manifest manifest_t;
+typedef struct payq_manifest payq_manifest_t;
 
 /* Run parameters recorded in the manifest so a run can be reproduced. */
-typedef struct manifest_params {
+typedef struct payq_manifest_params {
 	uint64_t seed;
 	int64_t orders;
 	const char *id_prefix;
 	double dup_rate, double_pay_rate, cancel_rate, key_reuse_rate, malformed_rate;
-} manifest_params_t;
+} payq_manifest_params_t;
 
-/* Returns an empty manifest, or NULL when out of memory. Free with manifest_destroy(). */
-manifest_t *manifest_new(void);
-void manifest_destroy(manifest_t *m);
+/* Returns an empty manifest, or NULL when out of memory. Free with payq_manifest_destroy(). */
+payq_manifest_t *payq_manifest_new(void);
+void payq_manifest_destroy(payq_manifest_t *m);
 
 /* Starts the simulation of one order: no order row, no command seen. Orders are
  * independent (each has its own order_id), so one order is simulated at a time. */
-void manifest_order_begin(manifest_t *m);
+void payq_manifest_order_begin(payq_manifest_t *m);
 
 /* Applies one valid command (decoded by the codec, so payload_sha256 is set) in the order
  * the worker will see it: the order's messages share a partition and keep their order. */
-void manifest_apply(manifest_t *m, const payq_command_t *cmd);
+void payq_manifest_apply(payq_manifest_t *m, const payq_command_t *cmd);
 
 /* Ends the order and counts its final status: paid, cancelled or unpaid. */
-void manifest_order_end(manifest_t *m);
+void payq_manifest_order_end(payq_manifest_t *m);
 
 /* Counts one emitted message; malformed ones (reason != PAYQ_REASON_OK) are listed with
  * their index in emission order (0-based) and the DLQ reason the worker must give.
  * Returns 0, or -1 when out of memory. */
-int manifest_message(manifest_t *m, const char *order_id, int64_t index, payq_reason_t reason);
+int payq_manifest_message(payq_manifest_t *m, const char *order_id, int64_t index,
+			  payq_reason_t reason);
 
-int64_t manifest_messages(const manifest_t *m);
-int64_t manifest_malformed_count(const manifest_t *m);
+int64_t payq_manifest_messages(const payq_manifest_t *m);
+int64_t payq_manifest_malformed_count(const payq_manifest_t *m);
 
 /* Writes the manifest as pretty-printed JSON with a fixed key order to path ("-" is
  * stdout). Every outcome of every command type appears, zeros included, as does every
  * DLQ reason. Returns 0, or -1 with errstr. */
-int manifest_write(const manifest_t *m, const manifest_params_t *p, const char *path, char *errstr,
-		   size_t errstr_size);
+int payq_manifest_write(const payq_manifest_t *m, const payq_manifest_params_t *p, const char *path,
+			char *errstr, size_t errstr_size);

@@ -2,7 +2,6 @@
 #include "sink.h"
 
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,19 +10,19 @@
 #include <librdkafka/rdkafka.h>
 
 #include "codec.h"
+#include "delivery.h"
 #include "kafka.h"
 #include "log.h"
+#include "signals.h"
 #include "trace.h"
 #include "util.h"
 
 #define FAILURES_LOGGED 5 /* each failed delivery is counted; only the first few are logged */
 
-static volatile sig_atomic_t run = 1;
-
-struct sink {
+struct payq_producer {
 	const payq_config_t *cfg;
-	sink_opts_t opts;
-	rd_kafka_t *rk;
+	payq_producer_opts_t opts;
+	payq_delivery_t *producer;
 	int partitions; /* dry run only */
 	int64_t message_timeout_ms;
 	bool fatal;
@@ -41,24 +40,7 @@ struct sink {
 	int64_t bucket_us;
 };
 
-static void on_signal(int sig)
-{
-	(void)sig;
-	run = 0;
-}
-
-void sink_handle_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-}
-
-static void count_partition(sink_t *s, int32_t partition)
+static void count_partition(payq_producer_t *s, int32_t partition)
 {
 	if (partition < 0)
 		return;
@@ -87,7 +69,7 @@ static void print_msg(int32_t partition, const void *key, size_t key_len, const 
 	putchar('\n');
 }
 
-static void note_failure(sink_t *s, const char *key, size_t key_len, const char *what)
+static void note_failure(payq_producer_t *s, const char *key, size_t key_len, const char *what)
 {
 	if (!s->first_error[0])
 		snprintf(s->first_error, sizeof(s->first_error), "%s", what);
@@ -98,7 +80,7 @@ static void note_failure(sink_t *s, const char *key, size_t key_len, const char 
 }
 
 /* A debug line per persisted message: where it went, its order, command and trace. */
-static void log_persisted(const sink_t *s, const rd_kafka_message_t *m)
+static void log_persisted(const payq_producer_t *s, const rd_kafka_message_t *m)
 {
 	char order_id[PAYQ_ID_MAX + 1], command_id[PAYQ_ID_MAX + 1] = "";
 	rd_kafka_headers_t *h = NULL;
@@ -120,13 +102,11 @@ static void log_persisted(const sink_t *s, const rd_kafka_message_t *m)
 	payq_log(PAYQ_LOG_DEBUG, &ctx, "persisted");
 }
 
-static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+static void on_report(void *opaque, const rd_kafka_message_t *m, bool persisted)
 {
-	sink_t *s = opaque;
-	rd_kafka_msg_status_t st = rd_kafka_message_status(m);
+	payq_producer_t *s = opaque;
 
-	(void)rk;
-	if (!m->err && st == RD_KAFKA_MSG_STATUS_PERSISTED) {
+	if (persisted) {
 		s->delivered++;
 		count_partition(s, m->partition);
 		if (payq_log_level >= PAYQ_LOG_DEBUG)
@@ -136,14 +116,14 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		return;
 	}
 	s->failed++;
-	if (st == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
+	if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
 		s->possibly_persisted++;
 	note_failure(s, m->key, m->key_len, rd_kafka_err2str(m->err));
 }
 
-static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+static void on_error(void *opaque, rd_kafka_t *rk, int err, const char *reason)
 {
-	sink_t *s = opaque;
+	payq_producer_t *s = opaque;
 	char buf[256];
 
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -162,11 +142,14 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	}
 }
 
-sink_t *sink_new(const payq_config_t *cfg, const sink_opts_t *opts, char *errstr,
-		 size_t errstr_size)
+payq_producer_t *payq_producer_new(const payq_config_t *cfg, const payq_producer_opts_t *opts,
+				   char *errstr, size_t errstr_size)
 {
-	sink_t *s = calloc(1, sizeof(*s));
-	rd_kafka_conf_t *conf;
+	payq_producer_t *s = calloc(1, sizeof(*s));
+	payq_delivery_opts_t o = {.client = PAYQ_KAFKA_PRODUCER,
+				  .on_report = on_report,
+				  .on_error = on_error,
+				  .opaque = s};
 	char buf[64];
 	size_t sz = sizeof(buf);
 
@@ -181,27 +164,20 @@ sink_t *sink_new(const payq_config_t *cfg, const sink_opts_t *opts, char *errstr
 	if (opts->dry_run && opts->partitions > 0)
 		return s;
 
-	conf = payq_kafka_conf_new(cfg, PAYQ_KAFKA_PRODUCER, errstr, errstr_size);
-	if (!conf)
+	s->producer = payq_delivery_new(cfg, &o, errstr, errstr_size);
+	if (!s->producer)
 		goto fail;
-	if (rd_kafka_conf_get(conf, "message.timeout.ms", buf, &sz) != RD_KAFKA_CONF_OK ||
+	if (rd_kafka_conf_get(rd_kafka_conf(payq_delivery_rk(s->producer)), "message.timeout.ms",
+			      buf, &sz) != RD_KAFKA_CONF_OK ||
 	    payq_parse_int64(buf, 0, INT32_MAX, &s->message_timeout_ms))
 		s->message_timeout_ms = 30000;
-	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-	rd_kafka_conf_set_error_cb(conf, error_cb);
-	rd_kafka_conf_set_opaque(conf, s);
-	s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
-	if (!s->rk) {
-		rd_kafka_conf_destroy(conf);
-		goto fail;
-	}
 	if (opts->dry_run) {
 		/* Only the partition count is needed; a dry run sends nothing. */
 		int timeout = s->message_timeout_ms < 10000 ? (int)s->message_timeout_ms : 10000;
-		s->partitions =
-			payq_kafka_partition_count(s->rk, cfg->topic, timeout, errstr, errstr_size);
-		rd_kafka_destroy(s->rk);
-		s->rk = NULL;
+		s->partitions = payq_kafka_partition_count(
+			payq_delivery_rk(s->producer), cfg->topic, timeout, errstr, errstr_size);
+		payq_delivery_destroy(s->producer, 0);
+		s->producer = NULL;
 		if (s->partitions <= 0) {
 			size_t n = strlen(errstr);
 			snprintf(errstr + n, errstr_size - n,
@@ -213,17 +189,17 @@ sink_t *sink_new(const payq_config_t *cfg, const sink_opts_t *opts, char *errstr
 	s->progress = isatty(STDERR_FILENO);
 	return s;
 fail:
-	sink_destroy(s);
+	payq_producer_destroy(s);
 	return NULL;
 }
 
-bool sink_running(const sink_t *s)
+bool payq_producer_running(const payq_producer_t *s)
 {
-	return run && !s->fatal;
+	return !payq_signals_stopped() && !s->fatal;
 }
 
 /* Token bucket: waits (serving delivery reports) until one message may go out. */
-static void throttle(sink_t *s)
+static void throttle(payq_producer_t *s)
 {
 	double burst = s->opts.rate / 20 > 1 ? s->opts.rate / 20 : 1;
 	int64_t now = payq_now_us();
@@ -237,12 +213,12 @@ static void throttle(sink_t *s)
 		s->bucket_us = now;
 		if (s->tokens > burst)
 			s->tokens = burst;
-		if (s->tokens >= 1 || !sink_running(s))
+		if (s->tokens >= 1 || !payq_producer_running(s))
 			break;
 		int wait_ms = (int)ceil((1 - s->tokens) * 1000 / s->opts.rate);
 		wait_ms = wait_ms < 1 ? 1 : wait_ms > 100 ? 100 : wait_ms;
-		if (s->rk) {
-			rd_kafka_poll(s->rk, wait_ms);
+		if (s->producer) {
+			payq_delivery_poll(s->producer, wait_ms);
 		} else {
 			struct timespec ts = {0, (long)wait_ms * 1000000};
 			nanosleep(&ts, NULL);
@@ -252,7 +228,7 @@ static void throttle(sink_t *s)
 	s->tokens -= 1;
 }
 
-static void show_progress(sink_t *s, bool force)
+static void show_progress(payq_producer_t *s, bool force)
 {
 	int64_t now = payq_now_ms();
 	double secs;
@@ -266,7 +242,7 @@ static void show_progress(sink_t *s, bool force)
 		secs > 0 ? (double)s->delivered / secs : 0.0);
 }
 
-static int dry_send(sink_t *s, const sink_msg_t *m)
+static int dry_send(payq_producer_t *s, const payq_producer_msg_t *m)
 {
 	/* librdkafka's own partitioner function; with a key it never looks at the topic. */
 	int32_t p = rd_kafka_msg_partitioner_murmur2_random(NULL, m->key, m->key_len, s->partitions,
@@ -283,96 +259,109 @@ static int dry_send(sink_t *s, const sink_msg_t *m)
 	return 0;
 }
 
-int sink_send(sink_t *s, const sink_msg_t *m)
+/* True while the run may go on; notes a signal as an interruption. */
+static bool keep_sending(void *opaque, int64_t *deadline_ms)
 {
-	rd_kafka_headers_t *hdrs;
+	payq_producer_t *s = opaque;
+
+	(void)deadline_ms;
+	if (payq_signals_stopped())
+		s->interrupted = true;
+	return payq_producer_running(s);
+}
+
+static rd_kafka_headers_t *message_headers(const payq_producer_msg_t *m)
+{
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+	char traceparent[PAYQ_TRACEPARENT_LEN + 1];
+
+	rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
+	if (m->type)
+		rd_kafka_header_add(hdrs, "payq-type", -1, m->type, -1);
+	if (m->command_id)
+		rd_kafka_header_add(hdrs, "payq-command-id", -1, m->command_id, -1);
+	/* Each command starts a trace of its own; the worker logs its trace_id and passes it
+	 * on to the payment channel. */
+	if (!payq_trace_child(NULL, traceparent, sizeof(traceparent)))
+		rd_kafka_header_add(hdrs, "traceparent", -1, traceparent, -1);
+	return hdrs;
+}
+
+int payq_producer_send(payq_producer_t *s, const payq_producer_msg_t *m)
+{
+	payq_delivery_msg_t out = {.topic = s->cfg->topic,
+				   .key = m->key,
+				   .key_len = m->key_len,
+				   .value = m->value,
+				   .value_len = m->value_len};
 	rd_kafka_resp_err_t err;
 
 	if (!s->start_us)
 		s->start_us = payq_now_us();
-	if (!run)
-		s->interrupted = true;
-	if (!sink_running(s))
+	if (!keep_sending(s, NULL))
 		return -1;
 	if (s->opts.rate > 0)
 		throttle(s);
-	if (!s->rk)
+	if (!s->producer)
 		return dry_send(s, m);
 
-	for (;;) {
-		char traceparent[PAYQ_TRACEPARENT_LEN + 1];
-		hdrs = rd_kafka_headers_new(4);
-		rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
-		if (m->type)
-			rd_kafka_header_add(hdrs, "payq-type", -1, m->type, -1);
-		if (m->command_id)
-			rd_kafka_header_add(hdrs, "payq-command-id", -1, m->command_id, -1);
-		/* Each command starts a trace of its own; the worker logs its trace_id and
-		 * passes it on to the payment channel. */
-		if (!payq_trace_child(NULL, traceparent, sizeof(traceparent)))
-			rd_kafka_header_add(hdrs, "traceparent", -1, traceparent, -1);
-		err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->cfg->topic),
-					RD_KAFKA_V_KEY(m->key, m->key_len),
-					RD_KAFKA_V_VALUE((void *)m->value, m->value_len),
-					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-					RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-		if (!err)
-			break;
-		rd_kafka_headers_destroy(hdrs); /* produce() owns them only on success */
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-			if (err == RD_KAFKA_RESP_ERR__FATAL) {
-				s->fatal = true;
-				return -1;
-			}
-			s->failed++;
-			note_failure(s, m->key, m->key_len, rd_kafka_err2str(err));
-			return 0;
-		}
-		rd_kafka_poll(s->rk, 100);
-		if (!run)
-			s->interrupted = true;
-		if (!sink_running(s))
-			return -1;
+	out.headers = message_headers(m);
+	err = payq_delivery_produce(s->producer, &out, keep_sending, s);
+	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) /* keep_sending() said stop */
+		return -1;
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		s->fatal = true;
+		return -1;
+	}
+	if (err) {
+		s->failed++;
+		note_failure(s, m->key, m->key_len, rd_kafka_err2str(err));
+		return 0;
 	}
 	s->queued++;
-	rd_kafka_poll(s->rk, 0);
+	payq_delivery_poll(s->producer, 0);
 	show_progress(s, false);
 	return 0;
 }
 
+typedef struct flushing {
+	payq_producer_t *s;
+	bool stopping;
+} flushing_t;
+
+/* Between polls of the flush: shows progress, and once a signal or fatal error stops the
+ * run, gives the flush the shutdown budget, no more. */
+static bool keep_flushing(void *opaque, int64_t *deadline_ms)
+{
+	flushing_t *f = opaque;
+	int64_t now = payq_now_ms();
+
+	show_progress(f->s, false);
+	if (!f->stopping && !keep_sending(f->s, NULL)) {
+		int64_t budget = f->s->fatal ? 1000 : f->s->cfg->shutdown_timeout_ms;
+		f->stopping = true;
+		if (now + budget < *deadline_ms)
+			*deadline_ms = now + budget;
+	}
+	return true;
+}
+
 /* Waits for the outstanding delivery reports until the deadline, then purges the rest
  * so that every message queued has been counted as delivered or failed. */
-static void flush(sink_t *s)
+static void flush(payq_producer_t *s)
 {
-	int64_t deadline = payq_now_ms() + s->message_timeout_ms + 5000;
-	bool stopping = false;
+	flushing_t f = {.s = s};
 
-	while (rd_kafka_outq_len(s->rk) > 0) {
-		int64_t now = payq_now_ms();
-		if (!stopping && !sink_running(s)) {
-			/* A signal or fatal error: give it the shutdown budget, no more. */
-			int64_t budget = s->fatal ? 1000 : s->cfg->shutdown_timeout_ms;
-			stopping = true;
-			if (!run)
-				s->interrupted = true;
-			if (now + budget < deadline)
-				deadline = now + budget;
-		}
-		if (now >= deadline)
-			break;
-		rd_kafka_flush(s->rk, 100);
-		show_progress(s, false);
-	}
-	if (rd_kafka_outq_len(s->rk) > 0) {
-		log_error("flush deadline passed with %d message(s) outstanding; purging",
-			  rd_kafka_outq_len(s->rk));
-		rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-		rd_kafka_poll(s->rk, 100);
-		rd_kafka_flush(s->rk, 100);
+	payq_delivery_wait(s->producer, payq_now_ms() + s->message_timeout_ms + 5000, 100,
+			   keep_flushing, &f);
+	if (payq_delivery_outstanding(s->producer) > 0) {
+		log_error("flush deadline passed with %lld message(s) outstanding; purging",
+			  (long long)payq_delivery_outstanding(s->producer));
+		payq_delivery_purge(s->producer);
 	}
 }
 
-int sink_finish(sink_t *s)
+int payq_producer_finish(payq_producer_t *s)
 {
 	char parts[4096];
 	size_t n = 0;
@@ -380,9 +369,9 @@ int sink_finish(sink_t *s)
 	int64_t undelivered;
 	int rc;
 
-	if (!run)
+	if (payq_signals_stopped())
 		s->interrupted = true;
-	if (s->rk)
+	if (s->producer)
 		flush(s);
 	if (s->progress && s->progress_ms) {
 		show_progress(s, true);
@@ -398,16 +387,16 @@ int sink_finish(sink_t *s)
 	if (undelivered < 0)
 		undelivered = 0;
 
-	if (!s->rk) {
+	if (!s->producer) {
 		log_info("dry run: %lld message(s), nothing sent; per partition: %s",
 			 (long long)s->queued, n ? parts : "-");
-		return s->interrupted ? PRODUCER_EXIT_INTERRUPTED : PRODUCER_EXIT_OK;
+		return s->interrupted ? PAYQ_PRODUCER_EXIT_INTERRUPTED : PAYQ_PRODUCER_EXIT_OK;
 	}
 
-	rc = s->interrupted                         ? PRODUCER_EXIT_INTERRUPTED
-	     : s->fatal || s->failed || undelivered ? PRODUCER_EXIT_UNDELIVERED
-						    : PRODUCER_EXIT_OK;
-	payq_log(rc == PRODUCER_EXIT_OK ? PAYQ_LOG_INFO : PAYQ_LOG_ERROR, NULL,
+	rc = s->interrupted                         ? PAYQ_PRODUCER_EXIT_INTERRUPTED
+	     : s->fatal || s->failed || undelivered ? PAYQ_PRODUCER_EXIT_UNDELIVERED
+						    : PAYQ_PRODUCER_EXIT_OK;
+	payq_log(rc == PAYQ_PRODUCER_EXIT_OK ? PAYQ_LOG_INFO : PAYQ_LOG_ERROR, NULL,
 		 "sent %lld, delivered %lld, failed %lld, undelivered %lld%s in %.2f s "
 		 "(%.0f msgs/s delivered); per partition: %s",
 		 (long long)s->queued, (long long)s->delivered, (long long)s->failed,
@@ -422,17 +411,16 @@ int sink_finish(sink_t *s)
 	return rc;
 }
 
-int64_t sink_delivered(const sink_t *s)
+int64_t payq_producer_delivered(const payq_producer_t *s)
 {
 	return s->delivered;
 }
 
-void sink_destroy(sink_t *s)
+void payq_producer_destroy(payq_producer_t *s)
 {
 	if (!s)
 		return;
-	if (s->rk)
-		rd_kafka_destroy(s->rk);
+	payq_delivery_destroy(s->producer, 0);
 	free(s->per_partition);
 	free(s);
 }

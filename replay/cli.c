@@ -10,24 +10,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "signals.h"
 #include "util.h"
 
 volatile sig_atomic_t replay_run = 1;
 
-static void on_signal(int sig)
-{
-	(void)sig;
-	replay_run = 0;
-}
-
 void replay_handle_signals(void)
 {
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	payq_signals_install(&replay_run);
 }
 
 void replay_print_exit_codes(FILE *fp)

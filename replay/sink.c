@@ -8,26 +8,26 @@
 #include <time.h>
 
 #include "cli.h"
+#include "delivery.h"
 #include "kafka.h"
 #include "log.h"
 #include "util.h"
 
 struct payq_sink {
-	rd_kafka_t *rk;
+	payq_delivery_t *producer;
 	double rate;
 	int64_t t0_us;
 	payq_sink_stats_t st;
 };
 
-static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+/* A copy not PERSISTED (POSSIBLY_PERSISTED included) is a failure that the operator
+ * retries; the worker's dedup absorbs a copy that did land. */
+static void on_report(void *opaque, const rd_kafka_message_t *m, bool persisted)
 {
 	payq_sink_t *s = opaque;
 	char src[160] = "?";
 
-	(void)rk;
-	/* Only PERSISTED counts: POSSIBLY_PERSISTED may be lost, so it is a failure that the
-	 * operator retries, and the worker's dedup absorbs a copy that did land. */
-	if (!m->err && rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED) {
+	if (persisted) {
 		s->st.delivered++;
 		return;
 	}
@@ -40,22 +40,15 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 payq_sink_t *payq_sink_new(const payq_config_t *cfg, double rate, char *errstr, size_t errstr_size)
 {
 	payq_sink_t *s = calloc(1, sizeof(*s));
-	rd_kafka_conf_t *conf;
+	payq_delivery_opts_t o = {
+		.client = PAYQ_KAFKA_REPLAY_SINK, .on_report = on_report, .opaque = s};
 
 	if (!s) {
 		payq_err(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
-	conf = payq_kafka_conf_new(cfg, PAYQ_KAFKA_REPLAY_SINK, errstr, errstr_size);
-	if (!conf) {
-		free(s);
-		return NULL;
-	}
-	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-	rd_kafka_conf_set_opaque(conf, s);
-	s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
-	if (!s->rk) {
-		rd_kafka_conf_destroy(conf);
+	s->producer = payq_delivery_new(cfg, &o, errstr, errstr_size);
+	if (!s->producer) {
 		free(s);
 		return NULL;
 	}
@@ -68,7 +61,7 @@ static bool fatal(payq_sink_t *s, char *errstr, size_t errstr_size)
 {
 	char buf[512];
 
-	if (rd_kafka_fatal_error(s->rk, buf, sizeof(buf)) == RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (!payq_delivery_fatal(s->producer, buf, sizeof(buf)))
 		return false;
 	payq_err(errstr, errstr_size, "fatal producer error: %s", buf);
 	return true;
@@ -86,7 +79,7 @@ static void pace(payq_sink_t *s)
 		int64_t wait = due - payq_now_us();
 		if (wait <= 0)
 			break;
-		rd_kafka_poll(s->rk, (int)(wait > 100000 ? 100 : (wait + 999) / 1000));
+		payq_delivery_poll(s->producer, (int)(wait > 100000 ? 100 : (wait + 999) / 1000));
 	}
 }
 
@@ -113,62 +106,76 @@ static rd_kafka_headers_t *copy_headers(const rd_kafka_message_t *m, const char 
 	return hdrs;
 }
 
+static bool keep_producing(void *opaque, int64_t *deadline_ms)
+{
+	(void)opaque;
+	(void)deadline_ms;
+	return replay_run;
+}
+
 int payq_sink_copy(payq_sink_t *s, const char *topic, const rd_kafka_message_t *m,
 		   const char *strip_prefix, char *errstr, size_t errstr_size)
 {
-	rd_kafka_headers_t *hdrs;
+	payq_delivery_msg_t out = {.topic = topic,
+				   .key = m->key,
+				   .key_len = m->key_len,
+				   .value = m->payload,
+				   .value_len = m->len};
 	rd_kafka_resp_err_t err;
 
 	pace(s);
-	hdrs = copy_headers(m, strip_prefix);
-	for (;;) {
-		if (!replay_run) {
-			rd_kafka_headers_destroy(hdrs);
+	if (!replay_run)
+		return payq_err(errstr, errstr_size, "interrupted");
+	if (fatal(s, errstr, errstr_size))
+		return -1;
+	out.headers = copy_headers(m, strip_prefix);
+	/* A full queue is served until it drains, a signal arrives or the producer is fatal. */
+	err = payq_delivery_produce(s->producer, &out, keep_producing, NULL);
+	if (err) {
+		if (!replay_run)
 			return payq_err(errstr, errstr_size, "interrupted");
-		}
-		if (fatal(s, errstr, errstr_size)) {
-			rd_kafka_headers_destroy(hdrs);
+		if (fatal(s, errstr, errstr_size))
 			return -1;
-		}
-		err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(topic),
-					RD_KAFKA_V_KEY(m->key, m->key_len),
-					RD_KAFKA_V_VALUE(m->payload, m->len),
-					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-					RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-		if (!err)
-			break;
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-			rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
-			return payq_err(errstr, errstr_size, "producing to %s: %s", topic,
-					rd_kafka_err2str(err));
-		}
-		rd_kafka_poll(s->rk, 50);
+		return payq_err(errstr, errstr_size, "producing to %s: %s", topic,
+				rd_kafka_err2str(err));
 	}
 	s->st.queued++;
-	rd_kafka_poll(s->rk, 0);
+	payq_delivery_poll(s->producer, 0);
 	return 0;
 }
 
 void payq_sink_poll(payq_sink_t *s)
 {
-	rd_kafka_poll(s->rk, 0);
+	payq_delivery_poll(s->producer, 0);
+}
+
+typedef struct finishing {
+	payq_sink_t *s;
+	int grace_ms;
+	bool interrupted;
+} finishing_t;
+
+/* The wait for reports stops on a fatal error, and once replay_run is cleared it gets
+ * grace_ms at the most. */
+static bool keep_finishing(void *opaque, int64_t *deadline_ms)
+{
+	finishing_t *f = opaque;
+
+	if (!replay_run && !f->interrupted) {
+		f->interrupted = true;
+		if (payq_now_ms() + f->grace_ms < *deadline_ms)
+			*deadline_ms = payq_now_ms() + f->grace_ms;
+	}
+	return !fatal(f->s, NULL, 0);
 }
 
 int payq_sink_finish(payq_sink_t *s, int timeout_ms, int grace_ms, char *errstr, size_t errstr_size)
 {
-	int64_t deadline = payq_now_ms() + timeout_ms;
-	bool interrupted = false;
+	finishing_t f = {.s = s, .grace_ms = grace_ms};
 	int64_t outstanding;
 
-	/* flush() with a short timeout in a loop, so a signal can cut the wait short. */
-	while (rd_kafka_outq_len(s->rk) > 0 && payq_now_ms() < deadline && !fatal(s, NULL, 0)) {
-		if (!replay_run && !interrupted) {
-			interrupted = true;
-			if (payq_now_ms() + grace_ms < deadline)
-				deadline = payq_now_ms() + grace_ms;
-		}
-		rd_kafka_flush(s->rk, 200);
-	}
+	/* Short polls, so a signal can cut the wait short. */
+	payq_delivery_wait(s->producer, payq_now_ms() + timeout_ms, 200, keep_finishing, &f);
 	outstanding = s->st.queued - s->st.delivered - s->st.failed;
 	if (!s->st.failed && !outstanding)
 		return 0;
@@ -187,10 +194,6 @@ void payq_sink_destroy(payq_sink_t *s)
 {
 	if (!s)
 		return;
-	if (s->rk) {
-		rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-		rd_kafka_poll(s->rk, 0);
-		rd_kafka_destroy(s->rk);
-	}
+	payq_delivery_destroy(s->producer, 0);
 	free(s);
 }

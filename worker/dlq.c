@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "codec.h"
-#include "kafka.h"
+#include "delivery.h"
 #include "log.h"
 #include "util.h"
 
@@ -19,17 +19,16 @@
 #define TRUNC_ERROR_MAX 200
 
 struct payq_dlq {
-	rd_kafka_t *rk;
+	payq_delivery_t *producer;
 	char *topic;
 	char *group;
-	int outstanding;
 	char failed[512]; /* a copy that can never be delivered: as fatal as a fatal error */
 };
 
 /* What rd_kafka_producev() said about one copy. */
 typedef enum {
 	PRODUCE_QUEUED,     /* a delivery report will follow */
-	PRODUCE_QUEUE_FULL, /* poll and try again */
+	PRODUCE_QUEUE_FULL, /* still full when the producer could not go on (fatal) */
 	PRODUCE_TOO_LARGE,  /* over message.max.bytes: send the truncated copy */
 	PRODUCE_FAILED,     /* try again after a backoff, unless the producer is fatal */
 } produce_result_t;
@@ -50,18 +49,16 @@ static void set_failed(payq_dlq_t *d, const payq_dlq_entry_t *e, rd_kafka_resp_e
 		 d->topic, rd_kafka_err2str(err));
 }
 
-static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+/* A copy not PERSISTED (POSSIBLY_PERSISTED included) is sent again: the idempotent
+ * producer and the consumer's tolerance of DLQ duplicates cope with one that did land. */
+static void on_report(void *opaque, const rd_kafka_message_t *m, bool persisted)
 {
 	payq_dlq_t *d = opaque;
 	payq_dlq_entry_t *e = m->_private;
 
-	(void)rk;
-	d->outstanding--;
 	if (!e)
 		return;
-	/* Only PERSISTED counts: POSSIBLY_PERSISTED might be lost, so we send again and let
-	 * the idempotent producer and the consumer's tolerance of DLQ duplicates cope. */
-	e->persisted = !m->err && rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED;
+	e->persisted = persisted;
 	if (e->persisted)
 		return;
 	char order_id[PAYQ_ID_MAX + 1];
@@ -77,7 +74,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	}
 }
 
-static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+static void on_error(void *opaque, rd_kafka_t *rk, int err, const char *reason)
 {
 	char buf[512];
 
@@ -93,24 +90,19 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 payq_dlq_t *payq_dlq_new(const payq_config_t *cfg, char *errstr, size_t errstr_size)
 {
 	payq_dlq_t *d = calloc(1, sizeof(*d));
-	rd_kafka_conf_t *conf;
+	payq_delivery_opts_t o = {.client = PAYQ_KAFKA_WORKER_DLQ,
+				  .on_report = on_report,
+				  .on_error = on_error,
+				  .opaque = d};
 
 	if (!d) {
 		payq_err(errstr, errstr_size, "out of memory");
 		return NULL;
 	}
-	conf = payq_kafka_conf_new(cfg, PAYQ_KAFKA_WORKER_DLQ, errstr, errstr_size);
-	if (!conf)
-		goto fail;
 	/* Consumer-only -X properties would not apply here; they were checked already. */
-	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
-	rd_kafka_conf_set_error_cb(conf, error_cb);
-	rd_kafka_conf_set_opaque(conf, d);
-	d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
-	if (!d->rk) {
-		rd_kafka_conf_destroy(conf);
+	d->producer = payq_delivery_new(cfg, &o, errstr, errstr_size);
+	if (!d->producer)
 		goto fail;
-	}
 	d->topic = strdup(cfg->dlq_topic);
 	d->group = strdup(cfg->group);
 	if (!d->topic || !d->group)
@@ -119,6 +111,14 @@ payq_dlq_t *payq_dlq_new(const payq_config_t *cfg, char *errstr, size_t errstr_s
 fail:
 	payq_dlq_destroy(d, 0);
 	return NULL;
+}
+
+/* While the local queue is full: go on until the producer cannot (fatal error, or a
+ * truncated copy still too large). */
+static bool keep_producing(void *opaque, int64_t *deadline_ms)
+{
+	(void)deadline_ms;
+	return !payq_dlq_fatal(opaque, NULL, 0);
 }
 
 /* Copies s into buf (size bytes), cut to at most max bytes on a UTF-8 boundary. */
@@ -186,16 +186,17 @@ static produce_result_t produce_one(payq_dlq_t *d, payq_dlq_entry_t *e)
 		add_dlq_headers(d, hdrs, m, e->reason, e->error);
 	}
 
-	err = rd_kafka_producev(d->rk, RD_KAFKA_V_TOPIC(d->topic),
-				RD_KAFKA_V_KEY(m->key, m->key ? key_len : 0),
-				RD_KAFKA_V_VALUE(m->payload, m->payload ? len : 0),
-				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-				RD_KAFKA_V_OPAQUE(e), RD_KAFKA_V_END);
-	if (!err) {
-		d->outstanding++;
+	payq_delivery_msg_t out = {.topic = d->topic,
+				   .key = m->key,
+				   .key_len = key_len,
+				   .value = m->payload,
+				   .value_len = len,
+				   .headers = hdrs,
+				   .msg_opaque = e};
+	/* A full queue is served here until it drains, or the producer cannot go on. */
+	err = payq_delivery_produce(d->producer, &out, keep_producing, d);
+	if (!err)
 		return PRODUCE_QUEUED;
-	}
-	rd_kafka_headers_destroy(hdrs); /* ownership passes only on success */
 	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
 		return PRODUCE_QUEUE_FULL;
 	if (too_large(err)) {
@@ -218,9 +219,7 @@ static bool produce_pending(payq_dlq_t *d, payq_dlq_entry_t *entries, size_t n, 
 
 		if (entries[i].persisted)
 			continue;
-		while ((r = produce_one(d, &entries[i])) == PRODUCE_QUEUE_FULL &&
-		       !payq_dlq_fatal(d, NULL, 0))
-			rd_kafka_poll(d->rk, 50);
+		r = produce_one(d, &entries[i]);
 		if (r == PRODUCE_TOO_LARGE && !entries[i].truncated) {
 			entries[i].truncated = true;
 			r = produce_one(d, &entries[i]);
@@ -232,6 +231,26 @@ static bool produce_pending(payq_dlq_t *d, payq_dlq_entry_t *entries, size_t n, 
 		(*pending)++;
 	}
 	return true;
+}
+
+/* The wait for delivery reports in payq_dlq_deliver(). */
+typedef struct waiting {
+	payq_dlq_t *d;
+	int64_t t0;
+	payq_dlq_tick_fn tick;
+	void *opaque;
+} waiting_t;
+
+/* Between polls of the wait for reports: stop on a copy that can never fit, and tick the
+ * consumer only once the wait is slow. No deadline: the tick gives up at shutdown. */
+static bool keep_waiting(void *opaque, int64_t *deadline_ms)
+{
+	waiting_t *w = opaque;
+
+	(void)deadline_ms;
+	if (payq_dlq_fatal(w->d, NULL, 0))
+		return false;
+	return payq_now_ms() - w->t0 <= 1000 || w->tick(w->opaque, 0);
 }
 
 int payq_dlq_deliver(payq_dlq_t *d, payq_dlq_entry_t *entries, size_t n, payq_dlq_tick_fn tick,
@@ -257,13 +276,10 @@ int payq_dlq_deliver(payq_dlq_t *d, payq_dlq_entry_t *entries, size_t n, payq_dl
 		/* A delivery report normally takes a few milliseconds: wait for it here. Only a
 		 * slow one makes the consumer tick, because a tick pauses the partitions and
 		 * so throws away what the consumer has fetched ahead. */
-		for (int64_t t0 = payq_now_ms(); d->outstanding > 0;) {
-			rd_kafka_poll(d->rk, 10);
-			if (payq_dlq_fatal(d, NULL, 0))
-				return -1;
-			if (payq_now_ms() - t0 > 1000 && !tick(opaque, 0))
-				return -1;
-		}
+		waiting_t w = {.d = d, .t0 = payq_now_ms(), .tick = tick, .opaque = opaque};
+		if (payq_delivery_wait(d->producer, INT64_MAX, 10, keep_waiting, &w) !=
+		    PAYQ_DELIVERY_DONE)
+			return -1;
 		if (payq_dlq_fatal(d, NULL, 0))
 			return -1;
 		pending = 0;
@@ -282,14 +298,14 @@ bool payq_dlq_fatal(payq_dlq_t *d, char *errstr, size_t errstr_size)
 {
 	char buf[512];
 
-	if (!d || !d->rk)
+	if (!d || !d->producer)
 		return false;
 	if (d->failed[0]) {
 		if (errstr)
 			payq_err(errstr, errstr_size, "%s", d->failed);
 		return true;
 	}
-	if (rd_kafka_fatal_error(d->rk, buf, sizeof(buf)) == RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (!payq_delivery_fatal(d->producer, buf, sizeof(buf)))
 		return false;
 	if (errstr)
 		payq_err(errstr, errstr_size, "%s", buf);
@@ -299,9 +315,10 @@ bool payq_dlq_fatal(payq_dlq_t *d, char *errstr, size_t errstr_size)
 #ifdef PAYQ_CRASH_POINTS
 void payq_dlq_test_fatal(payq_dlq_t *d)
 {
-	rd_kafka_test_fatal_error(d->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+	rd_kafka_test_fatal_error(payq_delivery_rk(d->producer),
+				  RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
 				  "payq fault injection");
-	rd_kafka_poll(d->rk, 0);
+	payq_delivery_poll(d->producer, 0);
 }
 #endif
 
@@ -309,10 +326,10 @@ void payq_dlq_destroy(payq_dlq_t *d, int timeout_ms)
 {
 	if (!d)
 		return;
-	if (d->rk) {
-		if (rd_kafka_flush(d->rk, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
-			log_warn("DLQ producer: %d messages not flushed", rd_kafka_outq_len(d->rk));
-		rd_kafka_destroy(d->rk);
+	if (d->producer) {
+		int left = payq_delivery_destroy(d->producer, timeout_ms);
+		if (left)
+			log_warn("DLQ producer: %d messages not flushed", left);
 	}
 	free(d->topic);
 	free(d->group);

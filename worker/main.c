@@ -13,6 +13,7 @@
 #include "pg.h"
 #include "prune.h"
 #include "reconcile.h"
+#include "signals.h"
 
 static void usage(FILE *fp)
 {
@@ -33,22 +34,6 @@ static void usage(FILE *fp)
 		"Exit codes: 0 clean stop, 1 runtime or fatal Kafka error, 2 bad arguments or\n"
 		"settings, 3 database schema older than this worker (run `payq-worker migrate`).\n"
 		"\n");
-}
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	payq_run = 0;
-}
-
-static void handle_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 }
 
 static int cmd_migrate(const payq_config_t *cfg)
@@ -110,7 +95,7 @@ int main(int argc, char **argv)
 	/* Before any thread starts: the reconciler's thread uses libcurl too. */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (argc >= 2 && !strcmp(argv[1], "reconcile")) {
-		handle_signals();
+		payq_signals_install(&payq_run);
 		rc = payq_reconcile_main(&cfg, argc - 1, argv + 1);
 		payq_config_destroy(&cfg);
 		curl_global_cleanup();
@@ -128,7 +113,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "migrate")) {
 		rc = cmd_migrate(&cfg);
 	} else if (!strcmp(cmd, "run")) {
-		handle_signals();
+		payq_signals_install(&payq_run);
 		rc = payq_consume_run(&cfg);
 	} else {
 		fprintf(stderr, "payq-worker: unknown command \"%s\" (see --help)\n", cmd);
