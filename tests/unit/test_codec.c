@@ -785,8 +785,7 @@ static void vector_parse(const char *line, const char *where, cJSON **rec, struc
 	ck_assert_msg(reason >= 0, "%s: unknown reason %s", v->name, expect->valuestring);
 	v->want = (payq_reason_t)reason;
 	v->sha256 = cJSON_IsString(sha) ? sha->valuestring : NULL;
-	ck_assert_msg(v->want != PAYQ_REASON_OK || v->sha256, "%s: valid without sha256",
-		      v->name);
+	ck_assert_msg(v->want != PAYQ_REASON_OK || v->sha256, "%s: valid without sha256", v->name);
 	v->value = vector_value(*rec, v->name, &v->len);
 }
 
@@ -802,8 +801,7 @@ static void vector_check(const struct vector *v)
 	if (r != PAYQ_REASON_OK)
 		return;
 	payq_hex(cmd.payload_sha256, PAYQ_SHA256_LEN, hex);
-	ck_assert_msg(!strcmp(hex, v->sha256), "%s: sha256 %s, want %s", v->name, hex,
-		      v->sha256);
+	ck_assert_msg(!strcmp(hex, v->sha256), "%s: sha256 %s, want %s", v->name, hex, v->sha256);
 }
 
 /* Runs every vector of one file; counts the reasons seen. Returns the number of vectors. */
