@@ -632,8 +632,14 @@ void payq_codec_hash(payq_command_t *cmd)
 
 	n = canon_add(buf, n, "v", "1", 1);
 	n = canon_add(buf, n, "type", payq_cmd_type_name(cmd->type), 16);
+#ifdef PAYQ_MUTATION_CANON_HASH
+	/* Mutation check only: two fields swapped, so every stored hash would change. */
+	n = canon_add(buf, n, "order_id", cmd->order_id, PAYQ_ID_MAX);
+	n = canon_add(buf, n, "command_id", cmd->command_id, PAYQ_ID_MAX);
+#else
 	n = canon_add(buf, n, "command_id", cmd->command_id, PAYQ_ID_MAX);
 	n = canon_add(buf, n, "order_id", cmd->order_id, PAYQ_ID_MAX);
+#endif
 	if (cmd->type == PAYQ_CMD_CREATE_ORDER || cmd->type == PAYQ_CMD_PAY) {
 		snprintf(amount, sizeof(amount), "%lld", (long long)cmd->amount_minor);
 		n = canon_add(buf, n, "amount_minor", amount, sizeof(amount));

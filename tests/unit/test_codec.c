@@ -1,5 +1,8 @@
 /* test_codec.c - unit tests for the v1 wire format: validation, hash, encode. */
 #include <check.h>
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -712,6 +715,147 @@ START_TEST(test_other_type_fields)
 }
 END_TEST
 
+/*
+ * The test vectors, tests/vectors/NAME.jsonl (PAYQ_VECTORS_DIR): each line is one message
+ * with the reason the codec must give and, for a valid one, its payload hash. The same
+ * files are checked against schema/command.schema.json by tests/vectors/check_vectors.py.
+ */
+struct vector {
+	char name[160];
+	const char *key; /* NULL skips the key check */
+	unsigned char *value;
+	size_t len;
+	payq_reason_t want;
+	const char *sha256; /* hex, for want == PAYQ_REASON_OK */
+};
+
+/* The value of one vector: "value" (text) or "value_b64", padded with spaces to "pad_to". */
+static unsigned char *vector_value(const cJSON *rec, const char *where, size_t *len)
+{
+	const cJSON *text = cJSON_GetObjectItemCaseSensitive(rec, "value");
+	const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(rec, "value_b64");
+	const cJSON *pad = cJSON_GetObjectItemCaseSensitive(rec, "pad_to");
+	const char *src = cJSON_IsString(text) ? text->valuestring : NULL;
+	size_t n, size;
+	unsigned char *buf;
+
+	if (!src) {
+		ck_assert_msg(cJSON_IsString(b64), "%s: no value nor value_b64", where);
+		src = b64->valuestring;
+	}
+	n = strlen(src);
+	size = n + 1;
+	if (cJSON_IsNumber(pad) && pad->valuedouble > (double)size)
+		size = (size_t)pad->valuedouble + 1;
+	buf = malloc(size);
+	ck_assert_ptr_nonnull(buf);
+	if (text && cJSON_IsString(text)) {
+		memcpy(buf, src, n);
+	} else {
+		/* EVP_DecodeBlock counts the bytes that '=' padding stands for. */
+		int out = EVP_DecodeBlock(buf, (const unsigned char *)src, (int)n);
+		ck_assert_msg(out >= 0, "%s: bad base64", where);
+		n = (size_t)out - (n >= 1 && src[n - 1] == '=') - (n >= 2 && src[n - 2] == '=');
+	}
+	if (cJSON_IsNumber(pad) && pad->valuedouble > (double)n) {
+		memset(buf + n, ' ', (size_t)pad->valuedouble - n);
+		n = (size_t)pad->valuedouble;
+	}
+	*len = n;
+	return buf;
+}
+
+static void vector_parse(const char *line, const char *where, cJSON **rec, struct vector *v)
+{
+	const cJSON *name, *key, *expect, *sha;
+	int reason;
+
+	*rec = cJSON_Parse(line);
+	ck_assert_msg(*rec != NULL, "%s: not JSON", where);
+	name = cJSON_GetObjectItemCaseSensitive(*rec, "name");
+	key = cJSON_GetObjectItemCaseSensitive(*rec, "key");
+	expect = cJSON_GetObjectItemCaseSensitive(*rec, "expect");
+	sha = cJSON_GetObjectItemCaseSensitive(*rec, "sha256");
+	ck_assert_msg(cJSON_IsString(name) && cJSON_IsString(expect), "%s: no name or expect",
+		      where);
+	snprintf(v->name, sizeof(v->name), "%s %s", where, name->valuestring);
+	ck_assert_msg(cJSON_IsString(key) || cJSON_IsNull(key), "%s: key", v->name);
+	v->key = cJSON_IsString(key) ? key->valuestring : NULL;
+	reason = payq_reason_parse(expect->valuestring);
+	ck_assert_msg(reason >= 0, "%s: unknown reason %s", v->name, expect->valuestring);
+	v->want = (payq_reason_t)reason;
+	v->sha256 = cJSON_IsString(sha) ? sha->valuestring : NULL;
+	ck_assert_msg(v->want != PAYQ_REASON_OK || v->sha256, "%s: valid without sha256", v->name);
+	v->value = vector_value(*rec, v->name, &v->len);
+}
+
+static void vector_check(const struct vector *v)
+{
+	payq_command_t cmd;
+	char err[256] = "unset", hex[2 * PAYQ_SHA256_LEN + 1];
+	payq_reason_t r;
+
+	r = decode(v->key, v->value, v->len, &cmd, err, sizeof(err));
+	ck_assert_msg(r == v->want, "%s: got %s (%s), want %s", v->name, payq_reason_name(r), err,
+		      payq_reason_name(v->want));
+	if (r != PAYQ_REASON_OK)
+		return;
+	payq_hex(cmd.payload_sha256, PAYQ_SHA256_LEN, hex);
+	ck_assert_msg(!strcmp(hex, v->sha256), "%s: sha256 %s, want %s", v->name, hex, v->sha256);
+}
+
+/* Runs every vector of one file; counts the reasons seen. Returns the number of vectors. */
+static size_t vector_file(const char *path, size_t seen[PAYQ_REASON__CNT])
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL, where[64];
+	size_t cap = 0, count = 0;
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+
+	ck_assert_msg(f != NULL, "cannot open %s", path);
+	while (getline(&line, &cap, f) > 0) {
+		struct vector v;
+		cJSON *rec;
+
+		snprintf(where, sizeof(where), "%.40s:%zu", base, ++count);
+		vector_parse(line, where, &rec, &v);
+		vector_check(&v);
+		seen[v.want]++;
+		free(v.value);
+		cJSON_Delete(rec);
+	}
+	free(line);
+	fclose(f);
+	return count;
+}
+
+START_TEST(test_vectors)
+{
+	const char *dir = getenv("PAYQ_VECTORS_DIR");
+	size_t seen[PAYQ_REASON__CNT] = {0}, files = 0, total = 0;
+	struct dirent *e;
+	DIR *d;
+
+	ck_assert_msg(dir && *dir, "PAYQ_VECTORS_DIR is not set");
+	d = opendir(dir);
+	ck_assert_msg(d != NULL, "cannot open %s", dir);
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		char path[4096];
+
+		if (n < 7 || strcmp(e->d_name + n - 6, ".jsonl"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		total += vector_file(path, seen);
+		files++;
+	}
+	closedir(d);
+	ck_assert_msg(files > 0 && total > 0, "no vectors in %s", dir);
+	for (int r = 0; r < PAYQ_REASON__CNT; r++)
+		ck_assert_msg(seen[r] > 0, "no vector for %s", payq_reason_name((payq_reason_t)r));
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
 	Suite *s = suite_create("codec");
@@ -728,6 +872,11 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, test_long_numbers);
 	tcase_add_test(tc, test_other_type_fields);
 	tcase_add_test(tc, test_key_order_id);
+	suite_add_tcase(s, tc);
+	/* Its own case, so that the canon-hash mutation check can run it alone (CK_RUN_CASE). */
+	tc = tcase_create("vectors");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_vectors);
 	suite_add_tcase(s, tc);
 	return s;
 }
