@@ -19,7 +19,8 @@ python3 "$PAYQ_SOURCE_ROOT/tests/faults/pgproxy.py" "$WORK/proxy.port" "${pg_hos
 proxy=$!
 on_exit "stop_pid $proxy"
 wait_until 10 test -s "$WORK/proxy.port" || die "pgproxy.py did not start: $(cat "$WORK/proxy.out")"
-proxy_db="$DB host=127.0.0.1 port=$(cat "$WORK/proxy.port")"
+# In plain text: the proxy reads the statements to find the COMMIT (the test cluster has TLS on).
+proxy_db="$DB host=127.0.0.1 port=$(cat "$WORK/proxy.port") sslmode=disable"
 PORT=$(free_port)
 worker_start w1 "PAYQ_DB=$proxy_db" PAYQ_HTTP_ADDR="127.0.0.1:$PORT" PAYQ_BATCH_MAX=100
 worker_wait_assigned w1
