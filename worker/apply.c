@@ -412,23 +412,23 @@ bool payq_apply_connected(const payq_apply_t *a)
 	return a->conn && a->healthy && PQstatus(a->conn) == CONNECTION_OK;
 }
 
-int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
+payq_connect_t payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
 {
 	if (payq_apply_connected(a))
-		return 0;
+		return PAYQ_CONNECT_OK;
 	payq_apply_disconnect(a);
 	a->conn = payq_pg_connect(a->conninfo, "payq-worker", errstr, errstr_size);
 	if (!a->conn)
-		return -1;
+		return PAYQ_CONNECT_RETRY;
 	switch (payq_migrate_check(a->conn, errstr, errstr_size)) {
 	case PAYQ_SCHEMA_OK:
 		break;
 	case PAYQ_SCHEMA_TOO_OLD:
 		payq_apply_disconnect(a);
-		return -2;
+		return PAYQ_CONNECT_FATAL;
 	case PAYQ_SCHEMA_UNREADABLE:
 		payq_apply_disconnect(a);
-		return -1;
+		return PAYQ_CONNECT_RETRY;
 	}
 	/* A generic plan frozen while the tables were small would scan them whole for
 	 * ever after; custom plans follow the tables' real size. Planning is cheap
@@ -436,7 +436,7 @@ int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
 	if (payq_pg_exec(a->conn, "SET plan_cache_mode = force_custom_plan", errstr,
 			 errstr_size)) {
 		payq_apply_disconnect(a);
-		return -1;
+		return PAYQ_CONNECT_RETRY;
 	}
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(statements); i++) {
 		PGresult *res = payq_pg_prepare(a->conn, statements[i].name, statements[i].sql, 0, NULL);
@@ -445,13 +445,13 @@ int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
 				 PQerrorMessage(a->conn));
 			PQclear(res);
 			payq_apply_disconnect(a);
-			return -1;
+			return PAYQ_CONNECT_RETRY;
 		}
 		PQclear(res);
 	}
 	a->healthy = true;
 	a->generation++;
-	return 0;
+	return PAYQ_CONNECT_OK;
 }
 
 uint64_t payq_apply_generation(const payq_apply_t *a)
@@ -695,7 +695,8 @@ static int prepare_scratch(payq_apply_t *a, size_t n)
 	return 0;
 }
 
-/* Round trip 1: BEGIN, lock the orders, read the dedup rows. */
+/* Round trip 1: BEGIN, read the dedup rows, then lock and read the orders (the order
+ * matters: see the header comment). */
 static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_t n,
 				      PGresult **locked, PGresult **dedup, char sqlstate[6],
 				      char *errstr, size_t errstr_size)

@@ -62,10 +62,15 @@ typedef struct payq_apply payq_apply_t;
 payq_apply_t *payq_apply_new(const char *conninfo, const char *group, const char *topic);
 void payq_apply_destroy(payq_apply_t *a);
 
-/* Connects if not connected, checks the schema version and prepares the statements.
- * Returns 0; -1 with errstr on a connection problem (retry later); -2 when the schema
- * is too old (do not retry). */
-int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size);
+/* What payq_apply_connect found. Any value but PAYQ_CONNECT_OK is nonzero. */
+typedef enum {
+	PAYQ_CONNECT_OK = 0,     /* connected, schema checked, statements prepared */
+	PAYQ_CONNECT_RETRY = -1, /* a connection problem, in errstr: retry later */
+	PAYQ_CONNECT_FATAL = -2, /* the schema is too old, in errstr: do not retry */
+} payq_connect_t;
+
+/* Connects if not connected, checks the schema version and prepares the statements. */
+payq_connect_t payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size);
 
 /* Gateway mode: a pay that passes the outcome table records a pending payment and the
  * outcome pending, and sets item.charge; the caller charges the channel after COMMIT and
