@@ -1168,26 +1168,30 @@ payq_apply_status_t payq_apply_settle(payq_apply_t *a, const payq_charge_t *c, s
 	return st;
 }
 
-int64_t payq_apply_read_progress(payq_apply_t *a, int32_t partition)
+payq_progress_read_t payq_apply_read_progress(payq_apply_t *a, int32_t partition,
+					      int64_t *next)
 {
 	char pbuf[16];
 	const char *params[3] = {a->group, a->topic, pbuf};
 	PGresult *res;
-	int64_t next = -2;
+	payq_progress_read_t found = PAYQ_PROGRESS_ERROR;
 
+	*next = -1;
 	if (!payq_apply_connected(a))
-		return -2;
+		return PAYQ_PROGRESS_ERROR;
 	snprintf(pbuf, sizeof(pbuf), "%d", (int)partition);
 	res = payq_pg_exec_prepared(a->conn, "read_progress", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-		next = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+		found = PQntuples(res) ? PAYQ_PROGRESS_FOUND : PAYQ_PROGRESS_NONE;
+		if (found == PAYQ_PROGRESS_FOUND)
+			*next = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		/* The generation this assignment works under; no row yet is generation 0. */
 		gen_set(a, partition,
 			PQntuples(res) ? strtoll(PQgetvalue(res, 0, 1), NULL, 10) : 0);
 	} else
 		a->healthy = PQstatus(a->conn) == CONNECTION_OK;
 	PQclear(res);
-	return next;
+	return found;
 }
 
 int payq_apply_read_horizon(payq_apply_t *a, int64_t *horizon_ms)

@@ -129,10 +129,18 @@ payq_apply_status_t payq_apply_settle_each(payq_apply_t *a, payq_charge_t *c, si
 int payq_apply_payment_anomaly(payq_apply_t *a, const char *kind, const char *order_id,
 			       const char *command_id, const char *detail);
 
-/* Reads consumer_progress for a partition. Returns the next offset, -1 if there is
- * no row, or -2 on error. Also remembers the row's reset generation (0 without a row):
- * later progress writes for the partition are guarded by it (call it on assign). */
-int64_t payq_apply_read_progress(payq_apply_t *a, int32_t partition);
+/* What payq_apply_read_progress found. */
+typedef enum {
+	PAYQ_PROGRESS_FOUND, /* *next is the partition's next offset */
+	PAYQ_PROGRESS_NONE,  /* the partition has no consumer_progress row */
+	PAYQ_PROGRESS_ERROR, /* not connected, or the read failed */
+} payq_progress_read_t;
+
+/* Reads consumer_progress for a partition into *next (-1 unless found). Also remembers
+ * the row's reset generation (0 without a row): later progress writes for the partition
+ * are guarded by it (call it on assign). */
+payq_progress_read_t payq_apply_read_progress(payq_apply_t *a, int32_t partition,
+					      int64_t *next);
 
 /* True once a progress write was refused because `payq-replay reset-offsets` moved the
  * row since the partition was assigned: this worker left the group and finished a batch

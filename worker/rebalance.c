@@ -180,10 +180,10 @@ static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts,
 	}
 	for (int i = 0; i < committed->cnt; i++) {
 		rd_kafka_topic_partition_t *c = &committed->elems[i];
-		int64_t db = payq_apply_read_progress(w->apply, c->partition);
-		int64_t kafka = c->offset >= 0 ? c->offset : 0, target;
+		int64_t db, kafka = c->offset >= 0 ? c->offset : 0, target;
+		payq_progress_read_t pr = payq_apply_read_progress(w->apply, c->partition, &db);
 
-		if (db == -1 && c->offset >= 0) {
+		if (pr == PAYQ_PROGRESS_NONE && c->offset >= 0) {
 			payq_log_ctx_t ctx = {.topic = c->topic, .partition = c->partition,
 					      .offset = c->offset};
 			char detail[160];
@@ -194,7 +194,7 @@ static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts,
 			payq_apply_anomaly(w->apply, "no_progress", c->partition, c->offset, detail);
 			payq_metrics_add("payq_anomalies_total", "kind=\"no_progress\"", 1);
 		}
-		if (db < 0)
+		if (pr != PAYQ_PROGRESS_FOUND || db < 0)
 			continue; /* no progress row, or the read failed: trust Kafka */
 		if (plan_resume(w, c->topic, c->partition, kafka, db, "committed offset",
 				&target) == RESUME_KAFKA)
@@ -247,16 +247,17 @@ bool worker_resync_progress(worker_t *w, bool force)
 	for (int i = 0; i < parts->cnt; i++) {
 		rd_kafka_topic_partition_t *p = &parts->elems[i];
 		int64_t next = next_to_apply(w, p), db, target;
+		payq_progress_read_t pr;
 		resume_t r;
 
 		if (next < 0)
 			continue; /* nothing consumed: it starts where the assign put it */
-		db = payq_apply_read_progress(w->apply, p->partition);
+		pr = payq_apply_read_progress(w->apply, p->partition, &db);
 		target = next;
 		/* Only a database behind the position matters here: one ahead of it (a
 		 * batch that committed before the connection broke) is absorbed by the
 		 * dedup table, as before any failover. */
-		r = db < 0 || db >= next ?
+		r = pr != PAYQ_PROGRESS_FOUND || db < 0 || db >= next ?
 			    RESUME_KAFKA :
 			    plan_resume(w, p->topic, p->partition, next, db, "position", &target);
 		if (r == RESUME_BACK || r == RESUME_GAP) {
