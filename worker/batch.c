@@ -178,17 +178,11 @@ static payq_apply_status_t settle_batch(worker_t *w, size_t k, const payq_progre
 	return st == PAYQ_APPLY_PERMANENT ? PAYQ_APPLY_TRANSIENT : st;
 }
 
-/* Gateway mode, steps 2 and 3: charges the batch's pending payments through the
- * channel, concurrently, with the idempotency keys stored with them, then records the
- * results and (when progress is given) the batch's consumer_progress in one
- * transaction, retrying that until it commits. The offsets are stored only after this.
- * STEP_ABANDON: the batch is abandoned; its pays are then still pending and resume,
- * with the same keys, on redelivery. */
-static step_t charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog, size_t np)
+/* Fills w->charges with the batch's pending payments, and w->charge_item with the item
+ * of each. Returns their count. */
+static size_t build_charges(worker_t *w, size_t n)
 {
-	char sqlstate[6], errstr[512];
 	size_t k = 0;
-	int attempt = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		const payq_item_t *it = &w->items[i];
@@ -208,38 +202,13 @@ static step_t charge_and_settle(worker_t *w, size_t n, const payq_progress_t *pr
 		c->retry = it->outcome == PAYQ_OUT_DUPLICATE;
 		w->charge_item[k++] = i;
 	}
-	if (!k)
-		return STEP_OK;
-	/* A fatal error met while the batch was applied: charge nothing; the pays stay
-	 * pending and resume, with the same keys, on redelivery. */
-	if (w->fatal)
-		return STEP_ABANDON;
-	if (read_keys(w, k) != STEP_OK)
-		return STEP_ABANDON;
-	payq_crash_point("before_charge");
-	payq_gateway_charge(w->gw, w->charges, k);
-	payq_crash_point("after_charge");
+	return k;
+}
 
-	for (;;) {
-		payq_connect_t rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
-		if (rc == PAYQ_CONNECT_FATAL) {
-			log_error("%s", errstr);
-			w->fatal = true;
-			return STEP_ABANDON;
-		}
-		/* A new session may be a server that never saw the batch's pending payments:
-		 * re-apply the batch there; the charges repeat with the same keys. */
-		if (rc == PAYQ_CONNECT_OK && worker_resync_progress(w, true))
-			return STEP_ABANDON;
-		if (rc == PAYQ_CONNECT_OK && settle_batch(w, k, prog, np, sqlstate, errstr, sizeof(errstr)) ==
-				       PAYQ_APPLY_OK)
-			break;
-		if (rc != PAYQ_CONNECT_OK)
-			snprintf(sqlstate, sizeof(sqlstate), "08000");
-		if (!db_retry_wait(w, &attempt, sqlstate, "the gateway results", errstr))
-			return STEP_ABANDON;
-	}
-	atomic_store(&w->db_ok, true);
+/* After the settle: logs unknown and mismatched charges, records charge_mismatch, and
+ * sets the outcome (and the row's outcome, for metrics) of each charged item. */
+static void record_charges(worker_t *w, size_t k)
+{
 	for (size_t j = 0; j < k; j++) {
 		const payq_charge_t *c = &w->charges[j];
 		payq_item_t *it = &w->items[w->charge_item[j]];
@@ -271,6 +240,53 @@ static step_t charge_and_settle(worker_t *w, size_t n, const payq_progress_t *pr
 		else if (c->status == PAYQ_CHARGE_DECLINED)
 			it->outcome = PAYQ_OUT_REJECTED_DECLINED;
 	}
+}
+
+/* Gateway mode, steps 2 and 3: charges the batch's pending payments through the
+ * channel, concurrently, with the idempotency keys stored with them, then records the
+ * results and (when progress is given) the batch's consumer_progress in one
+ * transaction, retrying that until it commits. The offsets are stored only after this.
+ * STEP_ABANDON: the batch is abandoned; its pays are then still pending and resume,
+ * with the same keys, on redelivery. */
+static step_t charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog, size_t np)
+{
+	char sqlstate[6], errstr[512];
+	size_t k = build_charges(w, n);
+	int attempt = 0;
+
+	if (!k)
+		return STEP_OK;
+	/* A fatal error met while the batch was applied: charge nothing; the pays stay
+	 * pending and resume, with the same keys, on redelivery. */
+	if (w->fatal)
+		return STEP_ABANDON;
+	if (read_keys(w, k) != STEP_OK)
+		return STEP_ABANDON;
+	payq_crash_point("before_charge");
+	payq_gateway_charge(w->gw, w->charges, k);
+	payq_crash_point("after_charge");
+
+	for (;;) {
+		payq_connect_t rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
+		if (rc == PAYQ_CONNECT_FATAL) {
+			log_error("%s", errstr);
+			w->fatal = true;
+			return STEP_ABANDON;
+		}
+		/* A new session may be a server that never saw the batch's pending payments:
+		 * re-apply the batch there; the charges repeat with the same keys. */
+		if (rc == PAYQ_CONNECT_OK && worker_resync_progress(w, true))
+			return STEP_ABANDON;
+		if (rc == PAYQ_CONNECT_OK &&
+		    settle_batch(w, k, prog, np, sqlstate, errstr, sizeof(errstr)) == PAYQ_APPLY_OK)
+			break;
+		if (rc != PAYQ_CONNECT_OK)
+			snprintf(sqlstate, sizeof(sqlstate), "08000");
+		if (!db_retry_wait(w, &attempt, sqlstate, "the gateway results", errstr))
+			return STEP_ABANDON;
+	}
+	atomic_store(&w->db_ok, true);
+	record_charges(w, k);
 	return STEP_OK;
 }
 

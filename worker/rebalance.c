@@ -220,6 +220,51 @@ static int64_t next_to_apply(const worker_t *w, const rd_kafka_topic_partition_t
 	return p->offset >= 0 ? p->offset : -1;
 }
 
+/* worker_resync_progress found a rewind: drops the batch and the held messages, seeks
+ * the partitions in seek that move (from their positions in parts) and stores the
+ * offsets of those in moved, the database's. */
+static void rewind_partitions(worker_t *w, const rd_kafka_topic_partition_list_t *parts,
+			      rd_kafka_topic_partition_list_t *seek,
+			      rd_kafka_topic_partition_list_t *moved)
+{
+	rd_kafka_error_t *error;
+
+	/* Only the partitions whose messages are dropped, or that go back, move. */
+	for (int i = seek->cnt - 1; i >= 0; i--) {
+		rd_kafka_topic_partition_t *s = &seek->elems[i];
+		int64_t pos = -1;
+		for (int j = 0; j < parts->cnt; j++)
+			if (parts->elems[j].partition == s->partition)
+				pos = parts->elems[j].offset;
+		if (s->offset == pos)
+			rd_kafka_topic_partition_list_del_by_idx(seek, i);
+	}
+	log_warn("database session changed and its progress is behind: dropping %zu "
+		 "polled messages and seeking %d partitions back", w->nbatch + w->nheld,
+		 seek->cnt);
+	for (size_t i = 0; i < w->nheld; i++)
+		rd_kafka_message_destroy(w->held[i].msg);
+	w->nheld = 0;
+	for (size_t i = 0; i < w->nbatch; i++)
+		rd_kafka_message_destroy(w->batch[i].msg);
+	w->nbatch = 0;
+	error = rd_kafka_seek_partitions(w->rk, seek, 10000);
+	if (error) {
+		log_error("seeking back: %s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+	}
+	for (int i = 0; i < seek->cnt; i++)
+		if (seek->elems[i].err)
+			log_error("seeking %s/%d back: %s", seek->elems[i].topic,
+				  (int)seek->elems[i].partition,
+				  rd_kafka_err2str(seek->elems[i].err));
+	/* Kafka's committed offset follows the database's. */
+	if (moved->cnt && !rd_kafka_offsets_store(w->rk, moved))
+		w->commit_dirty = true;
+	w->rewound = true;
+	worker_set_paused(w, false);
+}
+
 /* After a new database session, before the batch goes to it: the server may be a
  * promoted replica or a restored backup that lost the last commits, whose
  * consumer_progress is behind what this worker consumed. Then every assigned partition
@@ -231,7 +276,6 @@ bool worker_resync_progress(worker_t *w, bool force)
 {
 	rd_kafka_topic_partition_list_t *parts = NULL, *seek, *moved;
 	bool rewound = force;
-	rd_kafka_error_t *error;
 
 	if (payq_apply_generation(w->apply) == w->progress_gen)
 		return false;
@@ -267,42 +311,8 @@ bool worker_resync_progress(worker_t *w, bool force)
 		}
 		rd_kafka_topic_partition_list_add(seek, p->topic, p->partition)->offset = target;
 	}
-	if (rewound) {
-		/* Only the partitions whose messages are dropped, or that go back, move. */
-		for (int i = seek->cnt - 1; i >= 0; i--) {
-			rd_kafka_topic_partition_t *s = &seek->elems[i];
-			int64_t pos = -1;
-			for (int j = 0; j < parts->cnt; j++)
-				if (parts->elems[j].partition == s->partition)
-					pos = parts->elems[j].offset;
-			if (s->offset == pos)
-				rd_kafka_topic_partition_list_del_by_idx(seek, i);
-		}
-		log_warn("database session changed and its progress is behind: dropping %zu "
-			 "polled messages and seeking %d partitions back", w->nbatch + w->nheld,
-			 seek->cnt);
-		for (size_t i = 0; i < w->nheld; i++)
-			rd_kafka_message_destroy(w->held[i].msg);
-		w->nheld = 0;
-		for (size_t i = 0; i < w->nbatch; i++)
-			rd_kafka_message_destroy(w->batch[i].msg);
-		w->nbatch = 0;
-		error = rd_kafka_seek_partitions(w->rk, seek, 10000);
-		if (error) {
-			log_error("seeking back: %s", rd_kafka_error_string(error));
-			rd_kafka_error_destroy(error);
-		}
-		for (int i = 0; i < seek->cnt; i++)
-			if (seek->elems[i].err)
-				log_error("seeking %s/%d back: %s", seek->elems[i].topic,
-					  (int)seek->elems[i].partition,
-					  rd_kafka_err2str(seek->elems[i].err));
-		/* Kafka's committed offset follows the database's. */
-		if (moved->cnt && !rd_kafka_offsets_store(w->rk, moved))
-			w->commit_dirty = true;
-		w->rewound = true;
-		worker_set_paused(w, false);
-	}
+	if (rewound)
+		rewind_partitions(w, parts, seek, moved);
 	rd_kafka_topic_partition_list_destroy(moved);
 	rd_kafka_topic_partition_list_destroy(seek);
 	rd_kafka_topic_partition_list_destroy(parts);
