@@ -72,8 +72,9 @@ typedef enum {
 /* Applies items[0..n) in one transaction, retrying transient errors forever (until
  * shutdown) and splitting on a permanent error. Poison commands are appended to
  * poison[]. */
-static range_result_t apply_range(worker_t *w, payq_item_t *items, size_t n, const payq_progress_t *prog,
-		       size_t nprog, size_t *poison, size_t *npoison, size_t base)
+static range_result_t apply_range(worker_t *w, payq_item_t *items, size_t n,
+				  const payq_progress_t *prog, size_t nprog, size_t *poison,
+				  size_t *npoison, size_t base)
 {
 	char sqlstate[6], errstr[512];
 	int attempt = 0;
@@ -148,8 +149,9 @@ static step_t read_keys(worker_t *w, size_t k)
 			w->fatal = true;
 			return STEP_ABANDON;
 		}
-		if (rc == PAYQ_CONNECT_OK && payq_apply_read_keys(w->apply, w->charges, k,
-						    payq_gateway_key_retention_ms(w->gw)) == 0)
+		if (rc == PAYQ_CONNECT_OK &&
+		    payq_apply_read_keys(w->apply, w->charges, k,
+					 payq_gateway_key_retention_ms(w->gw)) == 0)
 			return STEP_OK;
 		if (rc == PAYQ_CONNECT_OK)
 			snprintf(errstr, sizeof(errstr), "reading the idempotency keys failed");
