@@ -61,19 +61,21 @@ mutant_exe() {
 	printf '%s\n' "$dir/worker/payq-worker"
 }
 
-# check_mutant NAME SCENARIO: the real worker passes SCENARIO, the mutant fails it.
+# check_mutant NAME SCENARIO [ARG...]: the real worker passes SCENARIO (given ARGs), the
+# mutant fails it.
 check_mutant() {
 	local name=$1 scenario=$2 exe rc t0
+	shift 2
 	exe=$(mutant_exe "$name")
 	t0=$SECONDS
 	rc=0
-	wl_scenario "$scenario" >"$WL_LOGDIR/$name.$scenario.real.out" 2>&1 || rc=$?
+	wl_scenario "$scenario" "$@" >"$WL_LOGDIR/$name.$scenario.real.out" 2>&1 || rc=$?
 	if ((rc != 0)); then
 		cat "$WL_LOGDIR/$name.$scenario.real.out" >&2
 		die "control: the real worker fails $scenario (exit $rc), so the mutant check means nothing"
 	fi
 	rc=0
-	WL_EXE=$exe wl_scenario "$scenario" >"$WL_LOGDIR/$name.$scenario.mutant.out" 2>&1 || rc=$?
+	WL_EXE=$exe wl_scenario "$scenario" "$@" >"$WL_LOGDIR/$name.$scenario.mutant.out" 2>&1 || rc=$?
 	case $rc in
 	"$WL_VIOLATION")
 		pass "mutant $name: $scenario detects it ($((SECONDS - t0)) s): $(grep -m 1 '^VIOLATION' "$WL_LOGDIR/$name.$scenario.mutant.out" | cut -c 1-200)"
