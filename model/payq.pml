@@ -117,7 +117,7 @@ byte wgen[NW];     /* the generation the worker's commits carry */
 byte pos[NW];      /* its fetch position */
 byte stored[NW];   /* rd_kafka_offsets_store()d offset, NIL when none */
 bit dirty[NW];     /* commit_dirty */
-bit paused[NW];    /* set_paused() */
+bit paused[NW];    /* worker_set_paused() */
 byte ep[NW];       /* the database epoch of its connection */
 bit dlq_q[NW];     /* a DLQ copy produced, its delivery report not yet served */
 bit dlq_fail[NW];  /* the delivery report said: not PERSISTED */
@@ -213,7 +213,7 @@ inline drop_if_behind(always) {
 	fi
 }
 
-/* consume.c drift_check(), run by rebalance_cb() on assign. The database is the truth. */
+/* rebalance.c drift_check(), run by worker_rebalance_cb() on assign. The database is the truth. */
 inline drift_check() {
 	ep[me] = dbep; /* payq_apply_connect() */
 	if
@@ -236,7 +236,7 @@ inline drift_check() {
 #endif
 }
 
-/* rebalance_cb(), served inside rd_kafka_consumer_poll() by collect() or tick(). */
+/* worker_rebalance_cb(), served inside rd_kafka_consumer_poll() by collect() or worker_tick(). */
 inline rebalance() {
 	if
 	:: lost[me] ->
@@ -276,7 +276,7 @@ inline reconnect() {
 #endif
 }
 
-/* store_offsets() then commit(): the store fails for a partition not in the worker's
+/* store_offsets() then worker_commit(): the store fails for a partition not in the worker's
  * assignment (__STATE); a zombie's commit carries an old generation and is refused. */
 inline store_and_commit(next) {
 	atomic {
@@ -362,7 +362,7 @@ restart:
 		:: from + 1 < NMSG -> to = from + 2
 		fi;
 		pos[me] = to; dropped = 0;
-		/* ---- process_batch() ---- */
+		/* ---- worker_process_batch() ---- */
 		/* decode_batch(), then payq_dlq_deliver(): a malformed message is copied to the
 		 * DLQ (produce_one()) and nothing goes on before its delivery report says
 		 * PERSISTED. */
@@ -378,7 +378,7 @@ restart:
 			:: dlq_q[me] == 0 && !dlq_fail[me] -> break /* dr_msg_cb: PERSISTED */
 			:: dlq_fail[me] -> dlq_fail[me] = 0; dlq_q[me] = 1 /* not PERSISTED: again */
 			:: atomic {
-				/* a slow report: tick() pauses and polls; the rebalance callback
+				/* a slow report: worker_tick() pauses and polls; the rebalance callback
 				 * runs, and keeps the in-flight batch (drop_partitions) */
 				(lost[me] || rev[me] || asg[me]) -> paused[me] = 1; rebalance()
 			   }
@@ -580,11 +580,11 @@ settle:
 		:: else
 		fi;
 #endif
-		/* set_paused(false) after the batch's COMMIT; store_offsets(); commit() */
+		/* worker_set_paused(false) after the batch's COMMIT; store_offsets(); worker_commit() */
 		store_and_commit(to);
 abandon:
 		atomic {
-			/* release_batch(); a dropped batch is fetched again from pos */
+			/* worker_release_batch(); a dropped batch is fetched again from pos */
 #ifndef M_STUCK_PAUSE
 			if
 			:: dropped -> paused[me] = 0
@@ -597,7 +597,7 @@ abandon:
 			res[0] = 0; res[1] = 0; res[2] = 0; res[3] = 0
 		}
 	:: atomic {
-		/* the idle loop: commit(w, false) flushes a pending commit */
+		/* the idle loop: worker_commit(w, false) flushes a pending commit */
 		dirty[me] && stored[me] != NIL && wgen[me] == gen && owns[me] ->
 		kc = stored[me]; dirty[me] = 0; CHECK_OFFSETS()
 	   }

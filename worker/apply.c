@@ -280,23 +280,23 @@ bool payq_apply_connected(const payq_apply_t *a)
 	return a->conn && a->healthy && PQstatus(a->conn) == CONNECTION_OK;
 }
 
-int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
+payq_connect_t payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
 {
 	if (payq_apply_connected(a))
-		return 0;
+		return PAYQ_CONNECT_OK;
 	payq_apply_disconnect(a);
 	a->conn = payq_pg_connect(a->conninfo, "payq-worker", errstr, errstr_size);
 	if (!a->conn)
-		return -1;
+		return PAYQ_CONNECT_RETRY;
 	switch (payq_migrate_check(a->conn, errstr, errstr_size)) {
 	case PAYQ_SCHEMA_OK:
 		break;
 	case PAYQ_SCHEMA_TOO_OLD:
 		payq_apply_disconnect(a);
-		return -2;
+		return PAYQ_CONNECT_FATAL;
 	case PAYQ_SCHEMA_UNREADABLE:
 		payq_apply_disconnect(a);
-		return -1;
+		return PAYQ_CONNECT_RETRY;
 	}
 	/* A generic plan frozen while the tables were small would scan them whole for
 	 * ever after; custom plans follow the tables' real size. Planning is cheap
@@ -304,7 +304,7 @@ int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
 	if (payq_pg_exec(a->conn, "SET plan_cache_mode = force_custom_plan", errstr,
 			 errstr_size)) {
 		payq_apply_disconnect(a);
-		return -1;
+		return PAYQ_CONNECT_RETRY;
 	}
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(statements); i++) {
 		PGresult *res = payq_pg_prepare(a->conn, statements[i].name, statements[i].sql, 0, NULL);
@@ -313,13 +313,13 @@ int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size)
 				 PQerrorMessage(a->conn));
 			PQclear(res);
 			payq_apply_disconnect(a);
-			return -1;
+			return PAYQ_CONNECT_RETRY;
 		}
 		PQclear(res);
 	}
 	a->healthy = true;
 	a->generation++;
-	return 0;
+	return PAYQ_CONNECT_OK;
 }
 
 uint64_t payq_apply_generation(const payq_apply_t *a)
@@ -924,26 +924,30 @@ payq_apply_status_t payq_apply_settle(payq_apply_t *a, const payq_charge_t *c, s
 	return st;
 }
 
-int64_t payq_apply_read_progress(payq_apply_t *a, int32_t partition)
+payq_progress_read_t payq_apply_read_progress(payq_apply_t *a, int32_t partition,
+					      int64_t *next)
 {
 	char pbuf[16];
 	const char *params[3] = {a->group, a->topic, pbuf};
 	PGresult *res;
-	int64_t next = -2;
+	payq_progress_read_t found = PAYQ_PROGRESS_ERROR;
 
+	*next = -1;
 	if (!payq_apply_connected(a))
-		return -2;
+		return PAYQ_PROGRESS_ERROR;
 	snprintf(pbuf, sizeof(pbuf), "%d", (int)partition);
 	res = payq_pg_exec_prepared(a->conn, "read_progress", 3, params, NULL, NULL, 0);
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-		next = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+		found = PQntuples(res) ? PAYQ_PROGRESS_FOUND : PAYQ_PROGRESS_NONE;
+		if (found == PAYQ_PROGRESS_FOUND)
+			*next = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		/* The generation this assignment works under; no row yet is generation 0. */
 		gen_set(a, partition,
 			PQntuples(res) ? strtoll(PQgetvalue(res, 0, 1), NULL, 10) : 0);
 	} else
 		a->healthy = PQstatus(a->conn) == CONNECTION_OK;
 	PQclear(res);
-	return next;
+	return found;
 }
 
 int payq_apply_read_horizon(payq_apply_t *a, int64_t *horizon_ms)

@@ -44,10 +44,15 @@ typedef struct payq_apply payq_apply_t;
 payq_apply_t *payq_apply_new(const char *conninfo, const char *group, const char *topic);
 void payq_apply_destroy(payq_apply_t *a);
 
-/* Connects if not connected, checks the schema version and prepares the statements.
- * Returns 0; -1 with errstr on a connection problem (retry later); -2 when the schema
- * is too old (do not retry). */
-int payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size);
+/* What payq_apply_connect found. Any value but PAYQ_CONNECT_OK is nonzero. */
+typedef enum {
+	PAYQ_CONNECT_OK = 0,     /* connected, schema checked, statements prepared */
+	PAYQ_CONNECT_RETRY = -1, /* a connection problem, in errstr: retry later */
+	PAYQ_CONNECT_FATAL = -2, /* the schema is too old, in errstr: do not retry */
+} payq_connect_t;
+
+/* Connects if not connected, checks the schema version and prepares the statements. */
+payq_connect_t payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_size);
 
 /* Gateway mode: a pay that passes the outcome table records a pending payment and the
  * outcome pending, and sets item.charge; the caller charges the channel after COMMIT and
@@ -106,10 +111,18 @@ payq_apply_status_t payq_apply_settle_each(payq_apply_t *a, payq_charge_t *c, si
 int payq_apply_payment_anomaly(payq_apply_t *a, const char *kind, const char *order_id,
 			       const char *command_id, const char *detail);
 
-/* Reads consumer_progress for a partition. Returns the next offset, -1 if there is
- * no row, or -2 on error. Also remembers the row's reset generation (0 without a row):
- * later progress writes for the partition are guarded by it (call it on assign). */
-int64_t payq_apply_read_progress(payq_apply_t *a, int32_t partition);
+/* What payq_apply_read_progress found. */
+typedef enum {
+	PAYQ_PROGRESS_FOUND, /* *next is the partition's next offset */
+	PAYQ_PROGRESS_NONE,  /* the partition has no consumer_progress row */
+	PAYQ_PROGRESS_ERROR, /* not connected, or the read failed */
+} payq_progress_read_t;
+
+/* Reads consumer_progress for a partition into *next (-1 unless found). Also remembers
+ * the row's reset generation (0 without a row): later progress writes for the partition
+ * are guarded by it (call it on assign). */
+payq_progress_read_t payq_apply_read_progress(payq_apply_t *a, int32_t partition,
+					      int64_t *next);
 
 /* True once a progress write was refused because `payq-replay reset-offsets` moved the
  * row since the partition was assigned: this worker left the group and finished a batch

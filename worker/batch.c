@@ -1,0 +1,628 @@
+/* batch.c - settles one polled batch, step by step: decode, dead-letter, apply (split
+ * on poison), charge and settle (gateway mode), store the offsets. */
+#include "worker.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "crash.h"
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+static const char *trace_id_of(const payq_item_t *it)
+{
+	return it->trace.valid ? it->trace.trace_id : NULL;
+}
+
+/* ---- applying a batch ---- */
+
+static int64_t backoff_ms(int attempt, int64_t cap)
+{
+	int64_t base = 100;
+	uint32_t r = 0;
+
+	for (int i = 0; i < attempt && base < cap; i++)
+		base *= 2;
+	if (base > cap)
+		base = cap;
+	payq_random_bytes(&r, sizeof(r));
+	/* Equal jitter: half fixed, half random, so retries of many pods spread out. */
+	return base / 2 + (int64_t)(r % (uint32_t)(base / 2 + 1));
+}
+
+/* After a failed database step: counts the retry by SQLSTATE, drops a broken
+ * connection, and waits with backoff while polling paused. Returns false when the
+ * caller must give up (fatal error, or the shutdown deadline passed). */
+static bool db_retry_wait(worker_t *w, int *attempt, const char *sqlstate, const char *what,
+			  const char *errstr)
+{
+	char labels[64];
+	const char *state = sqlstate[0] ? sqlstate : "none";
+	int64_t wait = backoff_ms((*attempt)++, w->cfg->retry_max_ms);
+
+	snprintf(labels, sizeof(labels), "sqlstate=\"%s\"", state);
+	payq_metrics_add("payq_db_retries_total", labels, 1);
+	log_warn("database error (SQLSTATE %s), retrying %s in %" PRId64 " ms: %s", state, what,
+		 wait, errstr);
+	if (!payq_apply_connected(w->apply)) {
+		atomic_store(&w->db_ok, false);
+		payq_apply_disconnect(w->apply);
+	}
+	return worker_tick(w, (int)wait);
+}
+
+/* The result of one step of settling a batch. */
+typedef enum {
+	STEP_OK,      /* done: go on to the next step */
+	STEP_ABANDON, /* the batch is abandoned (or dropped for a rewind): nothing of it is
+		       * stored, so it is delivered again */
+} step_t;
+
+/* What apply_range did with its range. */
+typedef enum {
+	RANGE_APPLIED,   /* applied in one transaction, with the progress given; or, for a
+			  * single command the database refused, appended to poison[] with
+			  * nothing written */
+	RANGE_SPLIT,     /* split to find poison: the halves were applied without progress */
+	RANGE_ABANDONED, /* a fatal error, a rewind or the shutdown deadline: give it up */
+} range_result_t;
+
+/* Applies items[0..n) in one transaction, retrying transient errors forever (until
+ * shutdown) and splitting on a permanent error. Poison commands are appended to
+ * poison[]. */
+static range_result_t apply_range(worker_t *w, payq_item_t *items, size_t n,
+				  const payq_progress_t *prog, size_t nprog, size_t *poison,
+				  size_t *npoison, size_t base)
+{
+	char sqlstate[6], errstr[512];
+	int attempt = 0;
+
+	for (;;) {
+		payq_apply_status_t st;
+		payq_connect_t rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
+
+		if (rc == PAYQ_CONNECT_FATAL) {
+			log_error("%s", errstr);
+			w->fatal = true;
+			return RANGE_ABANDONED;
+		}
+		if (rc == PAYQ_CONNECT_OK && worker_resync_progress(w, false))
+			return RANGE_ABANDONED; /* the batch is dropped; its partitions resume
+						 * from the database */
+		if (rc == PAYQ_CONNECT_OK) {
+			st = payq_apply_batch(w->apply, items, n, prog, nprog, sqlstate, errstr,
+					      sizeof(errstr));
+			if (st == PAYQ_APPLY_OK) {
+				atomic_store(&w->db_ok, true);
+				return RANGE_APPLIED;
+			}
+			if (st == PAYQ_APPLY_PERMANENT ||
+			    (!strcmp(sqlstate, "23505") && attempt >= 5))
+				break;
+		} else {
+			snprintf(sqlstate, sizeof(sqlstate), "08000");
+		}
+		w->retried = true; /* its COMMIT may have landed all the same */
+		if (!db_retry_wait(w, &attempt, sqlstate, "the batch", errstr))
+			return RANGE_ABANDONED;
+	}
+
+	/* A permanent error: one command made the database refuse. Split to find it. */
+	if (n == 1) {
+		payq_log_ctx_t ctx = {.topic = w->cfg->topic,
+				      .partition = items[0].partition,
+				      .offset = items[0].offset,
+				      .command_id = items[0].cmd.command_id,
+				      .order_id = items[0].cmd.order_id,
+				      .trace_id = trace_id_of(&items[0])};
+		payq_log(PAYQ_LOG_ERROR, &ctx, "database refused the command (SQLSTATE %s): %s",
+			 sqlstate, errstr);
+		w->poison_err[*npoison][0] = '\0';
+		snprintf(w->poison_err[*npoison], sizeof(w->poison_err[0]), "SQLSTATE %s: %.150s",
+			 sqlstate, errstr);
+		poison[(*npoison)++] = base;
+		return RANGE_APPLIED;
+	}
+	log_warn("permanent database error (SQLSTATE %s) in a batch of %zu; splitting: %s",
+		 sqlstate, n, errstr);
+	if (apply_range(w, items, n / 2, NULL, 0, poison, npoison, base) == RANGE_ABANDONED ||
+	    apply_range(w, items + n / 2, n - n / 2, NULL, 0, poison, npoison, base + n / 2) ==
+		    RANGE_ABANDONED)
+		return RANGE_ABANDONED;
+	/* Progress goes in its own transaction, after the poison is dead-lettered. */
+	return RANGE_SPLIT;
+}
+
+/* Reads the idempotency key stored with each charge's payment, retrying database
+ * errors. STEP_ABANDON: the batch must be abandoned. */
+static step_t read_keys(worker_t *w, size_t k)
+{
+	char errstr[512];
+	int attempt = 0;
+
+	for (;;) {
+		payq_connect_t rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
+		if (rc == PAYQ_CONNECT_FATAL) {
+			log_error("%s", errstr);
+			w->fatal = true;
+			return STEP_ABANDON;
+		}
+		if (rc == PAYQ_CONNECT_OK &&
+		    payq_apply_read_keys(w->apply, w->charges, k,
+					 payq_gateway_key_retention_ms(w->gw)) == 0)
+			return STEP_OK;
+		if (rc == PAYQ_CONNECT_OK)
+			snprintf(errstr, sizeof(errstr), "reading the idempotency keys failed");
+		if (!db_retry_wait(w, &attempt, "08000", "the idempotency keys", errstr))
+			return STEP_ABANDON;
+	}
+}
+
+/* Records the charges' results with progress. A permanent error (the database refuses
+ * something the channel said) must not loop: each charge is then settled alone, and one
+ * refused is recorded unknown with the error (settle_refused). */
+static payq_apply_status_t settle_batch(worker_t *w, size_t k, const payq_progress_t *prog,
+					size_t np, char sqlstate[6], char *errstr, size_t size)
+{
+	payq_apply_status_t st =
+		payq_apply_settle(w->apply, w->charges, k, prog, np, sqlstate, errstr, size);
+
+	if (st != PAYQ_APPLY_PERMANENT)
+		return st;
+	log_error("settle: the database refused the batch's results (SQLSTATE %s): %s; settling "
+		  "them one by one", sqlstate, errstr);
+	st = payq_apply_settle_each(w->apply, w->charges, k, sqlstate, errstr, size);
+	if (st == PAYQ_APPLY_OK && np)
+		st = payq_apply_settle(w->apply, NULL, 0, prog, np, sqlstate, errstr, size);
+	/* Progress alone carries nothing from outside; a refusal of it is retried. */
+	return st == PAYQ_APPLY_PERMANENT ? PAYQ_APPLY_TRANSIENT : st;
+}
+
+/* Fills w->charges with the batch's pending payments, and w->charge_item with the item
+ * of each. Returns their count. */
+static size_t build_charges(worker_t *w, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const payq_item_t *it = &w->items[i];
+		payq_charge_t *c = &w->charges[k];
+		if (!it->charge)
+			continue;
+		memset(c, 0, sizeof(*c));
+		/* The channel's request is a child span of the command's trace. */
+		if (it->trace.valid && payq_trace_child(&it->trace, c->traceparent,
+							 sizeof(c->traceparent)) == 0)
+			c->tracestate = it->trace.tracestate;
+		c->order_id = it->cmd.order_id;
+		c->command_id = it->cmd.command_id;
+		c->amount_minor = it->cmd.amount_minor;
+		c->currency = it->cmd.currency;
+		c->payer_id = it->cmd.has_payer_id ? it->cmd.payer_id : NULL;
+		c->retry = it->outcome == PAYQ_OUT_DUPLICATE;
+		w->charge_item[k++] = i;
+	}
+	return k;
+}
+
+/* After the settle: logs unknown and mismatched charges, records charge_mismatch, and
+ * sets the outcome (and the row's outcome, for metrics) of each charged item. */
+static void record_charges(worker_t *w, size_t k)
+{
+	for (size_t j = 0; j < k; j++) {
+		const payq_charge_t *c = &w->charges[j];
+		payq_item_t *it = &w->items[w->charge_item[j]];
+		payq_log_ctx_t ctx = {.topic = w->cfg->topic,
+				      .partition = it->partition,
+				      .offset = it->offset,
+				      .command_id = c->command_id,
+				      .order_id = c->order_id,
+				      .trace_id = trace_id_of(it)};
+		if (c->status == PAYQ_CHARGE_UNKNOWN || c->status == PAYQ_CHARGE_MISMATCH)
+			payq_log(PAYQ_LOG_WARN, &ctx, "payment of order %s unknown, left to the "
+				 "reconciler: %s", c->order_id, c->detail);
+		if (c->status == PAYQ_CHARGE_MISMATCH &&
+		    payq_apply_payment_anomaly(w->apply, "charge_mismatch", c->order_id,
+					       c->command_id, c->detail) < 0)
+			/* The reconciler's next look meets the same answer and raises it. */
+			payq_log(PAYQ_LOG_WARN, &ctx, "recording charge_mismatch failed");
+		/* A pay whose first COMMIT landed before its retry counts as its own row. */
+		if (it->own_row && it->recorded == PAYQ_OUT_PENDING) {
+			if (c->status == PAYQ_CHARGE_SUCCEEDED)
+				it->recorded = PAYQ_OUT_APPLIED;
+			else if (c->status == PAYQ_CHARGE_DECLINED)
+				it->recorded = PAYQ_OUT_REJECTED_DECLINED;
+		}
+		if (it->outcome != PAYQ_OUT_PENDING)
+			continue; /* a resumed redelivery counts as a duplicate */
+		if (c->status == PAYQ_CHARGE_SUCCEEDED)
+			it->outcome = PAYQ_OUT_APPLIED;
+		else if (c->status == PAYQ_CHARGE_DECLINED)
+			it->outcome = PAYQ_OUT_REJECTED_DECLINED;
+	}
+}
+
+/* Gateway mode, steps 2 and 3: charges the batch's pending payments through the
+ * channel, concurrently, with the idempotency keys stored with them, then records the
+ * results and (when progress is given) the batch's consumer_progress in one
+ * transaction, retrying that until it commits. The offsets are stored only after this.
+ * STEP_ABANDON: the batch is abandoned; its pays are then still pending and resume,
+ * with the same keys, on redelivery. */
+static step_t charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog, size_t np)
+{
+	char sqlstate[6], errstr[512];
+	size_t k = build_charges(w, n);
+	int attempt = 0;
+
+	if (!k)
+		return STEP_OK;
+	/* A fatal error met while the batch was applied: charge nothing; the pays stay
+	 * pending and resume, with the same keys, on redelivery. */
+	if (w->fatal)
+		return STEP_ABANDON;
+	if (read_keys(w, k) != STEP_OK)
+		return STEP_ABANDON;
+	payq_crash_point("before_charge");
+	payq_gateway_charge(w->gw, w->charges, k);
+	payq_crash_point("after_charge");
+
+	for (;;) {
+		payq_connect_t rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
+		if (rc == PAYQ_CONNECT_FATAL) {
+			log_error("%s", errstr);
+			w->fatal = true;
+			return STEP_ABANDON;
+		}
+		/* A new session may be a server that never saw the batch's pending payments:
+		 * re-apply the batch there; the charges repeat with the same keys. */
+		if (rc == PAYQ_CONNECT_OK && worker_resync_progress(w, true))
+			return STEP_ABANDON;
+		if (rc == PAYQ_CONNECT_OK &&
+		    settle_batch(w, k, prog, np, sqlstate, errstr, sizeof(errstr)) == PAYQ_APPLY_OK)
+			break;
+		if (rc != PAYQ_CONNECT_OK)
+			snprintf(sqlstate, sizeof(sqlstate), "08000");
+		if (!db_retry_wait(w, &attempt, sqlstate, "the gateway results", errstr))
+			return STEP_ABANDON;
+	}
+	atomic_store(&w->db_ok, true);
+	record_charges(w, k);
+	return STEP_OK;
+}
+
+/* One debug line per command of a committed batch, with its order, command and trace. */
+static void log_outcomes(const worker_t *w, const payq_item_t *items, size_t n)
+{
+	if (payq_log_level < PAYQ_LOG_DEBUG)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const payq_item_t *it = &items[i];
+		payq_log_ctx_t ctx = {.topic = w->cfg->topic,
+				      .partition = it->partition,
+				      .offset = it->offset,
+				      .command_id = it->cmd.command_id,
+				      .order_id = it->cmd.order_id,
+				      .trace_id = trace_id_of(it)};
+		payq_log(PAYQ_LOG_DEBUG, &ctx, "%s: %s", payq_cmd_type_name(it->cmd.type),
+			 payq_outcome_name(it->outcome));
+	}
+}
+
+/* What the metrics count for item i of the batch: the committed outcome. Poison has
+ * none (its evaluation was rolled back; it was dead-lettered), and after a retry a
+ * duplicate of the message's own row is the row's outcome: the first COMMIT landed. */
+static payq_outcome_t committed_outcome(const worker_t *w, size_t i, const size_t *poison,
+					size_t npoison)
+{
+	const payq_item_t *it = &w->items[i];
+
+	for (size_t j = 0; j < npoison; j++)
+		if (poison[j] == i)
+			return PAYQ_OUT__CNT;
+	if (it->outcome == PAYQ_OUT_DUPLICATE && it->own_row && w->retried)
+		return it->recorded;
+	return it->outcome;
+}
+
+static void count_outcomes(const worker_t *w, size_t n, const size_t *poison, size_t npoison)
+{
+	size_t counts[PAYQ_CMD_CANCEL_ORDER + 1][PAYQ_OUT__CNT + 1];
+
+	memset(counts, 0, sizeof(counts));
+	for (size_t i = 0; i < n; i++)
+		counts[w->items[i].cmd.type][committed_outcome(w, i, poison, npoison)]++;
+	for (int t = PAYQ_CMD_CREATE_ORDER; t <= PAYQ_CMD_CANCEL_ORDER; t++) {
+		for (int o = 0; o < PAYQ_OUT__CNT; o++) {
+			char labels[96];
+			if (!counts[t][o])
+				continue;
+			if (o == PAYQ_OUT_DUPLICATE) {
+				payq_metrics_add("payq_duplicates_total", NULL, (double)counts[t][o]);
+				continue;
+			}
+			if (o == PAYQ_OUT_KEY_REUSE) {
+				payq_metrics_add("payq_anomalies_total", "kind=\"key_reuse\"",
+						 (double)counts[t][o]);
+				continue;
+			}
+			snprintf(labels, sizeof(labels), "type=\"%s\",outcome=\"%s\"",
+				 payq_cmd_type_name((payq_cmd_type_t)t),
+				 payq_outcome_name((payq_outcome_t)o));
+			payq_metrics_add("payq_commands_total", labels, (double)counts[t][o]);
+			if (t == PAYQ_CMD_PAY && o == PAYQ_OUT_REJECTED_ALREADY_PAID)
+				payq_metrics_add("payq_double_payment_attempts_total", NULL,
+						 (double)counts[t][o]);
+		}
+	}
+}
+
+/* Next offset per partition over the whole batch, malformed messages included. */
+static size_t batch_progress(const worker_t *w, payq_progress_t *prog)
+{
+	size_t np = 0;
+
+	for (size_t i = 0; i < w->nbatch; i++) {
+		const rd_kafka_message_t *m = w->batch[i].msg;
+		size_t j;
+		for (j = 0; j < np && prog[j].partition != m->partition; j++)
+			;
+		if (j == np)
+			prog[np++] = (payq_progress_t){m->partition, m->offset + 1};
+		else if (m->offset + 1 > prog[j].next_offset)
+			prog[j].next_offset = m->offset + 1;
+	}
+	return np;
+}
+
+/* Stores offsets for the batch: called only once everything in it is settled. */
+static void store_offsets(worker_t *w, const payq_progress_t *prog, size_t np)
+{
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)np);
+	rd_kafka_resp_err_t err;
+
+	for (size_t i = 0; i < np; i++)
+		rd_kafka_topic_partition_list_add(list, w->cfg->topic, prog[i].partition)->offset =
+			prog[i].next_offset;
+	err = rd_kafka_offsets_store(w->rk, list);
+	/* A partition revoked meanwhile fails here, and that is right: its new owner
+	 * takes over from the committed offset and the dedup table absorbs the repeat. */
+	if (err && err != RD_KAFKA_RESP_ERR__STATE)
+		log_warn("storing offsets: %s", rd_kafka_err2str(err));
+	rd_kafka_topic_partition_list_destroy(list);
+	w->commit_dirty = true;
+}
+
+/* Decodes the batch and collects valid commands into w->items. Returns their count. */
+static size_t decode_batch(worker_t *w, size_t *ndead)
+{
+	size_t n = 0;
+
+	*ndead = 0;
+	for (size_t i = 0; i < w->nbatch; i++) {
+		entry_t *e = &w->batch[i];
+		rd_kafka_message_t *m = e->msg;
+		payq_item_t *it = &w->items[n];
+		rd_kafka_timestamp_type_t tstype;
+
+		e->reason = payq_codec_decode(m->key ? m->key : "", m->key ? m->key_len : 0,
+					      m->payload, m->len, &it->cmd, e->error,
+					      sizeof(e->error));
+		if (e->reason != PAYQ_REASON_OK) {
+			payq_dlq_entry_t *d = &w->dead[(*ndead)++];
+			d->msg = m;
+			d->reason = payq_reason_name(e->reason);
+			snprintf(d->error, sizeof(d->error), "%s", e->error);
+			continue;
+		}
+		it->partition = m->partition;
+		it->offset = m->offset;
+		payq_trace_from_message(m, &it->trace);
+		it->timestamp_ms = rd_kafka_message_timestamp(m, &tstype);
+		n++;
+	}
+	return n;
+}
+
+/* True when payq-replay reset-offsets moved consumer_progress while this worker, out
+ * of the group, was still finishing a batch: its position predates the reset, so it
+ * stores nothing and exits, and a restart resumes from the reset offsets. What the batch
+ * applied is committed and the dedup table absorbs its redelivery: nothing is lost and
+ * nothing applied twice. */
+static bool stale_position(worker_t *w)
+{
+	int32_t partition = -1;
+
+	if (!payq_apply_progress_stale(w->apply, &partition))
+		return false;
+	log_error("consumer_progress of %s/%" PRId32 " was reset (payq-replay reset-offsets) "
+		  "while this worker was out of the group; its position is stale: exiting "
+		  "without storing offsets, a restart resumes from the reset offsets",
+		  w->cfg->topic, partition);
+	w->fatal = true;
+	return true;
+}
+
+/* Dead-letters entries[0..ndead) of w->dead: their DLQ copies PERSISTED, or the batch
+ * abandoned. */
+static step_t dead_letter(worker_t *w, size_t ndead)
+{
+	if (ndead && payq_dlq_deliver(w->dlq, w->dead, ndead, worker_tick, w)) {
+		w->fatal = w->fatal || payq_dlq_fatal(w->dlq, NULL, 0);
+		return STEP_ABANDON;
+	}
+	return STEP_OK;
+}
+
+/* Logs and counts the malformed messages just dead-lettered. */
+static void log_dead(const worker_t *w, size_t ndead)
+{
+	for (size_t i = 0; i < ndead; i++) {
+		char labels[64], order_id[PAYQ_ID_MAX + 1];
+		const rd_kafka_message_t *m = w->dead[i].msg;
+		payq_trace_t trace;
+		payq_log_ctx_t ctx = {.topic = w->cfg->topic, .partition = m->partition,
+				      .offset = m->offset};
+		/* The key names the order when it is a valid ID; the value may be anything. */
+		ctx.order_id = payq_codec_key_order_id(m->key, m->key_len, order_id);
+		payq_trace_from_message(m, &trace);
+		ctx.trace_id = trace.valid ? trace.trace_id : NULL;
+		snprintf(labels, sizeof(labels), "reason=\"%s\"", w->dead[i].reason);
+		payq_metrics_add("payq_dlq_total", labels, 1);
+		payq_log(PAYQ_LOG_WARN, &ctx, "dead-lettered%s: %s: %s",
+			 w->dead[i].truncated ? " (truncated copy: too_large_for_dlq)" : "",
+			 w->dead[i].reason, w->dead[i].error);
+	}
+}
+
+/* Applies the n valid commands, then in gateway mode charges and settles them. With the
+ * whole batch applied at once, consumer_progress went with it (or, in gateway mode,
+ * with the settle); otherwise (a split, or poison) *progress_left is set: progress
+ * follows the poison, in settle_poison. */
+static step_t apply_and_charge(worker_t *w, size_t n, const payq_progress_t *prog, size_t np,
+			       size_t *npoison, bool *progress_left)
+{
+	range_result_t r = apply_range(w, w->items, n, prog, np, w->poison, npoison, 0);
+	bool whole;
+
+	if (r == RANGE_ABANDONED)
+		return STEP_ABANDON;
+	whole = r == RANGE_APPLIED && !*npoison;
+	if (w->gw && charge_and_settle(w, n, whole ? prog : NULL, whole ? np : 0) != STEP_OK)
+		return STEP_ABANDON;
+	*progress_left = !whole;
+	return STEP_OK;
+}
+
+/* Poison found by splitting: dead-letter it, then write consumer_progress alone. */
+static step_t settle_poison(worker_t *w, size_t npoison, const payq_progress_t *prog,
+			    size_t np)
+{
+	char sqlstate[6], errstr[256];
+
+	for (size_t i = 0; i < npoison; i++) {
+		payq_item_t *it = &w->items[w->poison[i]];
+		for (size_t j = 0; j < w->nbatch; j++) {
+			rd_kafka_message_t *m = w->batch[j].msg;
+			if (m->partition == it->partition && m->offset == it->offset) {
+				w->dead[i].msg = m;
+				w->dead[i].reason = "db_rejected";
+				snprintf(w->dead[i].error, sizeof(w->dead[i].error),
+					 "database refused the command: %.200s", w->poison_err[i]);
+			}
+		}
+	}
+	if (dead_letter(w, npoison) != STEP_OK)
+		return STEP_ABANDON;
+	while (payq_apply_batch(w->apply, NULL, 0, prog, np, sqlstate, errstr, sizeof(errstr)) !=
+	       PAYQ_APPLY_OK) {
+		log_warn("writing progress: %s", errstr);
+		if (!worker_tick(w, 500) ||
+		    payq_apply_connect(w->apply, errstr, sizeof(errstr)) == PAYQ_CONNECT_FATAL)
+			return STEP_ABANDON;
+	}
+	return STEP_OK;
+}
+
+/* After the database COMMIT: stores the batch's offsets and commits them, unless a
+ * fatal error or a reset of consumer_progress says to store nothing more. */
+static step_t store(worker_t *w, const payq_progress_t *prog, size_t np)
+{
+	payq_crash_point("after_db_commit");
+	if (w->paused)
+		worker_set_paused(w, false);
+
+	if (stale_position(w))
+		return STEP_ABANDON;
+	/* A fatal error means nothing more is stored, even for a committed batch: the
+	 * dedup table absorbs its redelivery. */
+	if (w->fatal || payq_dlq_fatal(w->dlq, NULL, 0)) {
+		w->fatal = true;
+		return STEP_ABANDON;
+	}
+	store_offsets(w, prog, np);
+	worker_commit(w, !strcmp(w->cfg->commit_mode, "sync"));
+	return STEP_OK;
+}
+
+/* The metrics and the debug log of a settled batch. */
+static void observe_batch(const worker_t *w, size_t n, size_t ndead, size_t npoison,
+			  int64_t t0)
+{
+	int64_t now_wall = payq_wall_ms();
+
+	for (size_t i = 0; i < n; i++)
+		if (w->items[i].timestamp_ms > 0)
+			payq_metrics_observe("payq_commit_latency_seconds", NULL,
+					     (double)(now_wall - w->items[i].timestamp_ms) / 1000.0);
+	count_outcomes(w, n, w->poison, npoison);
+	log_outcomes(w, w->items, n);
+	payq_metrics_observe("payq_batch_size", NULL, (double)w->nbatch);
+	payq_metrics_observe("payq_batch_duration_seconds", NULL,
+			     (double)(payq_now_us() - t0) / 1e6);
+	log_debug("batch of %zu applied (%zu valid, %zu dead-lettered)", w->nbatch, n, ndead);
+}
+
+/* Settles one batch: DLQ copies persisted, then one database transaction with the
+ * outcomes and consumer_progress, then offsets stored and committed. STEP_ABANDON:
+ * nothing of the batch is stored, so it will be delivered again. */
+static step_t settle(worker_t *w)
+{
+	payq_progress_t *prog = w->prog;
+	size_t ndead, n, np, npoison = 0;
+	int64_t t0 = payq_now_us();
+	bool progress_left = false;
+
+	w->retried = false;
+#ifdef PAYQ_CRASH_POINTS
+	if (payq_fault_point("kafka_fatal"))
+		payq_dlq_test_fatal(w->dlq);
+#endif
+	/* After a fatal error nothing more is applied (nor charged): the batch in hand,
+	 * perhaps cut short by the error, is delivered again to the next owner. */
+	if (w->fatal)
+		return STEP_ABANDON;
+	n = decode_batch(w, &ndead);
+	np = batch_progress(w, prog);
+
+	/* The offset rule: DLQ copies are PERSISTED before consumer_progress moves past
+	 * them, and offsets are stored only after the database COMMIT. */
+	if (dead_letter(w, ndead) != STEP_OK)
+		return STEP_ABANDON;
+	log_dead(w, ndead);
+#ifdef PAYQ_MUTATION_STORE_BEFORE_COMMIT
+	/* Deliberately broken build: offsets are stored and committed before the database
+	 * transaction, so a crash in between loses the batch. */
+	store_offsets(w, prog, np);
+	worker_commit(w, true);
+#endif
+	if (apply_and_charge(w, n, prog, np, &npoison, &progress_left) != STEP_OK)
+		return STEP_ABANDON;
+	if (progress_left && settle_poison(w, npoison, prog, np) != STEP_OK)
+		return STEP_ABANDON;
+	if (store(w, prog, np) != STEP_OK)
+		return STEP_ABANDON;
+	observe_batch(w, n, ndead, npoison, t0);
+	return STEP_OK;
+}
+
+batch_result_t worker_process_batch(worker_t *w)
+{
+	if (settle(w) == STEP_OK)
+		return BATCH_DONE;
+	if (w->rewound) {
+		/* Dropped for a rewind, not abandoned: go on from the database. */
+		w->rewound = false;
+		return BATCH_REWOUND;
+	}
+	return BATCH_ABANDONED;
+}
+
+void worker_release_batch(worker_t *w)
+{
+	for (size_t i = 0; i < w->nbatch; i++)
+		rd_kafka_message_destroy(w->batch[i].msg);
+	w->nbatch = 0;
+}
+

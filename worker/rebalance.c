@@ -1,0 +1,392 @@
+/* rebalance.c - assign and revoke: the drift check between Kafka's offsets and
+ * consumer_progress (plan_resume, worker_resync_progress), and dropping the polled
+ * messages of revoked partitions. */
+#include "worker.h"
+
+#include "consume.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lag.h"
+#include "log.h"
+#include "metrics.h"
+
+static bool in_list(const rd_kafka_topic_partition_list_t *parts, const rd_kafka_message_t *m)
+{
+	for (int i = 0; i < parts->cnt; i++)
+		if (parts->elems[i].partition == m->partition &&
+		    !strcmp(parts->elems[i].topic, rd_kafka_topic_name(m->rkt)))
+			return true;
+	return false;
+}
+
+/* Forgets polled messages of revoked partitions; their new owner gets them again from
+ * the committed offset, so nothing is lost. Keeps the rest in order. */
+static void drop_partitions(worker_t *w, const rd_kafka_topic_partition_list_t *parts)
+{
+	size_t k = 0, dropped = 0;
+
+	/* A batch being settled keeps its messages: the DLQ copies point at them, and
+	 * applying them anyway is safe (the dedup table and the order locks serialise
+	 * us with the new owner; storing their offsets just fails). */
+	for (size_t i = 0; i < w->nbatch && !w->in_flight; i++) {
+		if (in_list(parts, w->batch[i].msg)) {
+			rd_kafka_message_destroy(w->batch[i].msg);
+			dropped++;
+		} else {
+			w->batch[k++] = w->batch[i];
+		}
+	}
+	if (!w->in_flight)
+		w->nbatch = k;
+	k = 0;
+	for (size_t i = 0; i < w->nheld; i++) {
+		if (in_list(parts, w->held[i].msg)) {
+			rd_kafka_message_destroy(w->held[i].msg);
+			dropped++;
+		} else {
+			w->held[k++] = w->held[i];
+		}
+	}
+	w->nheld = k;
+	if (dropped)
+		log_info("dropped %zu uncommitted messages of revoked partitions", dropped);
+}
+
+/* ---- the database is the truth for progress (DESIGN.md, "Worker behaviour") ---- */
+
+/* Where a partition resumes, next to Kafka's idea of it (the committed offset on assign,
+ * the worker's own position after a new database session). */
+typedef enum {
+	RESUME_KAFKA,   /* Kafka and the database agree, or the database has no row */
+	RESUME_FORWARD, /* Kafka behind the database: seek forward */
+	RESUME_BACK,    /* Kafka ahead (the database lost commits): seek back, re-apply */
+	RESUME_GAP,     /* the database's offset is no longer safe to re-apply from */
+} resume_t;
+
+/* The earliest offset of a partition that can still be re-applied safely: nothing below
+ * the low watermark exists any more, and a message older than the dedup horizon may
+ * have lost its dedup row. Returns -1 when the broker does not say. */
+static int64_t safe_floor(worker_t *w, const char *topic, int32_t partition)
+{
+	int64_t low = 0, high = 0, horizon_ms = 0, floor;
+	rd_kafka_topic_partition_list_t *at;
+	rd_kafka_resp_err_t err;
+
+	err = rd_kafka_query_watermark_offsets(w->rk, topic, partition, &low, &high, 5000);
+	if (err) {
+		log_warn("low watermark of %s/%d unknown: %s", topic, (int)partition,
+			 rd_kafka_err2str(err));
+		return -1;
+	}
+	floor = low;
+	if (payq_apply_read_horizon(w->apply, &horizon_ms) || horizon_ms <= 0)
+		return floor;
+	/* The first message at or after the horizon; none means every message is older. */
+	at = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(at, topic, partition)->offset = horizon_ms;
+	err = rd_kafka_offsets_for_times(w->rk, at, 5000);
+	if (!err && !at->elems[0].err) {
+		int64_t h = at->elems[0].offset >= 0 ? at->elems[0].offset : high;
+		if (h > floor)
+			floor = h;
+	} else {
+		log_warn("offset of the dedup horizon in %s/%d unknown: %s", topic, (int)partition,
+			 rd_kafka_err2str(err ? err : at->elems[0].err));
+	}
+	rd_kafka_topic_partition_list_destroy(at);
+	return floor;
+}
+
+/* Decides where a partition resumes from Kafka's offset and consumer_progress (db >= 0),
+ * raising the anomaly and counting the rewind. Sets *target. */
+static resume_t plan_resume(worker_t *w, const char *topic, int32_t partition, int64_t kafka,
+			    int64_t db, const char *what, int64_t *target)
+{
+	payq_log_ctx_t ctx = {.topic = topic, .partition = partition, .offset = kafka};
+	char detail[200];
+	int64_t floor;
+
+	*target = kafka;
+	if (kafka == db)
+		return RESUME_KAFKA;
+	if (kafka < db) {
+		payq_log(PAYQ_LOG_WARN, &ctx,
+			 "%s %" PRId64 " is behind consumer_progress %" PRId64 ": seeking forward",
+			 what, kafka, db);
+		payq_metrics_add("payq_offset_rewinds_total", "direction=\"forward\"", 1);
+		*target = db;
+		return RESUME_FORWARD;
+	}
+	floor = safe_floor(w, topic, partition);
+#ifdef PAYQ_MUTATION_TRUST_KAFKA_AHEAD
+	/* Deliberately broken build: the old rule, Kafka trusted when it is ahead. */
+	floor = kafka;
+#endif
+	if (floor > db) {
+		*target = floor < kafka ? floor : kafka;
+		snprintf(detail, sizeof(detail),
+			 "%s %" PRId64 " is ahead of consumer_progress %" PRId64
+			 ", which is below the earliest safe offset %" PRId64
+			 "; going on from %" PRId64 ": the audit names the range",
+			 what, kafka, db, floor, *target);
+		payq_log(PAYQ_LOG_ERROR, &ctx, "offset_gap: %s", detail);
+		payq_apply_anomaly(w->apply, "offset_gap", partition, db, detail);
+		payq_metrics_add("payq_anomalies_total", "kind=\"offset_gap\"", 1);
+		return *target == kafka ? RESUME_KAFKA : RESUME_GAP;
+	}
+	snprintf(detail, sizeof(detail),
+		 "%s %" PRId64 " is ahead of consumer_progress %" PRId64
+		 ": the database lost commits (failover or restore?); seeking back to re-apply",
+		 what, kafka, db);
+	payq_log(PAYQ_LOG_WARN, &ctx, "progress_rewind: %s", detail);
+	payq_apply_anomaly(w->apply, "progress_rewind", partition, kafka, detail);
+	payq_metrics_add("payq_anomalies_total", "kind=\"progress_rewind\"", 1);
+	payq_metrics_add("payq_offset_rewinds_total", "direction=\"back\"", 1);
+	*target = db;
+	return RESUME_BACK;
+}
+
+/* On assign: compare Kafka's committed offset with consumer_progress and start from the
+ * database's (see plan_resume). Partitions moved are added to moved, to be stored. */
+static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts,
+			rd_kafka_topic_partition_list_t *moved)
+{
+	char errstr[512];
+	rd_kafka_topic_partition_list_t *committed;
+	rd_kafka_resp_err_t err;
+
+	if (!parts->cnt)
+		return;
+	/* While the database is known to be down, do not stall the rebalance on it: the
+	 * first batch after the reconnect compares positions instead (worker_resync_progress). */
+	if (!atomic_load(&w->db_ok) && !payq_apply_connected(w->apply)) {
+		log_warn("drift check skipped: database unavailable");
+		return;
+	}
+	if (payq_apply_connect(w->apply, errstr, sizeof(errstr))) {
+		log_warn("drift check skipped, database unavailable: %s", errstr);
+		return;
+	}
+	committed = rd_kafka_topic_partition_list_copy(parts);
+	err = rd_kafka_committed(w->rk, committed, 10000);
+	if (err) {
+		log_warn("drift check skipped, committed offsets unavailable: %s",
+			 rd_kafka_err2str(err));
+		rd_kafka_topic_partition_list_destroy(committed);
+		return;
+	}
+	for (int i = 0; i < committed->cnt; i++) {
+		rd_kafka_topic_partition_t *c = &committed->elems[i];
+		int64_t db, kafka = c->offset >= 0 ? c->offset : 0, target;
+		payq_progress_read_t pr = payq_apply_read_progress(w->apply, c->partition, &db);
+
+		if (pr == PAYQ_PROGRESS_NONE && c->offset >= 0) {
+			payq_log_ctx_t ctx = {.topic = c->topic, .partition = c->partition,
+					      .offset = c->offset};
+			char detail[160];
+			snprintf(detail, sizeof(detail),
+				 "committed offset %" PRId64 " but no consumer_progress row (a new "
+				 "database?): trusting Kafka", c->offset);
+			payq_log(PAYQ_LOG_WARN, &ctx, "no_progress: %s", detail);
+			payq_apply_anomaly(w->apply, "no_progress", c->partition, c->offset, detail);
+			payq_metrics_add("payq_anomalies_total", "kind=\"no_progress\"", 1);
+		}
+		if (pr != PAYQ_PROGRESS_FOUND || db < 0)
+			continue; /* no progress row, or the read failed: trust Kafka */
+		if (plan_resume(w, c->topic, c->partition, kafka, db, "committed offset",
+				&target) == RESUME_KAFKA)
+			continue;
+		parts->elems[i].offset = target;
+		rd_kafka_topic_partition_list_add(moved, c->topic, c->partition)->offset = target;
+	}
+	rd_kafka_topic_partition_list_destroy(committed);
+	/* This session's progress has been read: no resync needed for it. */
+	w->progress_gen = payq_apply_generation(w->apply);
+}
+
+/* The next offset this worker would apply in a partition: its first message in the
+ * batch or held back, else the consumer's position. -1 when it has consumed nothing. */
+static int64_t next_to_apply(const worker_t *w, const rd_kafka_topic_partition_t *p)
+{
+	for (size_t i = 0; i < w->nbatch; i++)
+		if (w->batch[i].msg->partition == p->partition)
+			return w->batch[i].msg->offset; /* poll order: the first is the lowest */
+	for (size_t i = 0; i < w->nheld; i++)
+		if (w->held[i].msg->partition == p->partition)
+			return w->held[i].msg->offset;
+	return p->offset >= 0 ? p->offset : -1;
+}
+
+/* worker_resync_progress found a rewind: drops the batch and the held messages, seeks
+ * the partitions in seek that move (from their positions in parts) and stores the
+ * offsets of those in moved, the database's. */
+static void rewind_partitions(worker_t *w, const rd_kafka_topic_partition_list_t *parts,
+			      rd_kafka_topic_partition_list_t *seek,
+			      rd_kafka_topic_partition_list_t *moved)
+{
+	rd_kafka_error_t *error;
+
+	/* Only the partitions whose messages are dropped, or that go back, move. */
+	for (int i = seek->cnt - 1; i >= 0; i--) {
+		rd_kafka_topic_partition_t *s = &seek->elems[i];
+		int64_t pos = -1;
+		for (int j = 0; j < parts->cnt; j++)
+			if (parts->elems[j].partition == s->partition)
+				pos = parts->elems[j].offset;
+		if (s->offset == pos)
+			rd_kafka_topic_partition_list_del_by_idx(seek, i);
+	}
+	log_warn("database session changed and its progress is behind: dropping %zu "
+		 "polled messages and seeking %d partitions back", w->nbatch + w->nheld,
+		 seek->cnt);
+	for (size_t i = 0; i < w->nheld; i++)
+		rd_kafka_message_destroy(w->held[i].msg);
+	w->nheld = 0;
+	for (size_t i = 0; i < w->nbatch; i++)
+		rd_kafka_message_destroy(w->batch[i].msg);
+	w->nbatch = 0;
+	error = rd_kafka_seek_partitions(w->rk, seek, 10000);
+	if (error) {
+		log_error("seeking back: %s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+	}
+	for (int i = 0; i < seek->cnt; i++)
+		if (seek->elems[i].err)
+			log_error("seeking %s/%d back: %s", seek->elems[i].topic,
+				  (int)seek->elems[i].partition,
+				  rd_kafka_err2str(seek->elems[i].err));
+	/* Kafka's committed offset follows the database's. */
+	if (moved->cnt && !rd_kafka_offsets_store(w->rk, moved))
+		w->commit_dirty = true;
+	w->rewound = true;
+	worker_set_paused(w, false);
+}
+
+/* After a new database session, before the batch goes to it: the server may be a
+ * promoted replica or a restored backup that lost the last commits, whose
+ * consumer_progress is behind what this worker consumed. Then every assigned partition
+ * resumes from the database (plan_resume), the batch and the held messages are dropped
+ * and their partitions sought back to their first message; returns true (the caller
+ * abandons the batch). force: the batch was already applied on the previous session
+ * (gateway mode, before its settle), so it is re-applied whatever the progress says. */
+bool worker_resync_progress(worker_t *w, bool force)
+{
+	rd_kafka_topic_partition_list_t *parts = NULL, *seek, *moved;
+	bool rewound = force;
+
+	if (payq_apply_generation(w->apply) == w->progress_gen)
+		return false;
+	w->progress_gen = payq_apply_generation(w->apply);
+	if (rd_kafka_assignment(w->rk, &parts) || !parts->cnt ||
+	    rd_kafka_position(w->rk, parts)) {
+		if (parts)
+			rd_kafka_topic_partition_list_destroy(parts);
+		return false;
+	}
+	seek = rd_kafka_topic_partition_list_new(parts->cnt);
+	moved = rd_kafka_topic_partition_list_new(parts->cnt);
+	for (int i = 0; i < parts->cnt; i++) {
+		rd_kafka_topic_partition_t *p = &parts->elems[i];
+		int64_t next = next_to_apply(w, p), db, target;
+		payq_progress_read_t pr;
+		resume_t r;
+
+		if (next < 0)
+			continue; /* nothing consumed: it starts where the assign put it */
+		pr = payq_apply_read_progress(w->apply, p->partition, &db);
+		target = next;
+		/* Only a database behind the position matters here: one ahead of it (a
+		 * batch that committed before the connection broke) is absorbed by the
+		 * dedup table, as before any failover. */
+		r = pr != PAYQ_PROGRESS_FOUND || db < 0 || db >= next ?
+			    RESUME_KAFKA :
+			    plan_resume(w, p->topic, p->partition, next, db, "position", &target);
+		if (r == RESUME_BACK || r == RESUME_GAP) {
+			rewound = true;
+			rd_kafka_topic_partition_list_add(moved, p->topic, p->partition)->offset =
+				target;
+		}
+		rd_kafka_topic_partition_list_add(seek, p->topic, p->partition)->offset = target;
+	}
+	if (rewound)
+		rewind_partitions(w, parts, seek, moved);
+	rd_kafka_topic_partition_list_destroy(moved);
+	rd_kafka_topic_partition_list_destroy(seek);
+	rd_kafka_topic_partition_list_destroy(parts);
+	return rewound;
+}
+
+void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			 rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+	worker_t *w = opaque;
+	rd_kafka_error_t *error = NULL;
+	rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+	payq_metrics_add("payq_rebalances_total", NULL, 1);
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		log_info("assigned %d partitions (%s)", parts->cnt,
+			 rd_kafka_rebalance_protocol(rk));
+		rd_kafka_topic_partition_list_t *moved = rd_kafka_topic_partition_list_new(0);
+
+		drift_check(w, parts, moved);
+		if (w->cooperative)
+			error = rd_kafka_incremental_assign(rk, parts);
+		else
+			ret = rd_kafka_assign(rk, parts);
+		/* A partition moved has nothing settled beyond the database's offset, nor
+		 * left to apply below it; store it now, so that Kafka's committed offset
+		 * follows the database even before new traffic comes. */
+		if (moved->cnt && !error && !ret && !rd_kafka_offsets_store(rk, moved))
+			w->commit_dirty = true;
+		rd_kafka_topic_partition_list_destroy(moved);
+		/* librdkafka keeps a partition's pause across revoke and reassign, so set it
+		 * explicitly either way: a partition given back must not stay paused. */
+		if (w->paused)
+			rd_kafka_pause_partitions(rk, parts);
+		else
+			rd_kafka_resume_partitions(rk, parts);
+		atomic_store(&w->joined, true);
+	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+		bool lost = rd_kafka_assignment_lost(rk);
+
+		log_info("revoked %d partitions%s", parts->cnt, lost ? " (assignment lost)" : "");
+		/* Lost (session timed out, max.poll.interval.ms passed) or leaving: the worker
+		 * holds nothing until it is assigned again. An eager rebalance's revoke is
+		 * not that: the member stays in the group and is assigned again at once. */
+		if (lost || !payq_run)
+			atomic_store(&w->joined, false);
+		drop_partitions(w, parts);
+		payq_lag_forget(w->cfg->group, parts);
+#ifdef PAYQ_MUTATION_LOST_COMMIT_OK
+		/* Deliberately broken build: commits even though the assignment is lost. */
+		lost = false;
+#endif
+		/* A lost assignment belongs to someone else now: committing could overwrite
+		 * their progress. Stored offsets are all post-COMMIT, so the rest is safe. */
+		if (!lost && w->commit_dirty && !w->fatal) {
+			rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
+			if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
+				log_warn("commit on revoke failed: %s", rd_kafka_err2str(cerr));
+			w->commit_dirty = false;
+		}
+		if (w->cooperative)
+			error = rd_kafka_incremental_unassign(rk, parts);
+		else
+			ret = rd_kafka_assign(rk, NULL);
+	} else {
+		log_error("rebalance error: %s", rd_kafka_err2str(err));
+		atomic_store(&w->joined, false);
+		ret = rd_kafka_assign(rk, NULL);
+	}
+	if (error) {
+		log_error("incremental rebalance: %s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+	} else if (ret) {
+		log_error("assign: %s", rd_kafka_err2str(ret));
+	}
+}
+

@@ -1,0 +1,118 @@
+/* worker.h - the worker's loop state, shared by consume.c (poll loop and batch
+ * boundaries), rebalance.c (assign, revoke, the drift check), batch.c (decode, DLQ,
+ * apply, charge, store) and commit.c (Kafka offset commits). Private to payq-worker.
+ *
+ * Threads and callbacks, and what each may see and touch:
+ *   - The main thread runs the loop and everything in batch.c. All librdkafka consumer
+ *     callbacks run on it too, inside rd_kafka_consumer_poll (poll_one), which batch.c
+ *     reaches through worker_tick() while it waits (DLQ delivery, database retries,
+ *     gateway calls), and inside close_consumer's queue poll at shutdown.
+ *   - rebalance_cb (worker_rebalance_cb): reads cfg, cooperative, paused, fatal,
+ *     in_flight; touches batch/nbatch (only when !in_flight: a batch being settled keeps
+ *     its messages), held/nheld, commit_dirty, progress_gen (drift check), joined, and
+ *     the apply connection (consumer_progress reads).
+ *   - worker_commit_cb (synchronous commits) touches commit_dirty only; async_commit_cb also
+ *     clears async_commit_ms. final_commit_cb writes only its own opaque result.
+ *   - error_cb and poll_one set fatal (and payq_run); stats_cb reads cfg->group.
+ *   - The DLQ delivery report (dlq.c dr_msg_cb) sees only the payq_dlq_t, never this
+ *     struct: batch.c learns its result from payq_dlq_deliver and payq_dlq_fatal.
+ *   - The HTTP thread (healthz, readyz) reads only the atomics last_poll_ms, joined and
+ *     db_ok.
+ *
+ * Progress is written in three places, each naming the others: the batch's
+ * consumer_progress row with its database transaction (batch.c, worker_process_batch,
+ * through payq_apply_batch or payq_apply_settle), Kafka's stored offsets after that
+ * COMMIT (batch.c, store_offsets), and a partition the drift check moves
+ * (rebalance.c, rebalance_cb and worker_resync_progress, which store the database's
+ * offset in Kafka).
+ */
+#ifndef PAYQ_WORKER_H
+#define PAYQ_WORKER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "apply.h"
+#include "codec.h"
+#include "config.h"
+#include "dlq.h"
+#include "gateway.h"
+#include "http.h"
+#include "reconcile.h"
+
+/* One polled message and what decoding it found. */
+typedef struct entry {
+	rd_kafka_message_t *msg;
+	payq_reason_t reason;
+	char error[256];
+} entry_t;
+
+typedef struct worker {
+	payq_config_t *cfg;
+	rd_kafka_t *rk;
+	payq_dlq_t *dlq;
+	payq_apply_t *apply;
+	payq_http_t *http;
+	payq_gateway_t *gw;        /* gateway mode only */
+	payq_reconciler_t *reconciler;
+	payq_charge_t *charges;    /* gateway mode: this batch's charges */
+	size_t *charge_item;       /* the item of each charge */
+	bool cooperative;
+	bool paused;
+	bool fatal;
+	bool commit_dirty;
+	int64_t async_commit_ms;  /* when the async commit in flight was sent, or 0 */
+	bool in_flight;           /* process_batch() is settling w->batch */
+	bool retried;             /* an apply attempt of w->batch failed transiently */
+	int64_t stop_deadline_ms; /* set when a signal arrives */
+
+	entry_t *batch;    /* the batch being collected or applied, in poll order */
+	size_t nbatch;
+	entry_t *held;     /* polled while paused; they start the next batch */
+	size_t nheld, held_cap;
+	payq_item_t *items;
+	payq_dlq_entry_t *dead;
+	payq_progress_t *prog;
+	size_t *poison;
+	char (*poison_err)[200];
+
+	uint64_t progress_gen; /* the database session whose progress was last compared */
+	bool rewound;          /* resync_progress() dropped the batch and sought back */
+
+	atomic_llong last_poll_ms;
+	atomic_bool joined;
+	atomic_bool db_ok;
+} worker_t;
+
+/* What became of a batch handed to worker_process_batch. */
+typedef enum {
+	BATCH_DONE,      /* settled: committed, offsets stored */
+	BATCH_REWOUND,   /* dropped for a rewind (worker_resync_progress): go on */
+	BATCH_ABANDONED, /* shutdown deadline or fatal error: nothing of it stored */
+} batch_result_t;
+
+/* consume.c */
+void worker_set_paused(worker_t *w, bool pause);
+bool worker_tick(void *opaque, int wait_ms);
+int worker_shutdown_left_ms(const worker_t *w);
+
+/* commit.c */
+void worker_commit(worker_t *w, bool sync);
+void worker_final_commit(worker_t *w);
+void worker_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+		      rd_kafka_topic_partition_list_t *offsets, void *opaque);
+
+/* rebalance.c */
+void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			 rd_kafka_topic_partition_list_t *parts, void *opaque);
+bool worker_resync_progress(worker_t *w, bool force);
+
+/* batch.c */
+batch_result_t worker_process_batch(worker_t *w);
+void worker_release_batch(worker_t *w);
+
+#endif
