@@ -101,6 +101,23 @@ db_drop() {
 # Runs SQL in this scenario's database; prints unaligned tuples.
 sql() { psql "$DB" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 
+# Starts tests/faults/pgproxy.py in front of PostgreSQL, dropping the answer of the first
+# COMMIT (its log, $WORK/proxy.out, says "dropped COMMIT answer 1"), and sets PROXY_DB to
+# this scenario's database through it. In plain text: the proxy reads the statements to
+# find the COMMIT (the test cluster has TLS on).
+commit_proxy_start() {
+	local host port pid
+	host=$(sed -n 's/.*host=\([^ ]*\).*/\1/p' <<<"$PAYQ_TEST_DB")
+	port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$PAYQ_TEST_DB")
+	python3 "$PAYQ_SOURCE_ROOT/tests/faults/pgproxy.py" "$WORK/proxy.port" "${host:-127.0.0.1}" \
+		"${port:-5432}" 1 >"$WORK/proxy.out" 2>&1 &
+	pid=$!
+	on_exit "stop_pid $pid"
+	wait_until 10 test -s "$WORK/proxy.port" || die "pgproxy.py did not start: $(cat "$WORK/proxy.out")"
+	# shellcheck disable=SC2034 # for the scenarios that source this file
+	PROXY_DB="$DB host=127.0.0.1 port=$(cat "$WORK/proxy.port") sslmode=disable"
+}
+
 # ---- the mock cluster ----
 
 # Starts payq-devbroker with a control FIFO: broker_start [--brokers N] [--partitions N].

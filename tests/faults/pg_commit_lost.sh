@@ -10,18 +10,10 @@ source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/faults/lib.sh"
 
 broker_start --partitions 4
 db_create
-pg_host=$(sed -n 's/.*host=\([^ ]*\).*/\1/p' <<<"$PAYQ_TEST_DB")
-pg_port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$PAYQ_TEST_DB")
-python3 "$PAYQ_SOURCE_ROOT/tests/faults/pgproxy.py" "$WORK/proxy.port" "${pg_host:-127.0.0.1}" \
-	"${pg_port:-5432}" 1 >"$WORK/proxy.out" 2>&1 &
-proxy=$!
-on_exit "stop_pid $proxy"
-wait_until 10 test -s "$WORK/proxy.port" || die "pgproxy.py did not start: $(cat "$WORK/proxy.out")"
-# In plain text: the proxy reads the statements to find the COMMIT (the test cluster has TLS on).
-proxy_db="$DB host=127.0.0.1 port=$(cat "$WORK/proxy.port") sslmode=disable"
+commit_proxy_start
 
 monitor_start
-worker_start w1 "PAYQ_DB=$proxy_db"
+worker_start w1 "PAYQ_DB=$PROXY_DB"
 worker_wait_assigned w1
 
 # (a) The first COMMIT's answer is lost; the transaction is committed.
