@@ -62,8 +62,9 @@ if [[ $MODE == async-gateway ]]; then
 	on_exit "stop_pid $GW_PID"
 	wait_until 10 test -s "$WORK/sandbox.ports" || die "payq-sandbox-gateway did not start"
 	read -r GW_API GW_CTL_PORT <"$WORK/sandbox.ports"
+	# The sandbox speaks plaintext on loopback: allowed here only.
 	WORKER_ENV=(PAYQ_PAYMENT_MODE=gateway "PAYQ_GATEWAY_URL=http://127.0.0.1:$GW_API"
-		PAYQ_GATEWAY_TIMEOUT_MS=3000 PAYQ_GATEWAY_CONNECT_TIMEOUT_MS=1000
+		PAYQ_GATEWAY_ALLOW_INSECURE=1 PAYQ_GATEWAY_TIMEOUT_MS=3000 PAYQ_GATEWAY_CONNECT_TIMEOUT_MS=1000
 		PAYQ_RECONCILE_SCHEDULE=1s PAYQ_RECONCILE_INTERVAL_MS=200)
 fi
 workers_start() {
