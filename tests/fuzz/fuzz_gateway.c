@@ -30,8 +30,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	/* The payment every answer is checked against (key, amount, currency). */
 	payq_charge_t c = {.order_id = "ORD-1", .command_id = "c-1", .currency = "EUR",
-			   .amount_minor = 100};
+			   .amount_minor = 100, .key = "ORD-1|c-1"};
 	size_t n = sizeof(statuses) / sizeof(statuses[0]), len;
 	long status;
 	bool post;
@@ -54,7 +55,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	FUZZ_CHECK(c.http_status == status);
 	FUZZ_CHECK(c.status == PAYQ_CHARGE_SUCCEEDED || c.status == PAYQ_CHARGE_DECLINED ||
-		   c.status == PAYQ_CHARGE_UNKNOWN || c.status == PAYQ_CHARGE_NOT_FOUND);
+		   c.status == PAYQ_CHARGE_UNKNOWN || c.status == PAYQ_CHARGE_NOT_FOUND ||
+		   c.status == PAYQ_CHARGE_MISMATCH);
+	/* An answer about another payment is one that would have settled this one. */
+	FUZZ_CHECK(c.status != PAYQ_CHARGE_MISMATCH || status / 100 == 2 || status == 402);
 	FUZZ_CHECK(c.status != PAYQ_CHARGE_NOT_FOUND || (!post && status == 404));
 	/* Only a 2xx says money moved. (Its id may be "", or start with \u0000: the client
 	 * then records the success without a charge id.) */
