@@ -1,4 +1,5 @@
-/* codec.h - the payq.commands wire format, version 1: decode and validate, encode, hash. */
+/* codec.h - the payq.commands wire format, version 1: decode and validate (codec.c), encode
+ * and hash (canon.c). */
 #pragma once
 
 #include <stdbool.h>

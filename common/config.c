@@ -1,5 +1,5 @@
 /* config.c - the one settings table: environment, then flags, then the -F file, then -X
- * passthrough. */
+ * passthrough (config_secrets.c keeps the secrets among them out of logs and dumps). */
 #include "config.h"
 
 #include <ctype.h>
@@ -7,8 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
-
+#include "config_secrets.h"
 #include "kafka_clients.h"
 #include "log.h"
 #include "secretfile.h"
@@ -451,169 +450,6 @@ void payq_config_print_help(FILE *fp, unsigned prog)
 	fprintf(fp, "  %-24s %-26s %s\n", "--help, --version", "", "");
 }
 
-/* Finds the userinfo of "scheme://userinfo@host...": sets *off and *len and returns true,
- * or false when the URL has none. */
-static bool url_userinfo(const char *url, size_t *off, size_t *len)
-{
-	const char *start = strstr(url, "://"), *end, *at = NULL;
-
-	if (!start)
-		return false;
-	start += 3;
-	end = start + strcspn(start, "/?#");
-	for (const char *p = start; p < end; p++)
-		if (*p == '@')
-			at = p;
-	if (!at)
-		return false;
-	*off = (size_t)(start - url);
-	*len = (size_t)(at - start);
-	return true;
-}
-
-/* Registers the userinfo of a URL, and the password part of it on its own. */
-static void note_userinfo(const char *url)
-{
-	size_t off, len;
-	const char *colon;
-
-	if (!url || !url_userinfo(url, &off, &len))
-		return;
-	payq_log_add_secret(url + off, len);
-	colon = memchr(url + off, ':', len);
-	if (colon)
-		payq_log_add_secret(colon + 1, len - (size_t)(colon + 1 - (url + off)));
-}
-
-static bool conninfo_secret_key(const char *key)
-{
-	return !strcmp(key, "password") || !strcmp(key, "sslpassword");
-}
-
-/* Registers the passwords of a libpq conninfo or URI: as libpq decodes them, and, for a
- * URI, as written (percent-encoded) in its userinfo and in a password= query parameter. */
-static void note_conninfo(const char *db)
-{
-	PQconninfoOption *opts;
-	const char *q;
-
-	if (!db || !*db)
-		return;
-	opts = PQconninfoParse(db, NULL);
-	for (PQconninfoOption *o = opts; o && o->keyword; o++)
-		if (o->val && conninfo_secret_key(o->keyword))
-			payq_log_add_secret(o->val, strlen(o->val));
-	PQconninfoFree(opts);
-	if (strncmp(db, "postgresql://", 13) && strncmp(db, "postgres://", 11))
-		return;
-	note_userinfo(db);
-	for (q = strchr(db, '?'); q && *q; q += strcspn(q, "&")) {
-		q++;
-		if (!strncmp(q, "password=", 9))
-			payq_log_add_secret(q + 9, strcspn(q + 9, "&"));
-		else if (!strncmp(q, "sslpassword=", 12))
-			payq_log_add_secret(q + 12, strcspn(q + 12, "&"));
-	}
-}
-
-/* From here on no log line shows a password of PAYQ_DB, the userinfo of PAYQ_GATEWAY_URL,
- * or the value of a secret -X property. */
-static void note_secrets(const payq_config_t *cfg)
-{
-	note_conninfo(cfg->db);
-	note_userinfo(cfg->gateway_url);
-	if (cfg->gateway_api_key)
-		payq_log_add_secret(cfg->gateway_api_key, strlen(cfg->gateway_api_key));
-	for (size_t i = 0; i < cfg->xprops_cnt; i++) {
-		const char *eq = strchr(cfg->xprops[i], '=');
-		char key[256];
-
-		if (!eq || (size_t)(eq - cfg->xprops[i]) >= sizeof(key))
-			continue;
-		memcpy(key, cfg->xprops[i], (size_t)(eq - cfg->xprops[i]));
-		key[eq - cfg->xprops[i]] = '\0';
-		if (payq_kafka_secret_prop(key))
-			payq_log_add_secret(eq + 1, strlen(eq + 1));
-	}
-}
-
-/* The librdkafka properties that name a file holding a private key or a keytab. */
-static const char *const key_file_props[] = {"ssl.key.location", "ssl.keystore.location",
-					     "sasl.kerberos.keytab"};
-
-/* Refuses a key file that others may read, as the -F file itself. librdkafka reads the last
- * value given, but every one is checked: a refused file should not sit in the settings. */
-static int check_key_files(const payq_config_t *cfg, char *errstr, size_t errstr_size)
-{
-	for (size_t i = 0; i < cfg->xprops_cnt; i++) {
-		const char *eq = strchr(cfg->xprops[i], '=');
-		size_t klen = eq ? (size_t)(eq - cfg->xprops[i]) : 0;
-
-		for (size_t k = 0; eq && eq[1] && k < PAYQ_ARRAY_SIZE(key_file_props); k++) {
-			char why[512];
-
-			if (strlen(key_file_props[k]) != klen ||
-			    strncmp(cfg->xprops[i], key_file_props[k], klen))
-				continue;
-			if (payq_secret_file_check(eq + 1, why, sizeof(why)))
-				return payq_err(errstr, errstr_size, "%s: %s: %s",
-						payq_config_x_origin(cfg, i), key_file_props[k],
-						why);
-		}
-	}
-	return 0;
-}
-
-/* Prints a conninfo as libpq reads it, passwords masked; only that it is set when libpq
- * cannot parse it (its error could quote the password). */
-static void put_conninfo(FILE *fp, const char *env, const char *db)
-{
-	PQconninfoOption *opts = PQconninfoParse(db, NULL);
-	const char *sep = "";
-
-	if (!opts) {
-		fprintf(fp, "%s = (set, but libpq cannot parse it)\n", env);
-		return;
-	}
-	fprintf(fp, "%s = ", env);
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		char masked[512];
-
-		if (!o->val)
-			continue;
-		if (conninfo_secret_key(o->keyword))
-			snprintf(masked, sizeof(masked), "***");
-		else
-			payq_log_mask(o->val, masked, sizeof(masked));
-		fprintf(fp, "%s%s=", sep, o->keyword);
-		if (!*masked || strpbrk(masked, " '\\")) {
-			fputc('\'', fp);
-			for (const char *c = masked; *c; c++)
-				fprintf(fp, "%s%c", *c == '\'' || *c == '\\' ? "\\" : "", *c);
-			fputc('\'', fp);
-		} else {
-			fputs(masked, fp);
-		}
-		sep = " ";
-	}
-	fputc('\n', fp);
-	PQconninfoFree(opts);
-}
-
-/* Prints a URL with its userinfo as "***". */
-static void put_url(FILE *fp, const char *env, const char *url)
-{
-	size_t off, len;
-	char masked[1024];
-
-	if (url_userinfo(url, &off, &len)) {
-		fprintf(fp, "%s = %.*s***%s\n", env, (int)off, url, url + off + len);
-		return;
-	}
-	payq_log_mask(url, masked, sizeof(masked));
-	fprintf(fp, "%s = %s\n", env, masked);
-}
-
 void payq_config_dump(const payq_config_t *cfg, unsigned prog, FILE *fp)
 {
 	payq_config_t *c = (payq_config_t *)(void *)cfg;
@@ -638,9 +474,9 @@ void payq_config_dump(const payq_config_t *cfg, unsigned prog, FILE *fp)
 		if (!v)
 			fprintf(fp, "%s = (unset)\n", s->env);
 		else if (s->offset == OFF(db))
-			put_conninfo(fp, s->env, v);
+			payq_config_put_conninfo(fp, s->env, v);
 		else if (s->offset == OFF(gateway_url))
-			put_url(fp, s->env, v);
+			payq_config_put_url(fp, s->env, v);
 		else if (secret_setting(s))
 			fprintf(fp, "%s = ***\n", s->env);
 		else {
@@ -741,8 +577,8 @@ payq_args_result_t payq_config_parse_args(payq_config_t *cfg, unsigned prog, con
 	argv[out] = NULL;
 	if (payq_config_load_kafka_file(cfg, errstr, errstr_size))
 		return PAYQ_ARGS_ERROR;
-	note_secrets(cfg);
-	if (check_key_files(cfg, errstr, errstr_size))
+	payq_config_note_secrets(cfg);
+	if (payq_config_check_key_files(cfg, errstr, errstr_size))
 		return PAYQ_ARGS_ERROR;
 	/* After every argument: a flag such as --group may come after the -X it concerns. */
 	if (payq_kafka_check_x(cfg, prog, errstr, errstr_size))

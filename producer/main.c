@@ -235,6 +235,62 @@ static int parse_options(unsigned cmd, int argc, char **argv, const char **v, co
 	return 0;
 }
 
+/* The options every command shares: --dry-run, --print, --partitions and --rate. */
+static int parse_sink_options(const char **v, payq_producer_opts_t *so, char *errstr,
+			      size_t errstr_size)
+{
+	so->dry_run = v[O_DRY_RUN] != NULL;
+	so->print = v[O_PRINT] != NULL;
+	if (v[O_PARTITIONS]) {
+		int64_t n;
+
+		if (!so->dry_run)
+			return payq_err(errstr, errstr_size, "--partitions works only with --dry-run");
+		if (payq_parse_int64(v[O_PARTITIONS], 1, 100000, &n))
+			return payq_err(errstr, errstr_size,
+					"--partitions: \"%s\" is not an integer from 1 to 100000",
+					v[O_PARTITIONS]);
+		so->partitions = (int)n;
+	}
+	return parse_rate("rate", v[O_RATE], 0.001, 1e7, &so->rate, errstr, errstr_size);
+}
+
+/* Runs command c with its parsed options. Returns a PAYQ_PRODUCER_EXIT_* code; with
+ * PAYQ_PRODUCER_EXIT_USAGE, errstr says why and nothing was sent. */
+static int run_command(payq_config_t *cfg, const payq_producer_opts_t *so, size_t c,
+		       const char **v, const char **pos, int pos_cnt, char *errstr,
+		       size_t errstr_size)
+{
+	payq_producer_gen_opts_t go;
+
+	if (commands[c].bit == C_SEND) {
+		if (!pos_cnt) {
+			payq_err(errstr, errstr_size, "send needs a FILE, or - for stdin");
+			return PAYQ_PRODUCER_EXIT_USAGE;
+		}
+		return payq_producer_command_send_file(cfg, so, pos[0], v[O_SKIP_INVALID] != NULL);
+	}
+	if (pos_cnt) {
+		payq_err(errstr, errstr_size, "unexpected argument \"%s\"", pos[0]);
+		return PAYQ_PRODUCER_EXIT_USAGE;
+	}
+	if (commands[c].bit & (C_PAY | C_CREATE | C_CANCEL)) {
+		payq_producer_flags_t f = {
+			.order = v[O_ORDER],
+			.amount = v[O_AMOUNT],
+			.currency = v[O_CURRENCY],
+			.payer = v[O_PAYER],
+			.customer = v[O_CUSTOMER],
+			.reason = v[O_REASON],
+			.command_id = v[O_COMMAND_ID],
+		};
+		return payq_producer_command_send(cfg, so, commands[c].type, &f);
+	}
+	if (parse_generate(v, &go, errstr, errstr_size))
+		return PAYQ_PRODUCER_EXIT_USAGE;
+	return payq_producer_generate(cfg, so, &go);
+}
+
 int main(int argc, char **argv)
 {
 	payq_config_t cfg;
@@ -268,60 +324,14 @@ int main(int argc, char **argv)
 		payq_err(errstr, sizeof(errstr), "unknown command \"%s\" (see --help)", argv[1]);
 		goto usage_error;
 	}
-	if (parse_options(commands[c].bit, argc, argv, v, pos, &pos_cnt, errstr, sizeof(errstr)))
-		goto usage_error;
-
-	so.dry_run = v[O_DRY_RUN] != NULL;
-	so.print = v[O_PRINT] != NULL;
-	if (v[O_PARTITIONS]) {
-		int64_t n;
-		if (!so.dry_run) {
-			payq_err(errstr, sizeof(errstr), "--partitions works only with --dry-run");
-			goto usage_error;
-		}
-		if (payq_parse_int64(v[O_PARTITIONS], 1, 100000, &n)) {
-			payq_err(errstr, sizeof(errstr),
-				 "--partitions: \"%s\" is not an integer from 1 to 100000",
-				 v[O_PARTITIONS]);
-			goto usage_error;
-		}
-		so.partitions = (int)n;
-	}
-	if (parse_rate("rate", v[O_RATE], 0.001, 1e7, &so.rate, errstr, sizeof(errstr)))
+	if (parse_options(commands[c].bit, argc, argv, v, pos, &pos_cnt, errstr, sizeof(errstr)) ||
+	    parse_sink_options(v, &so, errstr, sizeof(errstr)))
 		goto usage_error;
 	payq_signals_install(NULL);
-
-	if (commands[c].bit & (C_PAY | C_CREATE | C_CANCEL)) {
-		payq_producer_flags_t f = {
-			.order = v[O_ORDER],
-			.amount = v[O_AMOUNT],
-			.currency = v[O_CURRENCY],
-			.payer = v[O_PAYER],
-			.customer = v[O_CUSTOMER],
-			.reason = v[O_REASON],
-			.command_id = v[O_COMMAND_ID],
-		};
-		if (pos_cnt) {
-			payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", pos[0]);
-			goto usage_error;
-		}
-		rc = payq_producer_command_send(&cfg, &so, commands[c].type, &f);
-	} else if (commands[c].bit == C_SEND) {
-		if (!pos_cnt) {
-			payq_err(errstr, sizeof(errstr), "send needs a FILE, or - for stdin");
-			goto usage_error;
-		}
-		rc = payq_producer_command_send_file(&cfg, &so, pos[0], v[O_SKIP_INVALID] != NULL);
-	} else {
-		payq_producer_gen_opts_t go;
-		if (pos_cnt) {
-			payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", pos[0]);
-			goto usage_error;
-		}
-		if (parse_generate(v, &go, errstr, sizeof(errstr)))
-			goto usage_error;
-		rc = payq_producer_generate(&cfg, &so, &go);
-	}
+	errstr[0] = '\0';
+	rc = run_command(&cfg, &so, c, v, pos, pos_cnt, errstr, sizeof(errstr));
+	if (rc == PAYQ_PRODUCER_EXIT_USAGE && errstr[0])
+		goto usage_error;
 	goto out;
 
 usage_error:

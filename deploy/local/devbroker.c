@@ -19,15 +19,10 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "signals.h"
 #include "util.h"
 
 static volatile sig_atomic_t run = 1;
-
-static void stop(int sig)
-{
-	(void)sig;
-	run = 0;
-}
 
 static void usage(FILE *fp)
 {
@@ -326,6 +321,9 @@ static int parse_errs(char **av, int ac, rd_kafka_resp_err_t *errs, int *rtts)
 	return count;
 }
 
+/* Runs one line of the control channel and replies "ok ..." or "error ...". It is long on
+ * purpose: one short branch per control command, each checking its own arguments, in the
+ * order --help lists them; each branch is one rdkafka_mock call. */
 static int command(rd_kafka_mock_cluster_t *mc, char *line)
 {
 	static rd_kafka_resp_err_t errs[MAX_ARGS];
@@ -501,19 +499,17 @@ static int control_read(control_t *c, rd_kafka_mock_cluster_t *mc)
 	return 0;
 }
 
-int main(int argc, char **argv)
-{
+/* What the command line asked for. */
+typedef struct options {
 	const char *topics[16];
-	const char *control_path = NULL;
-	int ntopics = 0;
-	int64_t brokers = 1, partitions = 12;
-	char errstr[512];
-	rd_kafka_conf_t *conf;
-	rd_kafka_t *rk;
-	rd_kafka_mock_cluster_t *mc;
-	control_t control = {.fd = -1};
-	struct sigaction sa;
+	int ntopics;
+	int64_t brokers, partitions;
+	const char *control_path;
+} options_t;
 
+/* Parses argv into o. Returns -1 to go on, or the exit code (0 after --help). */
+static int parse_args(int argc, char **argv, options_t *o)
+{
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -525,28 +521,28 @@ int main(int argc, char **argv)
 			       rd_kafka_version_str());
 			return 0;
 		} else if (!strcmp(a, "--brokers") && v) {
-			if (payq_parse_int64(v, 1, MAX_BROKERS, &brokers)) {
+			if (payq_parse_int64(v, 1, MAX_BROKERS, &o->brokers)) {
 				fprintf(stderr, "payq-devbroker: --brokers: \"%s\" is not 1..16\n",
 					v);
 				return 2;
 			}
 			i++;
 		} else if (!strcmp(a, "--partitions") && v) {
-			if (payq_parse_int64(v, 1, 1000, &partitions)) {
+			if (payq_parse_int64(v, 1, 1000, &o->partitions)) {
 				fprintf(stderr,
 					"payq-devbroker: --partitions: \"%s\" is not 1..1000\n", v);
 				return 2;
 			}
 			i++;
 		} else if (!strcmp(a, "--topic") && v) {
-			if (ntopics == (int)PAYQ_ARRAY_SIZE(topics)) {
+			if (o->ntopics == (int)PAYQ_ARRAY_SIZE(o->topics)) {
 				fprintf(stderr, "payq-devbroker: too many --topic\n");
 				return 2;
 			}
-			topics[ntopics++] = v;
+			o->topics[o->ntopics++] = v;
 			i++;
 		} else if (!strcmp(a, "--control") && v) {
-			control_path = v;
+			o->control_path = v;
 			i++;
 		} else {
 			fprintf(stderr, "payq-devbroker: unknown or incomplete argument \"%s\"\n",
@@ -555,11 +551,26 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!ntopics) {
-		topics[ntopics++] = "payq.commands";
-		topics[ntopics++] = "payq.commands.dlq";
+	if (!o->ntopics) {
+		o->topics[o->ntopics++] = "payq.commands";
+		o->topics[o->ntopics++] = "payq.commands.dlq";
 	}
-	if (control_path && control_open(&control, control_path))
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	options_t o = {.brokers = 1, .partitions = 12};
+	char errstr[512];
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+	rd_kafka_mock_cluster_t *mc;
+	control_t control = {.fd = -1};
+	int rc = parse_args(argc, argv, &o);
+
+	if (rc >= 0)
+		return rc;
+	if (o.control_path && control_open(&control, o.control_path))
 		return 2;
 
 	/* The mock cluster lives inside a client handle; a producer is the lightest. */
@@ -570,17 +581,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "payq-devbroker: %s\n", errstr);
 		return 1;
 	}
-	mc = rd_kafka_mock_cluster_new(rk, (int)brokers);
+	mc = rd_kafka_mock_cluster_new(rk, (int)o.brokers);
 	if (!mc) {
 		fprintf(stderr, "payq-devbroker: could not create the mock cluster\n");
 		rd_kafka_destroy(rk);
 		return 1;
 	}
-	for (int i = 0; i < ntopics; i++) {
+	for (int i = 0; i < o.ntopics; i++) {
 		rd_kafka_resp_err_t err =
-			rd_kafka_mock_topic_create(mc, topics[i], (int)partitions, (int)brokers);
+			rd_kafka_mock_topic_create(mc, o.topics[i], (int)o.partitions, (int)o.brokers);
 		if (err) {
-			fprintf(stderr, "payq-devbroker: topic %s: %s\n", topics[i],
+			fprintf(stderr, "payq-devbroker: topic %s: %s\n", o.topics[i],
 				rd_kafka_err2str(err));
 			rd_kafka_mock_cluster_destroy(mc);
 			rd_kafka_destroy(rk);
@@ -588,10 +599,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = stop;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	payq_signals_install(&run);
 	ports_init(rd_kafka_mock_cluster_bootstraps(mc));
 	printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
 	fflush(stdout);

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Mutation check for the test vectors: a codec built with -Dmutation=canon-hash (command_id
-# and order_id swapped in the canonical form, common/codec.c:payq_codec_hash) must fail the
+# and order_id swapped in the canonical form, common/canon.c:payq_codec_hash) must fail the
 # vectors case of test_codec, which the real build passes. The mutant is built
 # incrementally in $PAYQ_BUILD_ROOT/mut-canon-hash (only tests/unit/test_codec).
 # shellcheck source=tests/lib.sh
