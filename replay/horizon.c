@@ -44,8 +44,8 @@ out:
 	return ret;
 }
 
-int replay_horizon_guard(rd_kafka_t *rk, PGconn *conn, const payq_range_t *r, bool force,
-			 bool dry_run, const char *what)
+replay_exit_t replay_horizon_guard(rd_kafka_t *rk, PGconn *conn, const payq_range_t *r,
+				   bool force, bool dry_run, const char *what)
 {
 	char errstr[512], when[40];
 	int64_t horizon, *first = NULL, breach = 0;
