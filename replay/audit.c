@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,7 +80,7 @@ typedef struct audit_req {
 /* What the audit reads before it checks: the range up to the group's progress, fixed at
  * its start, and the group's offsets in Kafka and in the database, per partition. */
 typedef struct audit_plan {
-	rd_kafka_t *rk;
+	rd_kafka_t *rk; /* the env's reader, borrowed */
 	payq_range_t range, dlq;
 	int64_t *committed, *progress, unconsumed;
 } audit_plan_t;
@@ -318,10 +319,10 @@ static void compare_offsets(audit_t *a, const char *group, const payq_range_t *r
 	}
 }
 
-static replay_opt_t parse_own(void *opaque, int opt, const char *arg, char *errstr,
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
 			      size_t errstr_size)
 {
-	audit_req_t *req = opaque;
+	audit_req_t *req = &((audit_cmd_t *)cmd)->req;
 
 	(void)arg;
 	(void)errstr;
@@ -332,29 +333,15 @@ static replay_opt_t parse_own(void *opaque, int opt, const char *arg, char *errs
 	return REPLAY_OPT_TAKEN;
 }
 
-static replay_exit_t parse(const payq_config_t *cfg, int argc, char **argv, void *cmd,
-			   char *errstr, size_t errstr_size)
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr,
+			     size_t errstr_size)
 {
-	static const struct option own[] = {
-		{"repair", no_argument, NULL, OPT_REPAIR},
-		{NULL, 0, NULL, 0},
-	};
-	static const replay_optdef_t def = {
-		.takes = REPLAY_TAKES_PARTITION | REPLAY_TAKES_FROM | REPLAY_TAKES_EXECUTE |
-			 REPLAY_TAKES_FORCE,
-		.own = own,
-		.parse_own = parse_own,
-	};
-
 	audit_req_t *req = &((audit_cmd_t *)cmd)->req;
 	audit_t *a = &((audit_cmd_t *)cmd)->run;
 
 	a->topic = cfg->topic;
 	a->group = cfg->group;
 	replay_progress_init(&a->progress);
-	replay_opts_init(&req->o);
-	if (replay_parse_opts(&def, argc, argv, &req->o, req, errstr, errstr_size))
-		return REPLAY_EXIT_USAGE;
 	if ((req->o.execute || req->o.force) && !req->repair) {
 		payq_err(errstr, errstr_size, "--execute and --force go with --repair");
 		return REPLAY_EXIT_USAGE;
@@ -413,9 +400,10 @@ static void clamp_to_progress(audit_plan_t *plan)
 
 /* Reads what the audit checks against: the group's offsets, the horizon and the group's
  * dead letters. Returns REPLAY_EXIT_OK, or another code with errstr. */
-static replay_exit_t plan_audit(const payq_config_t *cfg, void *cmd, char *errstr,
+static replay_exit_t plan_audit(const replay_env_t *env, void *cmd, char *errstr,
 				size_t errstr_size)
 {
+	const payq_config_t *cfg = env->cfg;
 	const audit_req_t *req = &((audit_cmd_t *)cmd)->req;
 	audit_plan_t *plan = &((audit_cmd_t *)cmd)->plan;
 	audit_t *a = &((audit_cmd_t *)cmd)->run;
@@ -423,9 +411,8 @@ static replay_exit_t plan_audit(const payq_config_t *cfg, void *cmd, char *errst
 	a->conn = replay_db_connect(cfg, "audit", errstr, errstr_size);
 	if (!a->conn)
 		return REPLAY_EXIT_FAILED;
-	plan->rk = payq_range_client_new(cfg, errstr, errstr_size);
-	if (!plan->rk ||
-	    payq_range_resolve(plan->rk, a->topic, &req->o.range, &plan->range, errstr,
+	plan->rk = env->rk;
+	if (payq_range_resolve(plan->rk, a->topic, &req->o.range, &plan->range, errstr,
 			       errstr_size) ||
 	    read_group_state(cfg, plan, a, errstr, errstr_size))
 		return REPLAY_EXIT_FAILED;
@@ -443,8 +430,9 @@ static replay_exit_t plan_audit(const payq_config_t *cfg, void *cmd, char *errst
 	return REPLAY_EXIT_OK;
 }
 
-static void print_plan(const payq_config_t *cfg, const void *cmd)
+static void print_plan(const replay_env_t *env, const void *cmd)
 {
+	const payq_config_t *cfg = env->cfg;
 	const audit_t *a = &((const audit_cmd_t *)cmd)->run;
 	char when[40];
 
@@ -473,8 +461,9 @@ static replay_exit_t scan(audit_t *a, const audit_plan_t *plan)
 
 /* Checks the range, prints the summary and, with --repair, republishes the gaps' records
  * (a dry run unless --execute). Returns REPLAY_EXIT_GAPS while gaps were found. */
-static replay_exit_t execute(const payq_config_t *cfg, void *cmd)
+static replay_exit_t execute(const replay_env_t *env, void *cmd)
 {
+	const payq_config_t *cfg = env->cfg;
 	const audit_req_t *req = &((audit_cmd_t *)cmd)->req;
 	const audit_plan_t *plan = &((audit_cmd_t *)cmd)->plan;
 	audit_t *a = &((audit_cmd_t *)cmd)->run;
@@ -514,17 +503,24 @@ static void cleanup(void *cmd)
 	replay_keys_free(&c->run.keys);
 	if (c->run.conn)
 		PQfinish(c->run.conn);
-	payq_range_client_destroy(c->plan.rk);
 	payq_range_free(&c->plan.range);
 	payq_range_free(&c->plan.dlq);
-	replay_opts_free(&c->req.o);
 }
+
+static const struct option own_options[] = {
+	{"repair", no_argument, NULL, OPT_REPAIR},
+	{NULL, 0, NULL, 0},
+};
+
+static const replay_steps_t steps = {
+	"audit",
+	{REPLAY_TAKES_PARTITION | REPLAY_TAKES_FROM | REPLAY_TAKES_EXECUTE | REPLAY_TAKES_FORCE,
+	 own_options, parse_own},
+	sizeof(audit_cmd_t), offsetof(audit_cmd_t, req.o),
+	request, plan_audit, print_plan, execute, cleanup,
+};
 
 int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
 {
-	static const replay_steps_t steps = {"audit", parse, plan_audit, print_plan, execute,
-					     cleanup};
-	audit_cmd_t cmd = {0};
-
-	return replay_command_run(&steps, cfg, argc, argv, &cmd);
+	return replay_command_run(&steps, cfg, argc, argv);
 }

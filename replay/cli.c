@@ -168,7 +168,7 @@ static bool takes_shared(const replay_optdef_t *def, int opt)
 }
 
 replay_exit_t replay_parse_opts(const replay_optdef_t *def, int argc, char **argv,
-				replay_opts_t *opts, void *req, char *errstr, size_t errstr_size)
+				replay_opts_t *opts, void *cmd, char *errstr, size_t errstr_size)
 {
 	struct option *longopts = longopts_of(def);
 	replay_opt_t res = REPLAY_OPT_TAKEN;
@@ -187,7 +187,7 @@ replay_exit_t replay_parse_opts(const replay_optdef_t *def, int argc, char **arg
 		else if (takes_shared(def, opt))
 			res = shared_opt(opt, optarg, opts, errstr, errstr_size);
 		else
-			res = def->parse_own(req, opt, optarg, errstr, errstr_size);
+			res = def->parse_own(cmd, opt, optarg, errstr, errstr_size);
 		if (res == REPLAY_OPT_OTHER)
 			payq_err(errstr, errstr_size, "unknown or incomplete option \"%s\"",
 				 argv[optind - 1]);
@@ -202,21 +202,50 @@ replay_exit_t replay_parse_opts(const replay_optdef_t *def, int argc, char **arg
 	return REPLAY_EXIT_OK;
 }
 
+static replay_opts_t *opts_of(const replay_steps_t *steps, void *cmd)
+{
+	return (replay_opts_t *)((char *)cmd + steps->opts_at);
+}
+
+/* The options and the request. */
+static replay_exit_t parse(const replay_steps_t *steps, const payq_config_t *cfg, int argc,
+			   char **argv, void *cmd, char *errstr, size_t errstr_size)
+{
+	if (replay_parse_opts(&steps->opts, argc, argv, opts_of(steps, cmd), cmd, errstr,
+			      errstr_size))
+		return REPLAY_EXIT_USAGE;
+	return steps->request(cfg, cmd, errstr, errstr_size);
+}
+
 int replay_command_run(const replay_steps_t *steps, const payq_config_t *cfg, int argc,
-		       char **argv, void *cmd)
+		       char **argv)
 {
 	char errstr[512];
-	replay_exit_t rc = steps->parse(cfg, argc, argv, cmd, errstr, sizeof(errstr));
+	void *cmd = calloc(1, steps->cmd_size);
+	replay_env_t env = {.cfg = cfg};
+	replay_exit_t rc = REPLAY_EXIT_FAILED;
 
+	if (!cmd) {
+		replay_error(steps->name, "out of memory");
+		return rc;
+	}
+	replay_opts_init(opts_of(steps, cmd));
+	rc = parse(steps, cfg, argc, argv, cmd, errstr, sizeof(errstr));
 	if (rc != REPLAY_EXIT_OK) {
 		replay_usage_error(steps->name, errstr);
-	} else if ((rc = steps->plan(cfg, cmd, errstr, sizeof(errstr))) != REPLAY_EXIT_OK) {
+	} else if (!(env.rk = payq_range_client_new(cfg, errstr, sizeof(errstr)))) {
+		rc = REPLAY_EXIT_FAILED;
+		replay_error(steps->name, errstr);
+	} else if ((rc = steps->plan(&env, cmd, errstr, sizeof(errstr))) != REPLAY_EXIT_OK) {
 		replay_error(steps->name, errstr);
 	} else {
-		steps->print(cfg, cmd);
-		rc = steps->execute(cfg, cmd);
+		steps->print(&env, cmd);
+		rc = steps->execute(&env, cmd);
 	}
 	steps->cleanup(cmd);
+	payq_range_client_destroy(env.rk);
+	replay_opts_free(opts_of(steps, cmd));
+	free(cmd);
 	return rc;
 }
 

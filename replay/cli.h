@@ -77,41 +77,53 @@ typedef enum {
 } replay_opt_t;
 
 /* A command's options: the shared ones it takes, and its own (a table ending in a NULL
- * name), which parse_own applies to the command's request req. */
+ * name), which parse_own applies to the command's state cmd. */
 typedef struct replay_optdef {
 	unsigned takes; /* REPLAY_TAKES_* bits */
 	const struct option *own;
-	replay_opt_t (*parse_own)(void *req, int opt, const char *arg, char *errstr,
+	replay_opt_t (*parse_own)(void *cmd, int opt, const char *arg, char *errstr,
 				  size_t errstr_size);
 } replay_optdef_t;
 
 /* Parses a command's options in argv (argv[0] is the command's name) into opts and, through
- * def->parse_own, into req. An unknown option, a missing or bad value, or a bare word is
+ * def->parse_own, into cmd. An unknown option, a missing or bad value, or a bare word is
  * refused. Returns REPLAY_EXIT_OK, or REPLAY_EXIT_USAGE with errstr. */
 replay_exit_t replay_parse_opts(const replay_optdef_t *def, int argc, char **argv,
-				replay_opts_t *opts, void *req, char *errstr, size_t errstr_size);
+				replay_opts_t *opts, void *cmd, char *errstr, size_t errstr_size);
 
-/* The steps of a command, which replay_command_run() takes in turn over the command's own
- * state cmd (its request, its plan and its run):
- *   parse:   the options into the request; REPLAY_EXIT_USAGE with errstr when they are wrong;
+/* What every step of a command gets: the settings, and the client that reads ranges, makes
+ * metadata and admin calls (payq_range_client_new()), made before the plan. */
+typedef struct replay_env {
+	const payq_config_t *cfg;
+	rd_kafka_t *rk;
+} replay_env_t;
+
+/* A command, which replay_command_run() takes through its steps over the command's own
+ * state cmd (cmd_size bytes, zeroed: its request, its plan and its run). The options are
+ * parsed by opts into cmd's replay_opts_t at opts_at and, through opts.parse_own, into
+ * cmd itself. Then:
+ *   request: checks the options against each other and sets defaults; REPLAY_EXIT_USAGE
+ *            with errstr when they are wrong;
  *   plan:    the database and Kafka reads, before anything changes; a code with errstr;
  *   print:   the plan on stdout;
  *   execute: the side effects (or the dry run), with their own output and error lines;
  *   cleanup: frees what the others allocated; runs always. */
 typedef struct replay_steps {
 	const char *name;
-	replay_exit_t (*parse)(const payq_config_t *cfg, int argc, char **argv, void *cmd,
-			       char *errstr, size_t errstr_size);
-	replay_exit_t (*plan)(const payq_config_t *cfg, void *cmd, char *errstr,
+	replay_optdef_t opts;
+	size_t cmd_size, opts_at;
+	replay_exit_t (*request)(const payq_config_t *cfg, void *cmd, char *errstr,
+				 size_t errstr_size);
+	replay_exit_t (*plan)(const replay_env_t *env, void *cmd, char *errstr,
 			      size_t errstr_size);
-	void (*print)(const payq_config_t *cfg, const void *cmd);
-	replay_exit_t (*execute)(const payq_config_t *cfg, void *cmd);
+	void (*print)(const replay_env_t *env, const void *cmd);
+	replay_exit_t (*execute)(const replay_env_t *env, void *cmd);
 	void (*cleanup)(void *cmd);
 } replay_steps_t;
 
 /* Runs a command's steps; argv[0] is the command's name. Returns a replay_exit_t. */
 int replay_command_run(const replay_steps_t *steps, const payq_config_t *cfg, int argc,
-		       char **argv, void *cmd);
+		       char **argv);
 
 /* Applies one range option (OPT_PARTITION .. OPT_TO_TIME) to spec. The spec's partitions
  * array grows with malloc(); payq_range_spec_free() frees it. */

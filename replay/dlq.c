@@ -2,6 +2,7 @@
 #include "dlq.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,6 @@ typedef struct dlq_req {
 
 /* What the command reads before it re-drives: the slice of the DLQ, fixed at its start. */
 typedef struct dlq_plan {
-	rd_kafka_t *rk;
 	payq_range_t range;
 	int64_t total;
 } dlq_plan_t;
@@ -283,10 +283,10 @@ static replay_exit_t dlq_horizon(const payq_config_t *cfg, rd_kafka_t *rk,
 	return REPLAY_EXIT_USAGE;
 }
 
-static replay_opt_t parse_own(void *opaque, int opt, const char *arg, char *errstr,
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
 			      size_t errstr_size)
 {
-	dlq_req_t *req = opaque;
+	dlq_req_t *req = &((dlq_cmd_t *)cmd)->req;
 
 	if (opt != OPT_REASON)
 		return REPLAY_OPT_OTHER;
@@ -303,27 +303,12 @@ static replay_opt_t parse_own(void *opaque, int opt, const char *arg, char *errs
 	return REPLAY_OPT_TAKEN;
 }
 
-static replay_exit_t parse(const payq_config_t *cfg, int argc, char **argv, void *cmd,
-			   char *errstr, size_t errstr_size)
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr,
+			     size_t errstr_size)
 {
-	static const struct option own[] = {
-		{"reason", required_argument, NULL, OPT_REASON},
-		{NULL, 0, NULL, 0},
-	};
-	static const replay_optdef_t def = {
-		.takes = REPLAY_TAKES_PARTITION | REPLAY_TAKES_FROM | REPLAY_TAKES_TO |
-			 REPLAY_TAKES_TO_TOPIC | REPLAY_TAKES_RATE | REPLAY_TAKES_DRY_RUN |
-			 REPLAY_TAKES_FORCE,
-		.own = own,
-		.parse_own = parse_own,
-	};
-	dlq_req_t *req = &((dlq_cmd_t *)cmd)->req;
-	const payq_range_spec_t *spec = &req->o.range;
+	const payq_range_spec_t *spec = &((dlq_cmd_t *)cmd)->req.o.range;
 
 	(void)cfg;
-	replay_opts_init(&req->o);
-	if (replay_parse_opts(&def, argc, argv, &req->o, req, errstr, errstr_size))
-		return REPLAY_EXIT_USAGE;
 	if ((spec->from_offset >= 0 && spec->from_time_ms >= 0) ||
 	    (spec->to_offset >= 0 && spec->to_time_ms >= 0)) {
 		payq_err(errstr, errstr_size,
@@ -334,26 +319,25 @@ static replay_exit_t parse(const payq_config_t *cfg, int argc, char **argv, void
 	return REPLAY_EXIT_OK;
 }
 
-static replay_exit_t plan_redrive(const payq_config_t *cfg, void *cmd, char *errstr,
+static replay_exit_t plan_redrive(const replay_env_t *env, void *cmd, char *errstr,
 				  size_t errstr_size)
 {
 	const dlq_req_t *req = &((dlq_cmd_t *)cmd)->req;
 	dlq_plan_t *plan = &((dlq_cmd_t *)cmd)->plan;
 
-	plan->rk = payq_range_client_new(cfg, errstr, errstr_size);
-	if (!plan->rk || payq_range_resolve(plan->rk, cfg->dlq_topic, &req->o.range, &plan->range,
-					    errstr, errstr_size))
+	if (payq_range_resolve(env->rk, env->cfg->dlq_topic, &req->o.range, &plan->range, errstr,
+			       errstr_size))
 		return REPLAY_EXIT_FAILED;
 	plan->total = payq_range_total(&plan->range);
 	return REPLAY_EXIT_OK;
 }
 
-static void print_plan(const payq_config_t *cfg, const void *cmd)
+static void print_plan(const replay_env_t *env, const void *cmd)
 {
 	const dlq_req_t *req = &((const dlq_cmd_t *)cmd)->req;
 	const dlq_plan_t *plan = &((const dlq_cmd_t *)cmd)->plan;
 
-	printf("dlq: %s -> %s, %" PRId64 " dead letters to look at%s\n", cfg->dlq_topic,
+	printf("dlq: %s -> %s, %" PRId64 " dead letters to look at%s\n", env->cfg->dlq_topic,
 	       req->o.to_topic ? req->o.to_topic : "each record's payq-dlq-topic", plan->total,
 	       req->o.dry_run ? " (dry run)" : "");
 	payq_range_print(&plan->range, "  ");
@@ -378,7 +362,7 @@ static void print_summary(const redrive_t *d)
 
 /* Re-drives the selected dead letters (or, for a dry run, lists them), then prints the
  * summary. A record whose target topic does not exist fails the run. */
-static replay_exit_t execute(const payq_config_t *cfg, void *cmd)
+static replay_exit_t execute(const replay_env_t *env, void *cmd)
 {
 	const dlq_req_t *req = &((dlq_cmd_t *)cmd)->req;
 	const dlq_plan_t *plan = &((dlq_cmd_t *)cmd)->plan;
@@ -391,22 +375,22 @@ static replay_exit_t execute(const payq_config_t *cfg, void *cmd)
 	d->reasons = req->reasons;
 	d->nreasons = req->nreasons;
 	d->dry_run = req->o.dry_run;
-	d->rk = plan->rk;
+	d->rk = env->rk;
 	d->total = plan->total;
 	replay_progress_init(&d->progress);
 	if (!d->dry_run) {
-		rc = dlq_horizon(cfg, plan->rk, &plan->range, d, req->o.force);
+		rc = dlq_horizon(env->cfg, env->rk, &plan->range, d, req->o.force);
 		if (rc != REPLAY_EXIT_OK)
 			return rc;
-		d->sink = payq_sink_new(cfg, req->o.rate, errstr, sizeof(errstr));
+		d->sink = payq_sink_new(env->cfg, req->o.rate, errstr, sizeof(errstr));
 		if (!d->sink) {
 			replay_error("dlq", errstr);
 			return REPLAY_EXIT_FAILED;
 		}
 	}
-	rd = payq_range_read(plan->rk, &plan->range, on_record, d, errstr, sizeof(errstr));
+	rd = payq_range_read(env->rk, &plan->range, on_record, d, errstr, sizeof(errstr));
 	if (d->sink)
-		rd = payq_sink_finish_read(d->sink, cfg, rd, errstr, sizeof(errstr));
+		rd = payq_sink_finish_read(d->sink, env->cfg, rd, errstr, sizeof(errstr));
 	replay_progress_end(&d->progress);
 	print_summary(d);
 	rc = replay_read_exit("dlq", replay_run ? rd : PAYQ_RANGE_INTERRUPTED, errstr);
@@ -429,17 +413,25 @@ static void cleanup(void *cmd)
 		free(c->run.known[i]);
 	free(c->run.known);
 	free(c->run.missing);
-	payq_range_client_destroy(c->plan.rk);
 	payq_range_free(&c->plan.range);
 	free(c->req.reasons);
-	replay_opts_free(&c->req.o);
 }
+
+static const struct option own_options[] = {
+	{"reason", required_argument, NULL, OPT_REASON},
+	{NULL, 0, NULL, 0},
+};
+
+static const replay_steps_t steps = {
+	"dlq",
+	{REPLAY_TAKES_PARTITION | REPLAY_TAKES_FROM | REPLAY_TAKES_TO | REPLAY_TAKES_TO_TOPIC |
+		 REPLAY_TAKES_RATE | REPLAY_TAKES_DRY_RUN | REPLAY_TAKES_FORCE,
+	 own_options, parse_own},
+	sizeof(dlq_cmd_t), offsetof(dlq_cmd_t, req.o),
+	request, plan_redrive, print_plan, execute, cleanup,
+};
 
 int replay_dlq_main(const payq_config_t *cfg, int argc, char **argv)
 {
-	static const replay_steps_t steps = {"dlq", parse, plan_redrive, print_plan, execute,
-					     cleanup};
-	dlq_cmd_t cmd = {0};
-
-	return replay_command_run(&steps, cfg, argc, argv, &cmd);
+	return replay_command_run(&steps, cfg, argc, argv);
 }

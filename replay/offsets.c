@@ -2,6 +2,7 @@
 #include "offsets.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,14 +215,14 @@ typedef struct reset_req {
 	reset_mode_t mode;
 	int nmodes;		  /* how many of the mode options were given: one is right */
 	int64_t shift;		  /* --shift-by */
-	payq_range_spec_t target; /* --to-offset, --to-time */
+	int64_t target;		  /* --to-offset N, or --to-time T in ms since the epoch */
 	char *topic;		  /* --topic T[:P,...] */
 	payq_range_spec_t parts;  /* its partitions */
 } reset_req_t;
 
 /* What the command reads and works out before it changes anything. */
 typedef struct reset_plan {
-	rd_kafka_t *rk;
+	rd_kafka_t *rk; /* the env's reader, borrowed */
 	PGconn *conn; /* NULL without a database */
 	payq_range_t range;
 	replay_group_info_t info;
@@ -238,21 +239,24 @@ typedef struct reset_cmd {
 	reset_plan_t plan;
 } reset_cmd_t;
 
-static replay_opt_t parse_own(void *opaque, int opt, const char *arg, char *errstr,
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
 			      size_t errstr_size)
 {
-	reset_req_t *req = opaque;
+	reset_req_t *req = &((reset_cmd_t *)cmd)->req;
 
 	switch (opt) {
 	case OPT_TO_EARLIEST: req->mode = MODE_EARLIEST; break;
 	case OPT_TO_LATEST: req->mode = MODE_LATEST; break;
 	case OPT_TO_OFFSET:
-	case OPT_TO_TIME:
-		if (replay_range_opt(opt, arg, &req->target, errstr, errstr_size) ==
-		    REPLAY_OPT_BAD)
+	case OPT_TO_TIME: {
+		payq_range_spec_t to; /* read as the end of a range would be */
+		payq_range_spec_init(&to);
+		if (replay_range_opt(opt, arg, &to, errstr, errstr_size) == REPLAY_OPT_BAD)
 			return REPLAY_OPT_BAD;
 		req->mode = opt == OPT_TO_OFFSET ? MODE_OFFSET : MODE_TIME;
+		req->target = opt == OPT_TO_OFFSET ? to.to_offset : to.to_time_ms;
 		break;
+	}
 	case OPT_SHIFT_BY:
 		if (payq_parse_int64(arg, -INT64_MAX / 2, INT64_MAX / 2, &req->shift)) {
 			payq_err(errstr, errstr_size, "--shift-by \"%s\" is not an integer", arg);
@@ -266,29 +270,11 @@ static replay_opt_t parse_own(void *opaque, int opt, const char *arg, char *errs
 	return REPLAY_OPT_TAKEN;
 }
 
-static replay_exit_t parse(const payq_config_t *cfg, int argc, char **argv, void *cmd,
-			   char *errstr, size_t errstr_size)
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr,
+			     size_t errstr_size)
 {
-	static const struct option own[] = {
-		{"to-earliest", no_argument, NULL, OPT_TO_EARLIEST},
-		{"to-latest", no_argument, NULL, OPT_TO_LATEST},
-		{"to-offset", required_argument, NULL, OPT_TO_OFFSET},
-		{"to-time", required_argument, NULL, OPT_TO_TIME},
-		{"shift-by", required_argument, NULL, OPT_SHIFT_BY},
-		{NULL, 0, NULL, 0},
-	};
-	static const replay_optdef_t def = {
-		.takes = REPLAY_TAKES_EXECUTE | REPLAY_TAKES_FORCE,
-		.own = own,
-		.parse_own = parse_own,
-	};
 	reset_req_t *req = &((reset_cmd_t *)cmd)->req;
 
-	replay_opts_init(&req->o);
-	payq_range_spec_init(&req->target);
-	payq_range_spec_init(&req->parts);
-	if (replay_parse_opts(&def, argc, argv, &req->o, req, errstr, errstr_size))
-		return REPLAY_EXIT_USAGE;
 	if (req->nmodes != 1) {
 		payq_err(errstr, errstr_size,
 			 "give exactly one of --to-earliest, --to-latest, "
@@ -299,6 +285,7 @@ static replay_exit_t parse(const payq_config_t *cfg, int argc, char **argv, void
 		payq_err(errstr, errstr_size, "--group G is required (or PAYQ_GROUP)");
 		return REPLAY_EXIT_USAGE;
 	}
+	payq_range_spec_init(&req->parts);
 	if (parse_topic(cfg->topic, &req->topic, &req->parts, errstr, errstr_size))
 		return REPLAY_EXIT_USAGE;
 	return REPLAY_EXIT_OK;
@@ -314,7 +301,7 @@ static void compute_next(const reset_req_t *req, reset_plan_t *plan)
 		switch (req->mode) {
 		case MODE_EARLIEST: v = p->low; break;
 		case MODE_LATEST: v = p->high; break;
-		case MODE_OFFSET: v = req->target.to_offset; break;
+		case MODE_OFFSET: v = req->target; break;
 		case MODE_TIME: break; /* already read by payq_range_offsets_for_time() */
 		case MODE_SHIFT: v = cur + req->shift; break;
 		case MODE_NONE: break;
@@ -354,15 +341,16 @@ static int compute_rewind(reset_plan_t *plan)
 
 /* Reads the group's state in Kafka and in the database, and works out the new offsets.
  * Returns REPLAY_EXIT_OK, or REPLAY_EXIT_FAILED with errstr. */
-static replay_exit_t plan_reset(const payq_config_t *cfg, void *cmd, char *errstr,
+static replay_exit_t plan_reset(const replay_env_t *env, void *cmd, char *errstr,
 				size_t errstr_size)
 {
+	const payq_config_t *cfg = env->cfg;
 	const reset_req_t *req = &((reset_cmd_t *)cmd)->req;
 	reset_plan_t *plan = &((reset_cmd_t *)cmd)->plan;
 
-	plan->rk = payq_range_client_new(cfg, errstr, errstr_size);
-	if (!plan->rk ||
-	    payq_range_resolve(plan->rk, req->topic, &req->parts, &plan->range, errstr, errstr_size))
+	plan->rk = env->rk;
+	if (payq_range_resolve(plan->rk, req->topic, &req->parts, &plan->range, errstr,
+			       errstr_size))
 		return REPLAY_EXIT_FAILED;
 	plan->nparts = replay_range_nparts(&plan->range);
 	plan->current = calloc((size_t)plan->nparts + 1, sizeof(*plan->current));
@@ -385,7 +373,7 @@ static replay_exit_t plan_reset(const payq_config_t *cfg, void *cmd, char *errst
 			return REPLAY_EXIT_FAILED;
 	}
 	if (req->mode == MODE_TIME &&
-	    payq_range_offsets_for_time(plan->rk, &plan->range, req->target.to_time_ms, plan->next,
+	    payq_range_offsets_for_time(plan->rk, &plan->range, req->target, plan->next,
 					errstr, errstr_size))
 		return REPLAY_EXIT_FAILED;
 	compute_next(req, plan);
@@ -394,8 +382,9 @@ static replay_exit_t plan_reset(const payq_config_t *cfg, void *cmd, char *errst
 	return REPLAY_EXIT_OK;
 }
 
-static void print_plan(const payq_config_t *cfg, const void *cmd)
+static void print_plan(const replay_env_t *env, const void *cmd)
 {
+	const payq_config_t *cfg = env->cfg;
 	const reset_req_t *req = &((const reset_cmd_t *)cmd)->req;
 	const reset_plan_t *plan = &((const reset_cmd_t *)cmd)->plan;
 
@@ -452,8 +441,9 @@ static replay_exit_t check(const payq_config_t *cfg, const reset_req_t *req,
 
 /* After the refusals, moves the offsets (with --execute) and says what moved; a dry run
  * only says how. */
-static replay_exit_t execute(const payq_config_t *cfg, void *cmd)
+static replay_exit_t execute(const replay_env_t *env, void *cmd)
 {
+	const payq_config_t *cfg = env->cfg;
 	const reset_req_t *req = &((reset_cmd_t *)cmd)->req;
 	const reset_plan_t *plan = &((reset_cmd_t *)cmd)->plan;
 	size_t changed = 0;
@@ -490,20 +480,29 @@ static void cleanup(void *cmd)
 	free(c->plan.next);
 	if (c->plan.conn)
 		PQfinish(c->plan.conn);
-	payq_range_client_destroy(c->plan.rk);
 	payq_range_free(&c->plan.rewind);
 	payq_range_free(&c->plan.range);
 	payq_range_spec_free(&c->req.parts);
-	payq_range_spec_free(&c->req.target);
-	replay_opts_free(&c->req.o);
 	free(c->req.topic);
 }
 
+static const struct option own_options[] = {
+	{"to-earliest", no_argument, NULL, OPT_TO_EARLIEST},
+	{"to-latest", no_argument, NULL, OPT_TO_LATEST},
+	{"to-offset", required_argument, NULL, OPT_TO_OFFSET},
+	{"to-time", required_argument, NULL, OPT_TO_TIME},
+	{"shift-by", required_argument, NULL, OPT_SHIFT_BY},
+	{NULL, 0, NULL, 0},
+};
+
+static const replay_steps_t steps = {
+	"reset-offsets",
+	{REPLAY_TAKES_EXECUTE | REPLAY_TAKES_FORCE, own_options, parse_own},
+	sizeof(reset_cmd_t), offsetof(reset_cmd_t, req.o),
+	request, plan_reset, print_plan, execute, cleanup,
+};
+
 int replay_offsets_main(const payq_config_t *cfg, int argc, char **argv)
 {
-	static const replay_steps_t steps = {"reset-offsets", parse, plan_reset, print_plan,
-					     execute, cleanup};
-	reset_cmd_t cmd = {0};
-
-	return replay_command_run(&steps, cfg, argc, argv, &cmd);
+	return replay_command_run(&steps, cfg, argc, argv);
 }

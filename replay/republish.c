@@ -2,6 +2,7 @@
 #include "republish.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,6 @@ typedef struct republish_req {
 
 /* What the command reads before it copies: the range, fixed at its start. */
 typedef struct republish_plan {
-	rd_kafka_t *rk;
 	payq_range_t range;
 	int64_t total;
 } republish_plan_t;
@@ -155,10 +155,10 @@ progress:
 	return 0;
 }
 
-static replay_opt_t parse_own(void *opaque, int opt, const char *arg, char *errstr,
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
 			      size_t errstr_size)
 {
-	republish_req_t *req = opaque;
+	republish_req_t *req = &((republish_cmd_t *)cmd)->req;
 
 	(void)errstr;
 	(void)errstr_size;
@@ -169,28 +169,14 @@ static replay_opt_t parse_own(void *opaque, int opt, const char *arg, char *errs
 	}
 }
 
-static replay_exit_t parse(const payq_config_t *cfg, int argc, char **argv, void *cmd,
-			   char *errstr, size_t errstr_size)
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr,
+			     size_t errstr_size)
 {
-	static const struct option own[] = {
-		{"from-topic", required_argument, NULL, OPT_FROM_TOPIC},
-		{"order", required_argument, NULL, OPT_ORDER},
-		{NULL, 0, NULL, 0},
-	};
-	static const replay_optdef_t def = {
-		.takes = REPLAY_TAKES_PARTITION | REPLAY_TAKES_FROM | REPLAY_TAKES_TO |
-			 REPLAY_TAKES_TO_TOPIC | REPLAY_TAKES_RATE | REPLAY_TAKES_DRY_RUN |
-			 REPLAY_TAKES_FORCE,
-		.own = own,
-		.parse_own = parse_own,
-	};
 	republish_req_t *req = &((republish_cmd_t *)cmd)->req;
 	const payq_range_spec_t *spec = &req->o.range;
 
-	replay_opts_init(&req->o);
-	req->from_topic = cfg->topic;
-	if (replay_parse_opts(&def, argc, argv, &req->o, req, errstr, errstr_size))
-		return REPLAY_EXIT_USAGE;
+	if (!req->from_topic)
+		req->from_topic = cfg->topic;
 	/* The start is never implied (a whole topic is not copied by accident); an open
 	 * end is the log end, fixed when the range is resolved. */
 	if ((spec->from_offset < 0) == (spec->from_time_ms < 0) ||
@@ -204,30 +190,29 @@ static replay_exit_t parse(const payq_config_t *cfg, int argc, char **argv, void
 	return REPLAY_EXIT_OK;
 }
 
-static replay_exit_t plan_copy(const payq_config_t *cfg, void *cmd, char *errstr,
+static replay_exit_t plan_copy(const replay_env_t *env, void *cmd, char *errstr,
 			       size_t errstr_size)
 {
 	const republish_req_t *req = &((republish_cmd_t *)cmd)->req;
 	republish_plan_t *plan = &((republish_cmd_t *)cmd)->plan;
 
-	plan->rk = payq_range_client_new(cfg, errstr, errstr_size);
-	if (!plan->rk || payq_range_resolve(plan->rk, req->from_topic, &req->o.range,
-					    &plan->range, errstr, errstr_size))
+	if (payq_range_resolve(env->rk, req->from_topic, &req->o.range, &plan->range, errstr,
+			       errstr_size))
 		return REPLAY_EXIT_FAILED;
 	/* A missing target would only fail after message.timeout.ms, per message. */
 	if (strcmp(req->to_topic, req->from_topic) &&
-	    payq_kafka_partition_count(plan->rk, req->to_topic, 15000, errstr, errstr_size) < 0)
+	    payq_kafka_partition_count(env->rk, req->to_topic, 15000, errstr, errstr_size) < 0)
 		return REPLAY_EXIT_FAILED;
 	plan->total = payq_range_total(&plan->range);
 	return REPLAY_EXIT_OK;
 }
 
-static void print_plan(const payq_config_t *cfg, const void *cmd)
+static void print_plan(const replay_env_t *env, const void *cmd)
 {
 	const republish_req_t *req = &((const republish_cmd_t *)cmd)->req;
 	const republish_plan_t *plan = &((const republish_cmd_t *)cmd)->plan;
 
-	(void)cfg;
+	(void)env;
 	printf("republish: %s -> %s, %" PRId64 " messages%s\n", req->from_topic, req->to_topic,
 	       plan->total, req->o.dry_run ? " (dry run)" : "");
 	payq_range_print(&plan->range, "  ");
@@ -235,14 +220,14 @@ static void print_plan(const payq_config_t *cfg, const void *cmd)
 
 /* Connects to the database and refuses a range past the dedup retention horizon; without
  * a database, only --force goes on (not for a dry run, which reads the dedup rows). */
-static replay_exit_t guard(const payq_config_t *cfg, const republish_req_t *req,
+static replay_exit_t guard(const replay_env_t *env, const republish_req_t *req,
 			   const republish_plan_t *plan, PGconn **conn)
 {
 	char errstr[512];
 
-	*conn = replay_db_connect(cfg, "republish", errstr, sizeof(errstr));
+	*conn = replay_db_connect(env->cfg, "republish", errstr, sizeof(errstr));
 	if (*conn)
-		return replay_horizon_guard(plan->rk, *conn, &plan->range, req->o.force,
+		return replay_horizon_guard(env->rk, *conn, &plan->range, req->o.force,
 					    req->o.dry_run, "republish");
 	if (req->o.dry_run || !req->o.force) {
 		fprintf(stderr, "payq-replay republish: %s\n%s", errstr,
@@ -273,14 +258,14 @@ static void print_summary(const republish_t *r)
 
 /* Copies the range (or, for a dry run, counts what is already processed), then prints the
  * summary. */
-static replay_exit_t execute(const payq_config_t *cfg, void *cmd)
+static replay_exit_t execute(const replay_env_t *env, void *cmd)
 {
 	const republish_req_t *req = &((republish_cmd_t *)cmd)->req;
 	const republish_plan_t *plan = &((republish_cmd_t *)cmd)->plan;
 	republish_t *r = &((republish_cmd_t *)cmd)->run;
 	char errstr[512];
 	payq_range_read_t rd;
-	replay_exit_t rc = guard(cfg, req, plan, &r->conn);
+	replay_exit_t rc = guard(env, req, plan, &r->conn);
 
 	if (rc != REPLAY_EXIT_OK)
 		return rc;
@@ -290,19 +275,19 @@ static replay_exit_t execute(const payq_config_t *cfg, void *cmd)
 	r->total = plan->total;
 	replay_progress_init(&r->progress);
 	if (!r->dry_run) {
-		r->sink = payq_sink_new(cfg, req->o.rate, errstr, sizeof(errstr));
+		r->sink = payq_sink_new(env->cfg, req->o.rate, errstr, sizeof(errstr));
 		if (!r->sink) {
 			replay_error("republish", errstr);
 			return REPLAY_EXIT_FAILED;
 		}
 	}
-	rd = payq_range_read(plan->rk, &plan->range, on_message, r, errstr, sizeof(errstr));
+	rd = payq_range_read(env->rk, &plan->range, on_message, r, errstr, sizeof(errstr));
 	if (rd == PAYQ_RANGE_DONE && r->dry_run && flush_lookups(r)) {
 		snprintf(errstr, sizeof(errstr), "%s", r->errstr);
 		rd = PAYQ_RANGE_FAILED;
 	}
 	if (r->sink)
-		rd = payq_sink_finish_read(r->sink, cfg, rd, errstr, sizeof(errstr));
+		rd = payq_sink_finish_read(r->sink, env->cfg, rd, errstr, sizeof(errstr));
 	replay_progress_end(&r->progress);
 	print_summary(r);
 	return replay_read_exit("republish", replay_run ? rd : PAYQ_RANGE_INTERRUPTED, errstr);
@@ -316,16 +301,25 @@ static void cleanup(void *cmd)
 	replay_keys_free(&c->run.keys);
 	if (c->run.conn)
 		PQfinish(c->run.conn);
-	payq_range_client_destroy(c->plan.rk);
 	payq_range_free(&c->plan.range);
-	replay_opts_free(&c->req.o);
 }
+
+static const struct option own_options[] = {
+	{"from-topic", required_argument, NULL, OPT_FROM_TOPIC},
+	{"order", required_argument, NULL, OPT_ORDER},
+	{NULL, 0, NULL, 0},
+};
+
+static const replay_steps_t steps = {
+	"republish",
+	{REPLAY_TAKES_PARTITION | REPLAY_TAKES_FROM | REPLAY_TAKES_TO | REPLAY_TAKES_TO_TOPIC |
+		 REPLAY_TAKES_RATE | REPLAY_TAKES_DRY_RUN | REPLAY_TAKES_FORCE,
+	 own_options, parse_own},
+	sizeof(republish_cmd_t), offsetof(republish_cmd_t, req.o),
+	request, plan_copy, print_plan, execute, cleanup,
+};
 
 int replay_republish_main(const payq_config_t *cfg, int argc, char **argv)
 {
-	static const replay_steps_t steps = {"republish", parse, plan_copy, print_plan, execute,
-					     cleanup};
-	republish_cmd_t cmd = {0};
-
-	return replay_command_run(&steps, cfg, argc, argv, &cmd);
+	return replay_command_run(&steps, cfg, argc, argv);
 }
