@@ -131,8 +131,7 @@ static bool in_dlq(const audit_t *a, int32_t partition, int64_t offset)
 
 /* Parses "topic/partition/offset" (a payq-replay-of header) of the audited topic. Topic
  * names cannot contain '/', so the last two separate the numbers. */
-static bool parse_replay_of(const char *v, const char *topic, int64_t *partition,
-			    int64_t *offset)
+static bool parse_replay_of(const char *v, const char *topic, int64_t *partition, int64_t *offset)
 {
 	const char *o = strrchr(v, '/'), *p;
 	char pbuf[16];
@@ -152,8 +151,9 @@ static bool parse_replay_of(const char *v, const char *topic, int64_t *partition
 
 static int add_dead_letter(audit_t *a, int64_t partition, int64_t offset)
 {
-	if (a->ndlq == a->dlq_cap && payq_grow((void **)&a->dlq, &a->dlq_cap,
-					       a->dlq_cap ? a->dlq_cap * 2 : 1024, sizeof(*a->dlq))) {
+	if (a->ndlq == a->dlq_cap &&
+	    payq_grow((void **)&a->dlq, &a->dlq_cap, a->dlq_cap ? a->dlq_cap * 2 : 1024,
+		      sizeof(*a->dlq))) {
 		log_error("out of memory");
 		return -1;
 	}
@@ -319,8 +319,7 @@ static void compare_offsets(audit_t *a, const char *group, const payq_range_t *r
 	}
 }
 
-static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
-			      size_t errstr_size)
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr, size_t errstr_size)
 {
 	audit_req_t *req = &((audit_cmd_t *)cmd)->req;
 
@@ -333,8 +332,7 @@ static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
 	return REPLAY_OPT_TAKEN;
 }
 
-static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr,
-			     size_t errstr_size)
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr, size_t errstr_size)
 {
 	audit_req_t *req = &((audit_cmd_t *)cmd)->req;
 	audit_t *a = &((audit_cmd_t *)cmd)->run;
@@ -355,8 +353,8 @@ static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr,
 
 /* The database's and Kafka's view of the group, per partition, the horizon, and the DLQ's
  * range. */
-static int read_group_state(const payq_config_t *cfg, audit_plan_t *plan, audit_t *a,
-			    char *errstr, size_t errstr_size)
+static int read_group_state(const payq_config_t *cfg, audit_plan_t *plan, audit_t *a, char *errstr,
+			    size_t errstr_size)
 {
 	int nparts = replay_range_nparts(&plan->range);
 	payq_range_spec_t whole_dlq;
@@ -373,8 +371,8 @@ static int read_group_state(const payq_config_t *cfg, audit_plan_t *plan, audit_
 	 * this progress is below the DLQ high watermark read next. */
 	if (replay_db_progress(a->conn, cfg->group, a->topic, plan->progress, nparts, errstr,
 			       errstr_size) ||
-	    replay_group_committed(plan->rk, cfg->group, a->topic, nparts, plan->committed,
-				   errstr, errstr_size) ||
+	    replay_group_committed(plan->rk, cfg->group, a->topic, nparts, plan->committed, errstr,
+				   errstr_size) ||
 	    replay_db_horizon(a->conn, &a->horizon, errstr, errstr_size) ||
 	    replay_db_horizon_offsets(a->conn, a->topic, a->pruned, a->after, nparts, errstr,
 				      errstr_size))
@@ -448,8 +446,8 @@ static void print_plan(const replay_env_t *env, const void *cmd)
 static replay_exit_t scan(audit_t *a, const audit_plan_t *plan)
 {
 	char errstr[512];
-	payq_range_read_t rd = payq_range_read(plan->rk, &plan->range, on_command, a, errstr,
-					       sizeof(errstr));
+	payq_range_read_t rd =
+		payq_range_read(plan->rk, &plan->range, on_command, a, errstr, sizeof(errstr));
 
 	if (rd == PAYQ_RANGE_DONE && flush_lookups(a)) {
 		snprintf(errstr, sizeof(errstr), "%s", a->errstr);
@@ -507,20 +505,11 @@ static void cleanup(void *cmd)
 	payq_range_free(&c->plan.dlq);
 }
 
-static const struct option own_options[] = {
-	{"repair", no_argument, NULL, OPT_REPAIR},
-	{NULL, 0, NULL, 0},
-};
-
-static const replay_steps_t steps = {
-	"audit",
-	{REPLAY_TAKES_PARTITION | REPLAY_TAKES_FROM | REPLAY_TAKES_EXECUTE | REPLAY_TAKES_FORCE,
-	 own_options, parse_own},
-	sizeof(audit_cmd_t), offsetof(audit_cmd_t, req.o),
-	request, plan_audit, print_plan, execute, cleanup,
-};
-
-int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
-{
-	return replay_command_run(&steps, cfg, argc, argv);
-}
+/* The command, in the order of replay_steps_t's fields. */
+/* clang-format off */
+const replay_steps_t replay_audit_steps = {
+	"audit", {REPLAY_TAKES_PARTITION | REPLAY_TAKES_FROM | REPLAY_TAKES_EXECUTE | REPLAY_TAKES_FORCE, {
+		{"repair", no_argument, NULL, OPT_REPAIR},
+	}, parse_own}, sizeof(audit_cmd_t), offsetof(audit_cmd_t, req.o),
+	request, plan_audit, print_plan, execute, cleanup};
+/* clang-format on */

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
+#include "dlq.h"
 #include "signals.h"
 #include "util.h"
 
@@ -71,8 +73,8 @@ replay_opt_t replay_range_opt(int opt, const char *arg, payq_range_spec_t *spec,
 	switch (opt) {
 	case OPT_PARTITION:
 		if (payq_parse_int64(arg, 0, INT32_MAX, &v)) {
-			payq_err(errstr, errstr_size, "--partition \"%s\" is not a partition number",
-				 arg);
+			payq_err(errstr, errstr_size,
+				 "--partition \"%s\" is not a partition number", arg);
 			return REPLAY_OPT_BAD;
 		}
 		if (payq_grow((void **)&spec->partitions, &spec->partitions_cap,
@@ -145,7 +147,7 @@ static struct option *longopts_of(const replay_optdef_t *def)
 	size_t nown = 0, n = 0;
 	struct option *l;
 
-	while (def->own && def->own[nown].name)
+	while (nown < REPLAY_OWN_OPTS_MAX && def->own[nown].name)
 		nown++;
 	l = calloc(PAYQ_ARRAY_SIZE(shared) + nown + 1, sizeof(*l));
 	if (!l)
@@ -217,8 +219,7 @@ static replay_exit_t parse(const replay_steps_t *steps, const payq_config_t *cfg
 	return steps->request(cfg, cmd, errstr, errstr_size);
 }
 
-int replay_command_run(const replay_steps_t *steps, const payq_config_t *cfg, int argc,
-		       char **argv)
+int replay_command_run(const replay_steps_t *steps, const payq_config_t *cfg, int argc, char **argv)
 {
 	char errstr[512];
 	void *cmd = calloc(1, steps->cmd_size);
@@ -263,7 +264,9 @@ replay_exit_t replay_read_exit(const char *cmd, payq_range_read_t rd, const char
 {
 	switch (rd) {
 	case PAYQ_RANGE_DONE: return REPLAY_EXIT_OK;
-	case PAYQ_RANGE_INTERRUPTED: replay_error(cmd, "interrupted"); return REPLAY_EXIT_INTERRUPTED;
+	case PAYQ_RANGE_INTERRUPTED:
+		replay_error(cmd, "interrupted");
+		return REPLAY_EXIT_INTERRUPTED;
 	case PAYQ_RANGE_FAILED: break;
 	}
 	replay_error(cmd, errstr);
@@ -322,4 +325,15 @@ void replay_progress_end(replay_progress_t *p)
 	if (p->tty && p->shown)
 		fputc('\n', stderr);
 	p->shown = false;
+}
+
+/* payq-console runs these two in-process, through the same steps as payq-replay. */
+int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
+{
+	return replay_command_run(&replay_audit_steps, cfg, argc, argv);
+}
+
+int replay_dlq_main(const payq_config_t *cfg, int argc, char **argv)
+{
+	return replay_command_run(&replay_dlq_steps, cfg, argc, argv);
 }

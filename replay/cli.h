@@ -76,11 +76,14 @@ typedef enum {
 	REPLAY_OPT_BAD,	  /* a bad value; errstr says why */
 } replay_opt_t;
 
-/* A command's options: the shared ones it takes, and its own (a table ending in a NULL
+/* The most options of its own a command may have. */
+#define REPLAY_OWN_OPTS_MAX 7
+
+/* A command's options: the shared ones it takes, and its own (up to the first without a
  * name), which parse_own applies to the command's state cmd. */
 typedef struct replay_optdef {
 	unsigned takes; /* REPLAY_TAKES_* bits */
-	const struct option *own;
+	struct option own[REPLAY_OWN_OPTS_MAX + 1];
 	replay_opt_t (*parse_own)(void *cmd, int opt, const char *arg, char *errstr,
 				  size_t errstr_size);
 } replay_optdef_t;
@@ -114,8 +117,7 @@ typedef struct replay_steps {
 	size_t cmd_size, opts_at;
 	replay_exit_t (*request)(const payq_config_t *cfg, void *cmd, char *errstr,
 				 size_t errstr_size);
-	replay_exit_t (*plan)(const replay_env_t *env, void *cmd, char *errstr,
-			      size_t errstr_size);
+	replay_exit_t (*plan)(const replay_env_t *env, void *cmd, char *errstr, size_t errstr_size);
 	void (*print)(const replay_env_t *env, const void *cmd);
 	replay_exit_t (*execute)(const replay_env_t *env, void *cmd);
 	void (*cleanup)(void *cmd);

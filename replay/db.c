@@ -123,7 +123,8 @@ int replay_db_horizon(PGconn *conn, int64_t *horizon_ms, char *errstr, size_t er
 /* Runs sql with the text parameters group (unless NULL) and topic, in that order, and
  * fills out[partition] from its rows of (partition, offset); -1 elsewhere. */
 static int read_offsets(PGconn *conn, const char *sql, const char *group, const char *topic,
-			int64_t *out, int nparts, const char *what, char *errstr, size_t errstr_size)
+			int64_t *out, int nparts, const char *what, char *errstr,
+			size_t errstr_size)
 {
 	const char *params[2] = {group, topic};
 	PGresult *res;

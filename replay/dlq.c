@@ -2,13 +2,14 @@
 #include "dlq.h"
 
 #include <inttypes.h>
-#include <stddef.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "codec.h"
+#include "copy.h"
 #include "db.h"
 #include "kafka.h"
 #include "log.h"
@@ -64,7 +65,6 @@ typedef struct dlq_req {
 /* What the command reads before it re-drives: the slice of the DLQ, fixed at its start. */
 typedef struct dlq_plan {
 	payq_range_t range;
-	int64_t total;
 } dlq_plan_t;
 
 /* The run: the --reason filter, the targets known to exist, copies and counts. */
@@ -72,15 +72,12 @@ typedef struct redrive {
 	const char *to_topic;
 	const char *const *reasons;
 	size_t nreasons;
-	bool dry_run;
-	payq_sink_t *sink;
+	replay_copy_t copy; /* no sink: a dry run */
 	rd_kafka_t *rk;
 	char **known; /* target topics that exist */
 	size_t nknown;
 	char *missing; /* the last target found missing, not asked again */
-	int64_t total, read, matched, skipped, unknown, valid_now, still_bad, oldest_ts;
-	replay_progress_t progress;
-	char errstr[512];
+	int64_t skipped, unknown, valid_now, still_bad, oldest_ts;
 } redrive_t;
 
 /* The command's state, through its steps. */
@@ -193,10 +190,10 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 	redrive_t *d = opaque;
 	char reason[64], target[256];
 
-	d->read++;
+	d->copy.read++;
 	if (!select_record(d, m, reason, sizeof(reason), target, sizeof(target)))
 		goto progress;
-	d->matched++;
+	d->copy.matched++;
 	if (!*target) {
 		log_warn("%s/%" PRId32 "/%" PRId64 ": no payq-dlq-topic header; skipped (use "
 			 "--to-topic)",
@@ -211,22 +208,12 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 		d->unknown++;
 		goto progress;
 	}
-	if (d->dry_run)
+	if (!d->copy.sink)
 		print_dry_record(d, m, reason, target);
-	else if (payq_sink_copy(d->sink, target, m, DLQ_PREFIX, d->errstr, sizeof(d->errstr))) {
-		if (replay_run)
-			log_error("%s", d->errstr);
+	else if (replay_copy_one(&d->copy, target, m, DLQ_PREFIX))
 		return -1;
-	}
 progress:
-	if (d->sink) {
-		payq_sink_stats_t st = payq_sink_stats(d->sink);
-		payq_sink_poll(d->sink);
-		replay_progress(&d->progress, false,
-				"dlq: %" PRId64 "/%" PRId64 " read, %" PRId64 " sent, %" PRId64
-				" delivered",
-				d->read, d->total, st.queued, st.delivered);
-	}
+	replay_copy_progress(&d->copy, true);
 	return 0;
 }
 
@@ -283,8 +270,7 @@ static replay_exit_t dlq_horizon(const payq_config_t *cfg, rd_kafka_t *rk,
 	return REPLAY_EXIT_USAGE;
 }
 
-static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
-			      size_t errstr_size)
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr, size_t errstr_size)
 {
 	dlq_req_t *req = &((dlq_cmd_t *)cmd)->req;
 
@@ -303,8 +289,7 @@ static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
 	return REPLAY_OPT_TAKEN;
 }
 
-static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr,
-			     size_t errstr_size)
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr, size_t errstr_size)
 {
 	const payq_range_spec_t *spec = &((dlq_cmd_t *)cmd)->req.o.range;
 
@@ -328,7 +313,6 @@ static replay_exit_t plan_redrive(const replay_env_t *env, void *cmd, char *errs
 	if (payq_range_resolve(env->rk, env->cfg->dlq_topic, &req->o.range, &plan->range, errstr,
 			       errstr_size))
 		return REPLAY_EXIT_FAILED;
-	plan->total = payq_range_total(&plan->range);
 	return REPLAY_EXIT_OK;
 }
 
@@ -338,60 +322,48 @@ static void print_plan(const replay_env_t *env, const void *cmd)
 	const dlq_plan_t *plan = &((const dlq_cmd_t *)cmd)->plan;
 
 	printf("dlq: %s -> %s, %" PRId64 " dead letters to look at%s\n", env->cfg->dlq_topic,
-	       req->o.to_topic ? req->o.to_topic : "each record's payq-dlq-topic", plan->total,
-	       req->o.dry_run ? " (dry run)" : "");
+	       req->o.to_topic ? req->o.to_topic : "each record's payq-dlq-topic",
+	       payq_range_total(&plan->range), req->o.dry_run ? " (dry run)" : "");
 	payq_range_print(&plan->range, "  ");
 }
 
 static void print_summary(const redrive_t *d)
 {
-	if (d->dry_run) {
-		printf("dlq: dry run, nothing sent: read=%" PRId64 " matched=%" PRId64
-		       " valid_now=%" PRId64 " still_malformed=%" PRId64 " skipped=%" PRId64
-		       " unknown_topic=%" PRId64 "\n",
-		       d->read, d->matched, d->valid_now, d->still_bad, d->skipped, d->unknown);
-	} else {
-		payq_sink_stats_t st = payq_sink_stats(d->sink);
-		printf("dlq: read=%" PRId64 " matched=%" PRId64 " sent=%" PRId64
-		       " delivered=%" PRId64 " failed=%" PRId64 " skipped=%" PRId64
-		       " unknown_topic=%" PRId64 "\n",
-		       d->read, d->matched, st.queued, st.delivered, st.queued - st.delivered,
-		       d->skipped, d->unknown);
+	if (d->copy.sink) {
+		replay_copy_print_sent(&d->copy);
+		printf(" skipped=%" PRId64 " unknown_topic=%" PRId64 "\n", d->skipped, d->unknown);
+		return;
 	}
+	printf("dlq: dry run, nothing sent: read=%" PRId64 " matched=%" PRId64 " valid_now=%" PRId64
+	       " still_malformed=%" PRId64 " skipped=%" PRId64 " unknown_topic=%" PRId64 "\n",
+	       d->copy.read, d->copy.matched, d->valid_now, d->still_bad, d->skipped, d->unknown);
 }
 
 /* Re-drives the selected dead letters (or, for a dry run, lists them), then prints the
  * summary. A record whose target topic does not exist fails the run. */
 static replay_exit_t execute(const replay_env_t *env, void *cmd)
 {
-	const dlq_req_t *req = &((dlq_cmd_t *)cmd)->req;
-	const dlq_plan_t *plan = &((dlq_cmd_t *)cmd)->plan;
-	redrive_t *d = &((dlq_cmd_t *)cmd)->run;
-	char errstr[512];
+	dlq_cmd_t *c = cmd;
+	redrive_t *d = &c->run;
+	replay_exit_t rc = REPLAY_EXIT_OK;
 	payq_range_read_t rd;
-	replay_exit_t rc;
+	char errstr[512];
 
-	d->to_topic = req->o.to_topic;
-	d->reasons = req->reasons;
-	d->nreasons = req->nreasons;
-	d->dry_run = req->o.dry_run;
+	d->to_topic = c->req.o.to_topic;
+	d->reasons = c->req.reasons;
+	d->nreasons = c->req.nreasons;
 	d->rk = env->rk;
-	d->total = plan->total;
-	replay_progress_init(&d->progress);
-	if (!d->dry_run) {
-		rc = dlq_horizon(env->cfg, env->rk, &plan->range, d, req->o.force);
-		if (rc != REPLAY_EXIT_OK)
-			return rc;
-		d->sink = payq_sink_new(env->cfg, req->o.rate, errstr, sizeof(errstr));
-		if (!d->sink) {
-			replay_error("dlq", errstr);
-			return REPLAY_EXIT_FAILED;
-		}
+	/* A dry run only lists: the horizon matters to copies. */
+	if (!c->req.o.dry_run)
+		rc = dlq_horizon(env->cfg, env->rk, &c->plan.range, d, c->req.o.force);
+	if (rc != REPLAY_EXIT_OK)
+		return rc;
+	if (replay_copy_start(&d->copy, "dlq", env->cfg, c->req.o.rate, c->req.o.dry_run,
+			      payq_range_total(&c->plan.range), errstr, sizeof(errstr))) {
+		replay_error("dlq", errstr);
+		return REPLAY_EXIT_FAILED;
 	}
-	rd = payq_range_read(env->rk, &plan->range, on_record, d, errstr, sizeof(errstr));
-	if (d->sink)
-		rd = payq_sink_finish_read(d->sink, env->cfg, rd, errstr, sizeof(errstr));
-	replay_progress_end(&d->progress);
+	rd = replay_copy_read(&d->copy, env, &c->plan.range, on_record, d, errstr, sizeof(errstr));
 	print_summary(d);
 	rc = replay_read_exit("dlq", replay_run ? rd : PAYQ_RANGE_INTERRUPTED, errstr);
 	if (rc == REPLAY_EXIT_OK && d->unknown) {
@@ -408,7 +380,7 @@ static void cleanup(void *cmd)
 {
 	dlq_cmd_t *c = cmd;
 
-	payq_sink_destroy(c->run.sink);
+	replay_copy_free(&c->run.copy);
 	for (size_t i = 0; i < c->run.nknown; i++)
 		free(c->run.known[i]);
 	free(c->run.known);
@@ -417,21 +389,11 @@ static void cleanup(void *cmd)
 	free(c->req.reasons);
 }
 
-static const struct option own_options[] = {
-	{"reason", required_argument, NULL, OPT_REASON},
-	{NULL, 0, NULL, 0},
-};
-
-static const replay_steps_t steps = {
-	"dlq",
-	{REPLAY_TAKES_PARTITION | REPLAY_TAKES_FROM | REPLAY_TAKES_TO | REPLAY_TAKES_TO_TOPIC |
-		 REPLAY_TAKES_RATE | REPLAY_TAKES_DRY_RUN | REPLAY_TAKES_FORCE,
-	 own_options, parse_own},
-	sizeof(dlq_cmd_t), offsetof(dlq_cmd_t, req.o),
-	request, plan_redrive, print_plan, execute, cleanup,
-};
-
-int replay_dlq_main(const payq_config_t *cfg, int argc, char **argv)
-{
-	return replay_command_run(&steps, cfg, argc, argv);
-}
+/* The command, in the order of replay_steps_t's fields. */
+/* clang-format off */
+const replay_steps_t replay_dlq_steps = {
+	"dlq", {REPLAY_TAKES_COPY, {
+		{"reason", required_argument, NULL, OPT_REASON},
+	}, parse_own}, sizeof(dlq_cmd_t), offsetof(dlq_cmd_t, req.o),
+	request, plan_redrive, print_plan, execute, cleanup};
+/* clang-format on */

@@ -13,25 +13,25 @@
 #include "republish.h"
 #include "util.h"
 
-/* One command: its name, its line in `payq-replay --help`, its own --help, and its main.
- * A main returns a replay_exit_t. */
+/* One command: its name, its line in `payq-replay --help`, its own --help, and its steps,
+ * which replay_command_run() takes in turn. */
 typedef struct replay_command {
 	const char *name;
 	const char *summary;
 	void (*usage)(FILE *fp);
-	int (*main)(const payq_config_t *cfg, int argc, char **argv);
+	const replay_steps_t *steps;
 	bool explicit_group; /* never the default group: cfg.group is NULL unless named */
 } replay_command_t;
 
 static const replay_command_t commands[] = {
 	{"republish", "copy a range of a topic back onto a topic", replay_republish_usage,
-	 replay_republish_main, false},
+	 &replay_republish_steps, false},
 	{"dlq", "re-drive dead letters to the topic they came from", replay_dlq_usage,
-	 replay_dlq_main, false},
+	 &replay_dlq_steps, false},
 	{"reset-offsets", "move a stopped group's committed offsets and its consumer_progress",
-	 replay_offsets_usage, replay_offsets_main, true},
+	 replay_offsets_usage, &replay_offsets_steps, true},
 	{"audit", "check the topic against processed_commands and the DLQ", replay_audit_usage,
-	 replay_audit_main, false},
+	 &replay_audit_steps, false},
 };
 
 /* The command named on the command line, so that `payq-replay COMMAND --help` shows its
@@ -123,7 +123,7 @@ int main(int argc, char **argv)
 		cfg.group = NULL;
 	}
 	replay_handle_signals();
-	rc = current->main(&cfg, argc - 1, argv + 1);
+	rc = replay_command_run(current->steps, &cfg, argc - 1, argv + 1);
 out:
 	payq_config_destroy(&cfg);
 	return rc;

@@ -141,15 +141,14 @@ static int write_progress(PGconn *conn, const char *group, const payq_range_t *r
 	 * the point of a rewind. The new reset generation fences the progress write of a
 	 * worker that left the group but still finishes a batch: the worker writes only
 	 * under the generation it read on assign. */
-	res = PQexecParams(
-		conn,
-		"INSERT INTO payq.consumer_progress AS c (group_id, topic, partition,"
-		" next_offset, reset_generation)"
-		" SELECT $1, $2, p, n, 1 FROM unnest($3::int[], $4::bigint[]) AS x(p, n)"
-		" ON CONFLICT (group_id, topic, partition) DO UPDATE"
-		" SET next_offset = EXCLUDED.next_offset,"
-		" reset_generation = c.reset_generation + 1, updated_at = now()",
-		4, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(conn,
+			   "INSERT INTO payq.consumer_progress AS c (group_id, topic, partition,"
+			   " next_offset, reset_generation)"
+			   " SELECT $1, $2, p, n, 1 FROM unnest($3::int[], $4::bigint[]) AS x(p, n)"
+			   " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+			   " SET next_offset = EXCLUDED.next_offset,"
+			   " reset_generation = c.reset_generation + 1, updated_at = now()",
+			   4, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		ret = payq_err(errstr, errstr_size, "writing consumer_progress: %s",
 			       PQerrorMessage(conn));
@@ -164,8 +163,8 @@ out:
 
 /* Applies the new offsets: progress first inside an open transaction, then Kafka, then
  * COMMIT, so a failed Kafka call leaves the database as it was. */
-static replay_exit_t apply(rd_kafka_t *rk, PGconn *conn, const char *group,
-			   const payq_range_t *r, const int64_t *next, size_t *changed)
+static replay_exit_t apply(rd_kafka_t *rk, PGconn *conn, const char *group, const payq_range_t *r,
+			   const int64_t *next, size_t *changed)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)r->cnt);
 	char errstr[512];
@@ -213,24 +212,24 @@ out:
 typedef struct reset_req {
 	replay_opts_t o; /* --execute, --force */
 	reset_mode_t mode;
-	int nmodes;		  /* how many of the mode options were given: one is right */
-	int64_t shift;		  /* --shift-by */
-	int64_t target;		  /* --to-offset N, or --to-time T in ms since the epoch */
-	char *topic;		  /* --topic T[:P,...] */
-	payq_range_spec_t parts;  /* its partitions */
+	int nmodes;		 /* how many of the mode options were given: one is right */
+	int64_t shift;		 /* --shift-by */
+	int64_t target;		 /* --to-offset N, or --to-time T in ms since the epoch */
+	char *topic;		 /* --topic T[:P,...] */
+	payq_range_spec_t parts; /* its partitions */
 } reset_req_t;
 
 /* What the command reads and works out before it changes anything. */
 typedef struct reset_plan {
 	rd_kafka_t *rk; /* the env's reader, borrowed */
-	PGconn *conn; /* NULL without a database */
+	PGconn *conn;	/* NULL without a database */
 	payq_range_t range;
 	replay_group_info_t info;
 	bool active;
 	int nparts;
 	int64_t *current, *progress; /* per partition number */
 	int64_t *next;		     /* per range.parts[i]; -1: left alone */
-	payq_range_t rewind; /* the messages the group consumes again: [new, current) */
+	payq_range_t rewind;	     /* the messages the group consumes again: [new, current) */
 } reset_plan_t;
 
 /* The command's state, through its steps. */
@@ -239,8 +238,7 @@ typedef struct reset_cmd {
 	reset_plan_t plan;
 } reset_cmd_t;
 
-static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
-			      size_t errstr_size)
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr, size_t errstr_size)
 {
 	reset_req_t *req = &((reset_cmd_t *)cmd)->req;
 
@@ -270,8 +268,7 @@ static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
 	return REPLAY_OPT_TAKEN;
 }
 
-static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr,
-			     size_t errstr_size)
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr, size_t errstr_size)
 {
 	reset_req_t *req = &((reset_cmd_t *)cmd)->req;
 
@@ -367,14 +364,14 @@ static replay_exit_t plan_reset(const replay_env_t *env, void *cmd, char *errstr
 		plan->progress[p] = -1;
 	if (replay_db_configured(cfg)) {
 		plan->conn = replay_db_connect(cfg, "reset-offsets", errstr, errstr_size);
-		if (!plan->conn || replay_db_progress(plan->conn, cfg->group, req->topic,
-						      plan->progress, plan->nparts, errstr,
-						      errstr_size))
+		if (!plan->conn ||
+		    replay_db_progress(plan->conn, cfg->group, req->topic, plan->progress,
+				       plan->nparts, errstr, errstr_size))
 			return REPLAY_EXIT_FAILED;
 	}
 	if (req->mode == MODE_TIME &&
-	    payq_range_offsets_for_time(plan->rk, &plan->range, req->target, plan->next,
-					errstr, errstr_size))
+	    payq_range_offsets_for_time(plan->rk, &plan->range, req->target, plan->next, errstr,
+					errstr_size))
 		return REPLAY_EXIT_FAILED;
 	compute_next(req, plan);
 	if (compute_rewind(plan))
@@ -459,8 +456,8 @@ static replay_exit_t execute(const replay_env_t *env, void *cmd)
 	rc = apply(plan->rk, plan->conn, cfg->group, &plan->range, plan->next, &changed);
 	if (rc != REPLAY_EXIT_OK)
 		return rc;
-	printf("applied: committed offsets of group %s moved on %zu partitions of %s\n",
-	       cfg->group, changed, req->topic);
+	printf("applied: committed offsets of group %s moved on %zu partitions of %s\n", cfg->group,
+	       changed, req->topic);
 	if (plan->conn)
 		printf("applied: consumer_progress of group %s set to the same offsets in "
 		       "PostgreSQL, so the worker's drift check keeps them\n",
@@ -486,23 +483,15 @@ static void cleanup(void *cmd)
 	free(c->req.topic);
 }
 
-static const struct option own_options[] = {
-	{"to-earliest", no_argument, NULL, OPT_TO_EARLIEST},
-	{"to-latest", no_argument, NULL, OPT_TO_LATEST},
-	{"to-offset", required_argument, NULL, OPT_TO_OFFSET},
-	{"to-time", required_argument, NULL, OPT_TO_TIME},
-	{"shift-by", required_argument, NULL, OPT_SHIFT_BY},
-	{NULL, 0, NULL, 0},
-};
-
-static const replay_steps_t steps = {
-	"reset-offsets",
-	{REPLAY_TAKES_EXECUTE | REPLAY_TAKES_FORCE, own_options, parse_own},
-	sizeof(reset_cmd_t), offsetof(reset_cmd_t, req.o),
-	request, plan_reset, print_plan, execute, cleanup,
-};
-
-int replay_offsets_main(const payq_config_t *cfg, int argc, char **argv)
-{
-	return replay_command_run(&steps, cfg, argc, argv);
-}
+/* The command, in the order of replay_steps_t's fields. */
+/* clang-format off */
+const replay_steps_t replay_offsets_steps = {
+	"reset-offsets", {REPLAY_TAKES_EXECUTE | REPLAY_TAKES_FORCE, {
+		{"to-earliest", no_argument, NULL, OPT_TO_EARLIEST},
+		{"to-latest", no_argument, NULL, OPT_TO_LATEST},
+		{"to-offset", required_argument, NULL, OPT_TO_OFFSET},
+		{"to-time", required_argument, NULL, OPT_TO_TIME},
+		{"shift-by", required_argument, NULL, OPT_SHIFT_BY},
+	}, parse_own}, sizeof(reset_cmd_t), offsetof(reset_cmd_t, req.o),
+	request, plan_reset, print_plan, execute, cleanup};
+/* clang-format on */

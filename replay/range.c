@@ -92,8 +92,8 @@ out:
 
 /* Fills r->parts with the partitions spec selects of a topic with cnt partitions: every
  * one, or the listed ones, sorted and without repeats. Returns 0, or -1 with errstr. */
-static int select_partitions(const payq_range_spec_t *spec, int cnt, payq_range_t *r,
-			     char *errstr, size_t errstr_size)
+static int select_partitions(const payq_range_spec_t *spec, int cnt, payq_range_t *r, char *errstr,
+			     size_t errstr_size)
 {
 	if (!spec->npartitions) {
 		for (int p = 0; p < cnt; p++)
@@ -104,8 +104,8 @@ static int select_partitions(const payq_range_spec_t *spec, int cnt, payq_range_
 	for (size_t i = 0; i < spec->npartitions; i++) {
 		if (spec->partitions[i] >= cnt)
 			return payq_err(errstr, errstr_size,
-					"topic %s has no partition %" PRId32 " (it has %d)", r->topic,
-					spec->partitions[i], cnt);
+					"topic %s has no partition %" PRId32 " (it has %d)",
+					r->topic, spec->partitions[i], cnt);
 		if (i && spec->partitions[i] == spec->partitions[i - 1])
 			continue;
 		r->parts[r->cnt++].partition = spec->partitions[i];

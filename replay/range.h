@@ -63,9 +63,9 @@ typedef int (*payq_range_cb)(void *opaque, const rd_kafka_message_t *m);
 
 /* How a read of a range ended. */
 typedef enum {
-	PAYQ_RANGE_DONE = 0,	    /* every partition was read to its end */
-	PAYQ_RANGE_FAILED,	    /* a Kafka error or a callback stop; errstr says which */
-	PAYQ_RANGE_INTERRUPTED,	    /* replay_run was cleared */
+	PAYQ_RANGE_DONE = 0,	/* every partition was read to its end */
+	PAYQ_RANGE_FAILED,	/* a Kafka error or a callback stop; errstr says which */
+	PAYQ_RANGE_INTERRUPTED, /* replay_run was cleared */
 } payq_range_read_t;
 
 /* Reads every message in [start, end) of every partition of r, then stops: each end was

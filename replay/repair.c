@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "copy.h"
 #include "horizon.h"
-#include "log.h"
 #include "sink.h"
 #include "util.h"
 
@@ -44,9 +44,7 @@ static int cmp_gap(const void *a, const void *b)
 typedef struct repair {
 	const replay_gaps_t *gaps;
 	const char *topic;
-	payq_sink_t *sink;
-	int64_t copied;
-	char errstr[512];
+	replay_copy_t copy;
 } repair_t;
 
 /* True when (partition, offset) lies in a gap; the gaps are sorted and do not overlap. */
@@ -72,13 +70,9 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 
 	if (!in_gap(r->gaps, m->partition, m->offset))
 		return 0;
-	if (payq_sink_copy(r->sink, r->topic, m, NULL, r->errstr, sizeof(r->errstr))) {
-		if (replay_run)
-			log_error("%s", r->errstr);
+	if (replay_copy_one(&r->copy, r->topic, m, NULL))
 		return -1;
-	}
-	r->copied++;
-	payq_sink_poll(r->sink);
+	payq_sink_poll(r->copy.sink);
 	return 0;
 }
 
@@ -119,8 +113,8 @@ static void print_would_repair(const replay_gaps_t *g, const char *topic)
 
 	for (size_t k = 0; k < g->n; k++) {
 		records += g->v[k].end - g->v[k].start;
-		printf("repair: would republish %s/%" PRId32 " [%" PRId64 ", %" PRId64 ")\n",
-		       topic, g->v[k].partition, g->v[k].start, g->v[k].end);
+		printf("repair: would republish %s/%" PRId32 " [%" PRId64 ", %" PRId64 ")\n", topic,
+		       g->v[k].partition, g->v[k].start, g->v[k].end);
 	}
 	printf("repair: dry run: would republish %" PRId64 " records; add --execute to "
 	       "send them\n",
@@ -128,25 +122,24 @@ static void print_would_repair(const replay_gaps_t *g, const char *topic)
 }
 
 /* Copies the gaps' records of spans, then prints what landed. */
-static replay_exit_t copy_gaps(const payq_config_t *cfg, rd_kafka_t *rk,
-			       const payq_range_t *spans, repair_t *r)
+static replay_exit_t copy_gaps(const payq_config_t *cfg, rd_kafka_t *rk, const payq_range_t *spans,
+			       repair_t *r)
 {
+	const replay_env_t env = {.cfg = cfg, .rk = rk};
 	char errstr[512];
 	payq_range_read_t rd;
 	payq_sink_stats_t st;
 
-	r->sink = payq_sink_new(cfg, 0, errstr, sizeof(errstr));
-	if (!r->sink) {
+	if (replay_copy_start(&r->copy, "audit --repair", cfg, 0, false, 0, errstr,
+			      sizeof(errstr))) {
 		replay_error("audit --repair", errstr);
 		return REPLAY_EXIT_FAILED;
 	}
-	rd = payq_range_read(rk, spans, on_record, r, errstr, sizeof(errstr));
-	rd = payq_sink_finish_read(r->sink, cfg, rd, errstr, sizeof(errstr));
-	st = payq_sink_stats(r->sink);
+	rd = replay_copy_read(&r->copy, &env, spans, on_record, r, errstr, sizeof(errstr));
+	st = payq_sink_stats(r->copy.sink);
 	printf("repair: republished=%" PRId64 " delivered=%" PRId64 " failed=%" PRId64 "\n",
 	       st.queued, st.delivered, st.queued - st.delivered);
-	return replay_read_exit("audit --repair", replay_run ? rd : PAYQ_RANGE_INTERRUPTED,
-				errstr);
+	return replay_read_exit("audit --repair", replay_run ? rd : PAYQ_RANGE_INTERRUPTED, errstr);
 }
 
 replay_exit_t replay_gaps_repair(const payq_config_t *cfg, rd_kafka_t *rk, PGconn *conn,
@@ -174,7 +167,7 @@ replay_exit_t replay_gaps_repair(const payq_config_t *cfg, rd_kafka_t *rk, PGcon
 	else
 		print_would_repair(g, topic);
 out:
-	payq_sink_destroy(r.sink);
+	replay_copy_free(&r.copy);
 	payq_range_free(&spans);
 	return rc;
 }

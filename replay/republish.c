@@ -2,13 +2,14 @@
 #include "republish.h"
 
 #include <inttypes.h>
-#include <stddef.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "codec.h"
+#include "copy.h"
 #include "db.h"
 #include "horizon.h"
 #include "kafka.h"
@@ -65,19 +66,16 @@ typedef struct republish_req {
 /* What the command reads before it copies: the range, fixed at its start. */
 typedef struct republish_plan {
 	payq_range_t range;
-	int64_t total;
 } republish_plan_t;
 
 /* The run: copies (or, for a dry run, lookups) and their counts. */
 typedef struct republish {
+	replay_copy_t copy; /* no sink: a dry run */
 	const char *to_topic, *order;
-	bool dry_run;
-	payq_sink_t *sink;
 	PGconn *conn;
 	replay_keys_t keys;
 	bool found[LOOKUP_BATCH];
-	int64_t total, read, matched, valid, malformed, already, fresh;
-	replay_progress_t progress;
+	int64_t valid, malformed, already, fresh;
 	char errstr[512];
 } republish_t;
 
@@ -127,36 +125,19 @@ static int on_message(void *opaque, const rd_kafka_message_t *m)
 {
 	republish_t *r = opaque;
 
-	r->read++;
-	if (r->order &&
-	    (m->key_len != strlen(r->order) || !m->key || memcmp(m->key, r->order, m->key_len)))
-		goto progress;
-	r->matched++;
-	if (r->dry_run) {
-		if (count_message(r, m))
+	r->copy.read++;
+	if (!r->order ||
+	    (m->key_len == strlen(r->order) && m->key && !memcmp(m->key, r->order, m->key_len))) {
+		r->copy.matched++;
+		if (!r->copy.sink ? count_message(r, m)
+				  : replay_copy_one(&r->copy, r->to_topic, m, NULL))
 			return -1;
-	} else if (payq_sink_copy(r->sink, r->to_topic, m, NULL, r->errstr, sizeof(r->errstr))) {
-		if (replay_run)
-			log_error("%s", r->errstr);
-		return -1;
 	}
-progress:
-	if (r->sink) {
-		payq_sink_stats_t st = payq_sink_stats(r->sink);
-		payq_sink_poll(r->sink);
-		replay_progress(&r->progress, false,
-				"republish: %" PRId64 "/%" PRId64 " read, %" PRId64
-				" sent, %" PRId64 " delivered",
-				r->read, r->total, st.queued, st.delivered);
-	} else {
-		replay_progress(&r->progress, false, "republish: %" PRId64 "/%" PRId64 " read",
-				r->read, r->total);
-	}
+	replay_copy_progress(&r->copy, false);
 	return 0;
 }
 
-static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
-			      size_t errstr_size)
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr, size_t errstr_size)
 {
 	republish_req_t *req = &((republish_cmd_t *)cmd)->req;
 
@@ -169,8 +150,7 @@ static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr,
 	}
 }
 
-static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr,
-			     size_t errstr_size)
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr, size_t errstr_size)
 {
 	republish_req_t *req = &((republish_cmd_t *)cmd)->req;
 	const payq_range_spec_t *spec = &req->o.range;
@@ -190,8 +170,7 @@ static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr,
 	return REPLAY_EXIT_OK;
 }
 
-static replay_exit_t plan_copy(const replay_env_t *env, void *cmd, char *errstr,
-			       size_t errstr_size)
+static replay_exit_t plan_copy(const replay_env_t *env, void *cmd, char *errstr, size_t errstr_size)
 {
 	const republish_req_t *req = &((republish_cmd_t *)cmd)->req;
 	republish_plan_t *plan = &((republish_cmd_t *)cmd)->plan;
@@ -203,7 +182,6 @@ static replay_exit_t plan_copy(const replay_env_t *env, void *cmd, char *errstr,
 	if (strcmp(req->to_topic, req->from_topic) &&
 	    payq_kafka_partition_count(env->rk, req->to_topic, 15000, errstr, errstr_size) < 0)
 		return REPLAY_EXIT_FAILED;
-	plan->total = payq_range_total(&plan->range);
 	return REPLAY_EXIT_OK;
 }
 
@@ -214,7 +192,7 @@ static void print_plan(const replay_env_t *env, const void *cmd)
 
 	(void)env;
 	printf("republish: %s -> %s, %" PRId64 " messages%s\n", req->from_topic, req->to_topic,
-	       plan->total, req->o.dry_run ? " (dry run)" : "");
+	       payq_range_total(&plan->range), req->o.dry_run ? " (dry run)" : "");
 	payq_range_print(&plan->range, "  ");
 }
 
@@ -243,17 +221,15 @@ static replay_exit_t guard(const replay_env_t *env, const republish_req_t *req,
 
 static void print_summary(const republish_t *r)
 {
-	if (r->dry_run) {
-		printf("republish: dry run, nothing sent: read=%" PRId64 " matched=%" PRId64
-		       " valid=%" PRId64 " already_processed=%" PRId64 " new=%" PRId64
-		       " malformed=%" PRId64 "\n",
-		       r->read, r->matched, r->valid, r->already, r->fresh, r->malformed);
-	} else {
-		payq_sink_stats_t st = payq_sink_stats(r->sink);
-		printf("republish: read=%" PRId64 " matched=%" PRId64 " sent=%" PRId64
-		       " delivered=%" PRId64 " failed=%" PRId64 "\n",
-		       r->read, r->matched, st.queued, st.delivered, st.queued - st.delivered);
+	if (r->copy.sink) {
+		replay_copy_print_sent(&r->copy);
+		putchar('\n');
+		return;
 	}
+	printf("republish: dry run, nothing sent: read=%" PRId64 " matched=%" PRId64
+	       " valid=%" PRId64 " already_processed=%" PRId64 " new=%" PRId64 " malformed=%" PRId64
+	       "\n",
+	       r->copy.read, r->copy.matched, r->valid, r->already, r->fresh, r->malformed);
 }
 
 /* Copies the range (or, for a dry run, counts what is already processed), then prints the
@@ -271,24 +247,17 @@ static replay_exit_t execute(const replay_env_t *env, void *cmd)
 		return rc;
 	r->to_topic = req->to_topic;
 	r->order = req->order;
-	r->dry_run = req->o.dry_run;
-	r->total = plan->total;
-	replay_progress_init(&r->progress);
-	if (!r->dry_run) {
-		r->sink = payq_sink_new(env->cfg, req->o.rate, errstr, sizeof(errstr));
-		if (!r->sink) {
-			replay_error("republish", errstr);
-			return REPLAY_EXIT_FAILED;
-		}
+	if (replay_copy_start(&r->copy, "republish", env->cfg, req->o.rate, req->o.dry_run,
+			      payq_range_total(&plan->range), errstr, sizeof(errstr))) {
+		replay_error("republish", errstr);
+		return REPLAY_EXIT_FAILED;
 	}
-	rd = payq_range_read(env->rk, &plan->range, on_message, r, errstr, sizeof(errstr));
-	if (rd == PAYQ_RANGE_DONE && r->dry_run && flush_lookups(r)) {
+	rd = replay_copy_read(&r->copy, env, &plan->range, on_message, r, errstr, sizeof(errstr));
+	/* A dry run's last lookups (a run that sends makes none). */
+	if (rd == PAYQ_RANGE_DONE && !r->copy.sink && flush_lookups(r)) {
 		snprintf(errstr, sizeof(errstr), "%s", r->errstr);
 		rd = PAYQ_RANGE_FAILED;
 	}
-	if (r->sink)
-		rd = payq_sink_finish_read(r->sink, env->cfg, rd, errstr, sizeof(errstr));
-	replay_progress_end(&r->progress);
 	print_summary(r);
 	return replay_read_exit("republish", replay_run ? rd : PAYQ_RANGE_INTERRUPTED, errstr);
 }
@@ -297,29 +266,19 @@ static void cleanup(void *cmd)
 {
 	republish_cmd_t *c = cmd;
 
-	payq_sink_destroy(c->run.sink);
+	replay_copy_free(&c->run.copy);
 	replay_keys_free(&c->run.keys);
 	if (c->run.conn)
 		PQfinish(c->run.conn);
 	payq_range_free(&c->plan.range);
 }
 
-static const struct option own_options[] = {
-	{"from-topic", required_argument, NULL, OPT_FROM_TOPIC},
-	{"order", required_argument, NULL, OPT_ORDER},
-	{NULL, 0, NULL, 0},
-};
-
-static const replay_steps_t steps = {
-	"republish",
-	{REPLAY_TAKES_PARTITION | REPLAY_TAKES_FROM | REPLAY_TAKES_TO | REPLAY_TAKES_TO_TOPIC |
-		 REPLAY_TAKES_RATE | REPLAY_TAKES_DRY_RUN | REPLAY_TAKES_FORCE,
-	 own_options, parse_own},
-	sizeof(republish_cmd_t), offsetof(republish_cmd_t, req.o),
-	request, plan_copy, print_plan, execute, cleanup,
-};
-
-int replay_republish_main(const payq_config_t *cfg, int argc, char **argv)
-{
-	return replay_command_run(&steps, cfg, argc, argv);
-}
+/* The command, in the order of replay_steps_t's fields. */
+/* clang-format off */
+const replay_steps_t replay_republish_steps = {
+	"republish", {REPLAY_TAKES_COPY, {
+		{"from-topic", required_argument, NULL, OPT_FROM_TOPIC},
+		{"order", required_argument, NULL, OPT_ORDER},
+	}, parse_own}, sizeof(republish_cmd_t), offsetof(republish_cmd_t, req.o),
+	request, plan_copy, print_plan, execute, cleanup};
+/* clang-format on */

@@ -144,6 +144,11 @@ int payq_sink_copy(payq_sink_t *s, const char *topic, const rd_kafka_message_t *
 	return 0;
 }
 
+payq_sink_stats_t payq_sink_stats(const payq_sink_t *s)
+{
+	return s->st;
+}
+
 void payq_sink_poll(payq_sink_t *s)
 {
 	payq_delivery_poll(s->producer, 0);
@@ -196,11 +201,6 @@ payq_range_read_t payq_sink_finish_read(payq_sink_t *s, const payq_config_t *cfg
 		return replay_run ? PAYQ_RANGE_FAILED : PAYQ_RANGE_INTERRUPTED;
 	}
 	return rd;
-}
-
-payq_sink_stats_t payq_sink_stats(const payq_sink_t *s)
-{
-	return s->st;
 }
 
 void payq_sink_destroy(payq_sink_t *s)
