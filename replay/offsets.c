@@ -354,7 +354,7 @@ static replay_exit_t plan_reset(const replay_env_t *env, void *cmd, char *errstr
 	plan->progress = calloc((size_t)plan->nparts + 1, sizeof(*plan->progress));
 	plan->next = calloc(plan->range.cnt + 1, sizeof(*plan->next));
 	if (!plan->current || !plan->progress || !plan->next)
-		return payq_err(errstr, errstr_size, "out of memory"), REPLAY_EXIT_FAILED;
+		goto oom;
 	if (replay_group_describe(plan->rk, cfg->group, &plan->info, errstr, errstr_size) ||
 	    replay_group_committed(plan->rk, cfg->group, req->topic, plan->nparts, plan->current,
 				   errstr, errstr_size))
@@ -375,8 +375,11 @@ static replay_exit_t plan_reset(const replay_env_t *env, void *cmd, char *errstr
 		return REPLAY_EXIT_FAILED;
 	compute_next(req, plan);
 	if (compute_rewind(plan))
-		return payq_err(errstr, errstr_size, "out of memory"), REPLAY_EXIT_FAILED;
+		goto oom;
 	return REPLAY_EXIT_OK;
+oom:
+	payq_err(errstr, errstr_size, "out of memory");
+	return REPLAY_EXIT_FAILED;
 }
 
 static void print_plan(const replay_env_t *env, const void *cmd)
