@@ -59,3 +59,16 @@ int payq_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms
 	rd_kafka_metadata_destroy(md);
 	return cnt;
 }
+
+rd_kafka_t *payq_kafka_consumer_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+{
+	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
+
+	/* rd_kafka_new() owns conf only when it succeeds. */
+	if (!rk) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_poll_set_consumer(rk);
+	return rk;
+}

@@ -75,14 +75,19 @@ static const prop_t worker_dlq[] = {
 	{NULL, V_FIXED, NULL, false, NULL},
 };
 
+/* What payq-producer and payq-replay's copies share: idempotent, and keyed as the Java client
+ * keys, so that a copy lands where its original did. */
+#define KEYED_PRODUCER \
+	{"enable.idempotence", V_FIXED, "true", false, IDEMPOTENT}, \
+	{"acks", V_FIXED, "all", false, ALL_ACKS}, \
+	{"partitioner", V_FIXED, "murmur2_random", false, MURMUR2}, \
+	{"transactional.id", V_FIXED, NULL, true, NOT_TRANSACTIONAL}, \
+	{"linger.ms", V_FIXED, "5", false, NULL}, \
+	{"compression.type", V_FIXED, "lz4", false, NULL}
+
 static const prop_t producer[] = {
 	{"client.id", V_FIXED, "payq-producer", false, NULL},
-	{"enable.idempotence", V_FIXED, "true", false, IDEMPOTENT},
-	{"acks", V_FIXED, "all", false, ALL_ACKS},
-	{"partitioner", V_FIXED, "murmur2_random", false, MURMUR2},
-	{"transactional.id", V_FIXED, NULL, true, NOT_TRANSACTIONAL},
-	{"linger.ms", V_FIXED, "5", false, NULL},
-	{"compression.type", V_FIXED, "lz4", false, NULL},
+	KEYED_PRODUCER,
 	{"message.timeout.ms", V_FIXED, "30000", false, NULL},
 	{NULL, V_FIXED, NULL, false, NULL},
 };
@@ -104,12 +109,7 @@ static const prop_t replay_reader[] = {
 
 static const prop_t replay_sink[] = {
 	{"client.id", V_FIXED, "payq-replay", false, NULL},
-	{"enable.idempotence", V_FIXED, "true", false, IDEMPOTENT},
-	{"acks", V_FIXED, "all", false, ALL_ACKS},
-	{"partitioner", V_FIXED, "murmur2_random", false, MURMUR2},
-	{"transactional.id", V_FIXED, NULL, true, NOT_TRANSACTIONAL},
-	{"linger.ms", V_FIXED, "5", false, NULL},
-	{"compression.type", V_FIXED, "lz4", false, NULL},
+	KEYED_PRODUCER,
 	{NULL, V_FIXED, NULL, false, NULL},
 };
 

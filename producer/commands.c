@@ -99,6 +99,17 @@ int payq_producer_command_from_flags(payq_cmd_type_t t, const payq_producer_flag
 	return 0;
 }
 
+/* Opens the producer; logs why it could not. */
+static payq_producer_t *open_producer(const payq_config_t *cfg, const payq_producer_opts_t *opts)
+{
+	char errstr[512];
+	payq_producer_t *p = payq_producer_new(cfg, opts, errstr, sizeof(errstr));
+
+	if (!p)
+		log_error("%s", errstr);
+	return p;
+}
+
 int payq_producer_command_send(const payq_config_t *cfg, const payq_producer_opts_t *opts,
 			       payq_cmd_type_t t, const payq_producer_flags_t *f)
 {
@@ -119,9 +130,8 @@ int payq_producer_command_send(const payq_config_t *cfg, const payq_producer_opt
 		log_error("out of memory");
 		return PAYQ_PRODUCER_EXIT_UNDELIVERED;
 	}
-	sink = payq_producer_new(cfg, opts, errstr, sizeof(errstr));
+	sink = open_producer(cfg, opts);
 	if (!sink) {
-		log_error("%s", errstr);
 		rc = PAYQ_PRODUCER_EXIT_UNDELIVERED;
 		goto done;
 	}
@@ -255,9 +265,8 @@ int payq_producer_command_send_file(const payq_config_t *cfg, const payq_produce
 		rc = PAYQ_PRODUCER_EXIT_OK;
 		goto done;
 	}
-	sink = payq_producer_new(cfg, opts, errstr, sizeof(errstr));
+	sink = open_producer(cfg, opts);
 	if (!sink) {
-		log_error("%s", errstr);
 		rc = PAYQ_PRODUCER_EXIT_UNDELIVERED;
 		goto done;
 	}

@@ -1,9 +1,9 @@
 /* audit.c - payq-replay audit: checks the topic against the database and the DLQ. */
 #include "audit.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +20,7 @@
 
 #define LOOKUP_BATCH 500
 
-enum { OPT_REPAIR = OPT__FIRST_OWN, OPT_EXECUTE };
+enum { OPT_REPAIR = OPT__FIRST_OWN };
 
 void replay_audit_usage(FILE *fp)
 {
@@ -71,6 +71,21 @@ typedef struct pending {
 	char order_id[PAYQ_ID_MAX + 1], command_id[PAYQ_ID_MAX + 1];
 } pending_t;
 
+/* What the operator asked for. */
+typedef struct audit_req {
+	replay_opts_t o; /* --partition, --from-*; with --repair: --execute, --force */
+	bool repair;
+} audit_req_t;
+
+/* What the audit reads before it checks: the range up to the group's progress, fixed at
+ * its start, and the group's offsets in Kafka and in the database, per partition. */
+typedef struct audit_plan {
+	rd_kafka_t *rk; /* the env's reader, borrowed */
+	payq_range_t range, dlq;
+	int64_t *committed, *progress, unconsumed;
+} audit_plan_t;
+
+/* The check: the horizon, the dead letters, the lookups in flight, the counts, the gaps. */
 typedef struct audit {
 	const char *topic, *group;
 	PGconn *conn;
@@ -79,7 +94,7 @@ typedef struct audit {
 	int nparts;
 	uint64_t *dlq; /* sorted (partition << 48 | offset) dead-lettered from topic */
 	size_t ndlq, dlq_cap;
-	replay_keys_t *keys;
+	replay_keys_t keys;
 	pending_t pend[LOOKUP_BATCH];
 	bool found[LOOKUP_BATCH];
 	size_t npend;
@@ -89,6 +104,13 @@ typedef struct audit {
 	bool oom; /* a gap could not be recorded for --repair */
 	char errstr[512];
 } audit_t;
+
+/* The command's state, through its steps. */
+typedef struct audit_cmd {
+	audit_req_t req;
+	audit_plan_t plan;
+	audit_t run;
+} audit_cmd_t;
 
 static uint64_t dlq_key(int64_t partition, int64_t offset)
 {
@@ -109,8 +131,7 @@ static bool in_dlq(const audit_t *a, int32_t partition, int64_t offset)
 
 /* Parses "topic/partition/offset" (a payq-replay-of header) of the audited topic. Topic
  * names cannot contain '/', so the last two separate the numbers. */
-static bool parse_replay_of(const char *v, const char *topic, int64_t *partition,
-			    int64_t *offset)
+static bool parse_replay_of(const char *v, const char *topic, int64_t *partition, int64_t *offset)
 {
 	const char *o = strrchr(v, '/'), *p;
 	char pbuf[16];
@@ -130,15 +151,11 @@ static bool parse_replay_of(const char *v, const char *topic, int64_t *partition
 
 static int add_dead_letter(audit_t *a, int64_t partition, int64_t offset)
 {
-	if (a->ndlq == a->dlq_cap) {
-		size_t cap = a->dlq_cap ? a->dlq_cap * 2 : 1024;
-		uint64_t *grown = realloc(a->dlq, cap * sizeof(*grown));
-		if (!grown) {
-			log_error("out of memory");
-			return -1;
-		}
-		a->dlq = grown;
-		a->dlq_cap = cap;
+	if (a->ndlq == a->dlq_cap &&
+	    payq_grow((void **)&a->dlq, &a->dlq_cap, a->dlq_cap ? a->dlq_cap * 2 : 1024,
+		      sizeof(*a->dlq))) {
+		log_error("out of memory");
+		return -1;
 	}
 	a->dlq[a->ndlq++] = dlq_key(partition, offset);
 	return 0;
@@ -181,10 +198,21 @@ static void gap_missing_row(audit_t *a, const pending_t *p)
 		a->oom = true;
 }
 
+static void gap_missing_dlq(audit_t *a, const rd_kafka_message_t *m, payq_reason_t reason)
+{
+	a->gaps++;
+	replay_progress_end(&a->progress);
+	printf("gap missing_dlq %s/%" PRId32 "/%" PRId64 " reason=%s: malformed "
+	       "message without a DLQ record\n",
+	       a->topic, m->partition, m->offset, payq_reason_name(reason));
+	if (replay_gaps_add(&a->repairs, a->topic, m->partition, m->offset, m->offset + 1))
+		a->oom = true;
+}
+
 static int flush_lookups(audit_t *a)
 {
 	memset(a->found, 0, sizeof(a->found));
-	if (replay_keys_lookup(a->keys, a->conn, a->found, a->errstr, sizeof(a->errstr)))
+	if (replay_keys_lookup(&a->keys, a->conn, a->found, a->errstr, sizeof(a->errstr)))
 		return -1;
 	for (size_t i = 0; i < a->npend; i++) {
 		if (a->found[i])
@@ -232,16 +260,8 @@ static int on_command(void *opaque, const rd_kafka_message_t *m)
 				   m->len, &cmd, err, sizeof(err));
 	if (reason != PAYQ_REASON_OK) {
 		a->malformed++;
-		if (!in_dlq(a, m->partition, m->offset)) {
-			a->gaps++;
-			replay_progress_end(&a->progress);
-			printf("gap missing_dlq %s/%" PRId32 "/%" PRId64 " reason=%s: malformed "
-			       "message without a DLQ record\n",
-			       a->topic, m->partition, m->offset, payq_reason_name(reason));
-			if (replay_gaps_add(&a->repairs, a->topic, m->partition, m->offset,
-					    m->offset + 1))
-				a->oom = true;
-		}
+		if (!in_dlq(a, m->partition, m->offset))
+			gap_missing_dlq(a, m, reason);
 		goto progress;
 	}
 	a->valid++;
@@ -249,7 +269,7 @@ static int on_command(void *opaque, const rd_kafka_message_t *m)
 		(pending_t){.partition = m->partition, .offset = m->offset, .type = cmd.type};
 	memcpy(a->pend[a->npend].order_id, cmd.order_id, sizeof(cmd.order_id));
 	memcpy(a->pend[a->npend].command_id, cmd.command_id, sizeof(cmd.command_id));
-	if (replay_keys_add(a->keys, cmd.order_id, cmd.command_id, a->npend)) {
+	if (replay_keys_add(&a->keys, cmd.order_id, cmd.command_id, a->npend)) {
 		log_error("out of memory");
 		return -1;
 	}
@@ -299,177 +319,197 @@ static void compare_offsets(audit_t *a, const char *group, const payq_range_t *r
 	}
 }
 
-int replay_audit_main(const payq_config_t *cfg, int argc, char **argv)
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr, size_t errstr_size)
 {
-	static const struct option longopts[] = {
-		{"partition", required_argument, NULL, OPT_PARTITION},
-		{"from-offset", required_argument, NULL, OPT_FROM_OFFSET},
-		{"from-time", required_argument, NULL, OPT_FROM_TIME},
-		{"repair", no_argument, NULL, OPT_REPAIR},
-		{"execute", no_argument, NULL, OPT_EXECUTE},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{NULL, 0, NULL, 0},
-	};
-	audit_t a;
-	bool repair = false, execute = false, force = false;
-	payq_range_spec_t spec, dspec;
-	payq_range_t range = {0}, dlq = {0};
-	int64_t *committed = NULL, *progress = NULL, unconsumed = 0;
-	rd_kafka_t *rk = NULL;
-	char errstr[512], when[40];
-	int opt, nparts = 0, rc = REPLAY_EXIT_USAGE, rd;
+	audit_req_t *req = &((audit_cmd_t *)cmd)->req;
 
-	memset(&a, 0, sizeof(a));
-	a.topic = cfg->topic;
-	a.group = cfg->group;
-	payq_range_spec_init(&spec);
-	payq_range_spec_init(&dspec);
-	replay_progress_init(&a.progress);
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		if (replay_range_opt(opt, optarg, &spec, errstr, sizeof(errstr)) == 1)
-			continue;
-		if (opt == OPT_REPAIR || opt == OPT_EXECUTE || opt == OPT_FORCE) {
-			bool *flag = opt == OPT_REPAIR	  ? &repair
-				     : opt == OPT_EXECUTE ? &execute
-							  : &force;
-			*flag = true;
-			continue;
-		}
-		if (opt == '?' || opt == ':')
-			payq_err(errstr, sizeof(errstr), "unknown or incomplete option \"%s\"",
-				 argv[optind - 1]);
-		goto usage;
-	}
-	if (optind < argc) {
-		payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", argv[optind]);
-		goto usage;
-	}
-	if ((execute || force) && !repair) {
-		payq_err(errstr, sizeof(errstr), "--execute and --force go with --repair");
-		goto usage;
-	}
-	if (spec.from_offset >= 0 && spec.from_time_ms >= 0) {
-		payq_err(errstr, sizeof(errstr),
-			 "give at most one of --from-offset and --from-time");
-		goto usage;
-	}
+	(void)arg;
+	(void)errstr;
+	(void)errstr_size;
+	if (opt != OPT_REPAIR)
+		return REPLAY_OPT_OTHER;
+	req->repair = true;
+	return REPLAY_OPT_TAKEN;
+}
 
-	rc = REPLAY_EXIT_FAILED;
-	a.conn = replay_db_connect(cfg, "audit", errstr, sizeof(errstr));
-	if (!a.conn)
-		goto fail;
-	a.keys = replay_keys_new();
-	rk = payq_range_client_new(cfg, errstr, sizeof(errstr));
-	if (!a.keys || !rk ||
-	    payq_range_resolve(rk, a.topic, &spec, &range, errstr, sizeof(errstr)))
-		goto fail;
-	for (size_t i = 0; i < range.cnt; i++)
-		if (range.parts[i].partition + 1 > nparts)
-			nparts = range.parts[i].partition + 1;
-	committed = calloc((size_t)nparts + 1, sizeof(*committed));
-	progress = calloc((size_t)nparts + 1, sizeof(*progress));
-	a.pruned = calloc((size_t)nparts + 1, sizeof(*a.pruned));
-	a.after = calloc((size_t)nparts + 1, sizeof(*a.after));
-	a.nparts = nparts;
-	if (!committed || !progress || !a.pruned || !a.after) {
-		payq_err(errstr, sizeof(errstr), "out of memory");
-		goto fail;
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr, size_t errstr_size)
+{
+	audit_req_t *req = &((audit_cmd_t *)cmd)->req;
+	audit_t *a = &((audit_cmd_t *)cmd)->run;
+
+	a->topic = cfg->topic;
+	a->group = cfg->group;
+	replay_progress_init(&a->progress);
+	if ((req->o.execute || req->o.force) && !req->repair) {
+		payq_err(errstr, errstr_size, "--execute and --force go with --repair");
+		return REPLAY_EXIT_USAGE;
 	}
+	if (req->o.range.from_offset >= 0 && req->o.range.from_time_ms >= 0) {
+		payq_err(errstr, errstr_size, "give at most one of --from-offset and --from-time");
+		return REPLAY_EXIT_USAGE;
+	}
+	return REPLAY_EXIT_OK;
+}
+
+/* The database's and Kafka's view of the group, per partition, the horizon, and the DLQ's
+ * range. */
+static int read_group_state(const payq_config_t *cfg, audit_plan_t *plan, audit_t *a, char *errstr,
+			    size_t errstr_size)
+{
+	int nparts = replay_range_nparts(&plan->range);
+	payq_range_spec_t whole_dlq;
+
+	plan->committed = calloc((size_t)nparts + 1, sizeof(*plan->committed));
+	plan->progress = calloc((size_t)nparts + 1, sizeof(*plan->progress));
+	a->pruned = calloc((size_t)nparts + 1, sizeof(*a->pruned));
+	a->after = calloc((size_t)nparts + 1, sizeof(*a->after));
+	a->nparts = nparts;
+	if (!plan->committed || !plan->progress || !a->pruned || !a->after)
+		return payq_err(errstr, errstr_size, "out of memory");
 	/* Progress first, then the DLQ's watermarks: the worker persists a dead letter
 	 * before it commits the progress past it, so every DLQ record for an offset below
 	 * this progress is below the DLQ high watermark read next. */
-	if (replay_db_progress(a.conn, cfg->group, a.topic, progress, nparts, errstr,
-			       sizeof(errstr)) ||
-	    replay_group_committed(rk, cfg->group, a.topic, nparts, committed, errstr,
-				   sizeof(errstr)) ||
-	    replay_db_horizon(a.conn, &a.horizon, errstr, sizeof(errstr)) ||
-	    replay_db_horizon_offsets(a.conn, a.topic, a.pruned, a.after, nparts, errstr,
-				      sizeof(errstr)) ||
-	    payq_range_resolve(rk, cfg->dlq_topic, &dspec, &dlq, errstr, sizeof(errstr)))
-		goto fail;
+	if (replay_db_progress(a->conn, cfg->group, a->topic, plan->progress, nparts, errstr,
+			       errstr_size) ||
+	    replay_group_committed(plan->rk, cfg->group, a->topic, nparts, plan->committed, errstr,
+				   errstr_size) ||
+	    replay_db_horizon(a->conn, &a->horizon, errstr, errstr_size) ||
+	    replay_db_horizon_offsets(a->conn, a->topic, a->pruned, a->after, nparts, errstr,
+				      errstr_size))
+		return -1;
+	payq_range_spec_init(&whole_dlq);
+	return payq_range_resolve(plan->rk, cfg->dlq_topic, &whole_dlq, &plan->dlq, errstr,
+				  errstr_size);
+}
 
-	rd = payq_range_read(rk, &dlq, on_dead_letter, &a, errstr, sizeof(errstr));
-	if (rd)
-		goto read_failed;
-	if (a.ndlq)
-		qsort(a.dlq, a.ndlq, sizeof(*a.dlq), cmp_u64);
-
-	/* Only what the group has consumed can be checked. */
-	for (size_t i = 0; i < range.cnt; i++) {
-		payq_range_part_t *p = &range.parts[i];
-		int64_t done = progress[p->partition] < 0 ? p->start : progress[p->partition];
+/* Only what the group has consumed can be checked: the range ends at its progress. */
+static void clamp_to_progress(audit_plan_t *plan)
+{
+	for (size_t i = 0; i < plan->range.cnt; i++) {
+		payq_range_part_t *p = &plan->range.parts[i];
+		int64_t g = plan->progress[p->partition];
+		int64_t done = g < 0 ? p->start : g;
 		if (done < p->end) {
-			unconsumed += p->end - (done > p->start ? done : p->start);
+			plan->unconsumed += p->end - (done > p->start ? done : p->start);
 			p->end = done > p->start ? done : p->start;
 		}
 	}
-	a.total = payq_range_total(&range);
+}
+
+/* Reads what the audit checks against: the group's offsets, the horizon and the group's
+ * dead letters. Returns REPLAY_EXIT_OK, or another code with errstr. */
+static replay_exit_t plan_audit(const replay_env_t *env, void *cmd, char *errstr,
+				size_t errstr_size)
+{
+	const payq_config_t *cfg = env->cfg;
+	const audit_req_t *req = &((audit_cmd_t *)cmd)->req;
+	audit_plan_t *plan = &((audit_cmd_t *)cmd)->plan;
+	audit_t *a = &((audit_cmd_t *)cmd)->run;
+
+	a->conn = replay_db_connect(cfg, "audit", errstr, errstr_size);
+	if (!a->conn)
+		return REPLAY_EXIT_FAILED;
+	plan->rk = env->rk;
+	if (payq_range_resolve(plan->rk, a->topic, &req->o.range, &plan->range, errstr,
+			       errstr_size) ||
+	    read_group_state(cfg, plan, a, errstr, errstr_size))
+		return REPLAY_EXIT_FAILED;
+	switch (payq_range_read(plan->rk, &plan->dlq, on_dead_letter, a, errstr, errstr_size)) {
+	case PAYQ_RANGE_DONE: break;
+	case PAYQ_RANGE_INTERRUPTED:
+		snprintf(errstr, errstr_size, "interrupted");
+		return REPLAY_EXIT_INTERRUPTED;
+	case PAYQ_RANGE_FAILED: return REPLAY_EXIT_FAILED;
+	}
+	if (a->ndlq)
+		qsort(a->dlq, a->ndlq, sizeof(*a->dlq), cmp_u64);
+	clamp_to_progress(plan);
+	a->total = payq_range_total(&plan->range);
+	return REPLAY_EXIT_OK;
+}
+
+static void print_plan(const replay_env_t *env, const void *cmd)
+{
+	const payq_config_t *cfg = env->cfg;
+	const audit_t *a = &((const audit_cmd_t *)cmd)->run;
+	char when[40];
+
 	printf("audit: group %s, %s: %" PRId64 " messages to check, %zu dead letters from it "
 	       "in %s%s%s\n",
-	       cfg->group, a.topic, a.total, a.ndlq, cfg->dlq_topic,
-	       a.horizon >= 0 ? ", dedup horizon " : "",
-	       a.horizon >= 0 ? replay_fmt_time(a.horizon, when, sizeof(when)) : "");
+	       cfg->group, a->topic, a->total, a->ndlq, cfg->dlq_topic,
+	       a->horizon >= 0 ? ", dedup horizon " : "",
+	       a->horizon >= 0 ? replay_fmt_time(a->horizon, when, sizeof(when)) : "");
 	fflush(stdout);
+}
 
-	rd = payq_range_read(rk, &range, on_command, &a, errstr, sizeof(errstr));
-	if (rd == 0 && flush_lookups(&a)) {
-		snprintf(errstr, sizeof(errstr), "%s", a.errstr);
-		rd = -1;
+/* Reads the range and checks every message; prints each gap as it is found. */
+static replay_exit_t scan(audit_t *a, const audit_plan_t *plan)
+{
+	char errstr[512];
+	payq_range_read_t rd =
+		payq_range_read(plan->rk, &plan->range, on_command, a, errstr, sizeof(errstr));
+
+	if (rd == PAYQ_RANGE_DONE && flush_lookups(a)) {
+		snprintf(errstr, sizeof(errstr), "%s", a->errstr);
+		rd = PAYQ_RANGE_FAILED;
 	}
-	replay_progress_end(&a.progress);
-	if (rd)
-		goto read_failed;
-	compare_offsets(&a, cfg->group, &range, committed, progress);
+	replay_progress_end(&a->progress);
+	return replay_read_exit("audit", rd, errstr);
+}
+
+/* Checks the range, prints the summary and, with --repair, republishes the gaps' records
+ * (a dry run unless --execute). Returns REPLAY_EXIT_GAPS while gaps were found. */
+static replay_exit_t execute(const replay_env_t *env, void *cmd)
+{
+	const payq_config_t *cfg = env->cfg;
+	const audit_req_t *req = &((audit_cmd_t *)cmd)->req;
+	const audit_plan_t *plan = &((audit_cmd_t *)cmd)->plan;
+	audit_t *a = &((audit_cmd_t *)cmd)->run;
+	replay_exit_t rc = scan(a, plan), rrc;
+
+	if (rc != REPLAY_EXIT_OK)
+		return rc;
+	compare_offsets(a, cfg->group, &plan->range, plan->committed, plan->progress);
 	printf("audit: read=%" PRId64 " valid=%" PRId64 " malformed=%" PRId64
 	       " db_rejected=%" PRId64 " older_than_horizon=%" PRId64 " not_consumed=%" PRId64
 	       " gaps=%" PRId64 "\n",
-	       a.read, a.valid, a.malformed, a.dead_lettered, a.old, unconsumed, a.gaps);
+	       a->read, a->valid, a->malformed, a->dead_lettered, a->old, plan->unconsumed,
+	       a->gaps);
 	fflush(stdout);
-	rc = a.gaps ? REPLAY_EXIT_GAPS : REPLAY_EXIT_OK;
-	if (repair && a.oom) {
-		payq_err(errstr, sizeof(errstr), "out of memory recording the gaps to repair");
-		rc = REPLAY_EXIT_FAILED;
-		goto fail;
+	rc = a->gaps ? REPLAY_EXIT_GAPS : REPLAY_EXIT_OK;
+	if (!req->repair)
+		return rc;
+	if (a->oom) {
+		replay_error("audit", "out of memory recording the gaps to repair");
+		return REPLAY_EXIT_FAILED;
 	}
-	if (repair) {
-		int rrc = replay_gaps_repair(cfg, rk, a.conn, a.topic, &range, &a.repairs, execute,
-					     force);
-		if (rrc != REPLAY_EXIT_OK)
-			rc = rrc;
-	}
-	goto out;
-
-read_failed:
-	replay_progress_end(&a.progress);
-	if (rd > 0) {
-		fprintf(stderr, "payq-replay audit: interrupted\n");
-		rc = REPLAY_EXIT_INTERRUPTED;
-		goto out;
-	}
-fail:
-	fprintf(stderr, "payq-replay audit: %s\n", errstr);
-	goto out;
-usage:
-	fprintf(stderr, "payq-replay audit: %s (see payq-replay audit --help)\n", errstr);
-out:
-	free(committed);
-	free(progress);
-	free(a.dlq);
-	free(a.pruned);
-	free(a.after);
-	replay_gaps_free(&a.repairs);
-	replay_keys_free(a.keys);
-	if (a.conn)
-		PQfinish(a.conn);
-	if (rk) {
-		rd_kafka_consumer_close(rk);
-		rd_kafka_destroy(rk);
-	}
-	payq_range_free(&range);
-	payq_range_free(&dlq);
-	payq_range_spec_free(&spec);
-	payq_range_spec_free(&dspec);
-	return rc;
+	rrc = replay_gaps_repair(cfg, plan->rk, a->conn, a->topic, &plan->range, &a->repairs,
+				 req->o.execute, req->o.force);
+	return rrc != REPLAY_EXIT_OK ? rrc : rc;
 }
+
+static void cleanup(void *cmd)
+{
+	audit_cmd_t *c = cmd;
+
+	free(c->plan.committed);
+	free(c->plan.progress);
+	free(c->run.dlq);
+	free(c->run.pruned);
+	free(c->run.after);
+	replay_gaps_free(&c->run.repairs);
+	replay_keys_free(&c->run.keys);
+	if (c->run.conn)
+		PQfinish(c->run.conn);
+	payq_range_free(&c->plan.range);
+	payq_range_free(&c->plan.dlq);
+}
+
+/* The command, in the order of replay_steps_t's fields. */
+/* clang-format off */
+const replay_steps_t replay_audit_steps = {
+	"audit", {REPLAY_TAKES_PARTITION | REPLAY_TAKES_FROM | REPLAY_TAKES_EXECUTE | REPLAY_TAKES_FORCE, {
+		{"repair", no_argument, NULL, OPT_REPAIR},
+	}, parse_own}, sizeof(audit_cmd_t), offsetof(audit_cmd_t, req.o),
+	request, plan_audit, print_plan, execute, cleanup};
+/* clang-format on */

@@ -8,12 +8,6 @@
 #include "sqlbuf.h"
 #include "util.h"
 
-struct replay_keys {
-	payq_sqlbuf_t orders, commands;
-	size_t *tags;
-	size_t n, cap;
-};
-
 static int pg_fail(PGconn *conn, PGresult *res, const char *what, char *errstr, size_t errstr_size)
 {
 	payq_err(errstr, errstr_size, "%s: %s", what, PQerrorMessage(conn));
@@ -59,31 +53,19 @@ PGconn *replay_db_connect(const payq_config_t *cfg, const char *what, char *errs
 	return conn;
 }
 
-replay_keys_t *replay_keys_new(void)
-{
-	return calloc(1, sizeof(replay_keys_t));
-}
-
 void replay_keys_free(replay_keys_t *k)
 {
-	if (!k)
-		return;
 	payq_sqlbuf_free(&k->orders);
 	payq_sqlbuf_free(&k->commands);
 	free(k->tags);
-	free(k);
+	memset(k, 0, sizeof(*k));
 }
 
 int replay_keys_add(replay_keys_t *k, const char *order_id, const char *command_id, size_t tag)
 {
-	if (k->n == k->cap) {
-		size_t cap = k->cap ? k->cap * 2 : 256;
-		size_t *t = realloc(k->tags, cap * sizeof(*t));
-		if (!t)
-			return -1;
-		k->tags = t;
-		k->cap = cap;
-	}
+	if (k->n == k->cap &&
+	    payq_grow((void **)&k->tags, &k->cap, k->cap ? 2 * k->cap : 256, sizeof(*k->tags)))
+		return -1;
 	payq_sqlbuf_str(&k->orders, order_id);
 	payq_sqlbuf_str(&k->commands, command_id);
 	k->tags[k->n++] = tag;
@@ -126,29 +108,6 @@ int replay_keys_lookup(replay_keys_t *k, PGconn *conn, bool *found, char *errstr
 	return 0;
 }
 
-int replay_db_progress(PGconn *conn, const char *group, const char *topic, int64_t *next,
-		       int nparts, char *errstr, size_t errstr_size)
-{
-	const char *params[2] = {group, topic};
-	PGresult *res;
-
-	for (int p = 0; p < nparts; p++)
-		next[p] = -1;
-	res = PQexecParams(conn,
-			   "SELECT partition, next_offset FROM payq.consumer_progress"
-			   " WHERE group_id = $1 AND topic = $2",
-			   2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		return pg_fail(conn, res, "reading consumer_progress", errstr, errstr_size);
-	for (int r = 0; r < PQntuples(res); r++) {
-		long p = strtol(PQgetvalue(res, r, 0), NULL, 10);
-		if (p >= 0 && p < nparts)
-			next[p] = strtoll(PQgetvalue(res, r, 1), NULL, 10);
-	}
-	PQclear(res);
-	return 0;
-}
-
 int replay_db_horizon(PGconn *conn, int64_t *horizon_ms, char *errstr, size_t errstr_size)
 {
 	PGresult *res = PQexec(conn, "SELECT (extract(epoch FROM horizon) * 1000)::bigint"
@@ -161,17 +120,19 @@ int replay_db_horizon(PGconn *conn, int64_t *horizon_ms, char *errstr, size_t er
 	return 0;
 }
 
-/* Runs sql (one text parameter, the topic) and fills out[partition] from its rows of
- * (partition, offset); -1 elsewhere. */
-static int read_offsets(PGconn *conn, const char *sql, const char *topic, int64_t *out,
-			int nparts, const char *what, char *errstr, size_t errstr_size)
+/* Runs sql with the text parameters group (unless NULL) and topic, in that order, and
+ * fills out[partition] from its rows of (partition, offset); -1 elsewhere. */
+static int read_offsets(PGconn *conn, const char *sql, const char *group, const char *topic,
+			int64_t *out, int nparts, const char *what, char *errstr,
+			size_t errstr_size)
 {
-	const char *params[1] = {topic};
+	const char *params[2] = {group, topic};
 	PGresult *res;
 
 	for (int p = 0; p < nparts; p++)
 		out[p] = -1;
-	res = PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+	res = group ? PQexecParams(conn, sql, 2, NULL, params, NULL, NULL, 0)
+		    : PQexecParams(conn, sql, 1, NULL, params + 1, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return pg_fail(conn, res, what, errstr, errstr_size);
 	for (int r = 0; r < PQntuples(res); r++) {
@@ -183,14 +144,24 @@ static int read_offsets(PGconn *conn, const char *sql, const char *topic, int64_
 	return 0;
 }
 
+int replay_db_progress(PGconn *conn, const char *group, const char *topic, int64_t *next,
+		       int nparts, char *errstr, size_t errstr_size)
+{
+	return read_offsets(conn,
+			    "SELECT partition, next_offset FROM payq.consumer_progress"
+			    " WHERE group_id = $1 AND topic = $2",
+			    group, topic, next, nparts, "reading consumer_progress", errstr,
+			    errstr_size);
+}
+
 int replay_db_horizon_offsets(PGconn *conn, const char *topic, int64_t *pruned_through,
 			      int64_t *first_after, int nparts, char *errstr, size_t errstr_size)
 {
 	if (read_offsets(conn,
 			 "SELECT partition, max_offset FROM payq.dedup_pruned_offsets"
 			 " WHERE topic = $1",
-			 topic, pruned_through, nparts, "reading payq.dedup_pruned_offsets", errstr,
-			 errstr_size))
+			 NULL, topic, pruned_through, nparts, "reading payq.dedup_pruned_offsets",
+			 errstr, errstr_size))
 		return -1;
 	/* A range scan of the first_seen_at index over the rows the horizon protects. */
 	return read_offsets(conn,
@@ -198,6 +169,6 @@ int replay_db_horizon_offsets(PGconn *conn, const char *topic, int64_t *pruned_t
 			    " WHERE kafka_topic = $1 AND kafka_offset IS NOT NULL"
 			    " AND first_seen_at >= (SELECT horizon FROM payq.dedup_horizon)"
 			    " GROUP BY kafka_partition",
-			    topic, first_after, nparts,
+			    NULL, topic, first_after, nparts,
 			    "reading processed_commands after the horizon", errstr, errstr_size);
 }

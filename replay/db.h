@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 
 #include "config.h"
+#include "sqlbuf.h"
 
 /* True when a database is configured: --db / PAYQ_DB, or libpq's PGHOST, PGDATABASE
  * or PGSERVICE. */
@@ -19,10 +20,14 @@ bool replay_db_configured(const payq_config_t *cfg);
 PGconn *replay_db_connect(const payq_config_t *cfg, const char *what, char *errstr,
 			  size_t errstr_size);
 
-/* A batch of idempotency keys to look up in processed_commands. */
-typedef struct replay_keys replay_keys_t;
+/* A batch of idempotency keys to look up in processed_commands. A zeroed struct is an
+ * empty batch; replay_keys_free() frees what it grew. */
+typedef struct replay_keys {
+	payq_sqlbuf_t orders, commands;
+	size_t *tags;
+	size_t n, cap;
+} replay_keys_t;
 
-replay_keys_t *replay_keys_new(void);
 void replay_keys_free(replay_keys_t *k);
 /* Adds one key; tag is the caller's (an index into its own array). Returns 0 or -1. */
 int replay_keys_add(replay_keys_t *k, const char *order_id, const char *command_id, size_t tag);

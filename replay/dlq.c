@@ -1,14 +1,15 @@
 /* dlq.c - payq-replay dlq: re-drives dead letters to the topic they came from. */
 #include "dlq.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "codec.h"
+#include "copy.h"
 #include "db.h"
 #include "kafka.h"
 #include "log.h"
@@ -54,20 +55,37 @@ void replay_dlq_usage(FILE *fp)
 	replay_print_exit_codes(fp);
 }
 
+/* What the operator asked for. */
+typedef struct dlq_req {
+	replay_opts_t o; /* the slice of the DLQ, --to-topic, --rate, --dry-run, --force */
+	const char **reasons;
+	size_t nreasons, reasons_cap;
+} dlq_req_t;
+
+/* What the command reads before it re-drives: the slice of the DLQ, fixed at its start. */
+typedef struct dlq_plan {
+	payq_range_t range;
+} dlq_plan_t;
+
+/* The run: the --reason filter, the targets known to exist, copies and counts. */
 typedef struct redrive {
 	const char *to_topic;
-	char **reasons;
+	const char *const *reasons;
 	size_t nreasons;
-	bool dry_run;
-	payq_sink_t *sink;
+	replay_copy_t copy; /* no sink: a dry run */
 	rd_kafka_t *rk;
 	char **known; /* target topics that exist */
 	size_t nknown;
 	char *missing; /* the last target found missing, not asked again */
-	int64_t total, read, matched, skipped, unknown, valid_now, still_bad, oldest_ts;
-	replay_progress_t progress;
-	char errstr[512];
+	int64_t skipped, unknown, valid_now, still_bad, oldest_ts;
 } redrive_t;
+
+/* The command's state, through its steps. */
+typedef struct dlq_cmd {
+	dlq_req_t req;
+	dlq_plan_t plan;
+	redrive_t run;
+} dlq_cmd_t;
 
 static bool reason_known(const char *code)
 {
@@ -137,15 +155,45 @@ static bool target_exists(redrive_t *d, const char *topic)
 	return true;
 }
 
+/* Dry run: one line for the record m, with whether this build's codec accepts it now. */
+static void print_dry_record(redrive_t *d, const rd_kafka_message_t *m, const char *reason,
+			     const char *target)
+{
+	char from[320], t[128], p[16], o[32], err[256];
+	payq_command_t cmd;
+	payq_reason_t now = payq_codec_decode(m->key ? m->key : "", m->key ? m->key_len : 0,
+					      m->payload, m->len, &cmd, err, sizeof(err));
+
+	if (payq_kafka_header_str(m, "payq-dlq-topic", t, sizeof(t)))
+		snprintf(t, sizeof(t), "?");
+	if (payq_kafka_header_str(m, "payq-dlq-partition", p, sizeof(p)))
+		snprintf(p, sizeof(p), "?");
+	if (payq_kafka_header_str(m, "payq-dlq-offset", o, sizeof(o)))
+		snprintf(o, sizeof(o), "?");
+	snprintf(from, sizeof(from), "%s/%s/%s", t, p, o);
+	if (now == PAYQ_REASON_OK) {
+		d->valid_now++;
+		printf("  %s/%" PRId32 "/%" PRId64 " reason=%s from=%s -> %s: now valid "
+		       "(%s %s %s)\n",
+		       rd_kafka_topic_name(m->rkt), m->partition, m->offset, reason, from, target,
+		       payq_cmd_type_name(cmd.type), cmd.order_id, cmd.command_id);
+	} else {
+		d->still_bad++;
+		printf("  %s/%" PRId32 "/%" PRId64 " reason=%s from=%s -> %s: still %s: %s\n",
+		       rd_kafka_topic_name(m->rkt), m->partition, m->offset, reason, from, target,
+		       payq_reason_name(now), err);
+	}
+}
+
 static int on_record(void *opaque, const rd_kafka_message_t *m)
 {
 	redrive_t *d = opaque;
-	char reason[64], target[256], from[320], t[128], p[16], o[32];
+	char reason[64], target[256];
 
-	d->read++;
+	d->copy.read++;
 	if (!select_record(d, m, reason, sizeof(reason), target, sizeof(target)))
 		goto progress;
-	d->matched++;
+	d->copy.matched++;
 	if (!*target) {
 		log_warn("%s/%" PRId32 "/%" PRId64 ": no payq-dlq-topic header; skipped (use "
 			 "--to-topic)",
@@ -160,57 +208,23 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 		d->unknown++;
 		goto progress;
 	}
-	if (d->dry_run) {
-		payq_command_t cmd;
-		char err[256];
-		payq_reason_t now = payq_codec_decode(m->key ? m->key : "", m->key ? m->key_len : 0,
-						      m->payload, m->len, &cmd, err, sizeof(err));
-
-		if (payq_kafka_header_str(m, "payq-dlq-topic", t, sizeof(t)))
-			snprintf(t, sizeof(t), "?");
-		if (payq_kafka_header_str(m, "payq-dlq-partition", p, sizeof(p)))
-			snprintf(p, sizeof(p), "?");
-		if (payq_kafka_header_str(m, "payq-dlq-offset", o, sizeof(o)))
-			snprintf(o, sizeof(o), "?");
-		snprintf(from, sizeof(from), "%s/%s/%s", t, p, o);
-		if (now == PAYQ_REASON_OK) {
-			d->valid_now++;
-			printf("  %s/%" PRId32 "/%" PRId64 " reason=%s from=%s -> %s: now valid "
-			       "(%s %s %s)\n",
-			       rd_kafka_topic_name(m->rkt), m->partition, m->offset, reason, from,
-			       target, payq_cmd_type_name(cmd.type), cmd.order_id, cmd.command_id);
-		} else {
-			d->still_bad++;
-			printf("  %s/%" PRId32 "/%" PRId64
-			       " reason=%s from=%s -> %s: still %s: %s\n",
-			       rd_kafka_topic_name(m->rkt), m->partition, m->offset, reason, from,
-			       target, payq_reason_name(now), err);
-		}
-	} else if (payq_sink_copy(d->sink, target, m, DLQ_PREFIX, d->errstr, sizeof(d->errstr))) {
-		if (replay_run)
-			log_error("%s", d->errstr);
+	if (!d->copy.sink)
+		print_dry_record(d, m, reason, target);
+	else if (replay_copy_one(&d->copy, target, m, DLQ_PREFIX))
 		return -1;
-	}
 progress:
-	if (d->sink) {
-		payq_sink_stats_t st = payq_sink_stats(d->sink);
-		payq_sink_poll(d->sink);
-		replay_progress(&d->progress, false,
-				"dlq: %" PRId64 "/%" PRId64 " read, %" PRId64 " sent, %" PRId64
-				" delivered",
-				d->read, d->total, st.queued, st.delivered);
-	}
+	replay_copy_progress(&d->copy, true);
 	return 0;
 }
 
 /* Refuses when a selected record is older than the horizon; see horizon.h. */
-static int dlq_horizon(const payq_config_t *cfg, rd_kafka_t *rk, const payq_range_t *range,
-		       redrive_t *d, bool force)
+static replay_exit_t dlq_horizon(const payq_config_t *cfg, rd_kafka_t *rk,
+				 const payq_range_t *range, redrive_t *d, bool force)
 {
 	char errstr[512], when[40], oldest[40];
 	int64_t horizon;
 	PGconn *conn = replay_db_connect(cfg, "dlq", errstr, sizeof(errstr));
-	int rd;
+	int read;
 
 	if (!conn) {
 		if (force) {
@@ -223,20 +237,19 @@ static int dlq_horizon(const payq_config_t *cfg, rd_kafka_t *rk, const payq_rang
 			errstr);
 		return REPLAY_EXIT_FAILED;
 	}
-	rd = replay_db_horizon(conn, &horizon, errstr, sizeof(errstr));
+	read = replay_db_horizon(conn, &horizon, errstr, sizeof(errstr));
 	PQfinish(conn);
-	if (rd) {
-		fprintf(stderr, "payq-replay dlq: %s\n", errstr);
+	if (read) {
+		replay_error("dlq", errstr);
 		return REPLAY_EXIT_FAILED;
 	}
 	if (horizon < 0)
 		return REPLAY_EXIT_OK;
 	d->oldest_ts = -1;
-	rd = payq_range_read(rk, range, on_scan, d, errstr, sizeof(errstr));
-	if (rd) {
-		if (rd < 0)
-			fprintf(stderr, "payq-replay dlq: %s\n", errstr);
-		return rd < 0 ? REPLAY_EXIT_FAILED : REPLAY_EXIT_INTERRUPTED;
+	switch (payq_range_read(rk, range, on_scan, d, errstr, sizeof(errstr))) {
+	case PAYQ_RANGE_DONE: break;
+	case PAYQ_RANGE_INTERRUPTED: return REPLAY_EXIT_INTERRUPTED;
+	case PAYQ_RANGE_FAILED: replay_error("dlq", errstr); return REPLAY_EXIT_FAILED;
 	}
 	if (d->oldest_ts < 0 || d->oldest_ts >= horizon)
 		return REPLAY_EXIT_OK;
@@ -257,166 +270,130 @@ static int dlq_horizon(const payq_config_t *cfg, rd_kafka_t *rk, const payq_rang
 	return REPLAY_EXIT_USAGE;
 }
 
-int replay_dlq_main(const payq_config_t *cfg, int argc, char **argv)
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr, size_t errstr_size)
 {
-	static const struct option longopts[] = {
-		{"reason", required_argument, NULL, OPT_REASON},
-		{"to-topic", required_argument, NULL, OPT_TO_TOPIC},
-		{"partition", required_argument, NULL, OPT_PARTITION},
-		{"from-offset", required_argument, NULL, OPT_FROM_OFFSET},
-		{"from-time", required_argument, NULL, OPT_FROM_TIME},
-		{"to-offset", required_argument, NULL, OPT_TO_OFFSET},
-		{"to-time", required_argument, NULL, OPT_TO_TIME},
-		{"rate", required_argument, NULL, OPT_RATE},
-		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{NULL, 0, NULL, 0},
-	};
-	redrive_t d;
-	payq_range_spec_t spec;
-	payq_range_t range = {0};
-	double rate = 0;
-	bool force = false;
-	rd_kafka_t *rk = NULL;
-	char errstr[512];
-	int opt, rc = REPLAY_EXIT_USAGE, rd;
+	dlq_req_t *req = &((dlq_cmd_t *)cmd)->req;
 
-	memset(&d, 0, sizeof(d));
-	payq_range_spec_init(&spec);
-	replay_progress_init(&d.progress);
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		int res = replay_range_opt(opt, optarg, &spec, errstr, sizeof(errstr));
-		if (res < 0)
-			goto usage;
-		if (res > 0)
-			continue;
-		switch (opt) {
-		case OPT_REASON: {
-			char **grown;
-			if (!reason_known(optarg)) {
-				payq_err(errstr, sizeof(errstr),
-					 "--reason \"%s\" is not a DLQ reason "
-					 "code",
-					 optarg);
-				goto usage;
-			}
-			grown = realloc(d.reasons, (d.nreasons + 1) * sizeof(*grown));
-			if (!grown) {
-				payq_err(errstr, sizeof(errstr), "out of memory");
-				goto usage;
-			}
-			d.reasons = grown;
-			d.reasons[d.nreasons++] = optarg;
-			break;
-		}
-		case OPT_TO_TOPIC: d.to_topic = optarg; break;
-		case OPT_DRY_RUN: d.dry_run = true; break;
-		case OPT_FORCE: force = true; break;
-		case OPT_RATE:
-			if (replay_parse_rate(optarg, &rate)) {
-				payq_err(errstr, sizeof(errstr),
-					 "--rate \"%s\" is not a positive number", optarg);
-				goto usage;
-			}
-			break;
-		default:
-			payq_err(errstr, sizeof(errstr), "unknown or incomplete option \"%s\"",
-				 argv[optind - 1]);
-			goto usage;
-		}
+	if (opt != OPT_REASON)
+		return REPLAY_OPT_OTHER;
+	if (!reason_known(arg)) {
+		payq_err(errstr, errstr_size, "--reason \"%s\" is not a DLQ reason code", arg);
+		return REPLAY_OPT_BAD;
 	}
-	if (optind < argc) {
-		payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", argv[optind]);
-		goto usage;
+	if (payq_grow((void **)&req->reasons, &req->reasons_cap, req->nreasons + 1,
+		      sizeof(*req->reasons))) {
+		payq_err(errstr, errstr_size, "out of memory");
+		return REPLAY_OPT_BAD;
 	}
-	if ((spec.from_offset >= 0 && spec.from_time_ms >= 0) ||
-	    (spec.to_offset >= 0 && spec.to_time_ms >= 0)) {
-		payq_err(errstr, sizeof(errstr),
+	req->reasons[req->nreasons++] = arg;
+	return REPLAY_OPT_TAKEN;
+}
+
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr, size_t errstr_size)
+{
+	const payq_range_spec_t *spec = &((dlq_cmd_t *)cmd)->req.o.range;
+
+	(void)cfg;
+	if ((spec->from_offset >= 0 && spec->from_time_ms >= 0) ||
+	    (spec->to_offset >= 0 && spec->to_time_ms >= 0)) {
+		payq_err(errstr, errstr_size,
 			 "give at most one of --from-offset and "
 			 "--from-time, and at most one of --to-offset and --to-time");
-		goto usage;
+		return REPLAY_EXIT_USAGE;
 	}
+	return REPLAY_EXIT_OK;
+}
 
-	rc = REPLAY_EXIT_FAILED;
-	rk = payq_range_client_new(cfg, errstr, sizeof(errstr));
-	if (!rk || payq_range_resolve(rk, cfg->dlq_topic, &spec, &range, errstr, sizeof(errstr)))
-		goto fail;
-	d.rk = rk;
-	d.total = payq_range_total(&range);
-	printf("dlq: %s -> %s, %" PRId64 " dead letters to look at%s\n", cfg->dlq_topic,
-	       d.to_topic ? d.to_topic : "each record's payq-dlq-topic", d.total,
-	       d.dry_run ? " (dry run)" : "");
-	payq_range_print(&range, "  ");
+static replay_exit_t plan_redrive(const replay_env_t *env, void *cmd, char *errstr,
+				  size_t errstr_size)
+{
+	const dlq_req_t *req = &((dlq_cmd_t *)cmd)->req;
+	dlq_plan_t *plan = &((dlq_cmd_t *)cmd)->plan;
 
-	if (!d.dry_run) {
-		rc = dlq_horizon(cfg, rk, &range, &d, force);
-		if (rc != REPLAY_EXIT_OK)
-			goto out;
-		rc = REPLAY_EXIT_FAILED;
-		d.sink = payq_sink_new(cfg, rate, errstr, sizeof(errstr));
-		if (!d.sink)
-			goto fail;
-	}
+	if (payq_range_resolve(env->rk, env->cfg->dlq_topic, &req->o.range, &plan->range, errstr,
+			       errstr_size))
+		return REPLAY_EXIT_FAILED;
+	return REPLAY_EXIT_OK;
+}
 
-	rd = payq_range_read(rk, &range, on_record, &d, errstr, sizeof(errstr));
-	if (d.sink) {
-		char ferr[512];
-		/* Also after an interruption, so that the summary says what landed. */
-		if (payq_sink_finish(d.sink, 330000, (int)cfg->shutdown_timeout_ms, ferr,
-				     sizeof(ferr)) &&
-		    rd == 0) {
-			snprintf(errstr, sizeof(errstr), "%s", ferr);
-			rd = replay_run ? -1 : 1;
-		}
+static void print_plan(const replay_env_t *env, const void *cmd)
+{
+	const dlq_req_t *req = &((const dlq_cmd_t *)cmd)->req;
+	const dlq_plan_t *plan = &((const dlq_cmd_t *)cmd)->plan;
+
+	printf("dlq: %s -> %s, %" PRId64 " dead letters to look at%s\n", env->cfg->dlq_topic,
+	       req->o.to_topic ? req->o.to_topic : "each record's payq-dlq-topic",
+	       payq_range_total(&plan->range), req->o.dry_run ? " (dry run)" : "");
+	payq_range_print(&plan->range, "  ");
+}
+
+static void print_summary(const redrive_t *d)
+{
+	if (d->copy.sink) {
+		replay_copy_print_sent(&d->copy);
+		printf(" skipped=%" PRId64 " unknown_topic=%" PRId64 "\n", d->skipped, d->unknown);
+		return;
 	}
-	replay_progress_end(&d.progress);
-	if (d.dry_run) {
-		printf("dlq: dry run, nothing sent: read=%" PRId64 " matched=%" PRId64
-		       " valid_now=%" PRId64 " still_malformed=%" PRId64 " skipped=%" PRId64
-		       " unknown_topic=%" PRId64 "\n",
-		       d.read, d.matched, d.valid_now, d.still_bad, d.skipped, d.unknown);
-	} else {
-		payq_sink_stats_t st = payq_sink_stats(d.sink);
-		printf("dlq: read=%" PRId64 " matched=%" PRId64 " sent=%" PRId64
-		       " delivered=%" PRId64 " failed=%" PRId64 " skipped=%" PRId64
-		       " unknown_topic=%" PRId64 "\n",
-		       d.read, d.matched, st.queued, st.delivered, st.queued - st.delivered,
-		       d.skipped, d.unknown);
+	printf("dlq: dry run, nothing sent: read=%" PRId64 " matched=%" PRId64 " valid_now=%" PRId64
+	       " still_malformed=%" PRId64 " skipped=%" PRId64 " unknown_topic=%" PRId64 "\n",
+	       d->copy.read, d->copy.matched, d->valid_now, d->still_bad, d->skipped, d->unknown);
+}
+
+/* Re-drives the selected dead letters (or, for a dry run, lists them), then prints the
+ * summary. A record whose target topic does not exist fails the run. */
+static replay_exit_t execute(const replay_env_t *env, void *cmd)
+{
+	dlq_cmd_t *c = cmd;
+	redrive_t *d = &c->run;
+	replay_exit_t rc = REPLAY_EXIT_OK;
+	payq_range_read_t rd;
+	char errstr[512];
+
+	d->to_topic = c->req.o.to_topic;
+	d->reasons = c->req.reasons;
+	d->nreasons = c->req.nreasons;
+	d->rk = env->rk;
+	/* A dry run only lists: the horizon matters to copies. */
+	if (!c->req.o.dry_run)
+		rc = dlq_horizon(env->cfg, env->rk, &c->plan.range, d, c->req.o.force);
+	if (rc != REPLAY_EXIT_OK)
+		return rc;
+	if (replay_copy_start(&d->copy, "dlq", env->cfg, c->req.o.rate, c->req.o.dry_run,
+			      payq_range_total(&c->plan.range), errstr, sizeof(errstr))) {
+		replay_error("dlq", errstr);
+		return REPLAY_EXIT_FAILED;
 	}
-	if (rd == 1 || !replay_run) {
-		fprintf(stderr, "payq-replay dlq: interrupted\n");
-		rc = REPLAY_EXIT_INTERRUPTED;
-	} else if (rd < 0) {
-		fprintf(stderr, "payq-replay dlq: %s\n", errstr);
-	} else if (d.unknown) {
+	rd = replay_copy_read(&d->copy, env, &c->plan.range, on_record, d, errstr, sizeof(errstr));
+	print_summary(d);
+	rc = replay_read_exit("dlq", replay_run ? rd : PAYQ_RANGE_INTERRUPTED, errstr);
+	if (rc == REPLAY_EXIT_OK && d->unknown) {
 		fprintf(stderr,
 			"payq-replay dlq: %" PRId64 " dead letters were not re-driven: "
 			"their target topic does not exist\n",
-			d.unknown);
-	} else {
-		rc = REPLAY_EXIT_OK;
+			d->unknown);
+		rc = REPLAY_EXIT_FAILED;
 	}
-	goto out;
-
-fail:
-	fprintf(stderr, "payq-replay dlq: %s\n", errstr);
-	goto out;
-usage:
-	fprintf(stderr, "payq-replay dlq: %s (see payq-replay dlq --help)\n", errstr);
-out:
-	payq_sink_destroy(d.sink);
-	free(d.reasons);
-	for (size_t i = 0; i < d.nknown; i++)
-		free(d.known[i]);
-	free(d.known);
-	free(d.missing);
-	if (rk) {
-		rd_kafka_consumer_close(rk);
-		rd_kafka_destroy(rk);
-	}
-	payq_range_free(&range);
-	payq_range_spec_free(&spec);
 	return rc;
 }
+
+static void cleanup(void *cmd)
+{
+	dlq_cmd_t *c = cmd;
+
+	replay_copy_free(&c->run.copy);
+	for (size_t i = 0; i < c->run.nknown; i++)
+		free(c->run.known[i]);
+	free(c->run.known);
+	free(c->run.missing);
+	payq_range_free(&c->plan.range);
+	free(c->req.reasons);
+}
+
+/* The command, in the order of replay_steps_t's fields. */
+/* clang-format off */
+const replay_steps_t replay_dlq_steps = {
+	"dlq", {REPLAY_TAKES_COPY, {
+		{"reason", required_argument, NULL, OPT_REASON},
+	}, parse_own}, sizeof(dlq_cmd_t), offsetof(dlq_cmd_t, req.o),
+	request, plan_redrive, print_plan, execute, cleanup};
+/* clang-format on */

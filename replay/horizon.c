@@ -7,8 +7,8 @@
 
 #include "cli.h"
 #include "db.h"
-#include "util.h"
 #include "log.h"
+#include "util.h"
 
 /* For each partition of r, the first offset from which the dedup table still protects
  * every record: past both the first record stamped at or after the horizon and the
@@ -44,8 +44,8 @@ out:
 	return ret;
 }
 
-int replay_horizon_guard(rd_kafka_t *rk, PGconn *conn, const payq_range_t *r, bool force,
-			 bool dry_run, const char *what)
+replay_exit_t replay_horizon_guard(rd_kafka_t *rk, PGconn *conn, const payq_range_t *r, bool force,
+				   bool dry_run, const char *what)
 {
 	char errstr[512], when[40];
 	int64_t horizon, *first = NULL, breach = 0;

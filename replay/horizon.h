@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "cli.h"
 #include "range.h"
 
 /* Checks r against the horizon recorded by `payq-worker prune`. In each partition, the
@@ -18,5 +19,5 @@
  * warning; with dry_run it is reported as what a real run would refuse.
  * Returns REPLAY_EXIT_OK to go on, REPLAY_EXIT_USAGE to refuse, or REPLAY_EXIT_FAILED
  * when the horizon or the offsets could not be read. */
-int replay_horizon_guard(rd_kafka_t *rk, PGconn *conn, const payq_range_t *r, bool force,
-			 bool dry_run, const char *what);
+replay_exit_t replay_horizon_guard(rd_kafka_t *rk, PGconn *conn, const payq_range_t *r, bool force,
+				   bool dry_run, const char *what);

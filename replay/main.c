@@ -1,4 +1,4 @@
-/* main.c - payq-replay: parses the common settings and runs one subcommand. */
+/* main.c - payq-replay: parses the settings and runs one command from the table below. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,29 +8,35 @@
 #include "cli.h"
 #include "config.h"
 #include "dlq.h"
-#include "log.h"
 #include "offsets.h"
 #include "pg.h"
 #include "republish.h"
 #include "util.h"
 
-typedef struct subcommand {
+/* One command: its name, its line in `payq-replay --help`, its own --help, and its steps,
+ * which replay_command_run() takes in turn. */
+typedef struct replay_command {
 	const char *name;
-	void (*usage)(FILE *fp);
 	const char *summary;
-} subcommand_t;
+	void (*usage)(FILE *fp);
+	const replay_steps_t *steps;
+	bool explicit_group; /* never the default group: cfg.group is NULL unless named */
+} replay_command_t;
 
-static const subcommand_t subcommands[] = {
-	{"republish", replay_republish_usage, "copy a range of a topic back onto a topic"},
-	{"dlq", replay_dlq_usage, "re-drive dead letters to the topic they came from"},
-	{"reset-offsets", replay_offsets_usage,
-	 "move a stopped group's committed offsets and its consumer_progress"},
-	{"audit", replay_audit_usage, "check the topic against processed_commands and the DLQ"},
+static const replay_command_t commands[] = {
+	{"republish", "copy a range of a topic back onto a topic", replay_republish_usage,
+	 &replay_republish_steps, false},
+	{"dlq", "re-drive dead letters to the topic they came from", replay_dlq_usage,
+	 &replay_dlq_steps, false},
+	{"reset-offsets", "move a stopped group's committed offsets and its consumer_progress",
+	 replay_offsets_usage, &replay_offsets_steps, true},
+	{"audit", "check the topic against processed_commands and the DLQ", replay_audit_usage,
+	 &replay_audit_steps, false},
 };
 
-/* The subcommand named on the command line, so that `payq-replay SUB --help` shows its
+/* The command named on the command line, so that `payq-replay COMMAND --help` shows its
  * own usage; payq_config_parse_args() calls usage() without context. */
-static const subcommand_t *current;
+static const replay_command_t *current;
 
 static void usage(FILE *fp)
 {
@@ -45,74 +51,80 @@ static void usage(FILE *fp)
 		"duplicate. `payq-replay COMMAND --help` describes each command.\n"
 		"\n"
 		"Commands:\n");
-	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(subcommands); i++)
-		fprintf(fp, "  %-15s %s\n", subcommands[i].name, subcommands[i].summary);
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(commands); i++)
+		fprintf(fp, "  %-15s %s\n", commands[i].name, commands[i].summary);
 	fputc('\n', fp);
 	replay_print_exit_codes(fp);
 }
 
-static const subcommand_t *find(const char *name)
+static const replay_command_t *find(const char *name)
 {
-	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(subcommands); i++)
-		if (!strcmp(subcommands[i].name, name))
-			return &subcommands[i];
+	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(commands); i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
 	return NULL;
+}
+
+/* Reads the settings from the environment and the command line, leaving the command and
+ * its options in argv. Prints the error, if any. */
+static payq_args_result_t load_settings(payq_config_t *cfg, int *argc, char **argv)
+{
+	char errstr[512];
+	payq_args_result_t r = PAYQ_ARGS_ERROR;
+
+	if (!payq_config_load_env(cfg, PAYQ_PROG_REPLAY, errstr, sizeof(errstr)))
+		r = payq_config_parse_args(cfg, PAYQ_PROG_REPLAY, "payq-replay", usage, argc, argv,
+					   errstr, sizeof(errstr));
+	if (r == PAYQ_ARGS_ERROR)
+		fprintf(stderr, "payq-replay: %s\n", errstr);
+	return r;
+}
+
+/* True when --group was given on the command line, before the settings parser consumes it. */
+static bool group_named(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--group") || !strncmp(argv[i], "--group=", 8))
+			return true;
+	return getenv("PAYQ_GROUP") != NULL;
 }
 
 int main(int argc, char **argv)
 {
 	payq_config_t cfg;
-	char errstr[512];
-	bool group_given = getenv("PAYQ_GROUP") != NULL;
-	int rc;
+	bool group_given = group_named(argc, argv);
+	replay_exit_t rc;
 
-	/* Before the settings parser consumes them: the first bare word that names a
-	 * subcommand, and whether --group was given (reset-offsets never resets the default
-	 * group implicitly). */
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--group") || !strncmp(argv[i], "--group=", 8))
-			group_given = true;
-		if (!current && argv[i][0] != '-')
+	/* The first bare word that names a command, for its --help. */
+	for (int i = 1; i < argc && !current; i++)
+		if (argv[i][0] != '-')
 			current = find(argv[i]);
-	}
-
 	payq_config_init(&cfg);
-	if (payq_config_load_env(&cfg, PAYQ_PROG_REPLAY, errstr, sizeof(errstr))) {
-		fprintf(stderr, "payq-replay: %s\n", errstr);
-		payq_config_destroy(&cfg);
-		return REPLAY_EXIT_USAGE;
-	}
-	switch (payq_config_parse_args(&cfg, PAYQ_PROG_REPLAY, "payq-replay", usage, &argc, argv,
-				       errstr, sizeof(errstr))) {
-	case PAYQ_ARGS_EXIT: payq_config_destroy(&cfg); return REPLAY_EXIT_OK;
-	case PAYQ_ARGS_ERROR:
-		fprintf(stderr, "payq-replay: %s\n", errstr);
-		payq_config_destroy(&cfg);
-		return REPLAY_EXIT_USAGE;
+	switch (load_settings(&cfg, &argc, argv)) {
 	case PAYQ_ARGS_OK: break;
+	case PAYQ_ARGS_EXIT: rc = REPLAY_EXIT_OK; goto out; /* --help and the like were served */
+	case PAYQ_ARGS_ERROR: rc = REPLAY_EXIT_USAGE; goto out;
 	}
 	payq_pg_configure(&cfg, PAYQ_PROG_REPLAY, PAYQ_PG_BOUND_SESSIONS);
 	if (cfg.db && *cfg.db)
 		payq_pg_warn_insecure(cfg.db);
-	if (argc < 2 || !find(argv[1])) {
+	current = argc < 2 ? NULL : find(argv[1]);
+	if (!current) {
 		if (argc < 2)
 			fprintf(stderr, "payq-replay: no command given (see --help)\n");
 		else
 			fprintf(stderr, "payq-replay: unknown command \"%s\" (see --help)\n",
 				argv[1]);
-		payq_config_destroy(&cfg);
-		return REPLAY_EXIT_USAGE;
+		rc = REPLAY_EXIT_USAGE;
+		goto out;
 	}
-
+	if (current->explicit_group && !group_given) {
+		free(cfg.group);
+		cfg.group = NULL;
+	}
 	replay_handle_signals();
-	if (!strcmp(argv[1], "republish"))
-		rc = replay_republish_main(&cfg, argc - 1, argv + 1);
-	else if (!strcmp(argv[1], "dlq"))
-		rc = replay_dlq_main(&cfg, argc - 1, argv + 1);
-	else if (!strcmp(argv[1], "reset-offsets"))
-		rc = replay_offsets_main(&cfg, group_given, argc - 1, argv + 1);
-	else
-		rc = replay_audit_main(&cfg, argc - 1, argv + 1);
+	rc = replay_command_run(current->steps, &cfg, argc - 1, argv + 1);
+out:
 	payq_config_destroy(&cfg);
 	return rc;
 }

@@ -1,8 +1,8 @@
 /* offsets.c - payq-replay reset-offsets: moves a stopped group's offsets, and its progress. */
 #include "offsets.h"
 
-#include <getopt.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,11 +16,13 @@
 #include "sqlbuf.h"
 #include "util.h"
 
+/* --to-offset and --to-time are reset-offsets' own (the new offset, not the end of a
+ * range): they keep the shared ids, which replay_range_opt() knows, but the command does not
+ * take the shared range options. */
 enum {
 	OPT_TO_EARLIEST = OPT__FIRST_OWN,
 	OPT_TO_LATEST,
 	OPT_SHIFT_BY,
-	OPT_EXECUTE,
 };
 
 typedef enum {
@@ -89,7 +91,8 @@ static int parse_topic(const char *arg, char **topic, payq_range_spec_t *spec, c
 	if (!list)
 		return payq_err(errstr, errstr_size, "out of memory");
 	for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (replay_range_opt(OPT_PARTITION, tok, spec, errstr, errstr_size) < 0) {
+		if (replay_range_opt(OPT_PARTITION, tok, spec, errstr, errstr_size) ==
+		    REPLAY_OPT_BAD) {
 			free(list);
 			return -1;
 		}
@@ -138,15 +141,14 @@ static int write_progress(PGconn *conn, const char *group, const payq_range_t *r
 	 * the point of a rewind. The new reset generation fences the progress write of a
 	 * worker that left the group but still finishes a batch: the worker writes only
 	 * under the generation it read on assign. */
-	res = PQexecParams(
-		conn,
-		"INSERT INTO payq.consumer_progress AS c (group_id, topic, partition,"
-		" next_offset, reset_generation)"
-		" SELECT $1, $2, p, n, 1 FROM unnest($3::int[], $4::bigint[]) AS x(p, n)"
-		" ON CONFLICT (group_id, topic, partition) DO UPDATE"
-		" SET next_offset = EXCLUDED.next_offset,"
-		" reset_generation = c.reset_generation + 1, updated_at = now()",
-		4, NULL, params, NULL, NULL, 0);
+	res = PQexecParams(conn,
+			   "INSERT INTO payq.consumer_progress AS c (group_id, topic, partition,"
+			   " next_offset, reset_generation)"
+			   " SELECT $1, $2, p, n, 1 FROM unnest($3::int[], $4::bigint[]) AS x(p, n)"
+			   " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+			   " SET next_offset = EXCLUDED.next_offset,"
+			   " reset_generation = c.reset_generation + 1, updated_at = now()",
+			   4, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		ret = payq_err(errstr, errstr_size, "writing consumer_progress: %s",
 			       PQerrorMessage(conn));
@@ -161,12 +163,12 @@ out:
 
 /* Applies the new offsets: progress first inside an open transaction, then Kafka, then
  * COMMIT, so a failed Kafka call leaves the database as it was. */
-static int apply(rd_kafka_t *rk, PGconn *conn, const char *group, const payq_range_t *r,
-		 const int64_t *next, size_t *changed)
+static replay_exit_t apply(rd_kafka_t *rk, PGconn *conn, const char *group, const payq_range_t *r,
+			   const int64_t *next, size_t *changed)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)r->cnt);
 	char errstr[512];
-	int rc = REPLAY_EXIT_FAILED;
+	replay_exit_t rc = REPLAY_EXIT_FAILED;
 
 	*changed = 0;
 	for (size_t i = 0; i < r->cnt; i++) {
@@ -206,238 +208,293 @@ out:
 	return rc;
 }
 
-int replay_offsets_main(const payq_config_t *cfg, bool group_given, int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		{"to-earliest", no_argument, NULL, OPT_TO_EARLIEST},
-		{"to-latest", no_argument, NULL, OPT_TO_LATEST},
-		{"to-offset", required_argument, NULL, OPT_TO_OFFSET},
-		{"to-time", required_argument, NULL, OPT_TO_TIME},
-		{"shift-by", required_argument, NULL, OPT_SHIFT_BY},
-		{"execute", no_argument, NULL, OPT_EXECUTE},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{NULL, 0, NULL, 0},
-	};
-	payq_range_spec_t spec, tspec;
-	payq_range_t range = {0}, rewind = {0};
-	replay_group_info_t info;
-	reset_mode_t mode = MODE_NONE;
-	int64_t arg = 0, *current = NULL, *progress = NULL, *next = NULL;
-	bool execute = false, force = false, active;
-	char *topic = NULL, errstr[512];
-	int opt, nmodes = 0, nparts = 0, rc = REPLAY_EXIT_USAGE;
-	rd_kafka_t *rk = NULL;
-	PGconn *conn = NULL;
-	size_t changed = 0;
+/* What the operator asked for. */
+typedef struct reset_req {
+	replay_opts_t o; /* --execute, --force */
+	reset_mode_t mode;
+	int nmodes;		 /* how many of the mode options were given: one is right */
+	int64_t shift;		 /* --shift-by */
+	int64_t target;		 /* --to-offset N, or --to-time T in ms since the epoch */
+	char *topic;		 /* --topic T[:P,...] */
+	payq_range_spec_t parts; /* its partitions */
+} reset_req_t;
 
-	payq_range_spec_init(&spec);
-	payq_range_spec_init(&tspec);
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_TO_EARLIEST:
-			mode = MODE_EARLIEST;
-			nmodes++;
-			break;
-		case OPT_TO_LATEST:
-			mode = MODE_LATEST;
-			nmodes++;
-			break;
-		case OPT_TO_OFFSET:
-		case OPT_TO_TIME:
-			if (replay_range_opt(opt, optarg, &tspec, errstr, sizeof(errstr)) < 0)
-				goto usage;
-			mode = opt == OPT_TO_OFFSET ? MODE_OFFSET : MODE_TIME;
-			nmodes++;
-			break;
-		case OPT_SHIFT_BY:
-			if (payq_parse_int64(optarg, -INT64_MAX / 2, INT64_MAX / 2, &arg)) {
-				payq_err(errstr, sizeof(errstr),
-					 "--shift-by \"%s\" is not an integer", optarg);
-				goto usage;
-			}
-			mode = MODE_SHIFT;
-			nmodes++;
-			break;
-		case OPT_EXECUTE: execute = true; break;
-		case OPT_FORCE: force = true; break;
-		default:
-			payq_err(errstr, sizeof(errstr), "unknown or incomplete option \"%s\"",
-				 argv[optind - 1]);
-			goto usage;
+/* What the command reads and works out before it changes anything. */
+typedef struct reset_plan {
+	rd_kafka_t *rk; /* the env's reader, borrowed */
+	PGconn *conn;	/* NULL without a database */
+	payq_range_t range;
+	replay_group_info_t info;
+	bool active;
+	int nparts;
+	int64_t *current, *progress; /* per partition number */
+	int64_t *next;		     /* per range.parts[i]; -1: left alone */
+	payq_range_t rewind;	     /* the messages the group consumes again: [new, current) */
+} reset_plan_t;
+
+/* The command's state, through its steps. */
+typedef struct reset_cmd {
+	reset_req_t req;
+	reset_plan_t plan;
+} reset_cmd_t;
+
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr, size_t errstr_size)
+{
+	reset_req_t *req = &((reset_cmd_t *)cmd)->req;
+
+	switch (opt) {
+	case OPT_TO_EARLIEST: req->mode = MODE_EARLIEST; break;
+	case OPT_TO_LATEST: req->mode = MODE_LATEST; break;
+	case OPT_TO_OFFSET:
+	case OPT_TO_TIME: {
+		payq_range_spec_t to; /* read as the end of a range would be */
+		payq_range_spec_init(&to);
+		if (replay_range_opt(opt, arg, &to, errstr, errstr_size) == REPLAY_OPT_BAD)
+			return REPLAY_OPT_BAD;
+		req->mode = opt == OPT_TO_OFFSET ? MODE_OFFSET : MODE_TIME;
+		req->target = opt == OPT_TO_OFFSET ? to.to_offset : to.to_time_ms;
+		break;
+	}
+	case OPT_SHIFT_BY:
+		if (payq_parse_int64(arg, -INT64_MAX / 2, INT64_MAX / 2, &req->shift)) {
+			payq_err(errstr, errstr_size, "--shift-by \"%s\" is not an integer", arg);
+			return REPLAY_OPT_BAD;
 		}
+		req->mode = MODE_SHIFT;
+		break;
+	default: return REPLAY_OPT_OTHER;
 	}
-	if (optind < argc) {
-		payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", argv[optind]);
-		goto usage;
-	}
-	if (nmodes != 1) {
-		payq_err(errstr, sizeof(errstr),
+	req->nmodes++;
+	return REPLAY_OPT_TAKEN;
+}
+
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr, size_t errstr_size)
+{
+	reset_req_t *req = &((reset_cmd_t *)cmd)->req;
+
+	if (req->nmodes != 1) {
+		payq_err(errstr, errstr_size,
 			 "give exactly one of --to-earliest, --to-latest, "
 			 "--to-offset, --to-time and --shift-by");
-		goto usage;
+		return REPLAY_EXIT_USAGE;
 	}
-	if (!group_given) {
-		payq_err(errstr, sizeof(errstr), "--group G is required (or PAYQ_GROUP)");
-		goto usage;
+	if (!cfg->group) {
+		payq_err(errstr, errstr_size, "--group G is required (or PAYQ_GROUP)");
+		return REPLAY_EXIT_USAGE;
 	}
-	if (parse_topic(cfg->topic, &topic, &spec, errstr, sizeof(errstr)))
-		goto usage;
+	payq_range_spec_init(&req->parts);
+	if (parse_topic(cfg->topic, &req->topic, &req->parts, errstr, errstr_size))
+		return REPLAY_EXIT_USAGE;
+	return REPLAY_EXIT_OK;
+}
 
-	rc = REPLAY_EXIT_FAILED;
-	rk = payq_range_client_new(cfg, errstr, sizeof(errstr));
-	if (!rk || payq_range_resolve(rk, topic, &spec, &range, errstr, sizeof(errstr)))
-		goto fail;
-	for (size_t i = 0; i < range.cnt; i++)
-		if (range.parts[i].partition + 1 > nparts)
-			nparts = range.parts[i].partition + 1;
-	current = calloc((size_t)nparts + 1, sizeof(*current));
-	progress = calloc((size_t)nparts + 1, sizeof(*progress));
-	next = calloc(range.cnt + 1, sizeof(*next));
-	if (!current || !progress || !next) {
-		payq_err(errstr, sizeof(errstr), "out of memory");
-		goto fail;
-	}
-	if (replay_group_describe(rk, cfg->group, &info, errstr, sizeof(errstr)) ||
-	    replay_group_committed(rk, cfg->group, topic, nparts, current, errstr, sizeof(errstr)))
-		goto fail;
-	active = replay_group_active(&info);
+/* The new offset of each partition, clamped to its watermarks. */
+static void compute_next(const reset_req_t *req, reset_plan_t *plan)
+{
+	for (size_t i = 0; i < plan->range.cnt; i++) {
+		const payq_range_part_t *p = &plan->range.parts[i];
+		int64_t cur = plan->current[p->partition], v = plan->next[i];
 
-	for (int p = 0; p < nparts; p++)
-		progress[p] = -1;
-	if (replay_db_configured(cfg)) {
-		conn = replay_db_connect(cfg, "reset-offsets", errstr, sizeof(errstr));
-		if (!conn || replay_db_progress(conn, cfg->group, topic, progress, nparts, errstr,
-						sizeof(errstr)))
-			goto fail;
-	}
-
-	if (mode == MODE_TIME &&
-	    payq_range_offsets_for_time(rk, &range, tspec.to_time_ms, next, errstr, sizeof(errstr)))
-		goto fail;
-	for (size_t i = 0; i < range.cnt; i++) {
-		const payq_range_part_t *p = &range.parts[i];
-		int64_t cur = current[p->partition], v = next[i];
-
-		switch (mode) {
+		switch (req->mode) {
 		case MODE_EARLIEST: v = p->low; break;
 		case MODE_LATEST: v = p->high; break;
-		case MODE_OFFSET: v = tspec.to_offset; break;
-		case MODE_TIME: break;
-		case MODE_SHIFT: v = cur + arg; break;
+		case MODE_OFFSET: v = req->target; break;
+		case MODE_TIME: break; /* already read by payq_range_offsets_for_time() */
+		case MODE_SHIFT: v = cur + req->shift; break;
 		case MODE_NONE: break;
 		}
 		/* --shift-by has nothing to shift where nothing is committed: left alone (-1). */
-		if (mode == MODE_SHIFT && cur < 0)
-			next[i] = -1;
+		if (req->mode == MODE_SHIFT && cur < 0)
+			plan->next[i] = -1;
 		else
-			next[i] = v < p->low ? p->low : v > p->high ? p->high : v;
+			plan->next[i] = v < p->low ? p->low : v > p->high ? p->high : v;
 	}
+}
+
+/* The messages a rewind makes the group consume again: [new, current). */
+static int compute_rewind(reset_plan_t *plan)
+{
+	const payq_range_t *r = &plan->range;
+
+	plan->rewind.parts = calloc(r->cnt + 1, sizeof(*plan->rewind.parts));
+	if (!plan->rewind.parts)
+		return -1;
+	plan->rewind.topic = strdup(r->topic);
+	if (!plan->rewind.topic)
+		return -1;
+	for (size_t i = 0; i < r->cnt; i++) {
+		payq_range_part_t *w = &plan->rewind.parts[plan->rewind.cnt];
+		int64_t cur = plan->current[r->parts[i].partition];
+		if (plan->next[i] < 0)
+			continue;
+		*w = r->parts[i];
+		w->start = plan->next[i];
+		w->end = cur >= 0 ? cur : r->parts[i].high;
+		if (w->end > w->start)
+			plan->rewind.cnt++;
+	}
+	return 0;
+}
+
+/* Reads the group's state in Kafka and in the database, and works out the new offsets.
+ * Returns REPLAY_EXIT_OK, or REPLAY_EXIT_FAILED with errstr. */
+static replay_exit_t plan_reset(const replay_env_t *env, void *cmd, char *errstr,
+				size_t errstr_size)
+{
+	const payq_config_t *cfg = env->cfg;
+	const reset_req_t *req = &((reset_cmd_t *)cmd)->req;
+	reset_plan_t *plan = &((reset_cmd_t *)cmd)->plan;
+
+	plan->rk = env->rk;
+	if (payq_range_resolve(plan->rk, req->topic, &req->parts, &plan->range, errstr,
+			       errstr_size))
+		return REPLAY_EXIT_FAILED;
+	plan->nparts = replay_range_nparts(&plan->range);
+	plan->current = calloc((size_t)plan->nparts + 1, sizeof(*plan->current));
+	plan->progress = calloc((size_t)plan->nparts + 1, sizeof(*plan->progress));
+	plan->next = calloc(plan->range.cnt + 1, sizeof(*plan->next));
+	if (!plan->current || !plan->progress || !plan->next)
+		goto oom;
+	if (replay_group_describe(plan->rk, cfg->group, &plan->info, errstr, errstr_size) ||
+	    replay_group_committed(plan->rk, cfg->group, req->topic, plan->nparts, plan->current,
+				   errstr, errstr_size))
+		return REPLAY_EXIT_FAILED;
+	plan->active = replay_group_active(&plan->info);
+	for (int p = 0; p < plan->nparts; p++)
+		plan->progress[p] = -1;
+	if (replay_db_configured(cfg)) {
+		plan->conn = replay_db_connect(cfg, "reset-offsets", errstr, errstr_size);
+		if (!plan->conn ||
+		    replay_db_progress(plan->conn, cfg->group, req->topic, plan->progress,
+				       plan->nparts, errstr, errstr_size))
+			return REPLAY_EXIT_FAILED;
+	}
+	if (req->mode == MODE_TIME &&
+	    payq_range_offsets_for_time(plan->rk, &plan->range, req->target, plan->next, errstr,
+					errstr_size))
+		return REPLAY_EXIT_FAILED;
+	compute_next(req, plan);
+	if (compute_rewind(plan))
+		goto oom;
+	return REPLAY_EXIT_OK;
+oom:
+	payq_err(errstr, errstr_size, "out of memory");
+	return REPLAY_EXIT_FAILED;
+}
+
+static void print_plan(const replay_env_t *env, const void *cmd)
+{
+	const payq_config_t *cfg = env->cfg;
+	const reset_req_t *req = &((const reset_cmd_t *)cmd)->req;
+	const reset_plan_t *plan = &((const reset_cmd_t *)cmd)->plan;
 
 	printf("reset-offsets: group %s (%s, %zu members)%s\n", cfg->group,
-	       rd_kafka_consumer_group_state_name(info.state), info.members,
-	       execute ? "" : " (dry run)");
+	       rd_kafka_consumer_group_state_name(plan->info.state), plan->info.members,
+	       req->o.execute ? "" : " (dry run)");
 	printf("%-24s %9s %12s %12s %12s %12s %12s\n", "TOPIC", "PARTITION", "LOW", "HIGH",
 	       "CURRENT", "NEW", "PROGRESS");
-	for (size_t i = 0; i < range.cnt; i++) {
-		const payq_range_part_t *p = &range.parts[i];
+	for (size_t i = 0; i < plan->range.cnt; i++) {
+		const payq_range_part_t *p = &plan->range.parts[i];
 		char c[24], n[24], g[24];
-		fmt_off(c, sizeof(c), current[p->partition]);
-		fmt_off(n, sizeof(n), next[i]);
-		fmt_off(g, sizeof(g), conn ? progress[p->partition] : -1);
-		printf("%-24s %9" PRId32 " %12" PRId64 " %12" PRId64 " %12s %12s %12s\n", topic,
-		       p->partition, p->low, p->high, c, n, g);
+		fmt_off(c, sizeof(c), plan->current[p->partition]);
+		fmt_off(n, sizeof(n), plan->next[i]);
+		fmt_off(g, sizeof(g), plan->conn ? plan->progress[p->partition] : -1);
+		printf("%-24s %9" PRId32 " %12" PRId64 " %12" PRId64 " %12s %12s %12s\n",
+		       req->topic, p->partition, p->low, p->high, c, n, g);
 	}
 	fflush(stdout);
+}
 
-	/* The messages a rewind makes the group consume again: [new, current). */
-	rewind.topic = topic;
-	rewind.parts = calloc(range.cnt + 1, sizeof(*rewind.parts));
-	if (!rewind.parts) {
-		payq_err(errstr, sizeof(errstr), "out of memory");
-		rewind.topic = NULL;
-		goto fail;
-	}
-	for (size_t i = 0; i < range.cnt; i++) {
-		payq_range_part_t *w = &rewind.parts[rewind.cnt];
-		int64_t cur = current[range.parts[i].partition];
-		if (next[i] < 0)
-			continue;
-		*w = range.parts[i];
-		w->start = next[i];
-		w->end = cur >= 0 ? cur : range.parts[i].high;
-		if (w->end > w->start)
-			rewind.cnt++;
-	}
-	if (conn && rewind.cnt) {
-		rc = replay_horizon_guard(rk, conn, &rewind, force, !execute, "reset-offsets");
+/* The refusals before a move: past the dedup horizon, an active group, no database.
+ * Returns REPLAY_EXIT_OK to go on with the move. */
+static replay_exit_t check(const payq_config_t *cfg, const reset_req_t *req,
+			   const reset_plan_t *plan)
+{
+	replay_exit_t rc;
+
+	if (plan->conn && plan->rewind.cnt) {
+		rc = replay_horizon_guard(plan->rk, plan->conn, &plan->rewind, req->o.force,
+					  !req->o.execute, "reset-offsets");
 		if (rc != REPLAY_EXIT_OK)
-			goto out;
-		rc = REPLAY_EXIT_FAILED;
+			return rc;
 	}
-
-	if (active) {
+	if (plan->active) {
 		fprintf(stderr,
 			"payq-replay reset-offsets: %s: group %s has %zu active members "
 			"(%s): %s; stop its consumers first\n",
-			execute ? "refused" : "note", cfg->group, info.members,
-			rd_kafka_consumer_group_state_name(info.state),
-			*info.detail ? info.detail : "rebalancing");
-		if (execute) {
-			rc = REPLAY_EXIT_ACTIVE;
-			goto out;
-		}
+			req->o.execute ? "refused" : "note", cfg->group, plan->info.members,
+			rd_kafka_consumer_group_state_name(plan->info.state),
+			*plan->info.detail ? plan->info.detail : "rebalancing");
+		if (req->o.execute)
+			return REPLAY_EXIT_ACTIVE;
 	}
-	if (!execute) {
-		printf("dry run: nothing changed; add --execute to apply%s\n",
-		       conn ? " (consumer_progress is set too)" : "");
-		rc = REPLAY_EXIT_OK;
-		goto out;
-	}
-	if (!conn && !force) {
+	if (req->o.execute && !plan->conn && !req->o.force) {
 		fprintf(stderr,
 			"payq-replay reset-offsets: refused: no database configured (--db or "
 			"PAYQ_DB). The worker's drift check takes consumer_progress as the truth "
 			"and would undo the move, so both must move together. --force resets "
 			"Kafka only, and the workers undo it.\n");
-		rc = REPLAY_EXIT_USAGE;
-		goto out;
+		return REPLAY_EXIT_USAGE;
 	}
-	rc = apply(rk, conn, cfg->group, &range, next, &changed);
-	if (rc == REPLAY_EXIT_OK) {
-		printf("applied: committed offsets of group %s moved on %zu partitions of %s\n",
-		       cfg->group, changed, topic);
-		if (conn)
-			printf("applied: consumer_progress of group %s set to the same offsets in "
-			       "PostgreSQL, so the worker's drift check keeps them\n",
-			       cfg->group);
-		else
-			printf("warning: consumer_progress NOT changed (no database): the worker's "
-			       "drift check may undo this reset\n");
-	}
-	goto out;
-
-fail:
-	fprintf(stderr, "payq-replay reset-offsets: %s\n", errstr);
-	goto out;
-usage:
-	fprintf(stderr, "payq-replay reset-offsets: %s (see payq-replay reset-offsets --help)\n",
-		errstr);
-out:
-	free(rewind.parts);
-	free(current);
-	free(progress);
-	free(next);
-	if (conn)
-		PQfinish(conn);
-	if (rk) {
-		rd_kafka_consumer_close(rk);
-		rd_kafka_destroy(rk);
-	}
-	payq_range_free(&range);
-	payq_range_spec_free(&spec);
-	payq_range_spec_free(&tspec);
-	free(topic);
-	return rc;
+	return REPLAY_EXIT_OK;
 }
+
+/* After the refusals, moves the offsets (with --execute) and says what moved; a dry run
+ * only says how. */
+static replay_exit_t execute(const replay_env_t *env, void *cmd)
+{
+	const payq_config_t *cfg = env->cfg;
+	const reset_req_t *req = &((reset_cmd_t *)cmd)->req;
+	const reset_plan_t *plan = &((reset_cmd_t *)cmd)->plan;
+	size_t changed = 0;
+	replay_exit_t rc = check(cfg, req, plan);
+
+	if (rc != REPLAY_EXIT_OK)
+		return rc;
+	if (!req->o.execute) {
+		printf("dry run: nothing changed; add --execute to apply%s\n",
+		       plan->conn ? " (consumer_progress is set too)" : "");
+		return REPLAY_EXIT_OK;
+	}
+	rc = apply(plan->rk, plan->conn, cfg->group, &plan->range, plan->next, &changed);
+	if (rc != REPLAY_EXIT_OK)
+		return rc;
+	printf("applied: committed offsets of group %s moved on %zu partitions of %s\n", cfg->group,
+	       changed, req->topic);
+	if (plan->conn)
+		printf("applied: consumer_progress of group %s set to the same offsets in "
+		       "PostgreSQL, so the worker's drift check keeps them\n",
+		       cfg->group);
+	else
+		printf("warning: consumer_progress NOT changed (no database): the worker's "
+		       "drift check may undo this reset\n");
+	return REPLAY_EXIT_OK;
+}
+
+static void cleanup(void *cmd)
+{
+	reset_cmd_t *c = cmd;
+
+	free(c->plan.current);
+	free(c->plan.progress);
+	free(c->plan.next);
+	if (c->plan.conn)
+		PQfinish(c->plan.conn);
+	payq_range_free(&c->plan.rewind);
+	payq_range_free(&c->plan.range);
+	payq_range_spec_free(&c->req.parts);
+	free(c->req.topic);
+}
+
+/* The command, in the order of replay_steps_t's fields. */
+/* clang-format off */
+const replay_steps_t replay_offsets_steps = {
+	"reset-offsets", {REPLAY_TAKES_EXECUTE | REPLAY_TAKES_FORCE, {
+		{"to-earliest", no_argument, NULL, OPT_TO_EARLIEST},
+		{"to-latest", no_argument, NULL, OPT_TO_LATEST},
+		{"to-offset", required_argument, NULL, OPT_TO_OFFSET},
+		{"to-time", required_argument, NULL, OPT_TO_TIME},
+		{"shift-by", required_argument, NULL, OPT_SHIFT_BY},
+	}, parse_own}, sizeof(reset_cmd_t), offsetof(reset_cmd_t, req.o),
+	request, plan_reset, print_plan, execute, cleanup};
+/* clang-format on */

@@ -25,7 +25,7 @@ void payq_range_spec_free(payq_range_spec_t *spec)
 {
 	free(spec->partitions);
 	spec->partitions = NULL;
-	spec->npartitions = 0;
+	spec->npartitions = spec->partitions_cap = 0;
 }
 
 rd_kafka_t *payq_range_client_new(const payq_config_t *cfg, char *errstr, size_t errstr_size)
@@ -34,17 +34,16 @@ rd_kafka_t *payq_range_client_new(const payq_config_t *cfg, char *errstr, size_t
 	 * common/kafka_clients.c. */
 	rd_kafka_conf_t *conf =
 		payq_kafka_conf_new(cfg, PAYQ_KAFKA_REPLAY_READER, errstr, errstr_size);
-	rd_kafka_t *rk;
 
-	if (!conf)
-		return NULL;
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
-	if (!rk) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_poll_set_consumer(rk);
-	return rk;
+	return conf ? payq_kafka_consumer_new(conf, errstr, errstr_size) : NULL;
+}
+
+void payq_range_client_destroy(rd_kafka_t *rk)
+{
+	if (!rk)
+		return;
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
 }
 
 static int64_t clamp(int64_t v, int64_t lo, int64_t hi)
@@ -91,6 +90,69 @@ out:
 	return ret;
 }
 
+/* Fills r->parts with the partitions spec selects of a topic with cnt partitions: every
+ * one, or the listed ones, sorted and without repeats. Returns 0, or -1 with errstr. */
+static int select_partitions(const payq_range_spec_t *spec, int cnt, payq_range_t *r, char *errstr,
+			     size_t errstr_size)
+{
+	if (!spec->npartitions) {
+		for (int p = 0; p < cnt; p++)
+			r->parts[r->cnt++].partition = p;
+		return 0;
+	}
+	qsort(spec->partitions, spec->npartitions, sizeof(int32_t), cmp_i32);
+	for (size_t i = 0; i < spec->npartitions; i++) {
+		if (spec->partitions[i] >= cnt)
+			return payq_err(errstr, errstr_size,
+					"topic %s has no partition %" PRId32 " (it has %d)",
+					r->topic, spec->partitions[i], cnt);
+		if (i && spec->partitions[i] == spec->partitions[i - 1])
+			continue;
+		r->parts[r->cnt++].partition = spec->partitions[i];
+	}
+	return 0;
+}
+
+static int read_watermarks(rd_kafka_t *rk, payq_range_t *r, char *errstr, size_t errstr_size)
+{
+	for (size_t i = 0; i < r->cnt; i++) {
+		payq_range_part_t *p = &r->parts[i];
+		rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+			rk, r->topic, p->partition, &p->low, &p->high, RANGE_TIMEOUT_MS);
+		if (err)
+			return payq_err(errstr, errstr_size, "watermarks of %s/%" PRId32 ": %s",
+					r->topic, p->partition, rd_kafka_err2str(err));
+	}
+	return 0;
+}
+
+/* Sets [start, end) of each partition from spec; from_t and to_t are the offsets of the
+ * spec's times, when it has them. */
+static void set_bounds(payq_range_t *r, const payq_range_spec_t *spec, const int64_t *from_t,
+		       const int64_t *to_t)
+{
+	for (size_t i = 0; i < r->cnt; i++) {
+		payq_range_part_t *p = &r->parts[i];
+
+		if (spec->from_offset >= 0) {
+			if (spec->from_offset < p->low)
+				log_warn("%s/%" PRId32 ": offsets below %" PRId64
+					 " were deleted by "
+					 "retention; starting there",
+					 r->topic, p->partition, p->low);
+			p->start = clamp(spec->from_offset, p->low, p->high);
+		} else {
+			p->start = spec->from_time_ms >= 0 ? from_t[i] : p->low;
+		}
+		if (spec->to_offset >= 0)
+			p->end = clamp(spec->to_offset, p->low, p->high);
+		else
+			p->end = spec->to_time_ms >= 0 ? to_t[i] : p->high;
+		if (p->end < p->start)
+			p->end = p->start;
+	}
+}
+
 int payq_range_resolve(rd_kafka_t *rk, const char *topic, const payq_range_spec_t *spec,
 		       payq_range_t *r, char *errstr, size_t errstr_size)
 {
@@ -106,36 +168,9 @@ int payq_range_resolve(rd_kafka_t *rk, const char *topic, const payq_range_spec_
 		calloc(spec->npartitions ? spec->npartitions : (size_t)cnt + 1, sizeof(*r->parts));
 	if (!r->topic || !r->parts)
 		goto oom;
-
-	if (spec->npartitions) {
-		qsort(spec->partitions, spec->npartitions, sizeof(int32_t), cmp_i32);
-		for (size_t i = 0; i < spec->npartitions; i++) {
-			if (spec->partitions[i] >= cnt) {
-				payq_err(errstr, errstr_size,
-					 "topic %s has no partition %" PRId32 " (it has %d)", topic,
-					 spec->partitions[i], cnt);
-				goto fail;
-			}
-			if (i && spec->partitions[i] == spec->partitions[i - 1])
-				continue;
-			r->parts[r->cnt++].partition = spec->partitions[i];
-		}
-	} else {
-		for (int p = 0; p < cnt; p++)
-			r->parts[r->cnt++].partition = p;
-	}
-
-	for (size_t i = 0; i < r->cnt; i++) {
-		payq_range_part_t *p = &r->parts[i];
-		rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-			rk, topic, p->partition, &p->low, &p->high, RANGE_TIMEOUT_MS);
-		if (err) {
-			payq_err(errstr, errstr_size, "watermarks of %s/%" PRId32 ": %s", topic,
-				 p->partition, rd_kafka_err2str(err));
-			goto fail;
-		}
-	}
-
+	if (select_partitions(spec, cnt, r, errstr, errstr_size) ||
+	    read_watermarks(rk, r, errstr, errstr_size))
+		goto fail;
 	from_t = calloc(r->cnt + 1, sizeof(*from_t));
 	to_t = calloc(r->cnt + 1, sizeof(*to_t));
 	if (!from_t || !to_t)
@@ -146,27 +181,7 @@ int payq_range_resolve(rd_kafka_t *rk, const char *topic, const payq_range_spec_
 	if (spec->to_time_ms >= 0 &&
 	    payq_range_offsets_for_time(rk, r, spec->to_time_ms, to_t, errstr, errstr_size))
 		goto fail;
-
-	for (size_t i = 0; i < r->cnt; i++) {
-		payq_range_part_t *p = &r->parts[i];
-
-		if (spec->from_offset >= 0) {
-			if (spec->from_offset < p->low)
-				log_warn("%s/%" PRId32 ": offsets below %" PRId64
-					 " were deleted by "
-					 "retention; starting there",
-					 topic, p->partition, p->low);
-			p->start = clamp(spec->from_offset, p->low, p->high);
-		} else {
-			p->start = spec->from_time_ms >= 0 ? from_t[i] : p->low;
-		}
-		if (spec->to_offset >= 0)
-			p->end = clamp(spec->to_offset, p->low, p->high);
-		else
-			p->end = spec->to_time_ms >= 0 ? to_t[i] : p->high;
-		if (p->end < p->start)
-			p->end = p->start;
-	}
+	set_bounds(r, spec, from_t, to_t);
 	free(from_t);
 	free(to_t);
 	return 0;
@@ -205,22 +220,6 @@ void payq_range_free(payq_range_t *r)
 	memset(r, 0, sizeof(*r));
 }
 
-/* Marks a partition finished and pauses it, so no more of it is fetched. */
-static void part_done(rd_kafka_t *rk, const payq_range_t *r, size_t i, bool *done,
-		      size_t *remaining)
-{
-	rd_kafka_topic_partition_list_t *l;
-
-	if (done[i])
-		return;
-	done[i] = true;
-	(*remaining)--;
-	l = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(l, r->topic, r->parts[i].partition);
-	rd_kafka_pause_partitions(rk, l);
-	rd_kafka_topic_partition_list_destroy(l);
-}
-
 static ssize_t find_part(const payq_range_t *r, int32_t partition)
 {
 	size_t lo = 0, hi = r->cnt;
@@ -237,30 +236,93 @@ static ssize_t find_part(const payq_range_t *r, int32_t partition)
 	return -1;
 }
 
-int payq_range_read(rd_kafka_t *rk, const payq_range_t *r, payq_range_cb cb, void *opaque,
-		    char *errstr, size_t errstr_size)
+/* A read in progress: which partitions are done, and how many are not. */
+typedef struct range_read {
+	rd_kafka_t *rk;
+	const payq_range_t *r;
+	bool *done;
+	size_t remaining;
+	payq_range_cb cb;
+	void *opaque;
+} range_read_t;
+
+/* Marks partition i finished and pauses it, so no more of it is fetched. */
+static void part_done(range_read_t *rr, size_t i)
+{
+	rd_kafka_topic_partition_list_t *l;
+
+	if (rr->done[i])
+		return;
+	rr->done[i] = true;
+	rr->remaining--;
+	l = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(l, rr->r->topic, rr->r->parts[i].partition);
+	rd_kafka_pause_partitions(rr->rk, l);
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Serves one polled message or event. Returns PAYQ_RANGE_DONE to go on. */
+static payq_range_read_t on_polled(range_read_t *rr, const rd_kafka_message_t *m, char *errstr,
+				   size_t errstr_size)
+{
+	const payq_range_t *r = rr->r;
+	ssize_t i = m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), r->topic)
+			    ? find_part(r, m->partition)
+			    : -1;
+
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+		if (i >= 0 && m->offset >= r->parts[i].end)
+			part_done(rr, (size_t)i);
+	} else if (m->err) {
+		if (m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE ||
+		    m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+		    m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+		    m->err == RD_KAFKA_RESP_ERR__FATAL) {
+			payq_err(errstr, errstr_size, "reading %s/%" PRId32 ": %s", r->topic,
+				 m->partition, rd_kafka_message_errstr(m));
+			return PAYQ_RANGE_FAILED;
+		}
+		log_warn("reading %s: %s", r->topic, rd_kafka_message_errstr(m));
+	} else if (i >= 0 && !rr->done[i]) {
+		if (m->offset >= r->parts[i].end) {
+			part_done(rr, (size_t)i);
+		} else if (m->offset >= r->parts[i].start) {
+			if (rr->cb(rr->opaque, m)) {
+				payq_err(errstr, errstr_size, "stopped at %s/%" PRId32 "/%" PRId64,
+					 r->topic, m->partition, m->offset);
+				return PAYQ_RANGE_FAILED;
+			}
+			if (m->offset + 1 >= r->parts[i].end)
+				part_done(rr, (size_t)i);
+		}
+	}
+	return PAYQ_RANGE_DONE;
+}
+
+payq_range_read_t payq_range_read(rd_kafka_t *rk, const payq_range_t *r, payq_range_cb cb,
+				  void *opaque, char *errstr, size_t errstr_size)
 {
 	rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new((int)r->cnt);
-	bool *done = calloc(r->cnt + 1, sizeof(*done));
-	size_t remaining = 0;
+	range_read_t rr = {.rk = rk, .r = r, .cb = cb, .opaque = opaque};
+	payq_range_read_t ret = PAYQ_RANGE_FAILED;
 	rd_kafka_resp_err_t err;
-	int ret = -1;
 
-	if (!done) {
+	rr.done = calloc(r->cnt + 1, sizeof(*rr.done));
+	if (!rr.done) {
 		payq_err(errstr, errstr_size, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < r->cnt; i++) {
 		if (r->parts[i].end <= r->parts[i].start) {
-			done[i] = true;
+			rr.done[i] = true;
 			continue;
 		}
 		rd_kafka_topic_partition_list_add(assign, r->topic, r->parts[i].partition)->offset =
 			r->parts[i].start;
-		remaining++;
+		rr.remaining++;
 	}
-	if (!remaining) {
-		ret = 0;
+	if (!rr.remaining) {
+		ret = PAYQ_RANGE_DONE;
 		goto out;
 	}
 	err = rd_kafka_assign(rk, assign);
@@ -268,60 +330,26 @@ int payq_range_read(rd_kafka_t *rk, const payq_range_t *r, payq_range_cb cb, voi
 		payq_err(errstr, errstr_size, "assign %s: %s", r->topic, rd_kafka_err2str(err));
 		goto out;
 	}
-
-	while (remaining > 0) {
+	ret = PAYQ_RANGE_DONE;
+	while (rr.remaining > 0 && ret == PAYQ_RANGE_DONE) {
 		rd_kafka_message_t *m;
-		ssize_t i;
 
 		if (!replay_run) {
-			ret = 1;
-			goto unassign;
+			ret = PAYQ_RANGE_INTERRUPTED;
+			break;
 		}
 		m = rd_kafka_consumer_poll(rk, 200);
 		if (!m)
 			continue;
-		i = m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), r->topic)
-			    ? find_part(r, m->partition)
-			    : -1;
-		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-			if (i >= 0 && m->offset >= r->parts[i].end)
-				part_done(rk, r, (size_t)i, done, &remaining);
-		} else if (m->err) {
-			if (m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE ||
-			    m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
-			    m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-			    m->err == RD_KAFKA_RESP_ERR__FATAL) {
-				payq_err(errstr, errstr_size, "reading %s/%" PRId32 ": %s",
-					 r->topic, m->partition, rd_kafka_message_errstr(m));
-				rd_kafka_message_destroy(m);
-				goto unassign;
-			}
-			log_warn("reading %s: %s", r->topic, rd_kafka_message_errstr(m));
-		} else if (i >= 0 && !done[i]) {
-			if (m->offset >= r->parts[i].end) {
-				part_done(rk, r, (size_t)i, done, &remaining);
-			} else if (m->offset >= r->parts[i].start) {
-				if (cb(opaque, m)) {
-					payq_err(errstr, errstr_size,
-						 "stopped at %s/%" PRId32 "/%" PRId64, r->topic,
-						 m->partition, m->offset);
-					rd_kafka_message_destroy(m);
-					goto unassign;
-				}
-				if (m->offset + 1 >= r->parts[i].end)
-					part_done(rk, r, (size_t)i, done, &remaining);
-			}
-		}
+		ret = on_polled(&rr, m, errstr, errstr_size);
 		rd_kafka_message_destroy(m);
 	}
-	ret = 0;
-unassign:
 	/* A pause outlives the assignment; the next read of the same partitions must not
 	 * start paused. */
 	rd_kafka_resume_partitions(rk, assign);
 	rd_kafka_assign(rk, NULL);
 out:
-	free(done);
+	free(rr.done);
 	rd_kafka_topic_partition_list_destroy(assign);
 	return ret;
 }

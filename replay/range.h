@@ -13,7 +13,7 @@
  * -1 means unset. The range is half-open: from is included, to is not. */
 typedef struct payq_range_spec {
 	int32_t *partitions; /* NULL: every partition of the topic */
-	size_t npartitions;
+	size_t npartitions, partitions_cap;
 	int64_t from_offset, from_time_ms; /* unset: the low watermark */
 	int64_t to_offset, to_time_ms;	   /* unset: the high watermark when resolved */
 } payq_range_spec_t;
@@ -41,6 +41,9 @@ void payq_range_spec_free(payq_range_spec_t *spec);
  * Returns the handle, or NULL with errstr. */
 rd_kafka_t *payq_range_client_new(const payq_config_t *cfg, char *errstr, size_t errstr_size);
 
+/* Closes and destroys a client of payq_range_client_new(). NULL is ignored. */
+void payq_range_client_destroy(rd_kafka_t *rk);
+
 /* Resolves spec against topic: partitions from metadata, watermarks, and times through
  * rd_kafka_offsets_for_times() (the first offset whose timestamp is at or after the
  * time; the high watermark when there is none). Offsets are clamped to the watermarks.
@@ -58,12 +61,17 @@ int payq_range_offsets_for_time(rd_kafka_t *rk, const payq_range_t *r, int64_t t
  * to go on, or -1 to stop the read (the callback logs why). */
 typedef int (*payq_range_cb)(void *opaque, const rd_kafka_message_t *m);
 
+/* How a read of a range ended. */
+typedef enum {
+	PAYQ_RANGE_DONE = 0,	/* every partition was read to its end */
+	PAYQ_RANGE_FAILED,	/* a Kafka error or a callback stop; errstr says which */
+	PAYQ_RANGE_INTERRUPTED, /* replay_run was cleared */
+} payq_range_read_t;
+
 /* Reads every message in [start, end) of every partition of r, then stops: each end was
- * fixed when the range was resolved, so the read finishes even while producers write.
- * Returns 0 when every partition is done, -1 with errstr on a Kafka error or a callback
- * stop, or 1 when replay_run was cleared. */
-int payq_range_read(rd_kafka_t *rk, const payq_range_t *r, payq_range_cb cb, void *opaque,
-		    char *errstr, size_t errstr_size);
+ * fixed when the range was resolved, so the read finishes even while producers write. */
+payq_range_read_t payq_range_read(rd_kafka_t *rk, const payq_range_t *r, payq_range_cb cb,
+				  void *opaque, char *errstr, size_t errstr_size);
 
 /* Messages in the range: the sum of end - start. */
 int64_t payq_range_total(const payq_range_t *r);

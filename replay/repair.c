@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "copy.h"
 #include "horizon.h"
-#include "log.h"
 #include "sink.h"
 #include "util.h"
 
@@ -19,14 +19,9 @@ int replay_gaps_add(replay_gaps_t *g, const char *topic, int32_t partition, int6
 	printf("  repair: payq-replay republish --from-topic %s --partition %" PRId32
 	       " --from-offset %" PRId64 " --to-offset %" PRId64 "\n",
 	       topic, partition, start, end);
-	if (g->n == g->cap) {
-		size_t cap = g->cap ? g->cap * 2 : 64;
-		replay_gap_t *grown = realloc(g->v, cap * sizeof(*grown));
-		if (!grown)
-			return -1;
-		g->v = grown;
-		g->cap = cap;
-	}
+	if (g->n == g->cap &&
+	    payq_grow((void **)&g->v, &g->cap, g->cap ? g->cap * 2 : 64, sizeof(*g->v)))
+		return -1;
 	g->v[g->n++] = (replay_gap_t){partition, start, end};
 	return 0;
 }
@@ -49,9 +44,7 @@ static int cmp_gap(const void *a, const void *b)
 typedef struct repair {
 	const replay_gaps_t *gaps;
 	const char *topic;
-	payq_sink_t *sink;
-	int64_t copied;
-	char errstr[512];
+	replay_copy_t copy;
 } repair_t;
 
 /* True when (partition, offset) lies in a gap; the gaps are sorted and do not overlap. */
@@ -77,13 +70,9 @@ static int on_record(void *opaque, const rd_kafka_message_t *m)
 
 	if (!in_gap(r->gaps, m->partition, m->offset))
 		return 0;
-	if (payq_sink_copy(r->sink, r->topic, m, NULL, r->errstr, sizeof(r->errstr))) {
-		if (replay_run)
-			log_error("%s", r->errstr);
+	if (replay_copy_one(&r->copy, r->topic, m, NULL))
 		return -1;
-	}
-	r->copied++;
-	payq_sink_poll(r->sink);
+	payq_sink_poll(r->copy.sink);
 	return 0;
 }
 
@@ -117,15 +106,49 @@ static int gap_spans(const replay_gaps_t *g, const payq_range_t *range, payq_ran
 	return 0;
 }
 
-int replay_gaps_repair(const payq_config_t *cfg, rd_kafka_t *rk, PGconn *conn, const char *topic,
-		       const payq_range_t *range, replay_gaps_t *g, bool execute, bool force)
+/* Dry run: what a repair would send. */
+static void print_would_repair(const replay_gaps_t *g, const char *topic)
+{
+	int64_t records = 0;
+
+	for (size_t k = 0; k < g->n; k++) {
+		records += g->v[k].end - g->v[k].start;
+		printf("repair: would republish %s/%" PRId32 " [%" PRId64 ", %" PRId64 ")\n", topic,
+		       g->v[k].partition, g->v[k].start, g->v[k].end);
+	}
+	printf("repair: dry run: would republish %" PRId64 " records; add --execute to "
+	       "send them\n",
+	       records);
+}
+
+/* Copies the gaps' records of spans, then prints what landed. */
+static replay_exit_t copy_gaps(const payq_config_t *cfg, rd_kafka_t *rk, const payq_range_t *spans,
+			       repair_t *r)
+{
+	const replay_env_t env = {.cfg = cfg, .rk = rk};
+	char errstr[512];
+	payq_range_read_t rd;
+	payq_sink_stats_t st;
+
+	if (replay_copy_start(&r->copy, "audit --repair", cfg, 0, false, 0, errstr,
+			      sizeof(errstr))) {
+		replay_error("audit --repair", errstr);
+		return REPLAY_EXIT_FAILED;
+	}
+	rd = replay_copy_read(&r->copy, &env, spans, on_record, r, errstr, sizeof(errstr));
+	st = payq_sink_stats(r->copy.sink);
+	printf("repair: republished=%" PRId64 " delivered=%" PRId64 " failed=%" PRId64 "\n",
+	       st.queued, st.delivered, st.queued - st.delivered);
+	return replay_read_exit("audit --repair", replay_run ? rd : PAYQ_RANGE_INTERRUPTED, errstr);
+}
+
+replay_exit_t replay_gaps_repair(const payq_config_t *cfg, rd_kafka_t *rk, PGconn *conn,
+				 const char *topic, const payq_range_t *range, replay_gaps_t *g,
+				 bool execute, bool force)
 {
 	payq_range_t spans = {0};
 	repair_t r = {.gaps = g, .topic = topic};
-	payq_sink_stats_t st;
-	char errstr[512], ferr[512];
-	int64_t records = 0;
-	int rc = REPLAY_EXIT_FAILED, rd;
+	replay_exit_t rc = REPLAY_EXIT_FAILED;
 
 	if (!g->n) {
 		printf("repair: no gap has records to republish\n");
@@ -133,51 +156,18 @@ int replay_gaps_repair(const payq_config_t *cfg, rd_kafka_t *rk, PGconn *conn, c
 	}
 	qsort(g->v, g->n, sizeof(*g->v), cmp_gap);
 	if (gap_spans(g, range, &spans)) {
-		fprintf(stderr, "payq-replay audit --repair: out of memory\n");
+		replay_error("audit --repair", "out of memory");
 		goto out;
 	}
 	rc = replay_horizon_guard(rk, conn, &spans, force, !execute, "audit --repair");
 	if (rc != REPLAY_EXIT_OK)
 		goto out;
-	for (size_t k = 0; k < g->n; k++)
-		records += g->v[k].end - g->v[k].start;
-	if (!execute) {
-		for (size_t k = 0; k < g->n; k++)
-			printf("repair: would republish %s/%" PRId32 " [%" PRId64 ", %" PRId64
-			       ")\n",
-			       topic, g->v[k].partition, g->v[k].start, g->v[k].end);
-		printf("repair: dry run: would republish %" PRId64 " records; add --execute to "
-		       "send them\n",
-		       records);
-		goto out;
-	}
-
-	rc = REPLAY_EXIT_FAILED;
-	r.sink = payq_sink_new(cfg, 0, errstr, sizeof(errstr));
-	if (!r.sink) {
-		fprintf(stderr, "payq-replay audit --repair: %s\n", errstr);
-		goto out;
-	}
-	rd = payq_range_read(rk, &spans, on_record, &r, errstr, sizeof(errstr));
-	/* Also after an interruption, so that the summary says what landed. */
-	if (payq_sink_finish(r.sink, 330000, (int)cfg->shutdown_timeout_ms, ferr, sizeof(ferr)) &&
-	    rd == 0) {
-		snprintf(errstr, sizeof(errstr), "%s", ferr);
-		rd = replay_run ? -1 : 1;
-	}
-	st = payq_sink_stats(r.sink);
-	printf("repair: republished=%" PRId64 " delivered=%" PRId64 " failed=%" PRId64 "\n",
-	       st.queued, st.delivered, st.queued - st.delivered);
-	if (rd == 1 || !replay_run) {
-		fprintf(stderr, "payq-replay audit --repair: interrupted\n");
-		rc = REPLAY_EXIT_INTERRUPTED;
-	} else if (rd < 0) {
-		fprintf(stderr, "payq-replay audit --repair: %s\n", errstr);
-	} else {
-		rc = REPLAY_EXIT_OK;
-	}
+	if (execute)
+		rc = copy_gaps(cfg, rk, &spans, &r);
+	else
+		print_would_repair(g, topic);
 out:
-	payq_sink_destroy(r.sink);
+	replay_copy_free(&r.copy);
 	payq_range_free(&spans);
 	return rc;
 }

@@ -8,6 +8,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "cli.h"
 #include "config.h"
 #include "range.h"
 
@@ -34,5 +35,6 @@ void replay_gaps_free(replay_gaps_t *g);
  * force. A dry run (prints what it would send) unless execute. range gives the
  * partitions' watermarks. Returns REPLAY_EXIT_OK, REPLAY_EXIT_USAGE (refused),
  * REPLAY_EXIT_FAILED or REPLAY_EXIT_INTERRUPTED. */
-int replay_gaps_repair(const payq_config_t *cfg, rd_kafka_t *rk, PGconn *conn, const char *topic,
-		       const payq_range_t *range, replay_gaps_t *g, bool execute, bool force);
+replay_exit_t replay_gaps_repair(const payq_config_t *cfg, rd_kafka_t *rk, PGconn *conn,
+				 const char *topic, const payq_range_t *range, replay_gaps_t *g,
+				 bool execute, bool force);

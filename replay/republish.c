@@ -1,14 +1,15 @@
 /* republish.c - payq-replay republish: copies a range of a topic back onto a topic. */
 #include "republish.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "codec.h"
+#include "copy.h"
 #include "db.h"
 #include "horizon.h"
 #include "kafka.h"
@@ -56,27 +57,67 @@ void replay_republish_usage(FILE *fp)
 	replay_print_exit_codes(fp);
 }
 
+/* What the operator asked for. */
+typedef struct republish_req {
+	replay_opts_t o; /* the range, --to-topic, --rate, --dry-run, --force */
+	const char *from_topic, *to_topic, *order;
+} republish_req_t;
+
+/* What the command reads before it copies: the range, fixed at its start. */
+typedef struct republish_plan {
+	payq_range_t range;
+} republish_plan_t;
+
+/* The run: copies (or, for a dry run, lookups) and their counts. */
 typedef struct republish {
+	replay_copy_t copy; /* no sink: a dry run */
 	const char *to_topic, *order;
-	bool dry_run;
-	payq_sink_t *sink;
 	PGconn *conn;
-	replay_keys_t *keys;
+	replay_keys_t keys;
 	bool found[LOOKUP_BATCH];
-	int64_t total, read, matched, valid, malformed, already, fresh;
-	replay_progress_t progress;
+	int64_t valid, malformed, already, fresh;
 	char errstr[512];
 } republish_t;
 
+/* The command's state, through its steps. */
+typedef struct republish_cmd {
+	republish_req_t req;
+	republish_plan_t plan;
+	republish_t run;
+} republish_cmd_t;
+
 static int flush_lookups(republish_t *r)
 {
-	size_t n = replay_keys_count(r->keys);
+	size_t n = replay_keys_count(&r->keys);
 
 	memset(r->found, 0, sizeof(r->found));
-	if (replay_keys_lookup(r->keys, r->conn, r->found, r->errstr, sizeof(r->errstr)))
+	if (replay_keys_lookup(&r->keys, r->conn, r->found, r->errstr, sizeof(r->errstr)))
 		return -1;
 	for (size_t i = 0; i < n; i++)
 		r->found[i] ? r->already++ : r->fresh++;
+	return 0;
+}
+
+/* Dry run: counts m as valid or malformed, and looks valid ones up in batches. */
+static int count_message(republish_t *r, const rd_kafka_message_t *m)
+{
+	payq_command_t cmd;
+
+	/* The worker decodes a keyless message against an empty key; so do we. */
+	if (payq_codec_decode(m->key ? m->key : "", m->key ? m->key_len : 0, m->payload, m->len,
+			      &cmd, NULL, 0) != PAYQ_REASON_OK) {
+		r->malformed++;
+		return 0;
+	}
+	r->valid++;
+	if (replay_keys_add(&r->keys, cmd.order_id, cmd.command_id, replay_keys_count(&r->keys))) {
+		log_error("out of memory");
+		return -1;
+	}
+	if (replay_keys_count(&r->keys) == LOOKUP_BATCH && flush_lookups(r)) {
+		log_error("%s", r->errstr);
+		return -1;
+	}
 	return 0;
 }
 
@@ -84,217 +125,160 @@ static int on_message(void *opaque, const rd_kafka_message_t *m)
 {
 	republish_t *r = opaque;
 
-	r->read++;
-	if (r->order &&
-	    (m->key_len != strlen(r->order) || !m->key || memcmp(m->key, r->order, m->key_len)))
-		goto progress;
-	r->matched++;
-	if (r->dry_run) {
-		payq_command_t cmd;
-
-		/* The worker decodes a keyless message against an empty key; so do we. */
-		if (payq_codec_decode(m->key ? m->key : "", m->key ? m->key_len : 0, m->payload,
-				      m->len, &cmd, NULL, 0) != PAYQ_REASON_OK) {
-			r->malformed++;
-			goto progress;
-		}
-		r->valid++;
-		if (replay_keys_add(r->keys, cmd.order_id, cmd.command_id,
-				    replay_keys_count(r->keys))) {
-			log_error("out of memory");
+	r->copy.read++;
+	if (!r->order ||
+	    (m->key_len == strlen(r->order) && m->key && !memcmp(m->key, r->order, m->key_len))) {
+		r->copy.matched++;
+		if (!r->copy.sink ? count_message(r, m)
+				  : replay_copy_one(&r->copy, r->to_topic, m, NULL))
 			return -1;
-		}
-		if (replay_keys_count(r->keys) == LOOKUP_BATCH && flush_lookups(r)) {
-			log_error("%s", r->errstr);
-			return -1;
-		}
-	} else if (payq_sink_copy(r->sink, r->to_topic, m, NULL, r->errstr, sizeof(r->errstr))) {
-		if (replay_run)
-			log_error("%s", r->errstr);
-		return -1;
 	}
-progress:
-	if (r->sink) {
-		payq_sink_stats_t st = payq_sink_stats(r->sink);
-		payq_sink_poll(r->sink);
-		replay_progress(&r->progress, false,
-				"republish: %" PRId64 "/%" PRId64 " read, %" PRId64
-				" sent, %" PRId64 " delivered",
-				r->read, r->total, st.queued, st.delivered);
-	} else {
-		replay_progress(&r->progress, false, "republish: %" PRId64 "/%" PRId64 " read",
-				r->read, r->total);
-	}
+	replay_copy_progress(&r->copy, false);
 	return 0;
 }
 
-int replay_republish_main(const payq_config_t *cfg, int argc, char **argv)
+static replay_opt_t parse_own(void *cmd, int opt, const char *arg, char *errstr, size_t errstr_size)
 {
-	static const struct option longopts[] = {
-		{"from-topic", required_argument, NULL, OPT_FROM_TOPIC},
-		{"to-topic", required_argument, NULL, OPT_TO_TOPIC},
-		{"partition", required_argument, NULL, OPT_PARTITION},
-		{"from-offset", required_argument, NULL, OPT_FROM_OFFSET},
-		{"from-time", required_argument, NULL, OPT_FROM_TIME},
-		{"to-offset", required_argument, NULL, OPT_TO_OFFSET},
-		{"to-time", required_argument, NULL, OPT_TO_TIME},
-		{"order", required_argument, NULL, OPT_ORDER},
-		{"rate", required_argument, NULL, OPT_RATE},
-		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
-		{"force", no_argument, NULL, OPT_FORCE},
-		{NULL, 0, NULL, 0},
-	};
-	republish_t r;
-	payq_range_spec_t spec;
-	payq_range_t range = {0};
-	const char *from_topic = cfg->topic;
-	double rate = 0;
-	bool force = false;
-	rd_kafka_t *rk = NULL;
-	char errstr[512];
-	int opt, rc = REPLAY_EXIT_USAGE, rd;
+	republish_req_t *req = &((republish_cmd_t *)cmd)->req;
 
-	memset(&r, 0, sizeof(r));
-	payq_range_spec_init(&spec);
-	replay_progress_init(&r.progress);
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		int res = replay_range_opt(opt, optarg, &spec, errstr, sizeof(errstr));
-		if (res < 0)
-			goto usage;
-		if (res > 0)
-			continue;
-		switch (opt) {
-		case OPT_FROM_TOPIC: from_topic = optarg; break;
-		case OPT_TO_TOPIC: r.to_topic = optarg; break;
-		case OPT_ORDER: r.order = optarg; break;
-		case OPT_DRY_RUN: r.dry_run = true; break;
-		case OPT_FORCE: force = true; break;
-		case OPT_RATE:
-			if (replay_parse_rate(optarg, &rate)) {
-				payq_err(errstr, sizeof(errstr),
-					 "--rate \"%s\" is not a positive number", optarg);
-				goto usage;
-			}
-			break;
-		default:
-			payq_err(errstr, sizeof(errstr), "unknown or incomplete option \"%s\"",
-				 argv[optind - 1]);
-			goto usage;
-		}
+	(void)errstr;
+	(void)errstr_size;
+	switch (opt) {
+	case OPT_FROM_TOPIC: req->from_topic = arg; return REPLAY_OPT_TAKEN;
+	case OPT_ORDER: req->order = arg; return REPLAY_OPT_TAKEN;
+	default: return REPLAY_OPT_OTHER;
 	}
-	if (optind < argc) {
-		payq_err(errstr, sizeof(errstr), "unexpected argument \"%s\"", argv[optind]);
-		goto usage;
-	}
+}
+
+static replay_exit_t request(const payq_config_t *cfg, void *cmd, char *errstr, size_t errstr_size)
+{
+	republish_req_t *req = &((republish_cmd_t *)cmd)->req;
+	const payq_range_spec_t *spec = &req->o.range;
+
+	if (!req->from_topic)
+		req->from_topic = cfg->topic;
 	/* The start is never implied (a whole topic is not copied by accident); an open
 	 * end is the log end, fixed when the range is resolved. */
-	if ((spec.from_offset < 0) == (spec.from_time_ms < 0) ||
-	    (spec.to_offset >= 0 && spec.to_time_ms >= 0)) {
-		payq_err(errstr, sizeof(errstr),
+	if ((spec->from_offset < 0) == (spec->from_time_ms < 0) ||
+	    (spec->to_offset >= 0 && spec->to_time_ms >= 0)) {
+		payq_err(errstr, errstr_size,
 			 "give exactly one of --from-offset and "
 			 "--from-time, and at most one of --to-offset and --to-time");
-		goto usage;
+		return REPLAY_EXIT_USAGE;
 	}
-	if (!r.to_topic)
-		r.to_topic = from_topic;
-
-	rc = REPLAY_EXIT_FAILED;
-	rk = payq_range_client_new(cfg, errstr, sizeof(errstr));
-	if (!rk || payq_range_resolve(rk, from_topic, &spec, &range, errstr, sizeof(errstr)))
-		goto fail;
-	/* A missing target would only fail after message.timeout.ms, per message. */
-	if (strcmp(r.to_topic, from_topic) &&
-	    payq_kafka_partition_count(rk, r.to_topic, 15000, errstr, sizeof(errstr)) < 0)
-		goto fail;
-	r.total = payq_range_total(&range);
-	printf("republish: %s -> %s, %" PRId64 " messages%s\n", from_topic, r.to_topic, r.total,
-	       r.dry_run ? " (dry run)" : "");
-	payq_range_print(&range, "  ");
-
-	r.conn = replay_db_connect(cfg, "republish", errstr, sizeof(errstr));
-	if (!r.conn) {
-		if (r.dry_run || !force) {
-			fprintf(stderr, "payq-replay republish: %s\n%s", errstr,
-				r.dry_run ? ""
-					  : "payq-replay republish: the database is needed to "
-					    "check the dedup retention horizon; --force skips "
-					    "the check\n");
-			goto out;
-		}
-		log_warn("--force: dedup retention horizon not checked: %s", errstr);
-	} else {
-		rc = replay_horizon_guard(rk, r.conn, &range, force, r.dry_run, "republish");
-		if (rc != REPLAY_EXIT_OK)
-			goto out;
-		rc = REPLAY_EXIT_FAILED;
-	}
-
-	if (r.dry_run) {
-		r.keys = replay_keys_new();
-		if (!r.keys)
-			goto fail_oom;
-	} else {
-		r.sink = payq_sink_new(cfg, rate, errstr, sizeof(errstr));
-		if (!r.sink)
-			goto fail;
-	}
-
-	rd = payq_range_read(rk, &range, on_message, &r, errstr, sizeof(errstr));
-	if (rd == 0 && r.dry_run && flush_lookups(&r)) {
-		snprintf(errstr, sizeof(errstr), "%s", r.errstr);
-		rd = -1;
-	}
-	if (r.sink) {
-		char ferr[512];
-		/* Also after an interruption, so that the summary says what landed. */
-		if (payq_sink_finish(r.sink, 330000, (int)cfg->shutdown_timeout_ms, ferr,
-				     sizeof(ferr)) &&
-		    rd == 0) {
-			snprintf(errstr, sizeof(errstr), "%s", ferr);
-			rd = replay_run ? -1 : 1;
-		}
-	}
-	replay_progress_end(&r.progress);
-	if (r.dry_run) {
-		printf("republish: dry run, nothing sent: read=%" PRId64 " matched=%" PRId64
-		       " valid=%" PRId64 " already_processed=%" PRId64 " new=%" PRId64
-		       " malformed=%" PRId64 "\n",
-		       r.read, r.matched, r.valid, r.already, r.fresh, r.malformed);
-	} else {
-		payq_sink_stats_t st = payq_sink_stats(r.sink);
-		printf("republish: read=%" PRId64 " matched=%" PRId64 " sent=%" PRId64
-		       " delivered=%" PRId64 " failed=%" PRId64 "\n",
-		       r.read, r.matched, st.queued, st.delivered, st.queued - st.delivered);
-	}
-	if (rd == 1 || !replay_run) {
-		fprintf(stderr, "payq-replay republish: interrupted\n");
-		rc = REPLAY_EXIT_INTERRUPTED;
-	} else if (rd < 0) {
-		fprintf(stderr, "payq-replay republish: %s\n", errstr);
-	} else {
-		rc = REPLAY_EXIT_OK;
-	}
-	goto out;
-
-fail_oom:
-	payq_err(errstr, sizeof(errstr), "out of memory");
-fail:
-	fprintf(stderr, "payq-replay republish: %s\n", errstr);
-	goto out;
-usage:
-	fprintf(stderr, "payq-replay republish: %s (see payq-replay republish --help)\n", errstr);
-out:
-	payq_sink_destroy(r.sink);
-	replay_keys_free(r.keys);
-	if (r.conn)
-		PQfinish(r.conn);
-	if (rk) {
-		rd_kafka_consumer_close(rk);
-		rd_kafka_destroy(rk);
-	}
-	payq_range_free(&range);
-	payq_range_spec_free(&spec);
-	return rc;
+	req->to_topic = req->o.to_topic ? req->o.to_topic : req->from_topic;
+	return REPLAY_EXIT_OK;
 }
+
+static replay_exit_t plan_copy(const replay_env_t *env, void *cmd, char *errstr, size_t errstr_size)
+{
+	const republish_req_t *req = &((republish_cmd_t *)cmd)->req;
+	republish_plan_t *plan = &((republish_cmd_t *)cmd)->plan;
+
+	if (payq_range_resolve(env->rk, req->from_topic, &req->o.range, &plan->range, errstr,
+			       errstr_size))
+		return REPLAY_EXIT_FAILED;
+	/* A missing target would only fail after message.timeout.ms, per message. */
+	if (strcmp(req->to_topic, req->from_topic) &&
+	    payq_kafka_partition_count(env->rk, req->to_topic, 15000, errstr, errstr_size) < 0)
+		return REPLAY_EXIT_FAILED;
+	return REPLAY_EXIT_OK;
+}
+
+static void print_plan(const replay_env_t *env, const void *cmd)
+{
+	const republish_req_t *req = &((const republish_cmd_t *)cmd)->req;
+	const republish_plan_t *plan = &((const republish_cmd_t *)cmd)->plan;
+
+	(void)env;
+	printf("republish: %s -> %s, %" PRId64 " messages%s\n", req->from_topic, req->to_topic,
+	       payq_range_total(&plan->range), req->o.dry_run ? " (dry run)" : "");
+	payq_range_print(&plan->range, "  ");
+}
+
+/* Connects to the database and refuses a range past the dedup retention horizon; without
+ * a database, only --force goes on (not for a dry run, which reads the dedup rows). */
+static replay_exit_t guard(const replay_env_t *env, const republish_req_t *req,
+			   const republish_plan_t *plan, PGconn **conn)
+{
+	char errstr[512];
+
+	*conn = replay_db_connect(env->cfg, "republish", errstr, sizeof(errstr));
+	if (*conn)
+		return replay_horizon_guard(env->rk, *conn, &plan->range, req->o.force,
+					    req->o.dry_run, "republish");
+	if (req->o.dry_run || !req->o.force) {
+		fprintf(stderr, "payq-replay republish: %s\n%s", errstr,
+			req->o.dry_run ? ""
+				       : "payq-replay republish: the database is needed to "
+					 "check the dedup retention horizon; --force skips "
+					 "the check\n");
+		return REPLAY_EXIT_FAILED;
+	}
+	log_warn("--force: dedup retention horizon not checked: %s", errstr);
+	return REPLAY_EXIT_OK;
+}
+
+static void print_summary(const republish_t *r)
+{
+	if (r->copy.sink) {
+		replay_copy_print_sent(&r->copy);
+		putchar('\n');
+		return;
+	}
+	printf("republish: dry run, nothing sent: read=%" PRId64 " matched=%" PRId64
+	       " valid=%" PRId64 " already_processed=%" PRId64 " new=%" PRId64 " malformed=%" PRId64
+	       "\n",
+	       r->copy.read, r->copy.matched, r->valid, r->already, r->fresh, r->malformed);
+}
+
+/* Copies the range (or, for a dry run, counts what is already processed), then prints the
+ * summary. */
+static replay_exit_t execute(const replay_env_t *env, void *cmd)
+{
+	const republish_req_t *req = &((republish_cmd_t *)cmd)->req;
+	const republish_plan_t *plan = &((republish_cmd_t *)cmd)->plan;
+	republish_t *r = &((republish_cmd_t *)cmd)->run;
+	char errstr[512];
+	payq_range_read_t rd;
+	replay_exit_t rc = guard(env, req, plan, &r->conn);
+
+	if (rc != REPLAY_EXIT_OK)
+		return rc;
+	r->to_topic = req->to_topic;
+	r->order = req->order;
+	if (replay_copy_start(&r->copy, "republish", env->cfg, req->o.rate, req->o.dry_run,
+			      payq_range_total(&plan->range), errstr, sizeof(errstr))) {
+		replay_error("republish", errstr);
+		return REPLAY_EXIT_FAILED;
+	}
+	rd = replay_copy_read(&r->copy, env, &plan->range, on_message, r, errstr, sizeof(errstr));
+	/* A dry run's last lookups (a run that sends makes none). */
+	if (rd == PAYQ_RANGE_DONE && !r->copy.sink && flush_lookups(r)) {
+		snprintf(errstr, sizeof(errstr), "%s", r->errstr);
+		rd = PAYQ_RANGE_FAILED;
+	}
+	print_summary(r);
+	return replay_read_exit("republish", replay_run ? rd : PAYQ_RANGE_INTERRUPTED, errstr);
+}
+
+static void cleanup(void *cmd)
+{
+	republish_cmd_t *c = cmd;
+
+	replay_copy_free(&c->run.copy);
+	replay_keys_free(&c->run.keys);
+	if (c->run.conn)
+		PQfinish(c->run.conn);
+	payq_range_free(&c->plan.range);
+}
+
+/* The command, in the order of replay_steps_t's fields. */
+/* clang-format off */
+const replay_steps_t replay_republish_steps = {
+	"republish", {REPLAY_TAKES_COPY, {
+		{"from-topic", required_argument, NULL, OPT_FROM_TOPIC},
+		{"order", required_argument, NULL, OPT_ORDER},
+	}, parse_own}, sizeof(republish_cmd_t), offsetof(republish_cmd_t, req.o),
+	request, plan_copy, print_plan, execute, cleanup};
+/* clang-format on */

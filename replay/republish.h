@@ -3,11 +3,11 @@
 
 #include <stdio.h>
 
+#include "cli.h"
 #include "config.h"
 
 /* Prints republish's part of --help. */
 void replay_republish_usage(FILE *fp);
 
-/* Runs `republish` with its own options in argv (argv[0] is "republish"). Returns a
- * REPLAY_EXIT_* code. */
-int replay_republish_main(const payq_config_t *cfg, int argc, char **argv);
+/* `republish`: exits with a replay_exit_t. */
+extern const replay_steps_t replay_republish_steps;

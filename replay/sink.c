@@ -144,6 +144,11 @@ int payq_sink_copy(payq_sink_t *s, const char *topic, const rd_kafka_message_t *
 	return 0;
 }
 
+payq_sink_stats_t payq_sink_stats(const payq_sink_t *s)
+{
+	return s->st;
+}
+
 void payq_sink_poll(payq_sink_t *s)
 {
 	payq_delivery_poll(s->producer, 0);
@@ -185,9 +190,17 @@ int payq_sink_finish(payq_sink_t *s, int timeout_ms, int grace_ms, char *errstr,
 			s->st.failed + outstanding, s->st.queued, s->st.failed, outstanding);
 }
 
-payq_sink_stats_t payq_sink_stats(const payq_sink_t *s)
+payq_range_read_t payq_sink_finish_read(payq_sink_t *s, const payq_config_t *cfg,
+					payq_range_read_t rd, char *errstr, size_t errstr_size)
 {
-	return s->st;
+	char ferr[512];
+
+	if (payq_sink_finish(s, 330000, (int)cfg->shutdown_timeout_ms, ferr, sizeof(ferr)) &&
+	    rd == PAYQ_RANGE_DONE) {
+		snprintf(errstr, errstr_size, "%s", ferr);
+		return replay_run ? PAYQ_RANGE_FAILED : PAYQ_RANGE_INTERRUPTED;
+	}
+	return rd;
 }
 
 void payq_sink_destroy(payq_sink_t *s)

@@ -8,6 +8,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "config.h"
+#include "range.h"
 
 #define PAYQ_REPLAY_OF "payq-replay-of"
 
@@ -38,6 +39,14 @@ int payq_sink_copy(payq_sink_t *s, const char *topic, const rd_kafka_message_t *
  * every copy was PERSISTED, or -1 (the failures were logged; errstr sums them up). */
 int payq_sink_finish(payq_sink_t *s, int timeout_ms, int grace_ms, char *errstr,
 		     size_t errstr_size);
+
+/* Ends a run of copies after the read of their range ended with rd: waits for the delivery
+ * reports as payq_sink_finish() does, with cfg's shutdown timeout as the grace, also after
+ * an interruption, so that the summary says what landed. Returns rd, or, when the read was
+ * done but a copy was not PERSISTED, PAYQ_RANGE_FAILED with errstr (PAYQ_RANGE_INTERRUPTED
+ * once replay_run is cleared). */
+payq_range_read_t payq_sink_finish_read(payq_sink_t *s, const payq_config_t *cfg,
+					payq_range_read_t rd, char *errstr, size_t errstr_size);
 
 /* Serves delivery reports without blocking, for progress while reading. */
 void payq_sink_poll(payq_sink_t *s);

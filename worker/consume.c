@@ -295,7 +295,6 @@ static rd_kafka_t *make_consumer(worker_t *w, char *errstr, size_t errstr_size)
 {
 	/* Its properties, and the ones -X may not change, are in common/kafka_clients.c. */
 	rd_kafka_conf_t *conf;
-	rd_kafka_t *rk;
 	char strategy[128];
 	size_t sz = sizeof(strategy);
 
@@ -310,13 +309,7 @@ static rd_kafka_t *make_consumer(worker_t *w, char *errstr, size_t errstr_size)
 	if (rd_kafka_conf_get(conf, "partition.assignment.strategy", strategy, &sz) ==
 	    RD_KAFKA_CONF_OK)
 		w->cooperative = strstr(strategy, "cooperative") != NULL;
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
-	if (!rk) {
-		rd_kafka_conf_destroy(conf);
-		return NULL;
-	}
-	rd_kafka_poll_set_consumer(rk);
-	return rk;
+	return payq_kafka_consumer_new(conf, errstr, errstr_size);
 }
 
 static int subscribe(worker_t *w, char *errstr, size_t errstr_size)
