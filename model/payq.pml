@@ -548,9 +548,11 @@ txn:
 		lock_wait();
 		atomic { read_dedup() }
 #endif
+#ifdef OVERLAP
 sent:
 		/* READS_SENT: the main loop polls while the results are on their way */
 		overlap_poll();
+#endif
 		/* evaluate(): the outcome table, in offset order (decide(), check_unpaid()) */
 		d_step {
 			st = rst; inprog = rinprog; paidby = NIL; ochg = 0; chg = 0; newpay = 0;
@@ -657,9 +659,20 @@ sent:
 			fi
 		}
 		if
-		:: abort -> abort = 0; goto txn /* rollback(); db_retry_wait() */
+		:: abort -> abort = 0;
+#ifdef OVERLAP
+			/* the lane falls back to the synchronous path: rollback(); db_retry_wait()
+			 * pauses the lane's own partitions and polls through worker_tick(), where
+			 * the rebalance callback runs */
+			do
+			:: atomic { (lost[me] || rev[me] || asg[me]) -> paused[me] = 1; rebalance() }
+			:: break
+			od;
+#endif
+			goto txn /* rollback(); db_retry_wait() */
 		:: else
 		fi;
+#ifdef OVERLAP
 		/* WRITES_SENT, COMMIT ran: its result is on its way (crash point
 		 * after_commit_before_next_send when N+1 is collected) */
 		overlap_poll();
@@ -667,6 +680,7 @@ sent:
 		:: dropped && !chg -> goto abandon /* abandoned: nothing stored */
 		:: else
 		fi;
+#endif
 #ifdef GATEWAY
 		/* ---- charge_and_settle() ---- */
 		if
