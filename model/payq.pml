@@ -392,8 +392,8 @@ inline collect_next() {
 
 /* The lane's batch N is abandoned because ANOTHER partition of the same lane is revoked
  * (worker_rebalance_cb() -> lane_abandon(), worker/lane.c, planned): its result is no
- * longer awaited; the connection is reset, so a COMMIT that has not run rolls back, one
- * that has stays. This partition stays assigned: its messages in batch N are fetched
+ * longer awaited; the connection is reset, so its transaction rolls back, unless its
+ * COMMIT was already queued and runs first (see write_state()). This partition stays assigned: its messages in batch N are fetched
  * again from N's first offset (rd_kafka_seek), and its batch N+1 is dropped. */
 inline abandon_lane() {
 	dropped = 1;
