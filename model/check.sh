@@ -34,14 +34,22 @@ trap cleanup EXIT
 # Safety runs: assertions (never twice, never lost, offsets, the quiet-state checks) and
 # invalid end states (a stuck worker). Liveness runs (-DNP, pan -l -f): no cycle that
 # makes no progress, under weak fairness; the only progress state is the quiet one.
-# MAXF is the fault budget; NO_* leaves a kind of fault out. Every run is exhaustive
-# (no bitstate hashing).
+# MAXF is the fault budget; NO_* leaves a kind of fault out; NMSG=n keeps the first n
+# messages. Every run is exhaustive (no bitstate hashing). The overlap_* runs check the
+# pipelined loop of issue 18 (-DOVERLAP), smaller than the serial ones because the
+# overlap multiplies the interleavings (README.md, "The runs"); the reach_* runs are
+# reachability probes of the new crash windows: their "refuted" is the proof.
 RUNS=(
 	"ledger_safety      | -DMAXF=2                                | -DSAFETY | -m100000 | clean"
 	"ledger_liveness    | -DMAXF=1                                | -DNP -DNFAIR=3 | -m100000 -l -f | clean"
 	"gateway_safety     | -DGATEWAY -DMAXF=1                      | -DSAFETY | -m100000 | clean"
 	"gateway_safety2    | -DGATEWAY -DMAXF=2 -DNO_LOSE -DNO_REVOKE | -DSAFETY | -m100000 | clean"
 	"gateway_liveness   | -DGATEWAY -DMAXF=1 -DNO_LOSE            | -DNP -DNFAIR=3 | -m100000 -l -f | clean"
+	"overlap_safety     | -DOVERLAP -DMAXF=1                      | -DSAFETY | -m100000 | clean"
+	"overlap_safety2    | -DOVERLAP -DMAXF=2 -DNMSG=2             | -DSAFETY | -m100000 | clean"
+	"overlap_liveness   | -DOVERLAP -DMAXF=1 -DNO_LOSE            | -DNP -DNFAIR=3 | -m100000 -l -f | clean"
+	"overlap_gateway    | -DOVERLAP -DGATEWAY -DMAXF=1 -DNMSG=2   | -DSAFETY | -m100000 | clean"
+	"overlap_gateway4   | -DOVERLAP -DGATEWAY -DMAXF=1 -DNMSG=4 -DNO_LOSE -DNO_REVOKE | -DSAFETY | -m100000 | clean"
 	"m_store_before_commit     | -DMAXF=1 -DM_STORE_BEFORE_COMMIT           | -DSAFETY | -m100000 | refuted"
 	"m_skip_dedup              | -DMAXF=0 -DM_SKIP_DEDUP                    | -DSAFETY | -m100000 | refuted"
 	"m_dedup_after_lock        | -DMAXF=1 -DM_DEDUP_AFTER_LOCK              | -DSAFETY | -m100000 | refuted"
@@ -51,6 +59,10 @@ RUNS=(
 	"m_dlq_store_early         | -DMAXF=1 -DM_DLQ_STORE_EARLY               | -DSAFETY | -m100000 | refuted"
 	"m_stuck_pause             | -DMAXF=2 -DM_STUCK_PAUSE                   | -DSAFETY | -m100000 | refuted"
 	"m_look_forever            | -DGATEWAY -DMAXF=2 -DNO_LOSE -DNO_CRASH -DNO_REVOKE -DNO_FAILOVER -DNO_DLQFAIL -DM_LOOK_FOREVER | -DNP -DNFAIR=3 | -m100000 -l -f | refuted"
+	"m_early_send              | -DOVERLAP -DMAXF=0 -DM_EARLY_SEND          | -DSAFETY | -m100000 | refuted"
+	"reach_committed_unsent    | -DOVERLAP -DMAXF=1 -DNO_LOSE -DNO_REVOKE -DNO_FAILOVER -DNO_DLQFAIL -DREACH_COMMITTED_UNSENT | -DSAFETY | -m100000 | refuted"
+	"reach_collected_unsent    | -DOVERLAP -DMAXF=1 -DNO_LOSE -DNO_REVOKE -DNO_FAILOVER -DNO_DLQFAIL -DREACH_COLLECTED_UNSENT | -DSAFETY | -m100000 | refuted"
+	"d18_abandon_no_seek       | -DOVERLAP -DMAXF=1 -DD18_ABANDON_NO_SEEK   | -DSAFETY | -m100000 | refuted"
 	"today_no_recheck          | -DMAXF=1 -DTODAY_NO_RECHECK                | -DSAFETY | -m100000 | refuted"
 	"today_keep_inflight       | -DMAXF=2 -DTODAY_KEEP_INFLIGHT             | -DSAFETY | -m100000 | refuted"
 	"today_resume_expired      | -DGATEWAY -DMAXF=2 -DTODAY_RESUME_EXPIRED  | -DSAFETY | -m100000 | refuted"

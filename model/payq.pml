@@ -17,10 +17,25 @@
  *   NO_CRASH NO_LOSE NO_REVOKE NO_FAILOVER NO_DLQFAIL NO_LOSTANSWER NO_EXPIRE
  *                    leave one kind of fault out
  *   NMSG=n           messages on the partition (default 6, all of them)
+ *   OVERLAP          the pipelined loop of issue 18 (DESIGN18): while batch N's
+ *                    transaction is in flight the worker polls, collects and decodes
+ *                    batch N+1 (and produces its DLQ copy); N+1 is sent only after N's
+ *                    COMMIT result arrived and N's offsets were stored. The lane
+ *                    abstraction (README.md): another lane's commit, and the revoke of
+ *                    another partition of this lane abandoning batch N, at any point.
+ *   REACH_COMMITTED_UNSENT REACH_COLLECTED_UNSENT
+ *                    reachability probes: assert that a crash never hits that window,
+ *                    so that SPIN's trail shows it is reached (check.sh expects refuted)
  *   the mutants:     M_STORE_BEFORE_COMMIT M_SKIP_DEDUP M_DEDUP_AFTER_LOCK
  *                    M_TRUST_KAFKA_AHEAD M_RECHARGE_PAST_RETENTION M_AMBIGUOUS_KEY
  *                    M_DLQ_STORE_EARLY, and two for the progress checks:
- *                    M_STUCK_PAUSE M_LOOK_FOREVER
+ *                    M_STUCK_PAUSE M_LOOK_FOREVER; with OVERLAP: M_EARLY_SEND (batch
+ *                    N+1 sent before N's COMMIT result arrived: its reads do not see N's
+ *                    writes)
+ *   what the issue-18 design leaves open (README.md, "Findings"), with OVERLAP:
+ *                    D18_ABANDON_NO_SEEK   a lane abandoning its batch for a revoked
+ *                                          partition does not seek back the partitions
+ *                                          of that batch that stay assigned
  *   what today's code does where the model asks for more (see README.md, "Findings"):
  *                    TODAY_NO_RECHECK      no drift check after a database reconnect
  *                    TODAY_KEEP_INFLIGHT   a batch in flight across a re-assignment is
@@ -213,6 +228,16 @@ inline drop_if_behind(always) {
 	fi
 }
 
+/* Collected-but-unsent messages (batch N+1, OVERLAP) of a partition that is revoked,
+ * lost or assigned again are dropped, never stored: they came from the old position. */
+inline drop_next() {
+	nfrom = 0; nto = 0;
+#ifdef M_EARLY_SEND
+	nearly = 0; nrdd = 0; nrpend = 0; nrst = 0;
+#endif
+	skip
+}
+
 /* rebalance.c drift_check(), run by worker_rebalance_cb() on assign. The database is the truth. */
 inline drift_check() {
 	ep[me] = dbep; /* payq_apply_connect() */
@@ -241,7 +266,8 @@ inline rebalance() {
 	if
 	:: lost[me] ->
 		/* REVOKE with rd_kafka_assignment_lost(): drop_partitions(), no commit */
-		owns[me] = 0; lost[me] = 0; stored[me] = NIL; dirty[me] = 0
+		owns[me] = 0; lost[me] = 0; stored[me] = NIL; dirty[me] = 0;
+		drop_next()
 	:: rev[me] ->
 		/* REVOKE: commit what is stored (rd_kafka_commit), then unassign */
 		if
@@ -249,11 +275,12 @@ inline rebalance() {
 		:: else
 		fi;
 		owns[me] = 0; rev[me] = 0; stored[me] = NIL; dirty[me] = 0;
+		drop_next();
 		if
 		:: owner == me -> owner = NIL
 		:: else
 		fi
-	:: asg[me] -> drift_check()
+	:: asg[me] -> drift_check(); drop_next()
 	fi
 }
 
@@ -272,7 +299,12 @@ inline reconnect() {
 #endif
 	:: else
 	fi;
-	drop_if_behind(0)
+	drop_if_behind(0);
+	/* batch N+1, collected past the new position, is dropped too */
+	if
+	:: nto != 0 && pos[me] < nto -> drop_next()
+	:: else
+	fi
 #endif
 }
 
@@ -332,12 +364,88 @@ inline lock_orders() {
 	lock_wait()
 }
 
+/* collect() while batch N is in flight (OVERLAP): batch N+1, 1 or 2 messages from the
+ * fetch position, decoded (decode_batch()); its malformed message's DLQ copy is produced
+ * now (payq_dlq_deliver() -> produce_one()); its PERSISTED report is awaited before it is
+ * sent, by the same wait as any batch. */
+inline collect_next() {
+	nfrom = pos[me];
+	if
+	:: nto = nfrom + 1
+	:: nfrom + 1 < NMSG -> nto = nfrom + 2
+	fi;
+	pos[me] = nto;
+	if
+	:: nfrom <= BADOFF && BADOFF < nto -> dlq_q[me] = 1
+	:: else
+	fi;
+#ifdef M_EARLY_SEND
+	/* the broken build: lane_send() of N+1 now, behind N (on a second connection, or
+	 * pipelined behind a COMMIT that may fail): its dedup read and its order read
+	 * run before N's writes are visible */
+	nrdd = (db.dd[0] != 0) | (db.dd[1] != 0) << 1 | (db.dd[2] != 0) << 2 | (db.dd[3] != 0) << 3;
+	nrpend = (db.dd[1] == O_PENDING) << 1 | (db.dd[2] == O_PENDING) << 2;
+	nrst = db.st; nearly = 1;
+#endif
+	skip
+}
+
+/* The lane's batch N is abandoned because ANOTHER partition of the same lane is revoked
+ * (worker_rebalance_cb() -> lane_abandon(), worker/lane.c, planned): its result is no
+ * longer awaited; the connection is reset, so its transaction rolls back, unless its
+ * COMMIT was already queued and runs first (see write_state()). This partition stays assigned: its messages in batch N are fetched
+ * again from N's first offset (rd_kafka_seek), and its batch N+1 is dropped. */
+inline abandon_lane() {
+	dropped = 1;
+#ifndef D18_ABANDON_NO_SEEK
+	pos[me] = from;
+#endif
+	drop_next()
+}
+
+/* The main loop while the lane's batch N is in flight, between lane_send() and
+ * lane_finish() (worker/lane.c, planned names), with OVERLAP: poll(2) on the PostgreSQL
+ * socket and the consumer queue, then rd_kafka_consumer_poll(), which serves the
+ * rebalance callback (a revoke or lost assignment here abandons N: its store will fail,
+ * its late COMMIT is absorbed by the dedup rows; a revoke not served here is served
+ * after N finished, which is the "finish" choice), collects batch N+1, and lets another
+ * lane's store_offsets() + worker_commit() commit this partition's stored offset too. */
+inline overlap_poll() {
+#ifdef OVERLAP
+	do
+	:: atomic { (lost[me] || rev[me] || asg[me]) -> rebalance() }
+	:: atomic {
+		nto == 0 && owns[me] && !lost[me] && !paused[me] && pos[me] < NMSG && !dropped ->
+		collect_next()
+	   }
+	:: atomic {
+		/* another lane's worker_commit() commits every stored offset */
+		dirty[me] && stored[me] != NIL && wgen[me] == gen && owns[me] ->
+		kc = stored[me]; dirty[me] = 0; CHECK_OFFSETS()
+	   }
+#ifndef NO_REVOKE
+	:: atomic { faults < MAXF && owns[me] && !lost[me] && !dropped -> faults++; abandon_lane() }
+#endif
+	:: break
+	od;
+#endif
+	skip
+}
+
 proctype Worker(byte me)
 {
 	byte from, to, i, c, rst, st, paidby, rdd, rpend, chg, newpay, resumed;
 	byte wdd[NCMD];
 	byte res[NCMD];
 	bit osnap, rinprog, inprog, ochg, abort, dropped;
+	/* OVERLAP: batch N+1, collected while batch N [from, to) is in flight; committed:
+	 * batch N's COMMIT ran (its result may still be on its way) */
+	byte nfrom, nto, tep;
+	bit committed;
+#ifdef M_EARLY_SEND
+	byte nrdd, nrpend, nrst;
+	bit nearly, early;
+#endif
 
 restart:
 	atomic {
@@ -355,21 +463,33 @@ restart:
 		/* collect(): a batch of 1 or 2 messages from the fetch position. A zombie
 		 * finishes the batch in hand; the next poll serves its lost assignment first
 		 * (more batches of a zombie would repeat the same race). */
-		owns[me] && !lost[me] && !paused[me] && pos[me] < NMSG ->
-		from = pos[me];
+		owns[me] && !lost[me] && (nto != 0 || (!paused[me] && pos[me] < NMSG)) ->
 		if
-		:: to = from + 1
-		:: from + 1 < NMSG -> to = from + 2
+		:: nto != 0 ->
+			/* OVERLAP: batch N+1, collected while N was in flight, goes to the lane
+			 * now that N's COMMIT result arrived and its offsets are stored */
+			from = nfrom; to = nto; nfrom = 0; nto = 0;
+#ifdef M_EARLY_SEND
+			early = nearly; nearly = 0;
+#endif
+			skip
+		:: else ->
+			from = pos[me];
+			if
+			:: to = from + 1
+			:: from + 1 < NMSG -> to = from + 2
+			fi;
+			pos[me] = to;
+			/* ---- worker_process_batch() ---- */
+			/* decode_batch(), then payq_dlq_deliver(): a malformed message is copied
+			 * to the DLQ (produce_one()) and nothing goes on before its delivery
+			 * report says PERSISTED. */
+			if
+			:: from <= BADOFF && BADOFF < to -> dlq_q[me] = 1
+			:: else
+			fi
 		fi;
-		pos[me] = to; dropped = 0;
-		/* ---- worker_process_batch() ---- */
-		/* decode_batch(), then payq_dlq_deliver(): a malformed message is copied to the
-		 * DLQ (produce_one()) and nothing goes on before its delivery report says
-		 * PERSISTED. */
-		if
-		:: from <= BADOFF && BADOFF < to -> dlq_q[me] = 1
-		:: else
-		fi
+		dropped = 0
 	   }
 		if
 		:: from <= BADOFF && BADOFF < to ->
@@ -404,7 +524,20 @@ txn:
 			:: dropped -> goto abandon
 			:: else
 			fi;
+			/* the transaction runs on this connection: a drift check that reconnects
+			 * meanwhile (OVERLAP) does not carry it over */
+			tep = ep[me];
+#ifdef M_EARLY_SEND
+			if
+			:: early -> /* N+1's reads ran while N was in flight */
+				early = 0; rdd = nrdd; rpend = nrpend; rst = nrst;
+				nrdd = 0; nrpend = 0; nrst = 0;
+				goto sent
+			:: else
+			fi;
+#endif
 #ifndef M_DEDUP_AFTER_LOCK
+			/* lane_send() (worker/lane.c, planned): BEGIN and the reads, pipelined */
 			read_dedup()
 		}
 		lock_orders();
@@ -414,6 +547,11 @@ txn:
 		}
 		lock_wait();
 		atomic { read_dedup() }
+#endif
+#ifdef OVERLAP
+sent:
+		/* READS_SENT: the main loop polls while the results are on their way */
+		overlap_poll();
 #endif
 		/* evaluate(): the outcome table, in offset order (decide(), check_unpaid()) */
 		d_step {
@@ -466,8 +604,13 @@ txn:
 		/* write_state(): the writes and COMMIT, all or nothing */
 		atomic {
 			if
-			:: ep[me] != dbep -> abort = 1 /* the failover broke the connection */
-			:: else ->
+			:: tep != dbep -> abort = 1 /* the failover broke the connection */
+#ifdef OVERLAP
+			/* abandoned (lane_abandon() resets the connection, or the re-assignment
+			 * dropped it): rolled back, or the COMMIT already queued ran first */
+			:: dropped -> abort = 1
+#endif
+			:: tep == dbep ->
 				/* 23505 on ins_orders or ins_processed, or the payments index */
 				abort = (ochg && rst == ST_NONE && db.st != ST_NONE) ||
 #ifndef M_SKIP_DEDUP
@@ -506,7 +649,8 @@ txn:
 				:: !chg && db.prog < to -> db.prog = to
 				:: else
 				fi;
-				CHECK_ONCE(); CHECK_OFFSETS()
+				CHECK_ONCE(); CHECK_OFFSETS();
+				committed = 1
 			:: else
 			fi;
 			if
@@ -515,9 +659,28 @@ txn:
 			fi
 		}
 		if
-		:: abort -> abort = 0; goto txn /* rollback(); db_retry_wait() */
+		:: abort -> abort = 0;
+#ifdef OVERLAP
+			/* the lane falls back to the synchronous path: rollback(); db_retry_wait()
+			 * pauses the lane's own partitions and polls through worker_tick(), where
+			 * the rebalance callback runs */
+			do
+			:: atomic { (lost[me] || rev[me] || asg[me]) -> paused[me] = 1; rebalance() }
+			:: break
+			od;
+#endif
+			goto txn /* rollback(); db_retry_wait() */
 		:: else
 		fi;
+#ifdef OVERLAP
+		/* WRITES_SENT, COMMIT ran: its result is on its way (crash point
+		 * after_commit_before_next_send when N+1 is collected) */
+		overlap_poll();
+		if
+		:: dropped && !chg -> goto abandon /* abandoned: nothing stored */
+		:: else
+		fi;
+#endif
 #ifdef GATEWAY
 		/* ---- charge_and_settle() ---- */
 		if
@@ -580,7 +743,8 @@ settle:
 		:: else
 		fi;
 #endif
-		/* worker_set_paused(false) after the batch's COMMIT; store_offsets(); worker_commit() */
+		/* lane_finish() (worker/lane.c, planned): the COMMIT result arrived; then
+		 * worker_set_paused(false); store_offsets() (worker/batch.c); worker_commit() */
 		store_and_commit(to);
 abandon:
 		atomic {
@@ -593,7 +757,7 @@ abandon:
 #endif
 			from = 0; to = 0; rst = 0; st = 0; paidby = 0; rdd = 0; rpend = 0; chg = 0;
 			newpay = 0; resumed = 0; osnap = 0; rinprog = 0; inprog = 0; ochg = 0;
-			dropped = 0; wdd[0] = 0; wdd[1] = 0; wdd[2] = 0; wdd[3] = 0;
+			dropped = 0; committed = 0; tep = 0; wdd[0] = 0; wdd[1] = 0; wdd[2] = 0; wdd[3] = 0;
 			res[0] = 0; res[1] = 0; res[2] = 0; res[3] = 0
 		}
 	:: atomic {
@@ -610,6 +774,17 @@ abandon:
 		/* a crash, at any step: the process, its connection (and the lock), the
 		 * producer's queue and everything stored but not committed are gone */
 		d_step {
+#ifdef REACH_COMMITTED_UNSENT
+			/* crash point after_commit_before_next_send: N committed (stored or not),
+			 * N+1 collected, not sent */
+			assert(!(nto != 0 && (committed || to == 0)));
+#endif
+#ifdef REACH_COLLECTED_UNSENT
+			/* crash point collected_unsent: N in flight, N+1 collected with its
+			 * malformed message's DLQ copy PERSISTED */
+			assert(!(nto != 0 && to != 0 && !committed && nfrom <= BADOFF && BADOFF < nto &&
+				 dlq_rec));
+#endif
 			up[me] = 0; kill[me] = 0; asg[me] = 0; rev[me] = 0; lost[me] = 0; owns[me] = 0;
 			wgen[me] = 0; pos[me] = 0; stored[me] = NIL; dirty[me] = 0; paused[me] = 0;
 			dlq_q[me] = 0; dlq_fail[me] = 0; ep[me] = 0;
@@ -619,7 +794,11 @@ abandon:
 			fi;
 			from = 0; to = 0; i = 0; c = 0; rst = 0; st = 0; paidby = 0; rdd = 0;
 			rpend = 0; chg = 0; newpay = 0; resumed = 0; osnap = 0; rinprog = 0;
-			inprog = 0; ochg = 0; abort = 0; dropped = 0;
+			inprog = 0; ochg = 0; abort = 0; dropped = 0; committed = 0; tep = 0;
+			drop_next();
+#ifdef M_EARLY_SEND
+			early = 0;
+#endif
 			wdd[0] = 0; wdd[1] = 0; wdd[2] = 0; wdd[3] = 0;
 			res[0] = 0; res[1] = 0; res[2] = 0; res[3] = 0
 		}
