@@ -23,6 +23,8 @@
 #define HTTP_CONTENT_TOO_LARGE 413
 #define HTTP_UNPROCESSABLE_CONTENT 422
 
+/* ---- latency sleeps ---- */
+
 /* Latency sleeps wait on this condition, so that shutdown does not wait for them. */
 static struct {
 	pthread_mutex_t lock;
@@ -70,6 +72,8 @@ void nap_destroy(void)
 {
 	pthread_cond_destroy(&nap_ctl.wake);
 }
+
+/* ---- the charge request ---- */
 
 /* Idempotency keys are 1..KEY_MAX printable ASCII characters. */
 static bool key_ok(const char *key)
