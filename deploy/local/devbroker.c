@@ -588,8 +588,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (int i = 0; i < o.ntopics; i++) {
-		rd_kafka_resp_err_t err =
-			rd_kafka_mock_topic_create(mc, o.topics[i], (int)o.partitions, (int)o.brokers);
+		rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(
+			mc, o.topics[i], (int)o.partitions, (int)o.brokers);
 		if (err) {
 			fprintf(stderr, "payq-devbroker: topic %s: %s\n", o.topics[i],
 				rd_kafka_err2str(err));
