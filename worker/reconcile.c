@@ -20,7 +20,7 @@
  * Every step is idempotent, so two reconcilers, or a reconciler and a worker resuming
  * the same pay, are safe; the leader lock only avoids doing the work twice.
  */
-#include "reconcile.h"
+#include "reconcile_internal.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -41,8 +41,6 @@
 #include "pg.h"
 #include "util.h"
 #include "wmetrics.h"
-
-enum { PAGE = 200 };
 
 /* Any constant shared by every reconciler of a database; "payq" in ASCII. */
 #define LEADER_LOCK "SELECT pg_try_advisory_lock(1885434225)"
@@ -69,27 +67,6 @@ static const char sql_again[] =
 static const char sql_unresolved[] =
 	"SELECT count(*) FROM payq.payments WHERE status IN ('pending', 'unknown')"
 	" AND attempts >= $1::int";
-
-struct payq_reconciler {
-	const payq_config_t *cfg;
-	int64_t *delays;
-	size_t ndelays;
-	PGconn *conn;       /* the leader lock, the scan and the bookkeeping */
-	bool leader;
-	payq_apply_t *apply; /* settling, on its own connection */
-	payq_gateway_t *gw;
-	pthread_t thread;
-	bool threaded;
-	bool report;        /* reconcile --once: print what needs a person on stdout */
-	const char *only_order, *only_command; /* payq_reconcile_one: just this payment */
-	atomic_bool stop;
-	payq_charge_t c[PAGE], again[PAGE], done[PAGE];
-};
-
-/* What one pass did. */
-typedef struct tally {
-	int64_t looked, succeeded, declined, recharged, unresolved, raised, held, mismatched;
-} tally_t;
 
 int payq_reconcile_parse_schedule(const char *text, int64_t **delays_ms, size_t *n,
 				  char *errstr, size_t errstr_size)
@@ -131,7 +108,7 @@ int payq_reconcile_parse_schedule(const char *text, int64_t **delays_ms, size_t 
 	return 0;
 }
 
-static void reconciler_free(payq_reconciler_t *r)
+void reconciler_free(payq_reconciler_t *r)
 {
 	if (!r)
 		return;
@@ -153,8 +130,7 @@ static bool still_running(void *opaque, int wait_ms)
 	return !atomic_load(&r->stop);
 }
 
-static payq_reconciler_t *reconciler_new(const payq_config_t *cfg, char *errstr,
-					 size_t errstr_size)
+payq_reconciler_t *reconciler_new(const payq_config_t *cfg, char *errstr, size_t errstr_size)
 {
 	payq_reconciler_t *r = calloc(1, sizeof(*r));
 
@@ -180,10 +156,8 @@ static payq_reconciler_t *reconciler_new(const payq_config_t *cfg, char *errstr,
 	return r;
 }
 
-/* Connects both connections; with take_lock, also tries to become the leader. Returns
- * 0 when the pass may run, 1 when another reconciler leads, -1 on a database error. */
-static int reconciler_ready(payq_reconciler_t *r, bool take_lock, char *errstr,
-			    size_t errstr_size)
+pass_result_t reconciler_ready(payq_reconciler_t *r, bool take_lock, char *errstr,
+			       size_t errstr_size)
 {
 	PGresult *res;
 
@@ -195,13 +169,13 @@ static int reconciler_ready(payq_reconciler_t *r, bool take_lock, char *errstr,
 		r->leader = false;
 		r->conn = payq_pg_connect(r->cfg->db, "payq-reconciler", errstr, errstr_size);
 		if (!r->conn)
-			return -1;
+			return PASS_ERROR;
 		/* Checked once per connection: drop it unless the check passed, so the
 		 * next attempt checks again (a failed read is not a passed check). */
 		if (payq_migrate_check(r->conn, errstr, errstr_size) != PAYQ_SCHEMA_OK) {
 			PQfinish(r->conn);
 			r->conn = NULL;
-			return -1;
+			return PASS_ERROR;
 		}
 	}
 	if (take_lock && !r->leader) {
@@ -209,17 +183,17 @@ static int reconciler_ready(payq_reconciler_t *r, bool take_lock, char *errstr,
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 			payq_err(errstr, errstr_size, "leader lock: %s", PQerrorMessage(r->conn));
 			PQclear(res);
-			return -1;
+			return PASS_ERROR;
 		}
 		r->leader = PQgetvalue(res, 0, 0)[0] == 't';
 		PQclear(res);
 		if (!r->leader)
-			return 1;
+			return PASS_NOT_LEADER;
 		log_info("reconciler: this worker leads (advisory lock taken)");
 	}
 	if (payq_apply_connect(r->apply, errstr, errstr_size))
-		return -1;
-	return 0;
+		return PASS_ERROR;
+	return PASS_DONE;
 }
 
 static int64_t delay_after(const payq_reconciler_t *r, int64_t attempts)
@@ -413,26 +387,26 @@ static void publish_unresolved(payq_reconciler_t *r)
 	PQclear(res);
 }
 
-/* One pass over everything due. Returns 0, 1 when not the leader, or -1. */
-static int pass(payq_reconciler_t *r, bool take_lock, bool all, tally_t *t, char *errstr,
-		size_t errstr_size)
+pass_result_t reconciler_pass(payq_reconciler_t *r, bool take_lock, bool all, tally_t *t,
+			      char *errstr, size_t errstr_size)
 {
 	int64_t last = 0;
-	int rc = reconciler_ready(r, take_lock, errstr, errstr_size), got;
+	pass_result_t rc = reconciler_ready(r, take_lock, errstr, errstr_size);
+	int got;
 
-	if (rc)
+	if (rc != PASS_DONE)
 		return rc;
 	memset(t, 0, sizeof(*t));
 	do {
 		got = page(r, all, &last, t, errstr, errstr_size);
 		if (got < 0)
-			return -1;
+			return PASS_ERROR;
 	} while (got == PAGE && !atomic_load(&r->stop));
 	payq_metrics_add("payq_reconciled_total", "result=\"succeeded\"", (double)t->succeeded);
 	payq_metrics_add("payq_reconciled_total", "result=\"declined\"", (double)t->declined);
 	payq_metrics_add("payq_reconciled_total", "result=\"unresolved\"", (double)t->unresolved);
 	publish_unresolved(r);
-	return 0;
+	return PASS_DONE;
 }
 
 static void nap(payq_reconciler_t *r, int64_t ms)
@@ -448,14 +422,15 @@ static void *thread_main(void *opaque)
 	tally_t t;
 
 	while (!atomic_load(&r->stop)) {
-		int rc = pass(r, true, false, &t, errstr, sizeof(errstr));
-		if (rc < 0) {
+		pass_result_t rc = reconciler_pass(r, true, false, &t, errstr, sizeof(errstr));
+
+		if (rc == PASS_ERROR) {
 			log_warn("reconciler: %s", errstr);
 			if (r->conn && PQstatus(r->conn) != CONNECTION_OK) {
 				PQfinish(r->conn);
 				r->conn = NULL;
 			}
-		} else if (rc == 0 && t.looked) {
+		} else if (rc == PASS_DONE && t.looked) {
 			log_info("reconciler: looked at %" PRId64 ": %" PRId64 " succeeded, %" PRId64
 				 " declined, %" PRId64 " charged again, %" PRId64 " unresolved",
 				 t.looked, t.succeeded, t.declined, t.recharged, t.unresolved);
@@ -495,192 +470,4 @@ void payq_reconciler_stop(payq_reconciler_t *r)
 	if (r->threaded)
 		pthread_join(r->thread, NULL);
 	reconciler_free(r);
-}
-
-void payq_reconcile_usage(FILE *fp)
-{
-	fprintf(fp,
-		"reconcile  gateway mode: ask the payment channel about pending and unknown\n"
-		"         payments and settle them (the workers do it too, under a leader lock).\n"
-		"         --once   one pass, then print a summary, and for each payment that\n"
-		"                  needs a person, how to resolve it; then exit\n"
-		"         --all    look at every pending and unknown payment, due or not\n"
-		"         --order ID --command ID  one pending or unknown payment, resolved by\n"
-		"                  a person who looked it up at the channel, with one of:\n"
-		"           --mark-succeeded CHARGE_ID  the channel charged it\n"
-		"           --mark-failed               the channel did not charge it, and it\n"
-		"                                       must not be charged (order stays unpaid)\n"
-		"           --charge-again              the channel did not charge it: charge it\n"
-		"                                       now with its stored key\n");
-}
-
-typedef enum { RESOLVE_NONE, RESOLVE_SUCCEEDED, RESOLVE_FAILED, RESOLVE_CHARGE } resolve_t;
-
-static const char sql_one[] =
-	"SELECT amount_minor, currency, payer_id, coalesce(idempotency_key, '') FROM payq.payments"
-	" WHERE order_id = $1 AND command_id = $2 AND status IN ('pending', 'unknown')";
-
-/* payq-worker reconcile --order O --command C --mark-succeeded ID | --mark-failed |
- * --charge-again: what a person decided about one payment, recorded as the reconciler
- * would have. Returns a PAYQ_EXIT_* code. */
-static int resolve_one(payq_reconciler_t *r, const char *order, const char *command,
-		       resolve_t how, const char *charge_id)
-{
-	const char *params[2] = {order, command};
-	char errstr[512], sqlstate[6];
-	payq_charge_t c;
-	PGresult *res;
-	int rc = PAYQ_EXIT_OK;
-
-	if (reconciler_ready(r, false, errstr, sizeof(errstr))) {
-		fprintf(stderr, "payq-worker reconcile: %s\n", errstr);
-		return PAYQ_EXIT_RUNTIME;
-	}
-	res = PQexecParams(r->conn, sql_one, 2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		fprintf(stderr, "payq-worker reconcile: %s\n",
-			PQresultStatus(res) != PGRES_TUPLES_OK ? PQerrorMessage(r->conn)
-			: "no pending or unknown payment for this order and command");
-		PQclear(res);
-		return PAYQ_EXIT_RUNTIME;
-	}
-	memset(&c, 0, sizeof(c));
-	c.order_id = order;
-	c.command_id = command;
-	c.amount_minor = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	c.currency = PQgetvalue(res, 0, 1);
-	c.payer_id = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
-	snprintf(c.key, sizeof(c.key), "%s", PQgetvalue(res, 0, 3));
-	c.retry = true;
-	if (how == RESOLVE_SUCCEEDED) {
-		c.status = PAYQ_CHARGE_SUCCEEDED;
-		payq_utf8_clean(c.charge_id, sizeof(c.charge_id), charge_id, strlen(charge_id));
-		snprintf(c.detail, sizeof(c.detail), "resolved by a person: charge %s succeeded",
-			 c.charge_id);
-	} else if (how == RESOLVE_FAILED) {
-		c.status = PAYQ_CHARGE_DECLINED;
-		snprintf(c.decline_code, sizeof(c.decline_code), "resolved_not_charged");
-		snprintf(c.detail, sizeof(c.detail), "resolved by a person: not charged");
-	} else {
-		/* The person checked: the channel has no charge under this key. */
-		payq_gateway_charge(r->gw, &c, 1);
-	}
-	if (payq_apply_settle(r->apply, &c, 1, NULL, 0, sqlstate, errstr, sizeof(errstr)) !=
-	    PAYQ_APPLY_OK) {
-		fprintf(stderr, "payq-worker reconcile: recording it: %s\n", errstr);
-		rc = PAYQ_EXIT_RUNTIME;
-	} else {
-		printf("reconcile: order %s command %s: %s (payment %s)\n", order, command,
-		       c.detail, c.status == PAYQ_CHARGE_SUCCEEDED ? "succeeded" :
-		       c.status == PAYQ_CHARGE_DECLINED ? "failed" : "unknown");
-	}
-	PQclear(res);
-	return rc;
-}
-
-int payq_reconcile_one(const payq_config_t *cfg, const char *order, const char *command)
-{
-	char errstr[512];
-	payq_reconciler_t *r = reconciler_new(cfg, errstr, sizeof(errstr));
-	tally_t t;
-	int rc = PAYQ_EXIT_OK;
-
-	if (!r) {
-		fprintf(stderr, "payq-worker reconcile: %s\n", errstr);
-		return PAYQ_EXIT_USAGE;
-	}
-	r->report = true;
-	r->only_order = order;
-	r->only_command = command;
-	if (pass(r, false, true, &t, errstr, sizeof(errstr)) < 0) {
-		fprintf(stderr, "payq-worker reconcile: %s\n", errstr);
-		rc = PAYQ_EXIT_RUNTIME;
-	} else {
-		printf("reconcile: order %s command %s: looked at %" PRId64 ": %" PRId64
-		       " succeeded, %" PRId64 " declined, %" PRId64 " charged again, %" PRId64
-		       " unresolved\n", order, command, t.looked, t.succeeded, t.declined,
-		       t.recharged, t.unresolved);
-	}
-	reconciler_free(r);
-	return rc;
-}
-
-int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv)
-{
-	bool once = false, all = false;
-	const char *order = NULL, *command = NULL, *charge_id = NULL;
-	resolve_t how = RESOLVE_NONE;
-	char errstr[512];
-	payq_reconciler_t *r;
-	tally_t t;
-	int rc = PAYQ_EXIT_OK;
-
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--once")) {
-			once = true;
-		} else if (!strcmp(argv[i], "--all")) {
-			all = true;
-		} else if (!strcmp(argv[i], "--order") && i + 1 < argc) {
-			order = argv[++i];
-		} else if (!strcmp(argv[i], "--command") && i + 1 < argc) {
-			command = argv[++i];
-		} else if (!strcmp(argv[i], "--mark-succeeded") && i + 1 < argc &&
-			   how == RESOLVE_NONE) {
-			how = RESOLVE_SUCCEEDED;
-			charge_id = argv[++i];
-		} else if (!strcmp(argv[i], "--mark-failed") && how == RESOLVE_NONE) {
-			how = RESOLVE_FAILED;
-		} else if (!strcmp(argv[i], "--charge-again") && how == RESOLVE_NONE) {
-			how = RESOLVE_CHARGE;
-		} else {
-			fprintf(stderr, "payq-worker reconcile: unknown argument \"%s\" (see --help)\n",
-				argv[i]);
-			return PAYQ_EXIT_USAGE;
-		}
-	}
-	if ((how != RESOLVE_NONE) != (order && command) ||
-	    ((order || command) && how == RESOLVE_NONE) ||
-	    (how != RESOLVE_NONE && (once || all)) || (how == RESOLVE_SUCCEEDED && !*charge_id)) {
-		fprintf(stderr, "payq-worker reconcile: --order and --command go together with "
-			"exactly one of --mark-succeeded CHARGE_ID, --mark-failed or "
-			"--charge-again (see --help)\n");
-		return PAYQ_EXIT_USAGE;
-	}
-	payq_worker_metrics_init();
-	r = reconciler_new(cfg, errstr, sizeof(errstr));
-	if (!r) {
-		fprintf(stderr, "payq-worker reconcile: %s\n", errstr);
-		return PAYQ_EXIT_USAGE;
-	}
-	if (how != RESOLVE_NONE) {
-		rc = resolve_one(r, order, command, how, charge_id);
-		reconciler_free(r);
-		return rc;
-	}
-	r->report = once;
-	do {
-		/* --once runs without the lock: every step is idempotent, and an operator
-		 * running it by hand should not wait for the workers' leader. */
-		int prc = pass(r, !once, all, &t, errstr, sizeof(errstr));
-		if (prc < 0) {
-			log_error("reconcile: %s", errstr);
-			if (once) {
-				rc = strstr(errstr, "schema") ? PAYQ_EXIT_SCHEMA : PAYQ_EXIT_RUNTIME;
-				break;
-			}
-		} else if (once) {
-			printf("reconcile: looked at %" PRId64 ": %" PRId64 " succeeded, %" PRId64
-			       " declined, %" PRId64 " charged again, %" PRId64
-			       " unresolved (%" PRId64 " reported as unresolved_payment, %" PRId64
-			       " past the key retention, %" PRId64 " answers not about their payment)\n",
-			       t.looked, t.succeeded, t.declined, t.recharged, t.unresolved, t.raised,
-			       t.held, t.mismatched);
-		}
-		if (!once)
-			for (int64_t end = payq_now_ms() + cfg->reconcile_interval_ms;
-			     payq_run && payq_now_ms() < end;)
-				usleep(20000);
-	} while (!once && payq_run);
-	reconciler_free(r);
-	return rc;
 }
