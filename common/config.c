@@ -497,6 +497,55 @@ static const char *flag_value(int argc, char **argv, int *i, const char *eq)
 	return argv[++*i];
 }
 
+/* What set_flag did with one "--name[=value]" argument. */
+typedef enum {
+	FLAG_SET,     /* a setting of this program: set */
+	FLAG_UNKNOWN, /* not a setting: left for the program's own options */
+	FLAG_ERROR,   /* a setting without a value, or a bad value: errstr says which */
+} flag_t;
+
+static flag_t set_flag(payq_config_t *cfg, unsigned prog, int argc, char **argv, int *i,
+		       char *errstr, size_t errstr_size)
+{
+	const char *a = argv[*i], *eq = strchr(a, '='), *v;
+	size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+	const payq_setting_t *s;
+	char name[64];
+
+	if (len >= sizeof(name))
+		return FLAG_UNKNOWN;
+	memcpy(name, a + 2, len);
+	name[len] = '\0';
+	s = payq_config_find(name, prog);
+	if (!s)
+		return FLAG_UNKNOWN;
+	v = flag_value(argc, argv, i, eq);
+	if (!v) {
+		payq_err(errstr, errstr_size, "--%s needs a value", s->name);
+		return FLAG_ERROR;
+	}
+	return payq_config_set(cfg, s, v, errstr, errstr_size) ? FLAG_ERROR : FLAG_SET;
+}
+
+/* After every argument: the -F file, the secrets, and the -X checks (a flag such as
+ * --group may come after the -X it concerns); then -X dump if asked. */
+static payq_args_result_t finish_args(payq_config_t *cfg, unsigned prog, bool dump,
+				      char *errstr, size_t errstr_size)
+{
+	if (payq_config_load_kafka_file(cfg, errstr, errstr_size))
+		return PAYQ_ARGS_ERROR;
+	payq_config_note_secrets(cfg);
+	if (payq_config_check_key_files(cfg, errstr, errstr_size))
+		return PAYQ_ARGS_ERROR;
+	if (payq_kafka_check_x(cfg, prog, errstr, errstr_size))
+		return PAYQ_ARGS_ERROR;
+	if (dump) {
+		payq_config_dump(cfg, prog, stdout);
+		return PAYQ_ARGS_EXIT;
+	}
+	return PAYQ_ARGS_OK;
+}
+
 payq_args_result_t payq_config_parse_args(payq_config_t *cfg, unsigned prog, const char *progname,
 					  void (*usage)(FILE *fp), int *argc, char **argv,
 					  char *errstr, size_t errstr_size)
@@ -551,41 +600,16 @@ payq_args_result_t payq_config_parse_args(payq_config_t *cfg, unsigned prog, con
 			continue;
 		}
 		if (!strncmp(a, "--", 2)) {
-			const char *eq = strchr(a, '=');
-			char name[64];
-			size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-			const payq_setting_t *s;
+			flag_t f = set_flag(cfg, prog, *argc, argv, &i, errstr, errstr_size);
 
-			if (len < sizeof(name)) {
-				memcpy(name, a + 2, len);
-				name[len] = '\0';
-				s = payq_config_find(name, prog);
-				if (s) {
-					const char *v = flag_value(*argc, argv, &i, eq);
-					if (!v)
-						return payq_err(errstr, errstr_size,
-								"--%s needs a value", s->name);
-					if (payq_config_set(cfg, s, v, errstr, errstr_size))
-						return PAYQ_ARGS_ERROR;
-					continue;
-				}
-			}
+			if (f == FLAG_ERROR)
+				return PAYQ_ARGS_ERROR;
+			if (f == FLAG_SET)
+				continue;
 		}
 		argv[out++] = argv[i];
 	}
 	*argc = out;
 	argv[out] = NULL;
-	if (payq_config_load_kafka_file(cfg, errstr, errstr_size))
-		return PAYQ_ARGS_ERROR;
-	payq_config_note_secrets(cfg);
-	if (payq_config_check_key_files(cfg, errstr, errstr_size))
-		return PAYQ_ARGS_ERROR;
-	/* After every argument: a flag such as --group may come after the -X it concerns. */
-	if (payq_kafka_check_x(cfg, prog, errstr, errstr_size))
-		return PAYQ_ARGS_ERROR;
-	if (dump) {
-		payq_config_dump(cfg, prog, stdout);
-		return PAYQ_ARGS_EXIT;
-	}
-	return PAYQ_ARGS_OK;
+	return finish_args(cfg, prog, dump, errstr, errstr_size);
 }
