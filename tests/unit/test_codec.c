@@ -9,6 +9,7 @@
 
 #include "codec.h"
 #include "util.h"
+#include "check_main.h"
 
 #define CREATE "\"v\":1,\"type\":\"create_order\",\"command_id\":\"c-1\",\"order_id\":\"ORD-1\""
 #define PAY "\"v\":1,\"type\":\"pay\",\"command_id\":\"c-2\",\"order_id\":\"ORD-1\""
@@ -881,13 +882,4 @@ static Suite *codec_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(codec_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed;
-}
+PAYQ_TEST_SUITES(codec_suite);

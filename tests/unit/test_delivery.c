@@ -9,6 +9,7 @@
 #include "delivery.h"
 #include "signals.h"
 #include "util.h"
+#include "check_main.h"
 
 typedef struct reports {
 	int persisted;
@@ -142,13 +143,4 @@ static Suite *delivery_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(delivery_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed;
-}
+PAYQ_TEST_SUITES(delivery_suite);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "outcome.h"
+#include "check_main.h"
 
 #define ORDER "order-1"
 #define HASH_A "aa"
@@ -398,13 +399,4 @@ static Suite *outcome_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(outcome_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed;
-}
+PAYQ_TEST_SUITES(outcome_suite);

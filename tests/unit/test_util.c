@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "util.h"
+#include "check_main.h"
 
 /* Every parser gets an exact-size heap copy, so that ASan and valgrind catch any read past
  * the terminating NUL. */
@@ -513,13 +514,4 @@ static Suite *util_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(util_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed;
-}
+PAYQ_TEST_SUITES(util_suite);
