@@ -13,14 +13,14 @@ GW_PID=
 # gw_sandbox_start [FLAGS...]: starts payq-sandbox-gateway on free ports; sets GW_URL
 # (the payments API the worker uses) and GW_CTL (its control API).
 gw_sandbox_start() {
-	local pf=$WL_DIR/sandbox.ports api ctl
-	"$PAYQ_SANDBOX_GATEWAY_EXE" --port-file "$pf" "$@" 2>>"$WL_DIR/sandbox.log" &
-	GW_PID=$!
+	local rc=0
+	sandbox_spawn "$WL_DIR/sandbox.ports" --stderr-only "$WL_DIR/sandbox.log" \
+		"$PAYQ_SANDBOX_GATEWAY_EXE" "$@" || rc=$?
+	GW_PID=$SANDBOX_PID
 	on_exit "kill $GW_PID 2>/dev/null; wait $GW_PID 2>/dev/null"
-	wait_for "[[ -s $pf ]]" 10 || die "payq-sandbox-gateway did not start: $(cat "$WL_DIR/sandbox.log")"
-	read -r api ctl <"$pf"
-	GW_URL=http://127.0.0.1:$api
-	GW_CTL=http://127.0.0.1:$ctl
+	((rc == 0)) || die "payq-sandbox-gateway did not start: $(cat "$WL_DIR/sandbox.log")"
+	GW_URL=http://127.0.0.1:$SANDBOX_API_PORT
+	GW_CTL=http://127.0.0.1:$SANDBOX_CTL_PORT
 	echo "sandbox gateway $GW_URL (control $GW_CTL)" >>"$WL_DIR/events"
 }
 

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "codec.h"
 #include "util.h"
-#include "check_main.h"
 
 #define CREATE "\"v\":1,\"type\":\"create_order\",\"command_id\":\"c-1\",\"order_id\":\"ORD-1\""
 #define PAY "\"v\":1,\"type\":\"pay\",\"command_id\":\"c-2\",\"order_id\":\"ORD-1\""

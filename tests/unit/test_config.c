@@ -8,10 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "config.h"
 #include "log.h"
 #include "util.h"
-#include "check_main.h"
 
 #define W PAYQ_PROG_WORKER
 #define P PAYQ_PROG_PRODUCER

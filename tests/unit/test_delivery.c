@@ -5,11 +5,11 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "config.h"
 #include "delivery.h"
 #include "signals.h"
 #include "util.h"
-#include "check_main.h"
 
 typedef struct reports {
 	int persisted;

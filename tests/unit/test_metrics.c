@@ -13,10 +13,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "http.h"
 #include "metrics.h"
 #include "util.h"
-#include "check_main.h"
 
 static void teardown(void)
 {

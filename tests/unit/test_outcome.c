@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "outcome.h"
 #include "check_main.h"
+#include "outcome.h"
 
 #define ORDER "order-1"
 #define HASH_A "aa"

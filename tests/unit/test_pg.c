@@ -4,9 +4,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "config.h"
 #include "pg.h"
-#include "check_main.h"
 
 struct warn_case {
 	const char *conninfo;

@@ -5,10 +5,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "check_main.h"
 #include "metrics.h"
 #include "procstat.h"
 #include "util.h"
-#include "check_main.h"
 
 #define TAIL " R 9109 9109 3817 0 -1 4194304 98 0 0 0 250 50 0 0 20 0 1 0 8500 3133440 381 " \
 	     "18446744073709551615 93899657502720 93899657522601 140731601418800 0 0 0 0 0 0 0"

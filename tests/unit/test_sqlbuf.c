@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "sqlbuf.h"
 #include "util.h"
-#include "check_main.h"
 
 #define MAXELEMS 8
 /* Marks the end of elems[], so that NULL can stand for SQL NULL. */

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "strmap.h"
 #include "check_main.h"
+#include "strmap.h"
 
 START_TEST(test_one_and_two_keys)
 {

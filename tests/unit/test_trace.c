@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "trace.h"
 #include "util.h"
-#include "check_main.h"
 
 #define TID "4bf92f3577b34da6a3ce929d0e0e4736"
 #define SID "00f067aa0ba902b7"

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
 #include "check_main.h"
+#include "util.h"
 
 /* Every parser gets an exact-size heap copy, so that ASan and valgrind catch any read past
  * the terminating NUL. */
