@@ -362,36 +362,38 @@ wl_wait_drained() {
 	done
 }
 
-# The offset rule, checked at one instant: Kafka's committed offset (read first) is never
-# ahead of consumer_progress (read after), which only grows.
-wl_check_kafka_not_ahead() {
+# wl_offsets_judge OUT RULE: reads Kafka's offsets first ("PARTITION COMMITTED LOW HIGH"),
+# consumer_progress after, and runs the awk RULE over the offsets with p[PARTITION] = the
+# partition's consumer_progress; RULE prints what is wrong and sets bad = 1. What it
+# printed goes to OUT; returns 1 if anything is wrong.
+wl_offsets_judge() {
 	local kafka db
 	kafka=$(wl_offsets)
 	db=$(wl_progress)
 	awk -v db="$db" '
 	BEGIN { n = split(db, l, "\n"); for (i = 1; i <= n; i++) { split(l[i], f, " "); if (f[1] != "") p[f[1]] = f[2] } }
-	$2 >= 0 && (!($1 in p) || $2 > p[$1]) {
+	'"$2"'
+	END { exit bad }' <<<"$kafka" >"$1"
+}
+
+# The offset rule, checked at one instant: Kafka's committed offset (read first) is never
+# ahead of consumer_progress (read after), which only grows.
+wl_check_kafka_not_ahead() {
+	# shellcheck disable=SC2016 # an awk program
+	wl_offsets_judge "$WL_DIR/ahead" '$2 >= 0 && (!($1 in p) || $2 > p[$1]) {
 		printf "partition %s: Kafka committed %s, consumer_progress %s; ", $1, $2, ($1 in p) ? p[$1] : "none"
 		bad = 1
-	}
-	END { exit bad }' <<<"$kafka" >"$WL_DIR/ahead" ||
-		wl_violation "Kafka committed offsets ahead of the database: $(cat "$WL_DIR/ahead")"
+	}' || wl_violation "Kafka committed offsets ahead of the database: $(cat "$WL_DIR/ahead")"
 }
 
 # After a drain or a clean stop: committed == consumer_progress == log-end, per partition
 # that has messages.
 wl_check_offsets_final() {
-	local kafka db
-	kafka=$(wl_offsets)
-	db=$(wl_progress)
-	awk -v db="$db" '
-	BEGIN { n = split(db, l, "\n"); for (i = 1; i <= n; i++) { split(l[i], f, " "); if (f[1] != "") p[f[1]] = f[2] } }
-	$4 > 0 && ($2 != $4 || p[$1] != $4) {
+	# shellcheck disable=SC2016 # an awk program
+	wl_offsets_judge "$WL_DIR/final" '$4 > 0 && ($2 != $4 || p[$1] != $4) {
 		printf "partition %s: committed %s, consumer_progress %s, log-end %s; ", $1, $2, ($1 in p) ? p[$1] : "none", $4
 		bad = 1
-	}
-	END { exit bad }' <<<"$kafka" >"$WL_DIR/final" ||
-		wl_violation "committed offsets, consumer_progress and log-end offsets differ: $(cat "$WL_DIR/final")"
+	}' || wl_violation "committed offsets, consumer_progress and log-end offsets differ: $(cat "$WL_DIR/final")"
 }
 
 # Samples the committed offsets every INTERVAL_MS in the background until wl_watch_stop.
