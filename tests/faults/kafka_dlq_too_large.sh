@@ -23,7 +23,7 @@ produce_orders 1 3
 produce_orders 4 6
 expect check_processed 60
 
-probe dump-dlq "$BROKERS" "$DLQ_TOPIC" >"$WORK/dlq.dump" || die "cannot read $DLQ_TOPIC"
+probe dump-text "$BROKERS" "$DLQ_TOPIC" >"$WORK/dlq.dump" || die "cannot read $DLQ_TOPIC"
 big=$(awk -v k="MAL-$$-1" '$3 == k' "$WORK/dlq.dump")
 small=$(awk -v k="MAL-$$-2" '$3 == k' "$WORK/dlq.dump")
 read -r _ _ _ _ _ reason size bytes <<<"${big:-- - - - - - - -}"

@@ -230,7 +230,7 @@ produce_malformed() {
 
 # Prints "partition offset" of the malformed messages FROM..TO.
 malformed_positions_range() {
-	probe dump-dlq "$BROKERS" "$TOPIC" >"$WORK/positions.dump" || die "cannot read $TOPIC"
+	probe dump-text "$BROKERS" "$TOPIC" >"$WORK/positions.dump" || die "cannot read $TOPIC"
 	awk -v pid="$$" -v from="$1" -v to="$2" '
 		split($3, k, "-") == 3 && k[1] == "MAL" && k[2] == pid && k[3] >= from && k[3] <= to {
 			print $1, $2
@@ -432,8 +432,8 @@ check_committed_not_past() {
 # message it names (a copy built from freed memory would not).
 check_dlq_copies() {
 	local want have missing bad rc=0
-	probe dump-dlq "$BROKERS" "$TOPIC" >"$WORK/topic.dump" || die "cannot read $TOPIC"
-	probe dump-dlq "$BROKERS" "$DLQ_TOPIC" >"$WORK/dlq.dump" || die "cannot read $DLQ_TOPIC"
+	probe dump-text "$BROKERS" "$TOPIC" >"$WORK/topic.dump" || die "cannot read $TOPIC"
+	probe dump-text "$BROKERS" "$DLQ_TOPIC" >"$WORK/dlq.dump" || die "cannot read $DLQ_TOPIC"
 	want=$(malformed_positions)
 	have=$(awk '{ print $4, $5 }' "$WORK/dlq.dump" | sort -u)
 	missing=$(comm -23 <(sort <<<"$want") <(sort <<<"$have") | tr '\n' ';')

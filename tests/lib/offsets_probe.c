@@ -25,7 +25,7 @@
  *       every message from the low to the high watermark, one JSON object a line:
  *       {"partition":P,"offset":O,"timestamp":T,"key":HEX|null,"value":HEX|null,
  *        "headers":[[NAME,HEX|null],...]}
- *   offsets_probe dump-dlq BROKERS TOPIC
+ *   offsets_probe dump-text BROKERS TOPIC
  *       the same messages as text, one line each: "PARTITION OFFSET KEY DLQ_PARTITION
  *       DLQ_OFFSET DLQ_REASON DLQ_ORIGINAL_SIZE VALUE_BYTES" ('-' for an absent header)
  *   offsets_probe produce BROKERS TOPIC < LINES
@@ -51,7 +51,7 @@
 #include <librdkafka/rdkafka.h>
 
 #define TIMEOUT_MS 15000
-/* committed, end, dump-dlq: the fault scenarios poll these while they break the broker,
+/* committed, end, dump-text: the fault scenarios poll these while they break the broker,
  * and their deadlines are timed for this shorter wait. */
 #define FAULTS_TIMEOUT_MS 10000
 
@@ -539,7 +539,7 @@ static void header(const rd_kafka_message_t *m, const char *name, char *buf, siz
 	buf[len] = '\0';
 }
 
-static int cmd_dump_dlq(const char *brokers, const char *topic)
+static int cmd_dump_text(const char *brokers, const char *topic)
 {
 	rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, "payq-faults-dump");
 	rd_kafka_topic_partition_list_t *parts = all_partitions(rk, topic);
@@ -718,7 +718,7 @@ static void usage(void)
 			"       offsets_probe monitor BROKERS GROUP TOPIC INTERVAL_MS\n"
 			"       offsets_probe group BROKERS GROUP\n"
 			"       offsets_probe dump BROKERS TOPIC\n"
-			"       offsets_probe dump-dlq BROKERS TOPIC\n"
+			"       offsets_probe dump-text BROKERS TOPIC\n"
 			"       offsets_probe produce BROKERS TOPIC < LINES\n"
 			"       offsets_probe commit BROKERS GROUP TOPIC PARTITION:OFFSET...\n"
 			"(the header of tests/lib/offsets_probe.c says what each prints)\n");
@@ -733,8 +733,8 @@ static int faults_command(int argc, char **argv)
 		return cmd_committed(argv[2], argv[3], argv[4]);
 	if (argc == 4 && !strcmp(argv[1], "end"))
 		return cmd_end(argv[2], argv[3]);
-	if (argc == 4 && !strcmp(argv[1], "dump-dlq"))
-		return cmd_dump_dlq(argv[2], argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "dump-text"))
+		return cmd_dump_text(argv[2], argv[3]);
 	if (argc == 4 && !strcmp(argv[1], "produce"))
 		return cmd_produce(argv[2], argv[3]);
 	if (argc == 6 && !strcmp(argv[1], "monitor"))
