@@ -8,8 +8,8 @@
 # confluent-kafka from PyPI into a venv, kafka-clients and the JSON Schema validator from Maven
 # Central into ~/.m2, franz-go from the Go module proxy into the cache's GOMODCACHE.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 # shellcheck source=tests/deploy/lib.sh
 source "$PAYQ_SOURCE_ROOT/tests/deploy/lib.sh"
 require_env PAYQ_TEST_DB PAYQ_TEST_BROKERS PAYQ_WORKER_EXE PAYQ_PRODUCER_EXE

@@ -7,7 +7,7 @@
 # a manual resolution and the audit repair. Screenshots: $WL_DIR/shots, copied to
 # build/console-screenshots/. PAYQ_CONSOLE_EXE picks the console (the mutation check).
 # shellcheck disable=SC1091
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 source "$PAYQ_SOURCE_ROOT/tests/integration/worker_lib.sh"
 source "$PAYQ_SOURCE_ROOT/tests/integration/gateway_lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/seed.sh"

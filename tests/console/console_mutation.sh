@@ -2,22 +2,13 @@
 # Mutation check of the console suite: a payq-console that enforces roles only in the
 # page (-Dmutation=console-client-roles: no server check) must fail console.sh.
 # shellcheck disable=SC1091
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
+# shellcheck disable=SC1091
+source "$PAYQ_SOURCE_ROOT/tests/lib/mutant.sh"
 require_env PAYQ_BUILD_ROOT PAYQ_SOURCE_ROOT
 
-dir=$(realpath -m "$PAYQ_BUILD_ROOT/../build-mut-console-client-roles")
-(
-	exec {lock}>"$dir.lock"
-	flock "$lock"
-	if [[ ! -f $dir/build.ninja ]]; then
-		meson setup "$dir" "$PAYQ_SOURCE_ROOT" -Dmutation=console-client-roles \
-			-Dcrash_points=true >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log" >&2; exit 1; }
-	fi
-	ninja -C "$dir" console/payq-console >"$dir.build.log" 2>&1 || {
-		tail -n 30 "$dir.build.log" >&2
-		exit 1
-	}
-) || die "cannot build the console-client-roles mutant in $dir"
+dir=$(mutant_build console-client-roles console/payq-console) ||
+	die "cannot build the console-client-roles mutant"
 
 out=$(mktemp "${PAYQ_TEST_STATE_DIR:-/tmp}/console-mutant.XXXXXX")
 on_exit "rm -f $out"

@@ -8,8 +8,8 @@
 # tests/deploy/dashboard.py): Grafana's dashboard model, every query parsed by promtool, every
 # metric and label it names present, and the sidecar ConfigMap in the kustomize rendering.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 # shellcheck source=tests/deploy/lib.sh
 source "$PAYQ_SOURCE_ROOT/tests/deploy/lib.sh"
 require_env PAYQ_TEST_DB PAYQ_TEST_BROKERS PAYQ_WORKER_EXE

@@ -5,8 +5,8 @@
 # instance IDs, health checks and start order, published metrics ports, a generate job, and
 # only PAYQ_* variables the programs know.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 # shellcheck source=tests/deploy/lib.sh
 source "$PAYQ_SOURCE_ROOT/tests/deploy/lib.sh"
 require_env PAYQ_WORKER_EXE PAYQ_PRODUCER_EXE

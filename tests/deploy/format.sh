@@ -4,8 +4,8 @@
 # The list holds the files already formatted; the rest of the tree is reformatted in one go
 # later, so that the check can cover every C file.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 
 command -v clang-format >/dev/null || die "clang-format not found (apt-get install clang-format)"
 cd "$PAYQ_SOURCE_ROOT" || die "no $PAYQ_SOURCE_ROOT"

@@ -4,8 +4,8 @@
 # from its --help by help2man (every --option the program documents is in its page, and man
 # renders it), and the systemd units with ExecStart rewritten to the installed payq-worker.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 require_env PAYQ_BUILD_ROOT
 command -v help2man >/dev/null || die "help2man not found (apt-get install help2man)"
 command -v man >/dev/null || die "man not found (apt-get install man-db)"

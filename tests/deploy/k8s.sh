@@ -3,8 +3,8 @@
 # renders from each, against the Kubernetes JSON schemas (strict: unknown fields fail) and, for
 # KEDA and Prometheus Operator kinds, their CRD schemas; then the cross-object rules (policy).
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 # shellcheck source=tests/deploy/lib.sh
 source "$PAYQ_SOURCE_ROOT/tests/deploy/lib.sh"
 require_env PAYQ_WORKER_EXE

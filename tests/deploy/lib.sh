@@ -1,4 +1,4 @@
-# Helpers for the deploy suite; source it after tests/lib.sh, do not run it.
+# Helpers for the deploy suite; source it after tests/lib/common.sh, do not run it.
 # shellcheck shell=bash
 #
 # Tools that Debian does not package are fetched once into the cache (PAYQ_CACHE, default
@@ -8,6 +8,9 @@
 #   npm/                       dclint (its compose-spec schema) and the @kubernetes-models
 #                              CRD validators for KEDA and the Prometheus Operator (npm)
 #   bin/kustomize-VERSION      kustomize, built with the machine's Go from the Go module proxy
+
+# shellcheck source=tests/lib/worker.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/worker.sh"
 
 # Variables set here are used by the scripts that source this file (hence SC2034).
 # shellcheck disable=SC2034
@@ -185,8 +188,9 @@ stop_worker() {
 	local pid=$1 limit=$2 t0 rc=0
 	t0=$EPOCHREALTIME
 	kill -TERM "$pid" 2>/dev/null || die "worker (pid $pid) is gone before SIGTERM"
-	timeout "$limit" tail --pid="$pid" -f /dev/null || die "worker did not exit within $limit s of SIGTERM"
-	wait "$pid" || rc=$?
+	proc_wait_gone "$pid" "$limit" || die "worker did not exit within $limit s of SIGTERM"
+	proc_reap "$pid"
+	rc=$PROC_RC
 	STOP_SECONDS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 	((rc == 0)) || die "worker exited $rc after SIGTERM (want 0); log: $(tail -n 5 "$WORK/worker.log")"
 }
@@ -198,8 +202,8 @@ start_worker() {
 	local envs=() argv=()
 	mapfile -d '' -t envs <"$1"
 	mapfile -d '' -t argv <"$2"
-	env -i "${envs[@]}" "${argv[@]}" 2>"$WORK/worker.log" &
-	WORKER_PID=$!
+	worker_spawn --fresh-log --stderr-only "$WORK/worker.log" env -i "${envs[@]}" "${argv[@]}"
+	WORKER_PID=$WORKER_SPAWN_PID
 	on_exit "kill -KILL $WORKER_PID 2>/dev/null"
 }
 

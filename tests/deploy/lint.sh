@@ -3,8 +3,8 @@
 # script (by extension or shebang) in the repository: tracked files and new ones not ignored.
 #   lint.sh [yaml] [shell]   (default: both; the deploy suite's format test runs "shell")
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 
 want_yaml=0
 want_shell=0

@@ -11,8 +11,8 @@
 #     crash point, so this check fails on a release build that obeys the switches. The release
 #     worker listens on PAYQ_HTTP_ADDR=[::]:PORT and answers over IPv4 and IPv6.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 # shellcheck source=tests/deploy/lib.sh
 source "$PAYQ_SOURCE_ROOT/tests/deploy/lib.sh"
 require_env PAYQ_BUILD_ROOT PAYQ_WORKER_EXE PAYQ_TEST_DB PAYQ_TEST_BROKERS
@@ -126,10 +126,9 @@ order_status() { psql "$db" -XAtc "SELECT status FROM payq.orders WHERE order_id
 
 # The control: the test build dies by SIGKILL at its first database commit, nothing applied.
 run_worker control "$PAYQ_WORKER_EXE" PAYQ_CRASH_AT=before_db_commit
-timeout 90 tail --pid="$WORKER_PID" -f /dev/null || die "control: the test build's worker did not crash within 90 s at PAYQ_CRASH_AT=before_db_commit"
-rc=0
-wait "$WORKER_PID" || rc=$?
-assert_eq 137 "$rc" "control: the test build's worker is SIGKILLed at PAYQ_CRASH_AT=before_db_commit (exit 128+9)"
+proc_wait_gone "$WORKER_PID" 90 || die "control: the test build's worker did not crash within 90 s at PAYQ_CRASH_AT=before_db_commit"
+proc_reap "$WORKER_PID"
+assert_eq 137 "$PROC_RC" "control: the test build's worker is SIGKILLed at PAYQ_CRASH_AT=before_db_commit (exit 128+9)"
 assert_eq "" "$(order_status)" "control: nothing applied"
 
 # The release build ignores all three switches. It listens on [::] (PAYQ_HTTP_ADDR in IPv6,

@@ -3,8 +3,8 @@
 # promtool unit tests in alerts.test.yaml fire (and do not fire) the main alerts on synthetic
 # series; every alert has a severity, a summary and a runbook section in deploy/README.md.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 # shellcheck source=tests/deploy/lib.sh
 source "$PAYQ_SOURCE_ROOT/tests/deploy/lib.sh"
 

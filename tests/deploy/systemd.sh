@@ -5,8 +5,8 @@
 # asks for, its stop timeout leaves room for PAYQ_SHUTDOWN_TIMEOUT_MS (the worker's default
 # and the example environment file's), and the example file names only settings the worker knows.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 require_env PAYQ_WORKER_EXE
 command -v systemd-analyze >/dev/null || die "systemd-analyze not found (apt-get install systemd)"
 

@@ -7,8 +7,8 @@
 # must become ready, apply commands, answer the image's probe, and stop cleanly on SIGTERM
 # within the pod's terminationGracePeriodSeconds.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 # shellcheck source=tests/deploy/lib.sh
 source "$PAYQ_SOURCE_ROOT/tests/deploy/lib.sh"
 require_env PAYQ_TEST_DB PAYQ_TEST_BROKERS PAYQ_WORKER_EXE

@@ -103,7 +103,7 @@ PAYQ_BROKERS=$BROKERS PAYQ_LOG_LEVEL=info "$PAYQ_PRODUCER_EXE" \
 	--key-reuse-rate 0.02 --malformed-rate 0.05 --rate "$RATE" --manifest "$WORK/manifest.json" \
 	--id-prefix "bk$$-" </dev/null >"$WORK/generate.out" 2>"$WORK/generate.log" &
 GEN_PID=$!
-on_exit "stop_pid $GEN_PID"
+on_exit "proc_stop $GEN_PID"
 T_TRAFFIC=$SECONDS
 log "generator: $ORDERS orders at $RATE msg/s, 5 % malformed"
 
@@ -153,7 +153,7 @@ check_manifest() {
 		violation "deploy/local/verify against the manifest: $(grep -iE 'mismatch|violat|lost|FAIL|BAD' "$WORK/verify.out" | head -n 8 | tr '\n' ';')"
 		return 1
 	fi
-	ok "deploy/local/verify --redelivery: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(1 for x in r if x["ok"]), "of", len(r), "checks ok")' "$WORK/verify.json") against the manifest ($MESSAGES messages)"
+	pass "deploy/local/verify --redelivery: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(1 for x in r if x["ok"]), "of", len(r), "checks ok")' "$WORK/verify.json") against the manifest ($MESSAGES messages)"
 }
 expect check_manifest
 
@@ -164,7 +164,7 @@ check_no_offset_gap() {
 		violation "$n offset_gap anomalies"
 		return 1
 	}
-	ok "no offset_gap anomaly"
+	pass "no offset_gap anomaly"
 }
 expect check_no_offset_gap
 
@@ -176,7 +176,7 @@ check_dlq_across_kill() {
 		violation "no DLQ copy landed after the second kill (DLQ at $DLQ_AT_KILL before, $total at the end)"
 		return 1
 	fi
-	ok "DLQ deliveries went on across the second kill: $DLQ_AT_KILL copies before it, $DLQ_AFTER_KILL when the broker was back, $total at the end"
+	pass "DLQ deliveries went on across the second kill: $DLQ_AT_KILL copies before it, $DLQ_AFTER_KILL when the broker was back, $total at the end"
 }
 expect check_dlq_across_kill
 

@@ -23,18 +23,18 @@ produce_orders 1 3
 produce_orders 4 6
 expect check_processed 60
 
-probe dump "$BROKERS" "$DLQ_TOPIC" >"$WORK/dlq.dump" || die "cannot read $DLQ_TOPIC"
+probe dump-text "$BROKERS" "$DLQ_TOPIC" >"$WORK/dlq.dump" || die "cannot read $DLQ_TOPIC"
 big=$(awk -v k="MAL-$$-1" '$3 == k' "$WORK/dlq.dump")
 small=$(awk -v k="MAL-$$-2" '$3 == k' "$WORK/dlq.dump")
 read -r _ _ _ _ _ reason size bytes <<<"${big:-- - - - - - - -}"
 if [[ $reason == too_large_for_dlq && $size == "$BIG" ]] && ((bytes < BIG)); then
-	ok "the 5000-byte message went to the DLQ truncated to $bytes bytes, reason $reason, original size $size"
+	pass "the 5000-byte message went to the DLQ truncated to $bytes bytes, reason $reason, original size $size"
 else
 	expect violation "no truncated DLQ copy of the 5000-byte message with reason too_large_for_dlq and original size $BIG (found: '${big:-nothing}')"
 fi
 read -r _ _ _ _ _ reason size bytes <<<"${small:-- - - - - - - -}"
 if [[ $reason == not_json && $size == - ]]; then
-	ok "the small malformed message kept its full copy ($bytes bytes, reason $reason)"
+	pass "the small malformed message kept its full copy ($bytes bytes, reason $reason)"
 else
 	expect violation "the small malformed message has no full not_json copy (found: '${small:-nothing}')"
 fi

@@ -19,7 +19,7 @@ if [[ $WORKER_RC == timeout ]]; then
 elif [[ $WORKER_RC == 0 ]]; then
 	expect violation "worker exited 0 after a fatal Kafka error"
 else
-	ok "worker exited $WORKER_RC after the fatal error"
+	pass "worker exited $WORKER_RC after the fatal error"
 fi
 grep -q 'fault point kafka_fatal reached' "$WORK/w1.log" || die "scenario error: the fault point was not reached"
 sleep 2
@@ -27,7 +27,7 @@ committed=$(committed_offsets | awk '{ print $2 }')
 if ((committed > N - 1)); then
 	expect violation "committed offset $committed is past the batch of the fatal error (offset $((N - 1)))"
 else
-	ok "committed offset $committed is not past the batch of the fatal error (offset $((N - 1)))"
+	pass "committed offset $committed is not past the batch of the fatal error (offset $((N - 1)))"
 fi
 
 worker_start w2

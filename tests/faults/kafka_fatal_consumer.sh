@@ -20,22 +20,22 @@ if [[ $WORKER_RC == timeout ]]; then
 elif [[ $WORKER_RC == 0 ]]; then
 	expect violation "worker exited 0 after a fatal consumer error"
 else
-	ok "worker exited $WORKER_RC after the fatal consumer error"
+	pass "worker exited $WORKER_RC after the fatal consumer error"
 fi
-stop_pid "$(worker_pid w1)"
+proc_stop "$(worker_pid w1)"
 grep -q 'fault point consumer_fatal reached' "$WORK/w1.log" || die "scenario error: the fault point was not reached"
 grep -q 'fatal Kafka error' "$WORK/w1.log" || die "scenario error: the worker never saw the fatal error"
 applied=$(processed_count)
 if ((applied > 0)); then
 	expect violation "$applied commands applied after the fatal consumer error (the partial batch in hand)"
 else
-	ok "nothing applied after the fatal consumer error"
+	pass "nothing applied after the fatal consumer error"
 fi
 committed=$(committed_offsets | awk '{ print $2 }')
 if ((committed > 0)); then
 	expect violation "committed offset $committed after the fatal consumer error"
 else
-	ok "nothing committed after the fatal consumer error"
+	pass "nothing committed after the fatal consumer error"
 fi
 
 worker_start w2

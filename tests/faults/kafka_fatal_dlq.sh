@@ -23,15 +23,15 @@ if [[ $WORKER_RC == timeout ]]; then
 elif [[ $WORKER_RC == 0 ]]; then
 	expect violation "worker exited 0 after a fatal DLQ producer error"
 else
-	ok "worker exited $WORKER_RC after the fatal DLQ producer error"
+	pass "worker exited $WORKER_RC after the fatal DLQ producer error"
 fi
 grep -q 'fault point kafka_fatal reached' "$WORK/w1.log" || die "scenario error: the fault point was not reached"
-stop_pid "$(worker_pid w1)"
+proc_stop "$(worker_pid w1)"
 committed=$(committed_offsets | awk '{ print $2 }')
 if ((committed > N - 1)); then
 	expect violation "committed offset $committed is past the malformed message at offset $((N - 1))"
 else
-	ok "committed offset $committed is not past the malformed message at offset $((N - 1))"
+	pass "committed offset $committed is not past the malformed message at offset $((N - 1))"
 fi
 
 worker_start w2

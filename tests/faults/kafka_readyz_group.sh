@@ -24,7 +24,7 @@ readyz_is() { [[ $(readyz_code) == "$1" ]]; }
 produce_orders 1 5
 wait_processed
 if wait_until 20 readyz_is 200; then
-	ok "/readyz 200 while assigned"
+	pass "/readyz 200 while assigned"
 else
 	expect violation "/readyz answers $(readyz_code) while assigned and the database answers"
 fi
@@ -34,7 +34,7 @@ wait_until 30 grep -q 'assignment lost' "$WORK/w1.log" ||
 	die "the assignment was not lost within 30 s of the coordinator going down"
 log "assignment lost"
 if wait_until 5 readyz_is 503; then
-	ok "/readyz 503 after the assignment was lost"
+	pass "/readyz 503 after the assignment was lost"
 else
 	expect violation "/readyz answers $(readyz_code) with the assignment lost (the worker holds no partitions)"
 fi
@@ -44,7 +44,7 @@ wait_until 30 assigned_at_least w1 2 || die "worker did not rejoin within 30 s"
 broker_ctl broker up 2
 log "rejoined"
 if wait_until 10 readyz_is 200; then
-	ok "/readyz 200 again after rejoining"
+	pass "/readyz 200 again after rejoining"
 else
 	expect violation "/readyz answers $(readyz_code) after the worker rejoined"
 fi

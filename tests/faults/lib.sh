@@ -4,7 +4,7 @@
 # Every scenario is isolated: its own database (CREATE DATABASE + payq-worker migrate), its
 # own payq-devbroker (librdkafka's mock cluster, driven through --control), its own
 # consumer group and work folder. Everything started here is stopped by the EXIT trap of
-# tests/lib.sh, also on failure.
+# tests/lib/common.sh, also on failure.
 #
 # Checks are functions that print "ok ..." or "VIOLATION ..." and return non-zero on a
 # violation, so the same check runs against the real worker (must pass) and a mutant
@@ -18,8 +18,12 @@
 #   PAYQ_MUTANT_<NAME>_EXE           mutant worker (else built in
 #                                    $PAYQ_BUILD_ROOT/../build-mut-<name>)
 
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "${BASH_SOURCE[0]}")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "${BASH_SOURCE[0]}")/../..}/tests/lib/common.sh"
+# shellcheck source=tests/lib/mutant.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/mutant.sh"
+# shellcheck source=tests/lib/worker.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/worker.sh"
 
 require_env PAYQ_TEST_DB PAYQ_WORKER_EXE PAYQ_DEVBROKER_EXE PAYQ_PRODUCER_EXE \
 	PAYQ_OFFSETS_PROBE_EXE PAYQ_SOURCE_ROOT PAYQ_BUILD_ROOT
@@ -36,7 +40,7 @@ else
 	on_exit "rm -rf '$WORK'"
 fi
 : >"$WORK/expected.tsv"
-# cleanup() in tests/lib.sh holds the exit status in rc while it runs these.
+# cleanup() in tests/lib/common.sh holds the exit status in rc while it runs these.
 # shellcheck disable=SC2016
 on_exit '((rc == 0)) || dump_logs'
 : >"$WORK/malformed.tsv"
@@ -44,32 +48,6 @@ on_exit '((rc == 0)) || dump_logs'
 # Database and group names: unique per run, safe as identifiers.
 RUN_ID=$(tr -c 'a-z0-9\n' _ <<<"${TEST_NAME,,}")_$$
 GROUP=faults-$RUN_ID
-
-log() { printf '%s %s: %s\n' "$(date +%T.%3N)" "$TEST_NAME" "$*"; }
-
-# Runs a command until it succeeds or TIMEOUT_S seconds pass: wait_until TIMEOUT_S CMD...
-wait_until() {
-	local timeout_s=$1 deadline
-	shift
-	deadline=$((SECONDS + timeout_s))
-	until "$@" >/dev/null 2>&1; do
-		((SECONDS < deadline)) || return 1
-		sleep 0.2
-	done
-}
-
-# Stops one process this test started: TERM, then KILL after a grace period.
-stop_pid() {
-	local pid=$1 grace=${2:-10} i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < grace * 10; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
 
 # ---- PostgreSQL ----
 
@@ -112,7 +90,7 @@ commit_proxy_start() {
 	python3 "$PAYQ_SOURCE_ROOT/tests/faults/pgproxy.py" "$WORK/proxy.port" "${host:-127.0.0.1}" \
 		"${port:-5432}" 1 >"$WORK/proxy.out" 2>&1 &
 	pid=$!
-	on_exit "stop_pid $pid"
+	on_exit "proc_stop $pid"
 	wait_until 10 test -s "$WORK/proxy.port" || die "pgproxy.py did not start: $(cat "$WORK/proxy.out")"
 	# shellcheck disable=SC2034 # for the scenarios that source this file
 	PROXY_DB="$DB host=127.0.0.1 port=$(cat "$WORK/proxy.port") sslmode=disable"
@@ -129,7 +107,7 @@ broker_start() {
 	mkfifo "$BROKER_FIFO"
 	"$PAYQ_DEVBROKER_EXE" "$@" --control "$BROKER_FIFO" >"$BROKER_OUT" 2>"$WORK/devbroker.err" &
 	BROKER_PID=$!
-	on_exit "stop_pid $BROKER_PID"
+	on_exit "proc_stop $BROKER_PID"
 	for ((i = 0; i < 100; i++)); do
 		[[ -s $BROKER_OUT ]] && break
 		sleep 0.1
@@ -175,10 +153,10 @@ committed_at_end() {
 monitor_start() {
 	"$PAYQ_OFFSETS_PROBE_EXE" monitor "$BROKERS" "$GROUP" "$TOPIC" 200 >"$WORK/monitor.out" 2>"$WORK/monitor.err" &
 	MONITOR_PID=$!
-	on_exit "stop_pid $MONITOR_PID"
+	on_exit "proc_stop $MONITOR_PID"
 }
 
-monitor_stop() { stop_pid "$MONITOR_PID"; }
+monitor_stop() { proc_stop "$MONITOR_PID"; }
 
 # ---- traffic ----
 
@@ -214,7 +192,7 @@ produce_orders_bg() {
 	PAYQ_LOG_LEVEL=warn "$PAYQ_PRODUCER_EXE" --brokers "$BROKERS" -X reconnect.backoff.max.ms=1000 send "$file" \
 		>>"$WORK/producer.log" 2>&1 &
 	PRODUCER_PID=$!
-	on_exit "stop_pid $PRODUCER_PID"
+	on_exit "proc_stop $PRODUCER_PID"
 	log "producing orders $1..$2 in the background"
 }
 
@@ -252,7 +230,7 @@ produce_malformed() {
 
 # Prints "partition offset" of the malformed messages FROM..TO.
 malformed_positions_range() {
-	probe dump "$BROKERS" "$TOPIC" >"$WORK/positions.dump" || die "cannot read $TOPIC"
+	probe dump-text "$BROKERS" "$TOPIC" >"$WORK/positions.dump" || die "cannot read $TOPIC"
 	awk -v pid="$$" -v from="$1" -v to="$2" '
 		split($3, k, "-") == 3 && k[1] == "MAL" && k[2] == pid && k[3] >= from && k[3] <= to {
 			print $1, $2
@@ -283,13 +261,14 @@ worker_start() {
 		envs+=("$1")
 		shift
 	done
-	env PAYQ_BROKERS="$BROKERS" PAYQ_DB="$DB" PAYQ_GROUP="$GROUP" PAYQ_HTTP_ADDR= \
+	worker_spawn "$WORK/$name.log" \
+		env PAYQ_BROKERS="$BROKERS" PAYQ_DB="$DB" PAYQ_GROUP="$GROUP" PAYQ_HTTP_ADDR= \
 		PAYQ_BATCH_WAIT_MS=20 PAYQ_RETRY_MAX_MS=1000 PAYQ_STATS_INTERVAL_MS=0 \
 		PAYQ_SHUTDOWN_TIMEOUT_MS=10000 PAYQ_LOG_LEVEL=info "${WORKER_ENV[@]}" "${envs[@]}" \
-		"$WORKER_EXE" "${WORKER_X[@]}" "${args[@]}" >>"$WORK/$name.log" 2>&1 &
-	pid=$!
+		"$WORKER_EXE" "${WORKER_X[@]}" "${args[@]}"
+	pid=$WORKER_SPAWN_PID
 	printf -v "WPID_$name" '%s' "$pid"
-	on_exit "stop_pid $pid"
+	on_exit "proc_stop $pid"
 	log "worker $name started (pid $pid)"
 }
 
@@ -298,7 +277,7 @@ worker_pid() {
 	printf '%s' "${!v}"
 }
 
-worker_alive() { kill -0 "$(worker_pid "$1")" 2>/dev/null; }
+worker_alive() { proc_alive "$(worker_pid "$1")"; }
 
 # Counts the worker's assignments so far.
 assigned_count() { grep -c '"assigned [0-9]* partitions' "$WORK/$1.log" || true; }
@@ -316,26 +295,22 @@ worker_wait_assigned() {
 worker_stop() {
 	local pid
 	pid=$(worker_pid "$1")
-	WORKER_RC=0
 	kill -TERM "$pid" 2>/dev/null || true
-	wait "$pid" || WORKER_RC=$?
+	proc_reap "$pid"
+	WORKER_RC=$PROC_RC
 }
 
 # Waits up to TIMEOUT_S for a worker to exit by itself; sets WORKER_RC to its exit code,
 # or to "timeout".
 worker_wait_exit() {
-	local pid i
+	local pid
 	pid=$(worker_pid "$1")
-	for ((i = 0; i < ${2:-30} * 10; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
+	if ! proc_wait_gone "$pid" "${2:-30}"; then
 		WORKER_RC=timeout
 		return 0
 	fi
-	WORKER_RC=0
-	wait "$pid" || WORKER_RC=$?
+	proc_reap "$pid"
+	WORKER_RC=$PROC_RC
 }
 
 # ---- waiting for progress ----
@@ -371,10 +346,8 @@ check_processed() {
 		violation "only $(processed_count) of $(expected_count) commands processed, consumer_progress [$(sql "SELECT string_agg(partition || ':' || next_offset, ' ' ORDER BY partition) FROM payq.consumer_progress WHERE group_id = '$GROUP'")] against log-end offsets [$(end_offsets | tr '\n' ' ')], after $1 s"
 		return 1
 	fi
-	ok "all $(expected_count) commands processed"
+	pass "all $(expected_count) commands processed"
 }
-
-ok() { printf 'ok   %s: %s\n' "$TEST_NAME" "$*"; }
 
 violation() {
 	printf 'VIOLATION %s: %s\n' "$TEST_NAME" "$*"
@@ -411,7 +384,7 @@ check_exactly_once() {
 	[[ $payments == 0 ]] || { violation "$payments paid orders without exactly one succeeded payment" || rc=1; }
 	[[ $badorders == 0 ]] || { violation "$badorders orders not paid at version 2 (missing or double effect)" || rc=1; }
 	[[ $anomalies == 0 ]] || { violation "$anomalies offset_gap/key_reuse anomalies: $(sql "SELECT string_agg(kind || ': ' || coalesce(detail, ''), '; ') FROM payq.anomalies")" || rc=1; }
-	((rc)) || ok "exactly once: $(expected_count) commands, one row and one effect each"
+	((rc)) || pass "exactly once: $(expected_count) commands, one row and one effect each"
 	return "$rc"
 }
 
@@ -425,7 +398,7 @@ check_progress() {
 		violation "consumer_progress [$(tr '\n' ' ' <<<"$got")] differs from log-end offsets [$(tr '\n' ' ' <<<"$want")]"
 		return 1
 	fi
-	ok "consumer_progress equals the log-end offsets"
+	pass "consumer_progress equals the log-end offsets"
 }
 
 # Committed offsets reach the log-end offsets within TIMEOUT_S (default 20) with no new
@@ -436,7 +409,7 @@ check_committed_end() {
 		violation "committed offsets [$(committed_offsets | tr '\n' ' ')] did not reach the log-end offsets [$(end_offsets | tr '\n' ' ')] within $timeout_s s"
 		return 1
 	fi
-	ok "committed offsets equal the log-end offsets"
+	pass "committed offsets equal the log-end offsets"
 }
 
 # The committed offset of each given "PARTITION OFFSET" is not past OFFSET: the message
@@ -450,7 +423,7 @@ check_committed_not_past() {
 			violation "partition $p committed at $c, past the malformed message at offset $o whose DLQ copy cannot be persisted yet" || rc=1
 		fi
 	done
-	((rc)) || ok "committed offsets held before the unsettled malformed messages ($(printf '%s; ' "$@"))"
+	((rc)) || pass "committed offsets held before the unsettled malformed messages ($(printf '%s; ' "$@"))"
 	return "$rc"
 }
 
@@ -459,8 +432,8 @@ check_committed_not_past() {
 # message it names (a copy built from freed memory would not).
 check_dlq_copies() {
 	local want have missing bad rc=0
-	probe dump "$BROKERS" "$TOPIC" >"$WORK/topic.dump" || die "cannot read $TOPIC"
-	probe dump "$BROKERS" "$DLQ_TOPIC" >"$WORK/dlq.dump" || die "cannot read $DLQ_TOPIC"
+	probe dump-text "$BROKERS" "$TOPIC" >"$WORK/topic.dump" || die "cannot read $TOPIC"
+	probe dump-text "$BROKERS" "$DLQ_TOPIC" >"$WORK/dlq.dump" || die "cannot read $DLQ_TOPIC"
 	want=$(malformed_positions)
 	have=$(awk '{ print $4, $5 }' "$WORK/dlq.dump" | sort -u)
 	missing=$(comm -23 <(sort <<<"$want") <(sort <<<"$have") | tr '\n' ';')
@@ -473,7 +446,7 @@ check_dlq_copies() {
 	if [[ -n $bad ]]; then
 		violation "DLQ copies that do not match the message they name: $bad" || rc=1
 	fi
-	((rc)) || ok "all $(wc -l <<<"$want") malformed messages have a matching DLQ copy"
+	((rc)) || pass "all $(wc -l <<<"$want") malformed messages have a matching DLQ copy"
 	return "$rc"
 }
 
@@ -485,7 +458,7 @@ check_no_asan_report() {
 		violation "AddressSanitizer: $hits"
 		return 1
 	fi
-	ok "no AddressSanitizer report"
+	pass "no AddressSanitizer report"
 }
 
 # Committed offsets never moved backwards while the monitor sampled them.
@@ -495,7 +468,7 @@ check_monotonic() {
 		violation "committed offsets moved backwards: $(grep BACKWARDS "$WORK/monitor.out" | tr '\n' ';')"
 		return 1
 	fi
-	ok "committed offsets never moved backwards ($(grep samples "$WORK/monitor.out" || echo 'no samples'))"
+	pass "committed offsets never moved backwards ($(grep samples "$WORK/monitor.out" || echo 'no samples'))"
 }
 
 # The worker never asked to commit while its assignment was lost. librdkafka 2.0.2 refuses
@@ -511,7 +484,7 @@ check_no_commit_after_lost() {
 		violation "worker $1 committed on a lost assignment: $(head -n 2 <<<"$hits" | tr '\n' ' ')"
 		return 1
 	fi
-	ok "worker $1 did not commit when its assignment was lost"
+	pass "worker $1 did not commit when its assignment was lost"
 }
 
 # The worker kept its first assignment: no revoke, no second assignment.
@@ -522,7 +495,7 @@ check_assignment_kept() {
 		violation "worker $1 lost or gave up its partitions ($revokes revokes, $(assigned_count "$1") assignments)"
 		return 1
 	fi
-	ok "worker $1 kept its assignment throughout"
+	pass "worker $1 kept its assignment throughout"
 }
 
 # The worker is alive (not crashed).
@@ -531,7 +504,7 @@ check_alive() {
 		violation "worker $1 died: $(tail -n 3 "$WORK/$1.log")"
 		return 1
 	fi
-	ok "worker $1 is still running"
+	pass "worker $1 is still running"
 }
 
 # Stops a worker with SIGTERM and checks it exits 0.
@@ -541,7 +514,7 @@ check_clean_stop() {
 		violation "worker $1 exited $WORKER_RC on SIGTERM"
 		return 1
 	fi
-	ok "worker $1 stopped cleanly on SIGTERM"
+	pass "worker $1 stopped cleanly on SIGTERM"
 }
 
 # Runs a check and counts its violation instead of stopping: expect CHECK [ARGS...]
@@ -579,29 +552,7 @@ dump_logs() {
 	done
 }
 
-# ---- other builds ----
-
-# Builds worker/payq-worker in DIR (meson setup with OPTIONS the first time), under the
-# same flock as tests/integration/worker_mutation.sh, which shares the mutant folders:
-# build_worker DIR OPTION...
-build_worker() {
-	local dir=$1
-	shift
-	(
-		exec {lock}>"$dir.lock"
-		flock "$lock"
-		if [[ ! -f $dir/build.ninja ]]; then
-			meson setup "$dir" "$PAYQ_SOURCE_ROOT" "$@" >"$dir.setup.log" 2>&1 || {
-				cat "$dir.setup.log" >&2
-				exit 1
-			}
-		fi
-		ninja -C "$dir" worker/payq-worker >"$dir.build.log" 2>&1 || {
-			tail -n 30 "$dir.build.log" >&2
-			exit 1
-		}
-	) || die "cannot build the worker in $dir ($*)"
-}
+# ---- other builds (tests/lib/mutant.sh builds them; mutant_exe comes from there) ----
 
 # Prints the path of a worker built with AddressSanitizer, building it in
 # $PAYQ_BUILD_ROOT/../build-faults-asan when PAYQ_FAULTS_ASAN_EXE is not set.
@@ -612,21 +563,25 @@ asan_exe() {
 		return 0
 	fi
 	dir=$(realpath -m "$PAYQ_BUILD_ROOT/../build-faults-asan")
-	build_worker "$dir" -Db_sanitize=address -Db_lundef=false
+	cached_build "$dir" worker/payq-worker -Db_sanitize=address -Db_lundef=false ||
+		die "cannot build the AddressSanitizer worker in $dir"
 	printf '%s' "$dir/worker/payq-worker"
 }
 
-# Prints the path of a mutant worker (meson -Dmutation=NAME): PAYQ_MUTANT_<NAME>_EXE
-# (NAME upper-case, '-' as '_') when set, else built in $PAYQ_BUILD_ROOT/../build-mut-NAME.
-mutant_exe() {
-	local name=$1 var dir
-	var=PAYQ_MUTANT_$(tr 'a-z-' 'A-Z_' <<<"$name")_EXE
-	if [[ -n ${!var:-} ]]; then
-		[[ -x ${!var} ]] || die "$var=${!var} is not an executable"
-		printf '%s' "${!var}"
-		return 0
-	fi
-	dir=$(realpath -m "$PAYQ_BUILD_ROOT/../build-mut-$name")
-	build_worker "$dir" -Dmutation="$name" -Dcrash_points=true
-	printf '%s' "$dir/worker/payq-worker"
+# mutant_scenario_check NAME SCENARIO CHECKS: the control and the mutation check of one
+# scenario (a script path): judged by CHECKS alone (PAYQ_FAULTS_ONLY), it passes against
+# the real worker and reports a violation against the NAME mutant. Settings of the
+# scenario go in the caller's environment (VAR=VALUE mutant_scenario_check ...).
+mutant_scenario_check() {
+	local name=$1 scenario=$2 checks=$3 base mutant
+	base=$(basename "$scenario" .sh)
+	mutant=$(mutant_exe "$name")
+	log "real worker: $WORKER_EXE"
+	PAYQ_FAULTS_ONLY=$checks TEST_NAME=$base-real "$scenario" ||
+		die "the scenario's checks fail against the real worker"
+	log "mutant: $mutant"
+	PAYQ_FAULTS_ONLY=$checks PAYQ_FAULTS_EXPECT_VIOLATION=1 PAYQ_FAULTS_WORKER_EXE=$mutant \
+		TEST_NAME=$base-mutant "$scenario" ||
+		die "the scenario did not detect the $name mutant"
+	pass "$name mutant detected; real worker passes the same checks"
 }

@@ -25,7 +25,7 @@ wait_until 20 grep -q 'retrying the batch' "$WORK/w1.log" ||
 	expect violation "the worker did not retry the batch whose COMMIT answer was lost"
 dups=$(sql "SELECT coalesce(sum(duplicates), 0) FROM payq.processed_commands")
 if ((dups > 0)); then
-	ok "the retried batch found its own committed rows ($dups duplicates counted)"
+	pass "the retried batch found its own committed rows ($dups duplicates counted)"
 else
 	log "(the retried batch found no committed rows: the COMMIT had not run)"
 fi
@@ -46,7 +46,7 @@ produce_orders 21 40
 wait_processed
 (($(sql "SELECT last_value FROM faults.commits") >= 1)) || die "scenario error: the trigger never ran"
 if (($(grep -c 'retrying the batch' "$WORK/w1.log" || true) > retries)); then
-	ok "the worker retried the batch whose backend died at COMMIT"
+	pass "the worker retried the batch whose backend died at COMMIT"
 else
 	expect violation "the worker did not retry the batch whose backend died at COMMIT"
 fi

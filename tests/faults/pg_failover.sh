@@ -57,11 +57,13 @@ monitor_start
 if [[ $MODE == async-gateway ]]; then
 	require_env PAYQ_SANDBOX_GATEWAY_EXE
 	# No declines: every order of the manifest must end paid.
-	"$PAYQ_SANDBOX_GATEWAY_EXE" --port-file "$WORK/sandbox.ports" --decline-suffix -1 2>>"$WORK/sandbox.log" &
-	GW_PID=$!
-	on_exit "stop_pid $GW_PID"
-	wait_until 10 test -s "$WORK/sandbox.ports" || die "payq-sandbox-gateway did not start"
-	read -r GW_API GW_CTL_PORT <"$WORK/sandbox.ports"
+	rc=0
+	sandbox_spawn "$WORK/sandbox.ports" --stderr-only "$WORK/sandbox.log" \
+		"$PAYQ_SANDBOX_GATEWAY_EXE" --decline-suffix -1 || rc=$?
+	GW_PID=$SANDBOX_PID
+	on_exit "proc_stop $GW_PID"
+	((rc == 0)) || die "payq-sandbox-gateway did not start"
+	GW_API=$SANDBOX_API_PORT GW_CTL_PORT=$SANDBOX_CTL_PORT
 	# The sandbox speaks plaintext on loopback: allowed here only.
 	WORKER_ENV=(PAYQ_PAYMENT_MODE=gateway "PAYQ_GATEWAY_URL=http://127.0.0.1:$GW_API"
 		PAYQ_GATEWAY_ALLOW_INSECURE=1 PAYQ_GATEWAY_TIMEOUT_MS=3000 PAYQ_GATEWAY_CONNECT_TIMEOUT_MS=1000
@@ -147,14 +149,14 @@ check_rewinds() {
 			violation "synchronous replication lost nothing, yet $rewinds progress_rewind anomalies"
 			return 1
 		}
-		ok "no progress_rewind: synchronous replication lost nothing"
+		pass "no progress_rewind: synchronous replication lost nothing"
 		return 0
 	fi
 	[[ $rewinds -gt 0 ]] || {
 		violation "the database lost $LOST commands' effects but no progress_rewind was raised"
 		return 1
 	}
-	ok "progress_rewind raised on $rewinds partitions, $rewound offsets re-applied"
+	pass "progress_rewind raised on $rewinds partitions, $rewound offsets re-applied"
 }
 expect check_rewinds
 if [[ $MODE == async ]]; then
@@ -166,7 +168,7 @@ if [[ $MODE == async ]]; then
 			violation "no worker met SQLSTATE 25006 on the fenced primary: the scenario did not test it"
 			return 1
 		}
-		ok "the workers met SQLSTATE 25006 $n times on the fenced primary and reconnected"
+		pass "the workers met SQLSTATE 25006 $n times on the fenced primary and reconnected"
 	}
 	expect check_read_only_seen
 fi
@@ -191,7 +193,7 @@ if [[ $MODE == async-gateway ]]; then
 		REPLAYED=$(curl -fsS --max-time 5 "http://127.0.0.1:$GW_CTL_PORT/stats" |
 			python3 -c 'import json, sys; print(json.load(sys.stdin)["replayed"])') ||
 			die "cannot read the sandbox stats"
-		ok "the sandbox's ledger: $pays orders charged, none twice ($REPLAYED repeated charges answered from their idempotency keys)"
+		pass "the sandbox's ledger: $pays orders charged, none twice ($REPLAYED repeated charges answered from their idempotency keys)"
 	}
 	expect check_ledger
 fi

@@ -35,7 +35,7 @@ pg_ctl_local restart || die "pg restart failed: $(tail -n 5 "$WORK/pg.log")"
 log "PostgreSQL is back"
 wait_processed
 if grep -Eq 'SQLSTATE (57P01|08[0-9A-Z]{3}|none)\), retrying' "$WORK/w1.log"; then
-	ok "worker retried after losing its connection"
+	pass "worker retried after losing its connection"
 else
 	expect violation "no retry after the restart in the worker log"
 fi

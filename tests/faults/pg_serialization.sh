@@ -33,7 +33,7 @@ attempts=$(sql "SELECT last_value FROM faults.attempts")
 ((attempts > K)) || die "scenario error: only $attempts inserts attempted"
 for st in 40001 40P01; do
 	if grep -q "SQLSTATE $st), retrying" "$WORK/w1.log"; then
-		ok "worker retried the batch on $st"
+		pass "worker retried the batch on $st"
 	else
 		expect violation "no retry on SQLSTATE $st in the worker log"
 	fi

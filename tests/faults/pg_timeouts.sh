@@ -28,7 +28,7 @@ worker_wait_assigned w1
 produce_half create_order 1 20
 wait_processed
 if grep -q 'SQLSTATE 57014), retrying' "$WORK/w1.log"; then
-	ok "worker retried the batch on 57014"
+	pass "worker retried the batch on 57014"
 else
 	expect violation "no retry on SQLSTATE 57014 in the worker log"
 fi
@@ -42,7 +42,7 @@ SELECT pg_sleep(4);
 COMMIT;
 SQL
 locker=$!
-on_exit "stop_pid $locker"
+on_exit "proc_stop $locker"
 locker_sleeping() {
 	[[ $(sql "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
 	          AND query LIKE 'SELECT pg_sleep(4)%'") == 1 ]]
@@ -52,7 +52,7 @@ produce_half pay 1 20
 wait "$locker" || die "the locking session failed: $(cat "$WORK/locker.log")"
 wait_processed
 if grep -q 'SQLSTATE 55P03), retrying' "$WORK/w1.log"; then
-	ok "worker retried the batch on 55P03"
+	pass "worker retried the batch on 55P03"
 else
 	expect violation "no retry on SQLSTATE 55P03 in the worker log"
 fi

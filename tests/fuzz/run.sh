@@ -7,8 +7,8 @@
 # PAYQ_BUILD_ROOT/fuzz-artifacts for `TARGET-binary INPUT` to replay.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 TEST_NAME=fuzz
-# shellcheck source=tests/lib.sh
-source "$PAYQ_SOURCE_ROOT/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 require_env PAYQ_BUILD_ROOT
 
 FUZZ_SECONDS=${PAYQ_FUZZ_SECONDS:-60}

@@ -3,11 +3,11 @@
 # refused at start (exit 2, the key named) by payq-worker, payq-producer and payq-replay,
 # against the real broker and database they would otherwise use; and secrets reach
 # neither -X dump nor the log.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:?run through meson test}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:?run through meson test}/tests/lib/common.sh"
 
 require_env PAYQ_TEST_DB PAYQ_TEST_BROKERS PAYQ_WORKER_EXE PAYQ_PRODUCER_EXE PAYQ_REPLAY_EXE \
-	PAYQ_WORKER_OFFSETS_PROBE_EXE
+	PAYQ_OFFSETS_PROBE_EXE
 export LC_ALL=C PAYQ_BROKERS=$PAYQ_TEST_BROKERS PAYQ_HTTP_ADDR='' PAYQ_LOG_LEVEL=info
 RUN=cg$$
 W=$(mktemp -d)
@@ -15,9 +15,9 @@ on_exit "rm -rf '$W'"
 # Its own topic, group and database: a program that is wrongly let through does real work
 # on them, and nothing else sees it.
 export PAYQ_TOPIC=payq.$RUN PAYQ_DLQ_TOPIC=payq.$RUN.dlq PAYQ_GROUP=payq-$RUN
-"$PAYQ_WORKER_OFFSETS_PROBE_EXE" create-topics "$PAYQ_BROKERS" 2 "$PAYQ_TOPIC" "$PAYQ_DLQ_TOPIC" ||
+"$PAYQ_OFFSETS_PROBE_EXE" create-topics "$PAYQ_BROKERS" 2 "$PAYQ_TOPIC" "$PAYQ_DLQ_TOPIC" ||
 	die "cannot create topics $PAYQ_TOPIC and $PAYQ_DLQ_TOPIC"
-on_exit "'$PAYQ_WORKER_OFFSETS_PROBE_EXE' delete-topics '$PAYQ_BROKERS' '$PAYQ_TOPIC' '$PAYQ_DLQ_TOPIC' >/dev/null 2>&1"
+on_exit "'$PAYQ_OFFSETS_PROBE_EXE' delete-topics '$PAYQ_BROKERS' '$PAYQ_TOPIC' '$PAYQ_DLQ_TOPIC' >/dev/null 2>&1"
 DBNAME=payq_$RUN
 psql_q "CREATE DATABASE $DBNAME" || die "cannot create database $DBNAME"
 on_exit "psql '$PAYQ_TEST_DB' -XAtq -c 'DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)' >/dev/null 2>&1"

@@ -13,14 +13,14 @@ GW_PID=
 # gw_sandbox_start [FLAGS...]: starts payq-sandbox-gateway on free ports; sets GW_URL
 # (the payments API the worker uses) and GW_CTL (its control API).
 gw_sandbox_start() {
-	local pf=$WL_DIR/sandbox.ports api ctl
-	"$PAYQ_SANDBOX_GATEWAY_EXE" --port-file "$pf" "$@" 2>>"$WL_DIR/sandbox.log" &
-	GW_PID=$!
+	local rc=0
+	sandbox_spawn "$WL_DIR/sandbox.ports" --stderr-only "$WL_DIR/sandbox.log" \
+		"$PAYQ_SANDBOX_GATEWAY_EXE" "$@" || rc=$?
+	GW_PID=$SANDBOX_PID
 	on_exit "kill $GW_PID 2>/dev/null; wait $GW_PID 2>/dev/null"
-	wait_for "[[ -s $pf ]]" 10 || die "payq-sandbox-gateway did not start: $(cat "$WL_DIR/sandbox.log")"
-	read -r api ctl <"$pf"
-	GW_URL=http://127.0.0.1:$api
-	GW_CTL=http://127.0.0.1:$ctl
+	((rc == 0)) || die "payq-sandbox-gateway did not start: $(cat "$WL_DIR/sandbox.log")"
+	GW_URL=http://127.0.0.1:$SANDBOX_API_PORT
+	GW_CTL=http://127.0.0.1:$SANDBOX_CTL_PORT
 	echo "sandbox gateway $GW_URL (control $GW_CTL)" >>"$WL_DIR/events"
 }
 
@@ -465,6 +465,12 @@ gw_scenario_retention() {
 	gw_check_invariants
 }
 
+# gw_expect_text "FROM ... WHERE ..." COLUMN CONDITION MESSAGE: a violation, with the
+# COLUMN's value, unless CONDITION holds on the row that FROM ... WHERE ... reads.
+gw_expect_text() {
+	[[ $(wl_sql "SELECT $3 $1") == t ]] || wl_violation "$4: $(wl_sql "SELECT $2 $1")"
+}
+
 # Text from the channel that is not valid UTF-8 (a decline code, an error message) is
 # stored cleaned and cut on character boundaries; it never stalls settling.
 gw_scenario_bad_text() {
@@ -481,8 +487,9 @@ gw_scenario_bad_text() {
 	} | wl_produce
 	got=$(gw_wait_settled T1 30)
 	[[ $got == failed ]] || wl_violation "a decline with invalid UTF-8 did not settle (payment $got)"
-	[[ $(wl_sql "SELECT decline_code LIKE 'card_declined%' AND decline_code LIKE '%'||chr(65533)||'%' FROM payq.payments WHERE order_id = 'T1'") == t ]] ||
-		wl_violation "the decline code is not the cleaned text: $(wl_sql "SELECT decline_code FROM payq.payments WHERE order_id = 'T1'")"
+	gw_expect_text "FROM payq.payments WHERE order_id = 'T1'" decline_code \
+		"decline_code LIKE 'card_declined%' AND decline_code LIKE '%'||chr(65533)||'%'" \
+		"the decline code is not the cleaned text"
 	assert_eq "paid 2 T2:p" "$(gw_order T2)" "the other order of the batch is paid"
 	# An error answer with invalid UTF-8 (503s): the payment goes unknown with the text.
 	gw_faults '{"error_rate":1}'
@@ -492,8 +499,8 @@ gw_scenario_bad_text() {
 	} | wl_produce
 	got=$(gw_wait_settled T3 30)
 	[[ $got == unknown ]] || wl_violation "an error answer with invalid UTF-8 left the payment $got"
-	[[ $(wl_sql "SELECT detail LIKE '%injected error%' FROM payq.processed_commands WHERE order_id = 'T3' AND command_id = 'T3:p'") == t ]] ||
-		wl_violation "the error text was not kept: $(wl_sql "SELECT detail FROM payq.processed_commands WHERE order_id = 'T3' AND command_id = 'T3:p'")"
+	gw_expect_text "FROM payq.processed_commands WHERE order_id = 'T3' AND command_id = 'T3:p'" \
+		detail "detail LIKE '%injected error%'" "the error text was not kept"
 	gw_faults '{"error_rate":0,"bad_text":false}'
 	gw_wait_sql "SELECT status FROM payq.payments WHERE order_id = 'T3'" succeeded 30
 	wl_wait_drained 30

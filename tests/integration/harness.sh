@@ -1,8 +1,8 @@
 #!/bin/bash
 # Proves the harness is real: PostgreSQL 15 and Apache Kafka answer, round-trip data, and
 # the topics exist as tests/run made them.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 
 require_env PAYQ_TEST_DB PAYQ_TEST_BROKERS PAYQ_HARNESS_PROBE_EXE
 PARTITIONS=${PAYQ_TEST_PARTITIONS:-12}

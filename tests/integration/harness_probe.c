@@ -70,6 +70,17 @@ fail:
 	return rc;
 }
 
+/* Frees what a client function leaves (a conf not yet handed to rd_kafka_new, the
+ * handle) and returns rc. */
+static int client_done(int rc, rd_kafka_conf_t *conf, rd_kafka_t *rk)
+{
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	if (rk)
+		rd_kafka_destroy(rk);
+	return rc;
+}
+
 /* Produces value with an idempotent producer and waits for a persisted delivery report.
  * Returns 0 and fills *d, or -1 with errstr. */
 static int produce_one(const char *brokers, const char *topic, const char *value,
@@ -113,11 +124,7 @@ static int produce_one(const char *brokers, const char *topic, const char *value
 	}
 	rc = 0;
 fail:
-	if (conf)
-		rd_kafka_conf_destroy(conf);
-	if (rk)
-		rd_kafka_destroy(rk);
-	return rc;
+	return client_done(rc, conf, rk);
 }
 
 /* Reads the message at partition/offset with an assigned (not subscribed) consumer and
@@ -186,15 +193,11 @@ static int consume_one(const char *brokers, const char *topic, int32_t partition
 	}
 	rc = 0;
 fail:
-	if (conf)
-		rd_kafka_conf_destroy(conf);
 	if (parts)
 		rd_kafka_topic_partition_list_destroy(parts);
-	if (rk) {
+	if (rk)
 		rd_kafka_consumer_close(rk);
-		rd_kafka_destroy(rk);
-	}
-	return rc;
+	return client_done(rc, conf, rk);
 }
 
 static int probe_kafka(const char *brokers, const char *topic)

@@ -1,8 +1,8 @@
 #!/bin/bash
 # payq-producer against the real Kafka broker: murmur2 partitioning (Kafka's own vectors,
 # kcat), per-order ordering, all-or-nothing JSONL, unreachable broker, deterministic generator.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:?run through meson test}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:?run through meson test}/tests/lib/common.sh"
 
 require_env PAYQ_TEST_BROKERS PAYQ_PRODUCER_EXE
 command -v kcat >/dev/null || die "kcat not found"

@@ -3,8 +3,8 @@
 # gap made on purpose: a deleted processed_commands row, messages skipped by an offset
 # reset (a valid one without a row, a malformed one without a DLQ record), and a committed
 # offset ahead of consumer_progress. Republishing the missing command repairs its gap.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 # shellcheck source=tests/integration/replay_lib.sh

@@ -2,8 +2,8 @@
 # payq-replay's command line: --help for the program and every subcommand (with the exit
 # code table), and exit 2 on bad arguments before anything touches Kafka or PostgreSQL.
 # Also `payq-worker prune`'s argument checks.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 
 require_env PAYQ_REPLAY_EXE PAYQ_WORKER_EXE
 R=$PAYQ_REPLAY_EXE

@@ -4,8 +4,8 @@
 # --reason db_rejected` re-drives it without the payq-dlq-* headers and with
 # payq-replay-of, and the worker applies it. Re-driving it again is only a duplicate.
 # --dry-run says which dead letters this build's codec accepts now, and sends nothing.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 # shellcheck source=tests/integration/replay_lib.sh

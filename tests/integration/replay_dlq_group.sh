@@ -3,8 +3,8 @@
 # group's only if its payq-dlq-group header names it. Another group reading the same
 # topic into the same DLQ topic (a shadow consumer) dead-letters the same malformed
 # messages; its copies must not hide a message that the audited group skipped.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 # shellcheck source=tests/integration/replay_lib.sh

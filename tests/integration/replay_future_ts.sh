@@ -5,8 +5,8 @@
 # ahead, applied and then pruned with its neighbours, is older than the horizon (no
 # false missing_row gap, and republishing it is refused); commands skipped after the
 # horizon are gaps whatever their CreateTime, also one stamped in 2001.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 # shellcheck source=tests/integration/replay_lib.sh

@@ -3,8 +3,8 @@
 # records the horizon; payq-replay then refuses (exit 2) a republish, a dead-letter
 # re-drive or a rewinding reset-offsets that reaches past it, unless --force; ranges after
 # the horizon still work; audit counts the older messages instead of reporting gaps.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 # shellcheck source=tests/integration/replay_lib.sh

@@ -1,4 +1,4 @@
-# Helpers for the payq-replay integration tests (replay_*.sh); source after tests/lib.sh
+# Helpers for the payq-replay integration tests (replay_*.sh); source after tests/lib/common.sh
 # and worker_lib.sh, whose wl_init gives each test its own topics, group and database.
 # shellcheck shell=bash
 
@@ -119,7 +119,7 @@ rp_scenario_reset_race() {
 
 	wl_wait_log w1 'stall point before_db_commit: awake' 60
 	# shellcheck disable=SC2016 # wait_for evaluates it
-	wait_for '(($(wl_applied) > 1)) || ! wl_alive '"${WL_PID[w1]}" 60 ||
+	wait_for '(($(wl_applied) > 1)) || ! proc_alive '"${WL_PID[w1]}" 60 ||
 		die "w1's batch was not committed: $(wl_applied) rows"
 	# w1's commit and a worker that went on would both show here within a few seconds.
 	sleep 3

@@ -3,8 +3,8 @@
 # partition, in Kafka and in consumer_progress (so the worker's drift check keeps a rewind);
 # a dry run changes nothing; --execute is refused (exit 3) while the group has members;
 # the restarted worker re-consumes exactly the rewound messages as duplicates.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 # shellcheck source=tests/integration/replay_lib.sh

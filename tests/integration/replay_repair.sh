@@ -3,8 +3,8 @@
 # the log end, fixed at the start); audit prints under each gap the exact command line
 # that republishes its records; `audit --repair` republishes exactly the gaps' records,
 # a dry run unless --execute, refused past the dedup horizon unless --force.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 # shellcheck source=tests/integration/replay_lib.sh

@@ -3,8 +3,8 @@
 # nothing in the database while `duplicates` rises by one per copy; copies keep key, value
 # and headers, carry payq-replay-of and land in their key's partition; --dry-run counts
 # what is already processed and sends nothing; --order selects one order.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 # shellcheck source=tests/integration/replay_lib.sh

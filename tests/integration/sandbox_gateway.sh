@@ -3,8 +3,10 @@
 # validation, declines, status queries, latency and concurrency, injected errors, dropped
 # answers, down/up on the same port, hostile answers (lie, bad_text), forgotten keys,
 # the ledger, SIGTERM and bad flags.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:?run through meson test}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:?run through meson test}/tests/lib/common.sh"
+# shellcheck source=tests/lib/worker.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/worker.sh"
 
 require_env PAYQ_SANDBOX_GATEWAY_EXE
 command -v curl >/dev/null || die "curl not found"
@@ -80,11 +82,12 @@ done
 pass "bad flags exit 2 naming the flag; --help exits 0"
 
 # --- 2. Start -------------------------------------------------------------------------
-"$GW" --port-file "$W/ports" --seed 7 2>"$W/gw.log" &
-GW_PID=$!
+rc=0
+sandbox_spawn "$W/ports" --fresh-log --stderr-only "$W/gw.log" "$GW" --seed 7 || rc=$?
+GW_PID=$SANDBOX_PID
 on_exit "kill $GW_PID 2>/dev/null; wait $GW_PID 2>/dev/null"
-wait_for "[[ -s '$W/ports' ]]" 10 || die "no port file after 10 s: $(cat "$W/gw.log")"
-read -r API_PORT CTL_PORT <"$W/ports"
+((rc == 0)) || die "no port file after 10 s: $(cat "$W/gw.log")"
+API_PORT=$SANDBOX_API_PORT CTL_PORT=$SANDBOX_CTL_PORT
 API=http://127.0.0.1:$API_PORT
 CTL=http://127.0.0.1:$CTL_PORT
 [[ ! -e $W/ports.tmp ]] || die "the port file's .tmp was left behind"

@@ -3,8 +3,8 @@
 # -Dcrash_points=true): before the database COMMIT nothing is lost; after the COMMIT and
 # before the Kafka commit there is no second effect, whether the restart seeks forward
 # (drift check) or the batch is redelivered (dedup table).
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 

@@ -6,8 +6,8 @@
 # nor dropped: it goes to the DLQ truncated, with payq-dlq-reason too_large_for_dlq and
 # payq-dlq-original-size 20000. The commands around it are applied and the offsets reach
 # the end.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 

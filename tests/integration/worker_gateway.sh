@@ -4,8 +4,8 @@
 # between recording a pay and settling it (before and after the charge), and the channel
 # down for a while, a pay the database refuses. Each ends with the gateway invariants
 # (gw_check_invariants).
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 # shellcheck source=tests/integration/gateway_lib.sh

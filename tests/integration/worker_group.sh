@@ -1,8 +1,8 @@
 #!/bin/bash
 # payq-worker in a consumer group: two workers share the partitions; one killed with -9
 # and one stopped with SIGTERM mid-stream, and every command is applied exactly once.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 

@@ -1,4 +1,4 @@
-# Helpers for the payq-worker integration tests (worker_*.sh); source after tests/lib.sh.
+# Helpers for the payq-worker integration tests (worker_*.sh); source after tests/lib/common.sh.
 # shellcheck shell=bash
 #
 # Isolation: wl_init gives the caller its own commands and DLQ topics, consumer group and
@@ -15,13 +15,15 @@
 # PAYQ_TEST_OWNER_DB and PAYQ_TEST_WORKER_DB (tests/pg_roles, which tests/run runs):
 # every database is migrated as payq_owner and every worker runs as payq_worker, over
 # TLS with sslmode=verify-full. PAYQ_TEST_DB, the superuser, only sets up and checks.
-require_env PAYQ_TEST_DB PAYQ_TEST_BROKERS PAYQ_WORKER_EXE PAYQ_WORKER_OFFSETS_PROBE_EXE PAYQ_SOURCE_ROOT \
+require_env PAYQ_TEST_DB PAYQ_TEST_BROKERS PAYQ_WORKER_EXE PAYQ_OFFSETS_PROBE_EXE PAYQ_SOURCE_ROOT \
 	PAYQ_TEST_OWNER_DB PAYQ_TEST_WORKER_DB PAYQ_TEST_REPLAY_DB
 command -v kcat >/dev/null || die "kcat not found"
+# shellcheck source=tests/lib/worker.sh
+source "$PAYQ_SOURCE_ROOT/tests/lib/worker.sh"
 
 WL_EXE=${WL_EXE:-$PAYQ_WORKER_EXE}
 WL_LIB=$(realpath "${BASH_SOURCE[0]}")
-WL_PROBE=$PAYQ_WORKER_OFFSETS_PROBE_EXE
+WL_PROBE=$PAYQ_OFFSETS_PROBE_EXE
 WL_VIOLATION=3
 declare -gA WL_PID=() WL_WRAP=()
 WL_DIR=
@@ -115,7 +117,7 @@ wl_scenario() {
 	env TEST_NAME="$TEST_NAME" WL_EXE="$WL_EXE" bash -c 'source "$1"; source "$2"
 		[[ $3 != gw_* ]] || source "${2%/*}/gateway_lib.sh"
 		[[ $3 != rp_* ]] || source "${2%/*}/replay_lib.sh"; shift 2; "$@"' \
-		"$TEST_NAME" "$PAYQ_SOURCE_ROOT/tests/lib.sh" "$WL_LIB" "$@" || rc=$?
+		"$TEST_NAME" "$PAYQ_SOURCE_ROOT/tests/lib/common.sh" "$WL_LIB" "$@" || rc=$?
 	return "$rc"
 }
 
@@ -143,16 +145,16 @@ wl_worker_start() {
 	# A wrapper waits for the worker, so that a worker killed by a signal is not reported
 	# by this shell ("Killed"); WL_PID is the worker itself, WL_WRAP the wrapper.
 	(
-		env -u PAYQ_CRASH_AT -u PAYQ_FAULT_AT -u PAYQ_INSTANCE_ID -u PAYQ_BATCH_MAX -u PAYQ_BATCH_WAIT_MS \
+		worker_spawn "$WL_DIR/$name.log" \
+			env -u PAYQ_CRASH_AT -u PAYQ_FAULT_AT -u PAYQ_INSTANCE_ID -u PAYQ_BATCH_MAX -u PAYQ_BATCH_WAIT_MS \
 			-u PAYQ_COMMIT_MODE -u PAYQ_PAYMENT_MODE \
 			PAYQ_BROKERS="$PAYQ_TEST_BROKERS" PAYQ_DB="$WL_WORKER_DB" PAYQ_TOPIC="$WL_TOPIC" \
 			PAYQ_DLQ_TOPIC="$WL_DLQ" PAYQ_GROUP="$WL_GROUP" PAYQ_HTTP_ADDR=127.0.0.1:0 \
 			PAYQ_LOG_LEVEL=info PAYQ_SHUTDOWN_TIMEOUT_MS=10000 PAYQ_STATS_INTERVAL_MS=1000 \
 			PAYQ_RETRY_MAX_MS=1000 "${envs[@]}" \
-			"$WL_EXE" run -X session.timeout.ms=6000 -X heartbeat.interval.ms=500 "$@" \
-			</dev/null >>"$WL_DIR/$name.log" 2>&1 &
-		echo $! >"$WL_DIR/$name.pid"
-		wait $!
+			"$WL_EXE" run -X session.timeout.ms=6000 -X heartbeat.interval.ms=500 "$@"
+		echo "$WORKER_SPAWN_PID" >"$WL_DIR/$name.pid"
+		wait "$WORKER_SPAWN_PID"
 	) 2>/dev/null &
 	WL_WRAP[$name]=$!
 	until [[ -s $WL_DIR/$name.pid ]]; do
@@ -161,25 +163,24 @@ wl_worker_start() {
 	WL_PID[$name]=$(cat "$WL_DIR/$name.pid")
 }
 
-# True while the process runs (a zombie that nobody waited for counts as gone).
-wl_alive() {
-	local st
-	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d ' ' -f 1) || return 1
-	[[ -n $st && $st != Z ]]
+# wl_worker_crash NAME POINT[:HIT] [VAR=VALUE...]: starts a worker with
+# PAYQ_CRASH_AT=POINT[:HIT] and waits up to 60 s for it to die by SIGKILL there.
+wl_worker_crash() {
+	local name=$1 at=$2
+	shift 2
+	wl_worker_start "$name" "PAYQ_CRASH_AT=$at" "$@"
+	wl_worker_wait_exit "$name" 60 || die "worker with PAYQ_CRASH_AT=$at did not crash"
+	[[ $WL_RC == 137 ]] || die "crashing worker exited $WL_RC, expected 137 (SIGKILL)"
 }
 
 # wl_worker_wait_exit NAME TIMEOUT_S: waits for the worker to end; sets WL_RC to its
 # exit status (137 after SIGKILL). Returns 1, WL_RC=timeout, if it still runs.
 wl_worker_wait_exit() {
-	local name=$1 pid=${WL_PID[$1]} deadline
-	deadline=$(($(date +%s%N) / 1000000 + $2 * 1000))
-	while wl_alive "$pid"; do
-		if (($(date +%s%N) / 1000000 >= deadline)); then
-			WL_RC=timeout
-			return 1
-		fi
-		sleep 0.05
-	done
+	local name=$1 pid=${WL_PID[$1]}
+	if ! proc_wait_gone "$pid" "$2"; then
+		WL_RC=timeout
+		return 1
+	fi
 	WL_RC=0
 	wait "${WL_WRAP[$name]}" || WL_RC=$?
 	unset "WL_PID[$name]" "WL_WRAP[$name]"
@@ -199,15 +200,14 @@ wl_log_count() { grep -Ec -- "$2" "$WL_DIR/$1.log" || true; }
 
 # wl_wait_log NAME REGEX [TIMEOUT_S]: waits for a log line; dies if the worker exits first.
 wl_wait_log() {
-	local name=$1 re=$2 timeout=${3:-30} deadline
-	deadline=$((SECONDS + timeout))
-	until grep -Eq -- "$re" "$WL_DIR/$name.log" 2>/dev/null; do
-		if [[ -z ${WL_PID[$name]:-} ]] || ! wl_alive "${WL_PID[$name]}"; then
-			die "worker $name is not running (waiting for a log line matching /$re/)"
-		fi
-		((SECONDS < deadline)) || die "worker $name: no log line matching /$re/ within ${timeout}s"
-		sleep 0.1
-	done
+	local name=$1 re=$2 timeout=${3:-30} rc=0
+	# PID 0 is never alive: a worker that was never started is "not running".
+	log_wait "$WL_DIR/$name.log" "$re" "$timeout" "${WL_PID[$name]:-0}" || rc=$?
+	case $rc in
+	0) ;;
+	2) die "worker $name is not running (waiting for a log line matching /$re/)" ;;
+	*) die "worker $name: no log line matching /$re/ within ${timeout}s" ;;
+	esac
 }
 
 wl_wait_assigned() { wl_wait_log "$1" '"msg":"assigned [1-9][0-9]* partitions' "${2:-30}"; }
@@ -340,7 +340,7 @@ wl_drained() {
 wl_check_workers_alive() {
 	local n
 	for n in "${!WL_PID[@]}"; do
-		wl_alive "${WL_PID[$n]}" && continue
+		proc_alive "${WL_PID[$n]}" && continue
 		wl_worker_wait_exit "$n" 1 || true
 		wl_violation "worker $n exited by itself with status $WL_RC: $(grep -v CONFWARN "$WL_DIR/$n.log" | tail -n 3)"
 		WL_DEFER=0 wl_flush_violations # with WL_DEFER=1: it cannot go on without the worker
@@ -362,36 +362,38 @@ wl_wait_drained() {
 	done
 }
 
-# The offset rule, checked at one instant: Kafka's committed offset (read first) is never
-# ahead of consumer_progress (read after), which only grows.
-wl_check_kafka_not_ahead() {
+# wl_offsets_judge OUT RULE: reads Kafka's offsets first ("PARTITION COMMITTED LOW HIGH"),
+# consumer_progress after, and runs the awk RULE over the offsets with p[PARTITION] = the
+# partition's consumer_progress; RULE prints what is wrong and sets bad = 1. What it
+# printed goes to OUT; returns 1 if anything is wrong.
+wl_offsets_judge() {
 	local kafka db
 	kafka=$(wl_offsets)
 	db=$(wl_progress)
 	awk -v db="$db" '
 	BEGIN { n = split(db, l, "\n"); for (i = 1; i <= n; i++) { split(l[i], f, " "); if (f[1] != "") p[f[1]] = f[2] } }
-	$2 >= 0 && (!($1 in p) || $2 > p[$1]) {
+	'"$2"'
+	END { exit bad }' <<<"$kafka" >"$1"
+}
+
+# The offset rule, checked at one instant: Kafka's committed offset (read first) is never
+# ahead of consumer_progress (read after), which only grows.
+wl_check_kafka_not_ahead() {
+	# shellcheck disable=SC2016 # an awk program
+	wl_offsets_judge "$WL_DIR/ahead" '$2 >= 0 && (!($1 in p) || $2 > p[$1]) {
 		printf "partition %s: Kafka committed %s, consumer_progress %s; ", $1, $2, ($1 in p) ? p[$1] : "none"
 		bad = 1
-	}
-	END { exit bad }' <<<"$kafka" >"$WL_DIR/ahead" ||
-		wl_violation "Kafka committed offsets ahead of the database: $(cat "$WL_DIR/ahead")"
+	}' || wl_violation "Kafka committed offsets ahead of the database: $(cat "$WL_DIR/ahead")"
 }
 
 # After a drain or a clean stop: committed == consumer_progress == log-end, per partition
 # that has messages.
 wl_check_offsets_final() {
-	local kafka db
-	kafka=$(wl_offsets)
-	db=$(wl_progress)
-	awk -v db="$db" '
-	BEGIN { n = split(db, l, "\n"); for (i = 1; i <= n; i++) { split(l[i], f, " "); if (f[1] != "") p[f[1]] = f[2] } }
-	$4 > 0 && ($2 != $4 || p[$1] != $4) {
+	# shellcheck disable=SC2016 # an awk program
+	wl_offsets_judge "$WL_DIR/final" '$4 > 0 && ($2 != $4 || p[$1] != $4) {
 		printf "partition %s: committed %s, consumer_progress %s, log-end %s; ", $1, $2, ($1 in p) ? p[$1] : "none", $4
 		bad = 1
-	}
-	END { exit bad }' <<<"$kafka" >"$WL_DIR/final" ||
-		wl_violation "committed offsets, consumer_progress and log-end offsets differ: $(cat "$WL_DIR/final")"
+	}' || wl_violation "committed offsets, consumer_progress and log-end offsets differ: $(cat "$WL_DIR/final")"
 }
 
 # Samples the committed offsets every INTERVAL_MS in the background until wl_watch_stop.
@@ -508,9 +510,7 @@ wl_scenario_crash_before_commit() {
 	wl_init crashb 6
 	wl_gen_orders b 150
 	wl_produce <"$WL_DIR/cmds.b"
-	wl_worker_start w1 PAYQ_CRASH_AT=before_db_commit:3 PAYQ_BATCH_MAX=40
-	wl_worker_wait_exit w1 60 || die "worker with PAYQ_CRASH_AT=before_db_commit:3 did not crash"
-	[[ $WL_RC == 137 ]] || die "crashing worker exited $WL_RC, expected 137 (SIGKILL)"
+	wl_worker_crash w1 before_db_commit:3 PAYQ_BATCH_MAX=40
 	grep -q 'crash point before_db_commit reached (hit 3)' "$WL_DIR/w1.log" ||
 		die "no crash point log line"
 	local applied
@@ -538,9 +538,7 @@ wl_scenario_crash_after_commit() {
 	wl_init crasha 6
 	wl_gen_orders a 150
 	wl_produce <"$WL_DIR/cmds.a"
-	wl_worker_start w1 PAYQ_CRASH_AT=after_db_commit:3 PAYQ_BATCH_MAX=40
-	wl_worker_wait_exit w1 60 || die "worker with PAYQ_CRASH_AT=after_db_commit:3 did not crash"
-	[[ $WL_RC == 137 ]] || die "crashing worker exited $WL_RC, expected 137 (SIGKILL)"
+	wl_worker_crash w1 after_db_commit:3 PAYQ_BATCH_MAX=40
 	grep -q 'crash point after_db_commit reached (hit 3)' "$WL_DIR/w1.log" ||
 		die "no crash point log line"
 	wl_check_kafka_not_ahead
@@ -565,9 +563,7 @@ wl_scenario_crash_after_commit() {
 	# 2. Redelivery through the dedup table.
 	wl_gen_orders a2 150
 	wl_produce <"$WL_DIR/cmds.a2"
-	wl_worker_start w3 PAYQ_CRASH_AT=after_db_commit:2 PAYQ_BATCH_MAX=40
-	wl_worker_wait_exit w3 60 || die "worker with PAYQ_CRASH_AT=after_db_commit:2 did not crash"
-	[[ $WL_RC == 137 ]] || die "crashing worker exited $WL_RC, expected 137 (SIGKILL)"
+	wl_worker_crash w3 after_db_commit:2 PAYQ_BATCH_MAX=40
 	local before_dups
 	before_dups=$(wl_sql 'SELECT coalesce(sum(duplicates), 0) FROM payq.processed_commands')
 	"$PAYQ_SOURCE_ROOT/deploy/local/pg" stop "$PAYQ_TEST_PG_DIR" >>"$WL_DIR/pg.log" 2>&1 ||
@@ -986,9 +982,7 @@ wl_scenario_crash_after_commit_tail() {
 		wl_expect_cmd "t-$i" "t-$i:p" applied 0
 		wl_expect_order "t-$i" paid 2 "t-$i:p" 1
 	done | wl_produce
-	wl_worker_start w1 PAYQ_CRASH_AT=after_db_commit:3 PAYQ_BATCH_MAX=10
-	wl_worker_wait_exit w1 60 || die "worker with PAYQ_CRASH_AT=after_db_commit:3 did not crash"
-	[[ $WL_RC == 137 ]] || die "crashing worker exited $WL_RC, expected 137 (SIGKILL)"
+	wl_worker_crash w1 after_db_commit:3 PAYQ_BATCH_MAX=10
 	[[ $(wl_progress) == "0 30" ]] || die "consumer_progress after the crash: $(wl_progress), expected '0 30'"
 	wl_worker_start w2
 	wl_wait_assigned w2
@@ -1020,7 +1014,7 @@ wl_stream_start() {
 
 # Dies unless the background stream still runs: a fault meant for mid-stream came late.
 wl_stream_running() {
-	wl_alive "$WL_STREAM_PID" || die "the stream had ended before $1; make it longer"
+	proc_alive "$WL_STREAM_PID" || die "the stream had ended before $1; make it longer"
 	echo "$1 at $(wl_applied) applied, mid-stream" >>"$WL_DIR/events"
 }
 
@@ -1210,7 +1204,7 @@ wl_scenario_db_faults() {
 	pass "8 s database outage: still a group member with its partitions, /healthz 200, /readyz 503"
 	wl_stream_wait
 	wl_wait_drained 90
-	wl_alive "${WL_PID[w1]}" || wl_violation "the worker exited instead of recovering"
+	proc_alive "${WL_PID[w1]}" || wl_violation "the worker exited instead of recovering"
 	wl_check_state
 	wl_check_offsets_final
 	local m=$WL_DIR/metrics.txt retries
@@ -1317,14 +1311,14 @@ wl_scenario_dlq_rebalance() {
 	n=$(wl_log_count w1 'DLQ copies not persisted')
 	local deadline=$((SECONDS + 20))
 	until (($(wl_log_count w1 'DLQ copies not persisted') >= n + 2)); do
-		wl_alive "${WL_PID[w1]}" || wl_violation "w1 died while retrying a DLQ delivery after a revoke: $(tail -n 5 "$WL_DIR/w1.log")"
+		proc_alive "${WL_PID[w1]}" || wl_violation "w1 died while retrying a DLQ delivery after a revoke: $(tail -n 5 "$WL_DIR/w1.log")"
 		((SECONDS < deadline)) || die "w1 did not retry its DLQ delivery"
 		sleep 0.2
 	done
 	"$WL_PROBE" create-topics "$PAYQ_TEST_BROKERS" 2 "$late" || die "cannot create $late"
 	wl_wait_drained 60
 	for n in w1 w2; do
-		wl_alive "${WL_PID[$n]}" || wl_violation "$n died: $(tail -n 5 "$WL_DIR/$n.log")"
+		proc_alive "${WL_PID[$n]}" || wl_violation "$n died: $(tail -n 5 "$WL_DIR/$n.log")"
 	done
 	wl_check_dlq "$late" 2 atleast
 	wl_check_state

@@ -26,42 +26,16 @@
 #                        API key goes to whoever answers (tests/security/gateway_tls.sh)
 #
 # The mutants come from PAYQ_MUTANT_<NAME>_EXE (NAME upper-case, '-' as '_'), for example
-# PAYQ_MUTANT_SKIP_DEDUP_EXE; unset ones are built here, incrementally, in
-# $PAYQ_BUILD_ROOT/../build-mut-<name>.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# PAYQ_MUTANT_SKIP_DEDUP_EXE; unset ones are built by tests/lib/mutant.sh, incrementally,
+# in $PAYQ_BUILD_ROOT/../build-mut-<name>.
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
+# shellcheck source=tests/lib/mutant.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/mutant.sh"
 
 require_env PAYQ_BUILD_ROOT
-
-# mutant_exe NAME: prints the mutant worker's path, building it if needed.
-mutant_exe() {
-	local name=$1 var dir
-	var=PAYQ_MUTANT_$(tr 'a-z-' 'A-Z_' <<<"$name")_EXE
-	if [[ -n ${!var:-} ]]; then
-		[[ -x ${!var} ]] || die "$var=${!var} is not an executable"
-		printf '%s\n' "${!var}"
-		return
-	fi
-	dir=$(realpath -m "$PAYQ_BUILD_ROOT/../build-mut-$name")
-	(
-		exec {lock}>"$dir.lock"
-		flock "$lock"
-		if [[ ! -f $dir/build.ninja ]]; then
-			meson setup "$dir" "$PAYQ_SOURCE_ROOT" -Dmutation="$name" -Dcrash_points=true \
-				>"$dir.setup.log" 2>&1 || {
-				cat "$dir.setup.log" >&2
-				exit 1
-			}
-		fi
-		ninja -C "$dir" worker/payq-worker >"$dir.build.log" 2>&1 || {
-			tail -n 30 "$dir.build.log" >&2
-			exit 1
-		}
-	) || die "cannot build the $name mutant in $dir"
-	printf '%s\n' "$dir/worker/payq-worker"
-}
 
 # check_mutant NAME SCENARIO [ARG...]: the real worker passes SCENARIO (given the ARGs),
 # the mutant fails it.

@@ -3,8 +3,8 @@
 # partitions a worker owns, and no longer for those revoked from it (each partition reported by
 # exactly one worker of the group); order_id in every log line about a command; and the W3C
 # trace context from the message headers in the worker's log lines.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 # shellcheck source=tests/integration/gateway_lib.sh

@@ -2,8 +2,8 @@
 # payq-worker against real PostgreSQL and Kafka: every row of DESIGN.md's outcome table,
 # duplicates (2 and 50 deliveries), two different pays, key reuse, /metrics through
 # promtool; then every command redelivered after its first outcome was committed.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 

@@ -6,8 +6,8 @@
 # partition that had unapplied messages), counts payq_offset_rewinds_total{direction="back"},
 # and applies every command exactly once. Against the old rule (trust Kafka when ahead) the
 # skipped commands stay unapplied.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/worker_lib.sh"
 # shellcheck source=tests/integration/replay_lib.sh

@@ -34,7 +34,7 @@ echo forward >"$WORK/proxy.ctl"
 PGPROXY_CONTROL=$WORK/proxy.ctl python3 "$PAYQ_SOURCE_ROOT/tests/faults/pgproxy.py" \
 	"$WORK/proxy.port" 127.0.0.1 "${pg_port:-5432}" 0 >"$WORK/proxy.out" 2>&1 &
 proxy=$!
-on_exit "stop_pid $proxy"
+on_exit "proc_stop $proxy"
 wait_until 10 test -s "$WORK/proxy.port" || die "pgproxy.py did not start: $(cat "$WORK/proxy.out")"
 # The passfile names the server's port: give payq_worker's password for the proxy's too.
 passfile=$(sed -n 's/.*passfile=\([^ ]*\).*/\1/p' <<<"$PAYQ_TEST_WORKER_DB")
@@ -65,7 +65,7 @@ set_mode() {
 # recover LABEL BOUND_S SINCE: every command applied within BOUND_S of SINCE.
 recover() {
 	if wait_until "$2" all_processed; then
-		ok "$1: recovered in $(since "$3") s (bound $2 s)"
+		pass "$1: recovered in $(since "$3") s (bound $2 s)"
 	else
 		expect violation "$1: only $(processed_count) of $(expected_count) commands processed $(since "$3") s after the fault (bound $2 s)"
 		wait_until 60 all_processed || die "$1: the worker never recovered"
@@ -86,7 +86,7 @@ before=$(drops)
 set_mode hole
 t0=$(now)
 if wait_until 20 drops_above "$before"; then
-	ok "(b) idle: the worker dropped the silent connection $(since "$t0") s after it went silent"
+	pass "(b) idle: the worker dropped the silent connection $(since "$t0") s after it went silent"
 else
 	expect violation "(b) idle: no 'no answer within' line 20 s after the connection went silent"
 fi
@@ -104,7 +104,7 @@ t0=$(now)
 recover "(c) hole-all, after forwarding resumed" "$BOUND_B" "$t0"
 
 if grep -q 'no answer within 3000 ms' "$WORK/w1.log"; then
-	ok "the worker dropped the silent connection itself (no answer within 3000 ms)"
+	pass "the worker dropped the silent connection itself (no answer within 3000 ms)"
 else
 	expect violation "no 'no answer within' line in the worker log"
 fi

@@ -28,7 +28,7 @@ retries() { grep -c 'SQLSTATE 55P03), retrying' "$WORK/w1.log" || true; }
 bg_sql() {
 	psql "$DB" -XAtq -v ON_ERROR_STOP=1 >"$WORK/$1.log" 2>&1 <<<"$2" &
 	BG_PID=$!
-	on_exit "stop_pid $BG_PID"
+	on_exit "proc_stop $BG_PID"
 }
 session_in() {
 	[[ $(sql "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
@@ -52,7 +52,7 @@ released=$(now)
 expect check_processed 60
 log "(a) applied $(awk -v a="$released" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }') s after the lock was released"
 if (($(retries) > before)); then
-	ok "(a) the worker timed out on the lock ($(($(retries) - before)) x 55P03) and retried"
+	pass "(a) the worker timed out on the lock ($(($(retries) - before)) x 55P03) and retried"
 else
 	expect violation "(a) no retry on SQLSTATE 55P03 in the worker log"
 fi
@@ -76,7 +76,7 @@ produce_half pay 21 40
 expect check_processed 60
 log "(b) applied $(awk -v a="$released" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }') s after the ALTER went through"
 if (($(retries) > before)); then
-	ok "(b) the worker timed out behind the waiting ALTER ($(($(retries) - before)) x 55P03) and retried"
+	pass "(b) the worker timed out behind the waiting ALTER ($(($(retries) - before)) x 55P03) and retried"
 else
 	expect violation "(b) no retry on SQLSTATE 55P03 in the worker log"
 fi

@@ -10,8 +10,8 @@
 #   and the verify-full one does not;
 # - a migrating user that may not create roles, on a cluster without them, fails with a
 #   message naming them; once they exist it migrates (a second throwaway cluster).
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$PAYQ_SOURCE_ROOT/tests/integration/worker_lib.sh"
 require_env PAYQ_TEST_READONLY_DB PAYQ_TEST_PG_DIR

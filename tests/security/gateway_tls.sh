@@ -11,8 +11,8 @@
 #   - a worker with the right key: its reconciler settles the payments, each order charged
 #     exactly once, and a new pay is charged directly; the gateway invariants hold;
 #   - the keys' values appear in no log, no `ps` line, no /proc/PID/environ and no -X dump.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 # shellcheck source=tests/integration/worker_lib.sh
 source "$PAYQ_SOURCE_ROOT/tests/integration/worker_lib.sh"
 # shellcheck source=tests/integration/gateway_lib.sh

@@ -11,15 +11,15 @@
 #   - secret files that others may read (-F, PAYQ_DB_FILE, ssl.key.location) are refused.
 # The shared test broker stays plaintext. Kafka 3.9.1: librdkafka before 2.6.1 (Debian has
 # 2.0.2) fails SCRAM against Kafka 4.x brokers (librdkafka#4895; see README, Security).
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:?run through meson test}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:?run through meson test}/tests/lib/common.sh"
 
 require_env PAYQ_TEST_DB PAYQ_WORKER_EXE PAYQ_PRODUCER_EXE PAYQ_REPLAY_EXE \
-	PAYQ_WORKER_OFFSETS_PROBE_EXE
+	PAYQ_OFFSETS_PROBE_EXE
 command -v kcat >/dev/null || die "kcat not found"
 export LC_ALL=C
 KAFKA=$PAYQ_SOURCE_ROOT/deploy/local/kafka
-PROBE=$PAYQ_WORKER_OFFSETS_PROBE_EXE
+PROBE=$PAYQ_OFFSETS_PROBE_EXE
 PARTS=4
 W=$(mktemp -d "${PAYQ_TEST_STATE_DIR:-${TMPDIR:-/tmp}}/kafka-secure.XXXXXX")
 K=$W/kafka

@@ -3,8 +3,8 @@
 # defined in that file, and every file they name that way must exist: the table of where
 # each rule is enforced (docs/ARCHITECTURE.md) is only worth reading while it is true.
 # With --self-test, shows once that a stale name is caught.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 
 # shellcheck disable=SC2016 # the backquotes are Markdown's, not the shell's

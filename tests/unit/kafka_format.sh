@@ -3,8 +3,8 @@
 # with "-" (one random ID in 64 does, and kafka-storage took it for an option), for a single
 # broker and for a 3-node cluster, whose configuration it checks too. Needs Java and the
 # Kafka jars (fetched into PAYQ_CACHE the first time), not a running broker.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
 
 KAFKA=${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/deploy/local/kafka
 DASH_ID=-AABAgMEBQYHCAkKCwwNDg

@@ -5,11 +5,14 @@
 # table's unit test catches the mutant before any integration test runs
 # (tests/integration/worker_mutation.sh catches it again with wl_scenario_outcomes).
 #
-# The mutant is built here, incrementally, in $PAYQ_BUILD_ROOT/../build-mut-pay-cancelled
-# (the directory worker_mutation.sh uses for its worker), or taken from
+# The mutant is built by tests/lib/mutant.sh, incrementally, in
+# $PAYQ_BUILD_ROOT/../build-mut-pay-cancelled (the folder worker_mutation.sh uses for its
+# worker), or taken from
 # PAYQ_MUTANT_PAY_CANCELLED_TEST_OUTCOME_EXE.
-# shellcheck source=tests/lib.sh
-source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib.sh"
+# shellcheck source=tests/lib/common.sh
+source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/lib/common.sh"
+# shellcheck source=tests/lib/mutant.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/mutant.sh"
 
 require_env PAYQ_BUILD_ROOT PAYQ_SOURCE_ROOT
 
@@ -18,22 +21,8 @@ real=$PAYQ_BUILD_ROOT/tests/unit/test_outcome
 
 mutant=${PAYQ_MUTANT_PAY_CANCELLED_TEST_OUTCOME_EXE:-}
 if [[ -z $mutant ]]; then
-	dir=$(realpath -m "$PAYQ_BUILD_ROOT/../build-mut-pay-cancelled")
-	(
-		exec {lock}>"$dir.lock"
-		flock "$lock"
-		if [[ ! -f $dir/build.ninja ]]; then
-			meson setup "$dir" "$PAYQ_SOURCE_ROOT" -Dmutation=pay-cancelled -Dcrash_points=true \
-				>"$dir.setup.log" 2>&1 || {
-				cat "$dir.setup.log" >&2
-				exit 1
-			}
-		fi
-		ninja -C "$dir" tests/unit/test_outcome >"$dir.build.log" 2>&1 || {
-			tail -n 30 "$dir.build.log" >&2
-			exit 1
-		}
-	) || die "cannot build the pay-cancelled mutant in $dir"
+	dir=$(mutant_build pay-cancelled tests/unit/test_outcome) ||
+		die "cannot build the pay-cancelled mutant"
 	mutant=$dir/tests/unit/test_outcome
 fi
 [[ -x $mutant ]] || die "$mutant is not an executable"

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include "check_main.h"
 #include "config.h"
 #include "delivery.h"
 #include "signals.h"
@@ -142,13 +143,4 @@ static Suite *delivery_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(delivery_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed;
-}
+PAYQ_TEST_SUITES(delivery_suite);

@@ -13,6 +13,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "http.h"
 #include "metrics.h"
 #include "util.h"
@@ -590,13 +591,4 @@ static Suite *metrics_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(metrics_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+PAYQ_TEST_SUITES(metrics_suite);

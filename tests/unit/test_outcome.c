@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "outcome.h"
 
 #define ORDER "order-1"
@@ -398,13 +399,4 @@ static Suite *outcome_suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(outcome_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed;
-}
+PAYQ_TEST_SUITES(outcome_suite);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "check_main.h"
 #include "metrics.h"
 #include "procstat.h"
 #include "util.h"
@@ -77,20 +78,16 @@ START_TEST(test_metrics_rendered)
 }
 END_TEST
 
-int main(void)
+static Suite *procstat_suite(void)
 {
 	Suite *s = suite_create("procstat");
 	TCase *tc = tcase_create("procstat");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_loop_test(tc, test_parse_stat, 0, PAYQ_ARRAY_SIZE(stat_cases));
 	tcase_add_test(tc, test_read_self);
 	tcase_add_test(tc, test_metrics_rendered);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return s;
 }
+
+PAYQ_TEST_SUITES(procstat_suite);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "trace.h"
 #include "util.h"
 
@@ -64,19 +65,15 @@ START_TEST(test_child)
 }
 END_TEST
 
-int main(void)
+static Suite *trace_suite(void)
 {
 	Suite *s = suite_create("trace");
 	TCase *tc = tcase_create("trace");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_loop_test(tc, test_parse, 0, PAYQ_ARRAY_SIZE(parse_cases));
 	tcase_add_test(tc, test_child);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return s;
 }
+
+PAYQ_TEST_SUITES(trace_suite);

@@ -15,6 +15,9 @@ die() {
 # Prints one line saying what was checked.
 pass() { printf 'ok   %s: %s\n' "$TEST_NAME" "$*"; }
 
+# Prints a progress line, with the time to the millisecond.
+log() { printf '%s %s: %s\n' "$(date +%T.%3N)" "$TEST_NAME" "$*"; }
+
 # Registers a command to run on exit, even on failure; they run in reverse order.
 on_exit() { _on_exit_cmds+=("$1"); }
 
@@ -47,15 +50,19 @@ assert_eq() {
 	pass "$message"
 }
 
-# Retries CMD (a string, run with eval) every 0.2 s until it succeeds or TIMEOUT_S pass.
-wait_for() {
-	local cmd=$1 timeout_s=$2 deadline
+# Runs CMD... every 0.2 s until it succeeds or TIMEOUT_S pass: wait_until TIMEOUT_S CMD...
+wait_until() {
+	local timeout_s=$1 deadline
+	shift
 	deadline=$((SECONDS + timeout_s))
-	until eval "$cmd" >/dev/null 2>&1; do
+	until "$@" >/dev/null 2>&1; do
 		((SECONDS < deadline)) || return 1
 		sleep 0.2
 	done
 }
+
+# The same for a command string, run with eval: wait_for CMD TIMEOUT_S.
+wait_for() { wait_until "$2" eval "$1"; }
 
 # Prints a TCP port on 127.0.0.1 that was free a moment ago.
 free_port() {

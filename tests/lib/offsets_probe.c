@@ -1,5 +1,6 @@
-/* offsets_probe.c - Kafka state for the worker integration tests and the chaos soak: topics,
- * committed offsets, watermarks, group membership, and a byte-exact dump of a topic.
+/* offsets_probe.c - Kafka state for every test suite (integration, faults, chaos,
+ * security): topics, committed offsets, watermarks, group membership, dumps of a topic, raw
+ * produce, and monitors of the committed offsets.
  *
  *   offsets_probe create-topics BROKERS PARTITIONS TOPIC...
  *       PAYQ_PROBE_TOPIC_CONFIG=NAME=VALUE sets one topic config on each, for example
@@ -7,16 +8,29 @@
  *   offsets_probe delete-topics BROKERS TOPIC...
  *   offsets_probe offsets BROKERS GROUP TOPIC
  *       one line per partition: "PARTITION COMMITTED LOW HIGH" (COMMITTED -1: none)
+ *   offsets_probe committed BROKERS GROUP TOPIC
+ *       one line per partition: "PARTITION COMMITTED" (-1: none)
+ *   offsets_probe end BROKERS TOPIC
+ *       one line per partition: "PARTITION LOW HIGH"
  *   offsets_probe watch BROKERS GROUP TOPIC INTERVAL_MS STOPFILE
  *       samples the committed offsets until STOPFILE exists (no time limit; a failed
  *       sample is skipped with a note on stderr):
  *       "MS PARTITION COMMITTED" per sample and partition that has a committed offset
+ *   offsets_probe monitor BROKERS GROUP TOPIC INTERVAL_MS
+ *       samples committed offsets until SIGTERM; prints "BACKWARDS PARTITION FROM TO"
+ *       whenever one moves back, and "samples N" at the end
  *   offsets_probe group BROKERS GROUP
  *       "STATE MEMBERS" ("Dead 0" when the group is unknown)
  *   offsets_probe dump BROKERS TOPIC
  *       every message from the low to the high watermark, one JSON object a line:
  *       {"partition":P,"offset":O,"timestamp":T,"key":HEX|null,"value":HEX|null,
  *        "headers":[[NAME,HEX|null],...]}
+ *   offsets_probe dump-text BROKERS TOPIC
+ *       the same messages as text, one line each: "PARTITION OFFSET KEY DLQ_PARTITION
+ *       DLQ_OFFSET DLQ_REASON DLQ_ORIGINAL_SIZE VALUE_BYTES" ('-' for an absent header)
+ *   offsets_probe produce BROKERS TOPIC < LINES
+ *       KEY<TAB>VALUE per line, murmur2 partitioning as the Java client, idempotent,
+ *       acks=all; exit 1 unless every message is persisted
  *   offsets_probe commit BROKERS GROUP TOPIC PARTITION:OFFSET...
  *       commits these offsets for a group that has no members (an offset reset)
  *
@@ -37,6 +51,13 @@
 #include <librdkafka/rdkafka.h>
 
 #define TIMEOUT_MS 15000
+/* committed, end, dump-text: the fault scenarios poll these while they break the broker,
+ * and their deadlines are timed for this shorter wait. */
+#define FAULTS_TIMEOUT_MS 10000
+
+/* librdkafka's own log on stderr: errors, or nothing for the fault scenarios' commands
+ * (they break the broker on purpose, and some capture stderr). */
+static const char *log_level = "3";
 
 static void die(const char *fmt, const char *a, const char *b)
 {
@@ -82,17 +103,37 @@ static void apply_config_file(rd_kafka_conf_t *conf)
 	fclose(fp);
 }
 
-static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char *group)
+/* The settings every client has: the brokers, a client.id, the log level and the
+ * PAYQ_PROBE_KAFKA_CONFIG file. */
+static rd_kafka_conf_t *base_conf(const char *brokers)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char errstr[512];
-	rd_kafka_t *rk;
 
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) ||
 	    rd_kafka_conf_set(conf, "client.id", "payq-offsets-probe", errstr, sizeof(errstr)) ||
-	    rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr)))
+	    rd_kafka_conf_set(conf, "log_level", log_level, errstr, sizeof(errstr)))
 		die("%s%s", errstr, "");
 	apply_config_file(conf);
+	return conf;
+}
+
+static rd_kafka_t *client_new(rd_kafka_type_t type, rd_kafka_conf_t *conf)
+{
+	char errstr[512];
+	rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
+
+	if (!rk)
+		die("%s%s", errstr, "");
+	return rk;
+}
+
+/* A consumer that never commits by itself, or a producer handle for the admin API. */
+static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char *group)
+{
+	rd_kafka_conf_t *conf = base_conf(brokers);
+	char errstr[512];
+
 	if (type == RD_KAFKA_CONSUMER &&
 	    (rd_kafka_conf_set(conf, "group.id", group ? group : "payq-offsets-probe", errstr,
 			       sizeof(errstr)) ||
@@ -100,10 +141,7 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *brokers, const char 
 	     rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof(errstr)) ||
 	     rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, sizeof(errstr))))
 		die("%s%s", errstr, "");
-	rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
-	if (!rk)
-		die("%s%s", errstr, "");
-	return rk;
+	return client_new(type, conf);
 }
 
 /* Partition count of topic, or -1 when it does not exist. */
@@ -139,16 +177,18 @@ static void admin_wait(rd_kafka_t *rk, rd_kafka_queue_t *q, bool create)
 		die("no admin result within %s ms%s", "20000", "");
 	if (rd_kafka_event_error(ev))
 		die("admin request: %s%s", rd_kafka_event_error_string(ev), "");
-	res = create ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n)
-		     : rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+	res = create ? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev),
+							   &n)
+		     : rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev),
+							   &n);
 	for (size_t i = 0; i < n; i++) {
 		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
 		if (e && !(create && e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) &&
 		    !(!create && e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART))
 			die("topic %s: %s", rd_kafka_topic_result_name(res[i]),
-			    rd_kafka_topic_result_error_string(res[i]) ?
-				    rd_kafka_topic_result_error_string(res[i]) :
-				    rd_kafka_err2str(e));
+			    rd_kafka_topic_result_error_string(res[i])
+				    ? rd_kafka_topic_result_error_string(res[i])
+				    : rd_kafka_err2str(e));
 	}
 	rd_kafka_event_destroy(ev);
 }
@@ -167,11 +207,13 @@ static int cmd_topics(const char *brokers, int partitions, char **topics, int nt
 			char name[128];
 			/* -1: the broker's default.replication.factor (1 on the single test
 			 * broker, 3 on a deploy/local/kafka --brokers 3 cluster). */
-			nt[i] = rd_kafka_NewTopic_new(topics[i], partitions, -1, errstr, sizeof(errstr));
+			nt[i] = rd_kafka_NewTopic_new(topics[i], partitions, -1, errstr,
+						      sizeof(errstr));
 			if (!nt[i])
 				die("topic %s: %s", topics[i], errstr);
 			if (tc && strchr(tc, '=')) {
-				snprintf(name, sizeof(name), "%.*s", (int)(strchr(tc, '=') - tc), tc);
+				snprintf(name, sizeof(name), "%.*s", (int)(strchr(tc, '=') - tc),
+					 tc);
 				if (rd_kafka_NewTopic_set_config(nt[i], name, strchr(tc, '=') + 1))
 					die("topic %s: bad config %s", topics[i], tc);
 			}
@@ -197,7 +239,8 @@ static int cmd_topics(const char *brokers, int partitions, char **topics, int nt
 			if (create ? cnt == partitions && led == partitions : cnt < 0)
 				break;
 			if (now_ms() > deadline)
-				die("topic %s: metadata did not settle within 30 s%s", topics[i], "");
+				die("topic %s: metadata did not settle within 30 s%s", topics[i],
+				    "");
 			usleep(100 * 1000);
 		}
 	}
@@ -219,14 +262,16 @@ static rd_kafka_topic_partition_list_t *all_partitions(rd_kafka_t *rk, const cha
 	return parts;
 }
 
-/* Fetches committed offsets; returns an error instead of exiting (for watch). */
-static rd_kafka_resp_err_t try_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts)
+/* Fetches committed offsets; returns an error instead of exiting (watch skips a failed
+ * sample). */
+static rd_kafka_resp_err_t try_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+					 int timeout_ms)
 {
 	rd_kafka_resp_err_t err;
 
 	for (int i = 0; i < parts->cnt; i++)
 		parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
-	err = rd_kafka_committed(rk, parts, TIMEOUT_MS);
+	err = rd_kafka_committed(rk, parts, timeout_ms);
 	if (err)
 		return err;
 	for (int i = 0; i < parts->cnt; i++)
@@ -237,16 +282,10 @@ static rd_kafka_resp_err_t try_committed(rd_kafka_t *rk, rd_kafka_topic_partitio
 
 static void committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts)
 {
-	rd_kafka_resp_err_t err;
+	rd_kafka_resp_err_t err = try_committed(rk, parts, TIMEOUT_MS);
 
-	for (int i = 0; i < parts->cnt; i++)
-		parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
-	err = rd_kafka_committed(rk, parts, TIMEOUT_MS);
 	if (err)
 		die("committed offsets: %s%s", rd_kafka_err2str(err), "");
-	for (int i = 0; i < parts->cnt; i++)
-		if (parts->elems[i].err)
-			die("committed offset: %s%s", rd_kafka_err2str(parts->elems[i].err), "");
 }
 
 static int cmd_offsets(const char *brokers, const char *group, const char *topic)
@@ -280,7 +319,7 @@ static int cmd_watch(const char *brokers, const char *group, const char *topic, 
 	/* No time limit: the soak stops it (STOPFILE, or a signal). A failed sample, as
 	 * during a broker restart, is skipped and reported on stderr. */
 	while (access(stopfile, F_OK) != 0) {
-		rd_kafka_resp_err_t err = try_committed(rk, parts);
+		rd_kafka_resp_err_t err = try_committed(rk, parts, TIMEOUT_MS);
 		if (err) {
 			fprintf(stderr, "offsets_probe: watch: %s (sample skipped)\n",
 				rd_kafka_err2str(err));
@@ -423,17 +462,285 @@ static int cmd_commit(const char *brokers, const char *group, const char *topic,
 	return 0;
 }
 
+/* ---- the fault scenarios' commands ---- */
+
+static volatile sig_atomic_t run = 1;
+
+/* SIGTERM and SIGINT end the monitor, which then prints its sample count. */
+static void stop(int sig)
+{
+	(void)sig;
+	run = 0;
+}
+
+/* committed: as offsets without the watermarks. */
+static int cmd_committed(const char *brokers, const char *group, const char *topic)
+{
+	rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, group);
+	rd_kafka_topic_partition_list_t *parts = all_partitions(rk, topic);
+	rd_kafka_resp_err_t err = try_committed(rk, parts, FAULTS_TIMEOUT_MS);
+
+	if (err)
+		die("committed: %s%s", rd_kafka_err2str(err), "");
+	for (int i = 0; i < parts->cnt; i++)
+		printf("%" PRId32 " %" PRId64 "\n", parts->elems[i].partition,
+		       parts->elems[i].offset < 0 ? (int64_t)-1 : parts->elems[i].offset);
+	rd_kafka_topic_partition_list_destroy(parts);
+	rd_kafka_destroy(rk);
+	return 0;
+}
+
+/* Reads the watermarks of every partition into lo and hi (indexed as parts). */
+static void watermarks(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *parts, int64_t *lo,
+		       int64_t *hi)
+{
+	for (int i = 0; i < parts->cnt; i++) {
+		rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+			rk, parts->elems[i].topic, parts->elems[i].partition, &lo[i], &hi[i],
+			FAULTS_TIMEOUT_MS);
+		if (err)
+			die("watermarks: %s%s", rd_kafka_err2str(err), "");
+	}
+}
+
+static int cmd_end(const char *brokers, const char *topic)
+{
+	rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, NULL);
+	rd_kafka_topic_partition_list_t *parts = all_partitions(rk, topic);
+	int64_t *lo = calloc((size_t)parts->cnt, sizeof(*lo));
+	int64_t *hi = calloc((size_t)parts->cnt, sizeof(*hi));
+
+	if (!lo || !hi)
+		die("out of memory%s%s", "", "");
+	watermarks(rk, parts, lo, hi);
+	for (int i = 0; i < parts->cnt; i++)
+		printf("%" PRId32 " %" PRId64 " %" PRId64 "\n", parts->elems[i].partition, lo[i],
+		       hi[i]);
+	free(lo);
+	free(hi);
+	rd_kafka_topic_partition_list_destroy(parts);
+	rd_kafka_destroy(rk);
+	return 0;
+}
+
+static void header(const rd_kafka_message_t *m, const char *name, char *buf, size_t size)
+{
+	rd_kafka_headers_t *hdrs;
+	const void *val;
+	size_t len;
+
+	snprintf(buf, size, "-");
+	if (rd_kafka_message_headers(m, &hdrs) ||
+	    rd_kafka_header_get_last(hdrs, name, &val, &len) || !val)
+		return;
+	if (len >= size)
+		len = size - 1;
+	memcpy(buf, val, len);
+	buf[len] = '\0';
+}
+
+static int cmd_dump_text(const char *brokers, const char *topic)
+{
+	rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, "payq-faults-dump");
+	rd_kafka_topic_partition_list_t *parts = all_partitions(rk, topic);
+	int64_t *lo = NULL, *hi = NULL, left = 0;
+	time_t deadline = time(NULL) + 30;
+	int rc = 1;
+
+	lo = calloc((size_t)parts->cnt, sizeof(*lo));
+	hi = calloc((size_t)parts->cnt, sizeof(*hi));
+	if (!lo || !hi)
+		goto out;
+	watermarks(rk, parts, lo, hi);
+	for (int i = 0; i < parts->cnt; i++) {
+		parts->elems[i].offset = lo[i];
+		left += hi[i] - lo[i];
+	}
+	if (rd_kafka_assign(rk, parts))
+		goto out;
+	while (left > 0 && time(NULL) < deadline) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+		char part[32], off[32], reason[64], size[32];
+		int i;
+
+		if (!m)
+			continue;
+		if (m->err) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		for (i = 0; i < parts->cnt && parts->elems[i].partition != m->partition; i++)
+			;
+		if (i < parts->cnt && m->offset < hi[i]) {
+			header(m, "payq-dlq-partition", part, sizeof(part));
+			header(m, "payq-dlq-offset", off, sizeof(off));
+			header(m, "payq-dlq-reason", reason, sizeof(reason));
+			header(m, "payq-dlq-original-size", size, sizeof(size));
+			printf("%" PRId32 " %" PRId64 " %.*s %s %s %s %s %zu\n", m->partition,
+			       m->offset, m->key ? (int)m->key_len : 1,
+			       m->key ? (const char *)m->key : "-", part, off, reason, size,
+			       m->len);
+			left--;
+		}
+		rd_kafka_message_destroy(m);
+	}
+	if (left > 0)
+		fprintf(stderr, "offsets_probe: dump: %" PRId64 " messages not read\n", left);
+	else
+		rc = 0;
+	rd_kafka_assign(rk, NULL);
+out:
+	free(lo);
+	free(hi);
+	rd_kafka_topic_partition_list_destroy(parts);
+	rd_kafka_destroy(rk);
+	return rc;
+}
+
+static int failed;
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	if (m->err || rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_PERSISTED) {
+		fprintf(stderr, "offsets_probe: delivery failed: %s\n", rd_kafka_err2str(m->err));
+		failed++;
+	}
+}
+
+static int cmd_produce(const char *brokers, const char *topic)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	rd_kafka_conf_t *conf = base_conf(brokers);
+	char errstr[512];
+	rd_kafka_t *rk;
+	int sent = 0;
+
+	if (rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) ||
+	    rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, sizeof(errstr)))
+		die("%s%s", errstr, "");
+	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+	rk = client_new(RD_KAFKA_PRODUCER, conf);
+	while ((len = getline(&line, &cap, stdin)) > 0) {
+		char *tab, *value;
+		rd_kafka_resp_err_t err;
+
+		if (line[len - 1] == '\n')
+			line[--len] = '\0';
+		tab = strchr(line, '\t');
+		if (!tab) {
+			fprintf(stderr, "offsets_probe: produce: no TAB in \"%s\"\n", line);
+			failed++;
+			continue;
+		}
+		*tab = '\0';
+		value = tab + 1;
+		do {
+			err = rd_kafka_producev(
+				rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(line, strlen(line)),
+				RD_KAFKA_V_VALUE(value, strlen(value)),
+				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+			if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+				rd_kafka_poll(rk, 100);
+		} while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+		if (err) {
+			fprintf(stderr, "offsets_probe: produce: %s\n", rd_kafka_err2str(err));
+			failed++;
+		} else {
+			sent++;
+		}
+		rd_kafka_poll(rk, 0);
+	}
+	free(line);
+	if (rd_kafka_flush(rk, 60000)) {
+		fprintf(stderr, "offsets_probe: produce: flush timed out\n");
+		failed++;
+	}
+	rd_kafka_destroy(rk);
+	fprintf(stderr, "offsets_probe: produced %d, %d failed\n", sent, failed);
+	return failed ? 1 : 0;
+}
+
+static int cmd_monitor(const char *brokers, const char *group, const char *topic,
+		       const char *interval)
+{
+	rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, brokers, group);
+	rd_kafka_topic_partition_list_t *parts;
+	int64_t *last = NULL;
+	long samples = 0, ms = strtol(interval, NULL, 10);
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	parts = all_partitions(rk, topic);
+	last = calloc((size_t)parts->cnt, sizeof(*last));
+	for (int i = 0; last && i < parts->cnt; i++)
+		last[i] = -1;
+	while (run && last) {
+		rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(parts);
+		/* A failed sample (coordinator down) is simply skipped. */
+		if (!rd_kafka_committed(rk, c, 2000)) {
+			for (int i = 0; i < c->cnt; i++) {
+				int64_t o = c->elems[i].err ? -1 : c->elems[i].offset;
+				if (o < 0)
+					continue;
+				if (o < last[i])
+					printf("BACKWARDS %" PRId32 " %" PRId64 " %" PRId64 "\n",
+					       c->elems[i].partition, last[i], o);
+				last[i] = o;
+			}
+			samples++;
+			fflush(stdout);
+		}
+		rd_kafka_topic_partition_list_destroy(c);
+		usleep((useconds_t)(ms > 0 ? ms : 200) * 1000);
+	}
+	printf("samples %ld\n", samples);
+	free(last);
+	rd_kafka_topic_partition_list_destroy(parts);
+	rd_kafka_destroy(rk);
+	return 0;
+}
+
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: offsets_probe create-topics BROKERS PARTITIONS TOPIC...\n"
-		"       offsets_probe delete-topics BROKERS TOPIC...\n"
-		"       offsets_probe offsets BROKERS GROUP TOPIC\n"
-		"       offsets_probe watch BROKERS GROUP TOPIC INTERVAL_MS STOPFILE\n"
-		"       offsets_probe group BROKERS GROUP\n"
-		"       offsets_probe dump BROKERS TOPIC\n"
-		"       offsets_probe commit BROKERS GROUP TOPIC PARTITION:OFFSET...\n");
+	fprintf(stderr, "usage: offsets_probe create-topics BROKERS PARTITIONS TOPIC...\n"
+			"       offsets_probe delete-topics BROKERS TOPIC...\n"
+			"       offsets_probe offsets BROKERS GROUP TOPIC\n"
+			"       offsets_probe committed BROKERS GROUP TOPIC\n"
+			"       offsets_probe end BROKERS TOPIC\n"
+			"       offsets_probe watch BROKERS GROUP TOPIC INTERVAL_MS STOPFILE\n"
+			"       offsets_probe monitor BROKERS GROUP TOPIC INTERVAL_MS\n"
+			"       offsets_probe group BROKERS GROUP\n"
+			"       offsets_probe dump BROKERS TOPIC\n"
+			"       offsets_probe dump-text BROKERS TOPIC\n"
+			"       offsets_probe produce BROKERS TOPIC < LINES\n"
+			"       offsets_probe commit BROKERS GROUP TOPIC PARTITION:OFFSET...\n"
+			"(the header of tests/lib/offsets_probe.c says what each prints)\n");
 	exit(2);
+}
+
+/* The commands the fault scenarios use while they break the broker: librdkafka quiet. */
+static int faults_command(int argc, char **argv)
+{
+	log_level = "0";
+	if (argc == 5 && !strcmp(argv[1], "committed"))
+		return cmd_committed(argv[2], argv[3], argv[4]);
+	if (argc == 4 && !strcmp(argv[1], "end"))
+		return cmd_end(argv[2], argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "dump-text"))
+		return cmd_dump_text(argv[2], argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "produce"))
+		return cmd_produce(argv[2], argv[3]);
+	if (argc == 6 && !strcmp(argv[1], "monitor"))
+		return cmd_monitor(argv[2], argv[3], argv[4], argv[5]);
+	usage();
+	return 2;
 }
 
 int main(int argc, char **argv)
@@ -454,6 +761,5 @@ int main(int argc, char **argv)
 		return cmd_dump(argv[2], argv[3]);
 	if (!strcmp(argv[1], "commit") && argc >= 6)
 		return cmd_commit(argv[2], argv[3], argv[4], argv + 5, argc - 5);
-	usage();
-	return 2;
+	return faults_command(argc, argv);
 }
