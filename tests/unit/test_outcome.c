@@ -40,6 +40,8 @@ struct cell {
 #define X PAYQ_CMD_CANCEL_ORDER
 #define O(x) PAYQ_OUT_##x
 
+/* One row per cell of the outcome table, aligned as a table: clang-format would wrap it. */
+/* clang-format off */
 static const struct cell cells[] = {
 	/* name                                modes    order     prog   key               cmd amount  cur    outcome                       status  ver  chg    charge pay    reuse */
 	{"any: same key, same payload",         BOTH,    UNPAID,   false, SAME_KEY,         P, 1000, "EUR", O(DUPLICATE),                  UNPAID,    3, false, false, false, false},
@@ -71,6 +73,7 @@ static const struct cell cells[] = {
 	{"pay: duplicate, pending (ledger)",    LEDGER,  UNPAID,   false, SAME_KEY_PENDING, P, 1000, "EUR", O(DUPLICATE),                  UNPAID,    3, false, false, false, false},
 	{"cancel: duplicate of a pending key",  GATEWAY, UNPAID,   true,  SAME_KEY_PENDING, X, 0,    "",    O(DUPLICATE),                  UNPAID,    3, false, false, false, false},
 };
+/* clang-format on */
 
 #undef C
 #undef P
