@@ -1,0 +1,1 @@
+-- ctl_gen.sql - the control: the head (gen_new.sql or gen_dup.sql) alone, nothing sent after it.

@@ -1,0 +1,11 @@
+-- dup_read1.sql - candidate 3 on a replay batch: one read statement; the writes as today.
+-- (the head gen_new.sql / gen_dup.sql is put in front by ./run)
+\startpipeline
+BEGIN;
+SELECT 'd' AS kind, p.order_id, p.command_id, encode(p.payload_sha256, 'hex'), p.outcome = 'pending', p.outcome, p.kafka_topic, p.kafka_partition, p.kafka_offset, NULL::text AS status, NULL::int AS version, NULL::bigint AS amount_minor, NULL::text AS currency FROM unnest(:ids::text[]) AS k(id) JOIN LATERAL (SELECT * FROM payq.processed_commands WHERE order_id = k.id OFFSET 0) AS p ON true UNION ALL SELECT 'o', o.order_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, o.status, o.version, o.amount_minor, o.currency FROM (SELECT DISTINCT id FROM unnest(:ids::text[]) AS u(id) ORDER BY id) AS k JOIN LATERAL (SELECT * FROM payq.orders WHERE order_id = k.id FOR UPDATE) AS o ON true;
+\endpipeline
+\startpipeline
+UPDATE payq.processed_commands p SET duplicates = p.duplicates + x.n, last_seen_at = now() FROM unnest(:dup_o::text[], :dup_c::text[], :dup_n::int[]) AS x(o, c, n) WHERE p.order_id = x.o AND p.command_id = x.c;
+INSERT INTO payq.consumer_progress AS c (group_id, topic, partition, next_offset, reset_generation) SELECT :grp, :topic, pa, n, coalesce(g, (SELECT r.reset_generation FROM payq.consumer_progress r WHERE r.group_id = :grp AND r.topic = :topic AND r.partition = pa), 0) FROM unnest(:pr_part::int[], :pr_next::bigint[], :pr_gen::bigint[]) AS x(pa, n, g) ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = GREATEST(c.next_offset, EXCLUDED.next_offset), updated_at = now() WHERE c.reset_generation = EXCLUDED.reset_generation RETURNING partition, reset_generation;
+COMMIT;
+\endpipeline
