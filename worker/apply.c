@@ -65,6 +65,8 @@ void payq_apply_destroy(payq_apply_t *a)
 {
 	if (!a)
 		return;
+	if (payq_apply_async_busy(a))
+		payq_apply_async_abandon(a);
 	payq_apply_disconnect(a);
 	for (int i = 0; i < P__CNT; i++)
 		payq_sqlbuf_free(&a->p[i]);
@@ -171,64 +173,72 @@ int apply_send_prepared(payq_apply_t *a, const char *name, const char *const *fi
 	return PQsendQueryPrepared(a->conn, name, k, values, NULL, NULL, 0) ? 0 : -1;
 }
 
-/* Reads the results of a pipeline up to its sync. keep[i] receives the tuples of query
- * i when keep is not NULL. Returns PAYQ_APPLY_OK or the status of the first error. */
-payq_apply_status_t apply_pipeline_finish(payq_apply_t *a, int nq, PGresult **keep,
-					   char sqlstate[6], char *errstr, size_t errstr_size)
+bool apply_pipe_take(payq_apply_t *a, apply_pipe_t *p, PGresult *r)
 {
-	payq_apply_status_t st = PAYQ_APPLY_OK;
-	int q = 0, nulls = 0;
+	ExecStatusType es;
 
-	for (;;) {
-		PGresult *r = payq_pg_get_result(a->conn);
-		ExecStatusType es;
-
-		if (!r) {
-			if (PQstatus(a->conn) != CONNECTION_OK || ++nulls > nq + 1) {
-				if (st == PAYQ_APPLY_OK) {
-					st = PAYQ_APPLY_TRANSIENT;
-					payq_err(errstr, errstr_size, "%s", PQerrorMessage(a->conn));
-				}
-				break;
+	if (!r) {
+		if (PQstatus(a->conn) != CONNECTION_OK || ++p->nulls > p->nq + 1) {
+			if (p->st == PAYQ_APPLY_OK) {
+				p->st = PAYQ_APPLY_TRANSIENT;
+				payq_err(p->errstr, p->errstr_size, "%s", PQerrorMessage(a->conn));
 			}
-			q++;
-			continue;
+			return true;
 		}
-		es = PQresultStatus(r);
-		if (es == PGRES_PIPELINE_SYNC) {
-			PQclear(r);
-			break;
-		}
-		if (es == PGRES_FATAL_ERROR && st == PAYQ_APPLY_OK) {
-			snprintf(sqlstate, 6, "%s", payq_pg_sqlstate(r));
-			payq_err(errstr, errstr_size, "%s", PQresultErrorMessage(r));
-			/* 23505 here means another worker won a race for the same key; the
-			 * retry sees its row. The caller caps these retries. */
-			st = payq_pg_transient(a->conn, r) || !strcmp(sqlstate, "23505") ?
-				     PAYQ_APPLY_TRANSIENT : PAYQ_APPLY_PERMANENT;
-#ifndef PAYQ_MUTATION_READONLY_KEEP
-			/* 25006: this server is a standby, or a primary fenced read-only
-			 * during a failover. Retrying here would never succeed: drop the
-			 * connection, so that the reconnect (multi-host, read-write) finds
-			 * the primary. (The mutant keeps it and stalls.) */
-			if (!strcmp(sqlstate, "25006"))
-				a->healthy = false;
-#endif
-		}
-		if (keep && q < nq && es == PGRES_TUPLES_OK && !keep[q]) {
-			keep[q] = r;
-			continue;
-		}
+		p->q++;
+		return false;
+	}
+	es = PQresultStatus(r);
+	if (es == PGRES_PIPELINE_SYNC) {
 		PQclear(r);
+		return true;
 	}
-	if (errstr[0])
-		errstr[strcspn(errstr, "\n")] = '\0';
+	if (es == PGRES_FATAL_ERROR && p->st == PAYQ_APPLY_OK) {
+		snprintf(p->sqlstate, 6, "%s", payq_pg_sqlstate(r));
+		payq_err(p->errstr, p->errstr_size, "%s", PQresultErrorMessage(r));
+		/* 23505 here means another worker won a race for the same key; the
+		 * retry sees its row. The caller caps these retries. */
+		p->st = payq_pg_transient(a->conn, r) || !strcmp(p->sqlstate, "23505") ?
+				PAYQ_APPLY_TRANSIENT : PAYQ_APPLY_PERMANENT;
+#ifndef PAYQ_MUTATION_READONLY_KEEP
+		/* 25006: this server is a standby, or a primary fenced read-only
+		 * during a failover. Retrying here would never succeed: drop the
+		 * connection, so that the reconnect (multi-host, read-write) finds
+		 * the primary. (The mutant keeps it and stalls.) */
+		if (!strcmp(p->sqlstate, "25006"))
+			a->healthy = false;
+#endif
+	}
+	if (p->keep && p->q < p->nq && es == PGRES_TUPLES_OK && !p->keep[p->q]) {
+		p->keep[p->q] = r;
+		return false;
+	}
+	PQclear(r);
+	return false;
+}
+
+payq_apply_status_t apply_pipe_end(payq_apply_t *a, apply_pipe_t *p)
+{
+	if (p->errstr_size && p->errstr[0])
+		p->errstr[strcspn(p->errstr, "\n")] = '\0';
 	if (PQpipelineStatus(a->conn) != PQ_PIPELINE_OFF && !PQexitPipelineMode(a->conn) &&
-	    st == PAYQ_APPLY_OK) {
-		st = PAYQ_APPLY_TRANSIENT;
-		payq_err(errstr, errstr_size, "leaving pipeline mode: %s", PQerrorMessage(a->conn));
+	    p->st == PAYQ_APPLY_OK) {
+		p->st = PAYQ_APPLY_TRANSIENT;
+		payq_err(p->errstr, p->errstr_size, "leaving pipeline mode: %s",
+			 PQerrorMessage(a->conn));
 	}
-	return st;
+	return p->st;
+}
+
+payq_apply_status_t apply_pipeline_finish(payq_apply_t *a, int nq, PGresult **keep,
+					  char sqlstate[6], char *errstr, size_t errstr_size)
+{
+	apply_pipe_t p = {.nq = nq, .keep = keep, .sqlstate = sqlstate, .errstr = errstr,
+			  .errstr_size = errstr_size};
+
+	while (!apply_pipe_take(a, &p, payq_pg_get_result(a->conn)))
+		;
+	return apply_pipe_end(a, &p);
 }
 
 void apply_rollback(payq_apply_t *a)
@@ -269,15 +279,10 @@ int apply_prepare_scratch(payq_apply_t *a, size_t n)
 	return 0;
 }
 
-/* Round trip 1: BEGIN, read the dedup rows, then lock and read the orders (the order
- * of the two is explained on top). */
-static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_t n,
-				      PGresult **locked, PGresult **dedup, char sqlstate[6],
-				      char *errstr, size_t errstr_size)
+/* Round trip 1, sent: BEGIN, read the dedup rows, then lock and read the orders (the
+ * order of the two is explained on top). Returns 0, or -1 when sending failed. */
+int apply_send_reads(payq_apply_t *a, payq_item_t *items, size_t n)
 {
-	PGresult *keep[3] = {NULL, NULL, NULL};
-	payq_apply_status_t st;
-
 	for (size_t i = 0; i < n; i++) {
 		const payq_command_t *c = &items[i].cmd;
 		size_t before = a->batch.norders;
@@ -300,13 +305,15 @@ static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_
 	    apply_send_prepared(a, a->gateway ? "lock_orders_gw" : "lock_orders", NULL, 0, P_LOCK_IDS, 1) ||
 	    apply_send_prepared(a, "read_dedup", NULL, 0, P_LOCK_IDS, 1) ||
 #endif
-	    !PQpipelineSync(a->conn)) {
-		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
-		errstr[strcspn(errstr, "\n")] = '\0';
-		apply_pipeline_finish(a, 3, NULL, sqlstate, errstr + strlen(errstr), 0);
-		return PAYQ_APPLY_TRANSIENT;
-	}
-	st = apply_pipeline_finish(a, 3, keep, sqlstate, errstr, errstr_size);
+	    !PQpipelineSync(a->conn))
+		return -1;
+	return 0;
+}
+
+/* Round trip 1's results (keep[0..3)): sets the locked orders and the dedup rows. */
+payq_apply_status_t apply_take_reads(PGresult **keep, PGresult **locked, PGresult **dedup,
+				     payq_apply_status_t st, char *errstr, size_t errstr_size)
+{
 #ifndef PAYQ_MUTATION_LOCK_BEFORE_DEDUP
 	*dedup = keep[1];
 	*locked = keep[2];
@@ -315,6 +322,7 @@ static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_
 	*dedup = keep[2];
 #endif
 	PQclear(keep[0]);
+	keep[0] = NULL;
 	if (st == PAYQ_APPLY_OK && (!*locked || !*dedup)) {
 		st = PAYQ_APPLY_TRANSIENT;
 		payq_err(errstr, errstr_size, "missing result in the read pipeline");
@@ -322,7 +330,25 @@ static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_
 	return st;
 }
 
-static int load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedup)
+/* Round trip 1. */
+static payq_apply_status_t read_state(payq_apply_t *a, payq_item_t *items, size_t n,
+				      PGresult **locked, PGresult **dedup, char sqlstate[6],
+				      char *errstr, size_t errstr_size)
+{
+	PGresult *keep[3] = {NULL, NULL, NULL};
+	payq_apply_status_t st;
+
+	if (apply_send_reads(a, items, n)) {
+		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
+		errstr[strcspn(errstr, "\n")] = '\0';
+		apply_pipeline_finish(a, 3, NULL, sqlstate, errstr + strlen(errstr), 0);
+		return PAYQ_APPLY_TRANSIENT;
+	}
+	st = apply_pipeline_finish(a, 3, keep, sqlstate, errstr, errstr_size);
+	return apply_take_reads(keep, locked, dedup, st, errstr, errstr_size);
+}
+
+int apply_load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedup)
 {
 	/* The dedup read returns every row of the batch's orders, not only the batch's
 	 * commands, so size the key index for both. */
@@ -455,7 +481,7 @@ static void order_rows(payq_apply_t *a)
 
 /* Runs the outcome table (outcome.c) over the batch in offset order and fills the
  * write arrays with its effects. */
-static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
+void apply_evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 {
 	a->batch.gateway = a->gateway;
 	for (size_t i = 0; i < n; i++) {
@@ -480,19 +506,18 @@ static void evaluate(payq_apply_t *a, payq_item_t *items, size_t n)
 	order_rows(a);
 }
 
-/* Round trip 2: the writes and COMMIT. */
-static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_later,
-				       const payq_progress_t *progress,
-				       size_t nprogress, char sqlstate[6], char *errstr,
-				       size_t errstr_size)
+/* Round trip 2, sent: the writes and COMMIT. Sets *nq to the number of statements and
+ * *prog_q to the index of the progress write (-1: none). Returns 0, or -1 when sending
+ * failed (the connection is then marked broken). */
+int apply_send_writes(payq_apply_t *a, bool begin, bool settle_later,
+		      const payq_progress_t *progress, size_t nprogress, int *nq_out, int *prog_q)
 {
 	const char *topic_param[] = {a->topic};
 	const char *prog_params[] = {a->group, a->topic};
 	const char *look_param[] = {a->first_look_s};
-	PGresult *keep[16] = {NULL};
-	payq_apply_status_t st;
-	int nq = 0, bad = 0, prog_q = -1;
+	int nq = 0, bad = 0;
 
+	*prog_q = -1;
 	/* Progress moves with the settle, after the charges. */
 	if (settle_later)
 		nprogress = 0;
@@ -522,9 +547,17 @@ static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_
 	SEND(a->p[P_DUP_ORDER].count, "upd_dups", NULL, 0, P_DUP_ORDER, 3);
 	SEND(a->p[P_AN_KIND].count, "ins_anomalies", topic_param, 1, P_AN_KIND, 6);
 	if (nprogress)
-		prog_q = nq;
+		*prog_q = nq;
 	SEND(nprogress, "upsert_progress", prog_params, 2, P_PR_PART, 3);
 #undef SEND
+	/* Tests: a transient error inside the transaction, so that its COMMIT answers
+	 * ROLLBACK and the batch is retried (the early-send mutation check). */
+	if (!bad && payq_fault_point("fail_before_commit")) {
+		bad = !PQsendQueryParams(a->conn, "DO $$BEGIN RAISE EXCEPTION 'payq fault "
+					 "injection' USING ERRCODE = '40001'; END$$",
+					 0, NULL, NULL, NULL, NULL, 0);
+		nq++;
+	}
 	if (!bad) {
 		payq_crash_point("before_db_commit");
 		payq_stall_point("before_db_commit");
@@ -532,10 +565,27 @@ static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_
 		      !PQpipelineSync(a->conn);
 		nq++;
 	}
+	*nq_out = nq;
 	if (bad) {
+		a->healthy = false;
+		return -1;
+	}
+	return 0;
+}
+
+/* Round trip 2. */
+static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_later,
+				       const payq_progress_t *progress,
+				       size_t nprogress, char sqlstate[6], char *errstr,
+				       size_t errstr_size)
+{
+	PGresult *keep[16] = {NULL};
+	payq_apply_status_t st;
+	int nq = 0, prog_q = -1;
+
+	if (apply_send_writes(a, begin, settle_later, progress, nprogress, &nq, &prog_q)) {
 		payq_err(errstr, errstr_size, "sending: %s", PQerrorMessage(a->conn));
 		errstr[strcspn(errstr, "\n")] = '\0';
-		a->healthy = false;
 		return PAYQ_APPLY_TRANSIENT;
 	}
 	st = apply_pipeline_finish(a, nq, keep, sqlstate, errstr, errstr_size);
@@ -569,13 +619,13 @@ payq_apply_status_t payq_apply_batch(payq_apply_t *a, payq_item_t *items, size_t
 				 errstr_size);
 	} else {
 		st = read_state(a, items, n, &locked, &dedup, sqlstate, errstr, errstr_size);
-		if (st == PAYQ_APPLY_OK && load_state(a, n, locked, dedup)) {
+		if (st == PAYQ_APPLY_OK && apply_load_state(a, n, locked, dedup)) {
 			st = PAYQ_APPLY_TRANSIENT;
 			payq_err(errstr, errstr_size, "out of memory");
 		}
 		if (st == PAYQ_APPLY_OK) {
 			bool settle_later = false;
-			evaluate(a, items, n);
+			apply_evaluate(a, items, n);
 			for (size_t i = 0; i < n && !settle_later; i++)
 				settle_later = items[i].charge;
 			st = write_state(a, false, settle_later, progress, nprogress, sqlstate,

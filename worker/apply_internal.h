@@ -28,6 +28,24 @@ enum {
 	P__CNT
 };
 
+/* Reading one pipeline's results up to its sync: apply_pipeline_finish waits for them,
+ * apply_async.c takes them as they arrive. */
+typedef struct apply_pipe {
+	int nq, q, nulls;
+	payq_apply_status_t st;
+	PGresult **keep;  /* keep[i]: the tuples of query i (may be NULL) */
+	char *sqlstate;   /* 6 bytes */
+	char *errstr;
+	size_t errstr_size;
+} apply_pipe_t;
+
+/* Where the fast path's batch is (apply_async.c). */
+typedef enum {
+	APPLY_ASYNC_NONE,   /* no batch in flight on this connection */
+	APPLY_ASYNC_READS,  /* round trip 1 sent */
+	APPLY_ASYNC_WRITES, /* round trip 2 (writes, progress, COMMIT) sent */
+} apply_async_phase_t;
+
 struct payq_apply {
 	char *conninfo, *group, *topic;
 	PGconn *conn;
@@ -54,6 +72,23 @@ struct payq_apply {
 	bool stale;
 	int32_t stale_partition;
 	size_t counts[8];
+
+	/* The fast path's batch in flight (apply_async.c): its items and progress belong to
+	 * the caller until payq_apply_async_step says DONE or FAILED. */
+	apply_async_phase_t phase;
+	bool want_write; /* PQflush left output to send */
+	payq_item_t *async_items;
+	size_t async_n;
+	const payq_progress_t *async_prog;
+	size_t async_nprog;
+	int prog_q;
+	PGresult *keep[16], *locked, *dedup;
+	apply_pipe_t pipe;
+	char sqlstate[6];
+	char errstr[512];
+#ifdef PAYQ_MUTATION_EARLY_SEND
+	int skip; /* pipelines of batches forgotten before their COMMIT result */
+#endif
 };
 
 /* The prepared statements (apply_sql.c), prepared on every new connection. */
@@ -82,3 +117,21 @@ void apply_gen_set(payq_apply_t *a, int32_t partition, int64_t generation);
 void apply_progress_params(payq_apply_t *a, const payq_progress_t *progress, size_t n);
 void apply_note_progress(payq_apply_t *a, const payq_progress_t *progress, size_t n,
 			 const PGresult *res);
+
+/* One result of a pipeline (NULL included) into p. True when the pipeline has ended: its
+ * sync arrived, or the connection broke. */
+bool apply_pipe_take(payq_apply_t *a, apply_pipe_t *p, PGresult *r);
+/* After the pipeline has ended: leaves pipeline mode. Returns the pipeline's status. */
+payq_apply_status_t apply_pipe_end(payq_apply_t *a, apply_pipe_t *p);
+/* Round trip 1, sent (see apply.c's top comment). Returns 0 or -1. */
+int apply_send_reads(payq_apply_t *a, payq_item_t *items, size_t n);
+/* Round trip 1's results, keep[0..3), into *locked and *dedup. */
+payq_apply_status_t apply_take_reads(PGresult **keep, PGresult **locked, PGresult **dedup,
+				     payq_apply_status_t st, char *errstr, size_t errstr_size);
+/* Loads round trip 1's rows into the outcome table's state. Returns 0 or -1. */
+int apply_load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedup);
+/* Runs the outcome table over items[0..n) and fills the write arrays. */
+void apply_evaluate(payq_apply_t *a, payq_item_t *items, size_t n);
+/* Round trip 2, sent: writes, progress, COMMIT. Returns 0 or -1. */
+int apply_send_writes(payq_apply_t *a, bool begin, bool settle_later,
+		      const payq_progress_t *progress, size_t nprogress, int *nq, int *prog_q);

@@ -4,12 +4,15 @@
 #include "consume.h"
 #include "worker.h"
 
+#include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -126,6 +129,8 @@ static int hold(worker_t *w, rd_kafka_message_t *m)
 		w->held = p;
 		w->held_cap = cap;
 	}
+	if (!w->nheld)
+		w->held_since_ms = payq_now_ms();
 	w->held[w->nheld++].msg = m;
 	return 0;
 }
@@ -254,18 +259,22 @@ bool worker_tick(void *opaque, int wait_ms)
 }
 
 /* Fills the batch: held messages first, then polls until batch_max messages or
- * batch_wait_ms after the first one. Returns the batch size. */
+ * batch_wait_ms after the first one was polled. Returns the batch size. */
 static size_t collect(worker_t *w)
 {
 	size_t max = (size_t)w->cfg->batch_max;
 	int64_t deadline = 0;
 
+	/* A batch goes when it is full or when its oldest message has waited batch_wait_ms:
+	 * messages held while the last batch was in flight have been waiting since then. */
+	if (w->nheld)
+		deadline = w->held_since_ms + w->cfg->batch_wait_ms;
 	while (w->nheld && w->nbatch < max) {
 		w->batch[w->nbatch++] = w->held[0];
 		memmove(w->held, w->held + 1, --w->nheld * sizeof(*w->held));
 	}
-	if (w->nbatch)
-		deadline = payq_now_ms() + w->cfg->batch_wait_ms;
+	if (w->nheld)
+		w->held_since_ms = payq_now_ms();
 	while (payq_run && !w->fatal && w->nbatch < max) {
 		int64_t now = payq_now_ms();
 		int timeout = deadline ? (int)(deadline - now) : 100;
@@ -317,6 +326,35 @@ static rd_kafka_t *make_consumer(worker_t *w, char *errstr, size_t errstr_size)
 	}
 	rd_kafka_poll_set_consumer(rk);
 	return rk;
+}
+
+/* The consumer queue's IO event: librdkafka writes to a pipe when the queue becomes
+ * non-empty, so that the loop waits on it and on the database socket with one poll(2).
+ * Without it the wait is a 100 ms slice, which still works. */
+static void enable_wakeup(worker_t *w)
+{
+	w->cq = rd_kafka_queue_get_consumer(w->rk);
+	if (!w->cq || pipe2(w->wake_fd, O_NONBLOCK | O_CLOEXEC)) {
+		w->wake_fd[0] = w->wake_fd[1] = -1;
+		log_warn("no wakeup pipe for the consumer queue: polling in 100 ms slices");
+		return;
+	}
+	rd_kafka_queue_io_event_enable(w->cq, w->wake_fd[1], "1", 1);
+}
+
+static void disable_wakeup(worker_t *w)
+{
+	if (w->cq) {
+		if (w->wake_fd[1] >= 0)
+			rd_kafka_queue_io_event_enable(w->cq, -1, NULL, 0);
+		rd_kafka_queue_destroy(w->cq);
+		w->cq = NULL;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (w->wake_fd[i] >= 0)
+			close(w->wake_fd[i]);
+		w->wake_fd[i] = -1;
+	}
 }
 
 static int subscribe(worker_t *w, char *errstr, size_t errstr_size)
@@ -380,6 +418,7 @@ static void shutdown_worker(worker_t *w)
 		w->stop_deadline_ms = payq_now_ms() + 5000;
 	/* It abandons its gateway calls and winds down meanwhile. */
 	payq_reconciler_request_stop(w->reconciler);
+	disable_wakeup(w);
 	if (w->rk) {
 		worker_final_commit(w);
 		if (!w->fatal)
@@ -502,6 +541,7 @@ static int setup_clients(worker_t *w)
 		log_error("consumer: %s", errstr);
 		return PAYQ_EXIT_USAGE;
 	}
+	enable_wakeup(w);
 	if (subscribe(w, errstr, sizeof(errstr))) {
 		log_error("%s", errstr);
 		return PAYQ_EXIT_RUNTIME;
@@ -552,7 +592,96 @@ static void idle(worker_t *w, int64_t *last_ping)
 	}
 }
 
-/* Polls and settles batches until a signal or a fatal error. Returns an exit code. */
+/* True when the loop must give the batch in flight up: a fatal error, or a shutdown
+ * whose deadline has passed (its last fifth is for the final commit and leaving the
+ * group, as in worker_tick). */
+static bool give_up(worker_t *w)
+{
+	if (w->fatal)
+		return true;
+	if (payq_run)
+		return false;
+	if (!w->stop_deadline_ms)
+		w->stop_deadline_ms = payq_now_ms() + w->cfg->shutdown_timeout_ms;
+	return payq_now_ms() >= w->stop_deadline_ms - w->cfg->shutdown_timeout_ms / 5;
+}
+
+/* Holds what the consumer queue has now (the next batch), without waiting. Once a whole
+ * batch is held, fetching pauses until the batch in flight is stored (store() in
+ * batch.c resumes it). */
+static void hold_ready(worker_t *w)
+{
+	size_t limit = 4 * (size_t)w->cfg->batch_max;
+	char drain[64];
+
+	if (w->wake_fd[0] >= 0)
+		while (read(w->wake_fd[0], drain, sizeof(drain)) > 0)
+			;
+	for (size_t i = 0; i < limit && !w->fatal; i++) {
+		rd_kafka_message_t *m = poll_one(w, 0);
+		if (!m) {
+			if (!w->cq || !rd_kafka_queue_length(w->cq))
+				break;
+			continue;
+		}
+		if (hold(w, m)) {
+			rewind_to(w, m);
+			continue;
+		}
+		payq_crash_point("collected_unsent");
+	}
+	if (w->nheld >= (size_t)w->cfg->batch_max && !w->paused)
+		worker_set_paused(w, true);
+}
+
+/* While the lane's batch is in flight: waits (at most 100 ms) for its connection or for
+ * the consumer queue, then advances the batch and holds what Kafka delivered. */
+static void wait_in_flight(worker_t *w)
+{
+	struct pollfd pfd[2] = {
+		{.fd = payq_apply_socket(w->apply), .events = POLLIN},
+		{.fd = w->wake_fd[0], .events = POLLIN},
+	};
+
+	if (payq_apply_async_wants_write(w->apply))
+		pfd[0].events |= POLLOUT;
+	poll(pfd, 2, 100);
+	lane_step(w);
+	hold_ready(w);
+	lane_step(w);
+}
+
+/* What the loop does with a batch settled (or given up). Returns false to stop. */
+static bool after_batch(worker_t *w, batch_result_t r)
+{
+	w->in_flight = false;
+	if (r == BATCH_ABANDONED)
+		return false;
+	worker_release_batch(w);
+	return true;
+}
+
+/*
+ * Polls and settles batches until a signal or a fatal error. Returns an exit code.
+ *
+ * One batch at a time is in flight on the lane (lane.c); while it is, the loop waits on
+ * the lane's connection and the consumer queue together and holds what Kafka delivers:
+ * the next batch, sent once the lane is free again. What each callback may see:
+ *   - rebalance_cb (rebalance.c), inside rd_kafka_consumer_poll: in collect or idle, the
+ *     lane IDLE and no batch in hand, or a batch being collected (not in_flight: the
+ *     revoked partitions' messages are dropped); in hold_ready, a batch in flight
+ *     (LANE_IN_FLIGHT, in_flight) or one the fast path failed (LANE_FAILED): it first
+ *     calls lane_quiesce, which waits for the COMMIT result and stores the batch's
+ *     offsets while its partitions are still assigned (LANE_SETTLED), or leaves a failed
+ *     batch to the synchronous path; the batch keeps its messages, the held ones of
+ *     revoked partitions are dropped. Inside worker_tick (the synchronous path: DLQ
+ *     delivery, database retries, gateway calls) the lane is IDLE and the batch
+ *     in_flight, as before the lane existed.
+ *   - worker_commit_cb, async_commit_cb, error_cb, stats_cb: as worker.h says; none of
+ *     them touches the lane.
+ *   - close_consumer's final revoke, after the loop: the lane is IDLE (the loop gave up
+ *     or finished its batch).
+ */
 static int loop(worker_t *w)
 {
 	char errstr[512];
@@ -562,7 +691,23 @@ static int loop(worker_t *w)
 	while (!w->fatal) {
 		batch_result_t r;
 
-		/* After a signal: stop fetching, finish the batch already polled, then stop. */
+		if (w->lane != LANE_IDLE) {
+			if (w->lane == LANE_IN_FLIGHT && give_up(w)) {
+				lane_abandon(w);
+				w->in_flight = false;
+				rc = PAYQ_EXIT_RUNTIME;
+				break;
+			}
+			if (w->lane == LANE_IN_FLIGHT)
+				wait_in_flight(w);
+			r = lane_finish(w);
+			if (r != BATCH_SENT && !after_batch(w, r)) {
+				rc = PAYQ_EXIT_RUNTIME;
+				break;
+			}
+			continue;
+		}
+		/* After a signal: stop fetching, finish the batches already polled, then stop. */
 		if (!collect(w) && !payq_run)
 			break;
 		if (!w->nbatch) {
@@ -570,13 +715,15 @@ static int loop(worker_t *w)
 			continue;
 		}
 		w->in_flight = true;
-		r = worker_process_batch(w);
-		w->in_flight = false;
-		if (r == BATCH_ABANDONED) {
+		r = lane_send(w);
+		if (r != BATCH_SENT && !after_batch(w, r)) {
 			rc = PAYQ_EXIT_RUNTIME;
 			break;
 		}
-		worker_release_batch(w);
+	}
+	if (w->lane != LANE_IDLE) {
+		lane_abandon(w);
+		w->in_flight = false;
 	}
 	if (w->fatal) {
 		if (payq_dlq_fatal(w->dlq, errstr, sizeof(errstr)))
@@ -596,6 +743,7 @@ int payq_consume_run(payq_config_t *cfg)
 
 	memset(&w, 0, sizeof(w));
 	w.cfg = cfg;
+	w.wake_fd[0] = w.wake_fd[1] = -1;
 	rc = setup(&w);
 	if (rc == PAYQ_EXIT_OK)
 		rc = loop(&w);
