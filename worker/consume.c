@@ -206,6 +206,22 @@ static rd_kafka_message_t *poll_one(worker_t *w, int timeout_ms)
 	return m;
 }
 
+/* Holds m for the next batch; if that fails, seeks its partition back to it. Returns
+ * true when m was held. */
+static bool hold_or_rewind(worker_t *w, rd_kafka_message_t *m)
+{
+	if (!hold(w, m))
+		return true;
+#ifdef PAYQ_MUTATION_HOLD_DROP
+	/* Deliberately broken build: the message is skipped. */
+	rd_kafka_message_destroy(m);
+	(void)rewind_to;
+#else
+	rewind_to(w, m);
+#endif
+	return false;
+}
+
 void worker_set_paused(worker_t *w, bool pause)
 {
 	rd_kafka_topic_partition_list_t *parts;
@@ -236,15 +252,8 @@ bool worker_tick(void *opaque, int wait_ms)
 		worker_set_paused(w, true);
 	do {
 		rd_kafka_message_t *m = poll_one(w, wait_ms > 100 ? 100 : wait_ms);
-		if (m && hold(w, m)) {
-#ifdef PAYQ_MUTATION_HOLD_DROP
-			/* Deliberately broken build: the message is skipped. */
-			rd_kafka_message_destroy(m);
-			(void)rewind_to;
-#else
-			rewind_to(w, m);
-#endif
-		}
+		if (m)
+			hold_or_rewind(w, m);
 		if (w->fatal)
 			return false;
 		if (!payq_run) {
@@ -624,11 +633,8 @@ static void hold_ready(worker_t *w)
 				break;
 			continue;
 		}
-		if (hold(w, m)) {
-			rewind_to(w, m);
-			continue;
-		}
-		payq_crash_point("collected_unsent");
+		if (hold_or_rewind(w, m))
+			payq_crash_point("collected_unsent");
 	}
 	if (w->nheld >= (size_t)w->cfg->batch_max && !w->paused)
 		worker_set_paused(w, true);

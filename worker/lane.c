@@ -68,8 +68,9 @@ static void failed(worker_t *w)
 
 	snprintf(labels, sizeof(labels), "sqlstate=\"%s\"", sqlstate[0] ? sqlstate : "none");
 	payq_metrics_add("payq_db_retries_total", labels, 1);
-	log_warn("database error (SQLSTATE %s) on the fast path, settling the batch on the "
-		 "synchronous path: %s", sqlstate[0] ? sqlstate : "none", err);
+	log_warn("database error (SQLSTATE %s) on the fast path, retrying the batch on the "
+		 "synchronous path: %s", sqlstate[0] ? sqlstate : "none",
+		 err[0] ? err : "no answer in time");
 	w->lane = LANE_FAILED;
 }
 
