@@ -123,7 +123,16 @@ typedef enum {
 	BATCH_SENT,      /* in flight on the lane: lane_finish settles it later */
 } batch_result_t;
 
+/* setup.c: everything the loop needs, and its release. worker_setup returns an exit
+ * code. */
+int worker_setup(worker_t *w);
+void worker_shutdown(worker_t *w);
+
 /* consume.c */
+/* True for the Kafka errors that retrying cannot cure (access denied); stop_denied stops
+ * the worker on one. */
+bool worker_access_denied(rd_kafka_resp_err_t err);
+void worker_stop_denied(worker_t *w, rd_kafka_resp_err_t err, const char *reason);
 void worker_set_paused(worker_t *w, bool pause);
 bool worker_tick(void *opaque, int wait_ms);
 int worker_shutdown_left_ms(const worker_t *w);
