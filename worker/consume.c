@@ -364,7 +364,9 @@ static bool after_batch(worker_t *w, batch_result_t r)
  *
  * One batch at a time is in flight on the lane (lane.c); while it is, the loop waits on
  * the lane's connection and the consumer queue together and holds what Kafka delivers:
- * the next batch, sent once the lane is free again. What each callback may see:
+ * the next batch, sent once the lane is free again. Once a whole batch is held it waits
+ * on the connection alone, so callbacks then wait for the batch in flight, as they did
+ * while a batch applied on the synchronous path. What each callback may see:
  *   - rebalance_cb (rebalance.c), inside rd_kafka_consumer_poll: in collect or idle, the
  *     lane IDLE and no batch in hand, or a batch being collected (not in_flight: the
  *     revoked partitions' messages are dropped); in hold_ready, a batch in flight

@@ -88,7 +88,7 @@ typedef struct worker {
 
 	entry_t *batch;    /* the batch being collected or applied, in poll order */
 	size_t nbatch;
-	entry_t *held;     /* polled while paused; they start the next batch */
+	entry_t *held;     /* polled while paused or while the lane is in flight: the next batch */
 	size_t nheld, held_cap;
 	int64_t held_since_ms; /* when the first of the held messages was polled */
 	payq_item_t *items;
