@@ -68,8 +68,10 @@ static void failed(worker_t *w)
 
 	snprintf(labels, sizeof(labels), "sqlstate=\"%s\"", sqlstate[0] ? sqlstate : "none");
 	payq_metrics_add("payq_db_retries_total", labels, 1);
-	log_warn("database error (SQLSTATE %s) on the fast path, retrying the batch on the "
-		 "synchronous path: %s", sqlstate[0] ? sqlstate : "none",
+	/* The same words as the synchronous path's retries: tests and operators look for
+	 * them. */
+	log_warn("database error (SQLSTATE %s), retrying the batch on the synchronous path "
+		 "(the fast path failed): %s", sqlstate[0] ? sqlstate : "none",
 		 err[0] ? err : "no answer in time");
 	w->lane = LANE_FAILED;
 }
