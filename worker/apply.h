@@ -142,3 +142,38 @@ uint64_t payq_apply_generation(const payq_apply_t *a);
 int payq_apply_anomaly(payq_apply_t *a, const char *kind, int32_t partition, int64_t offset,
 		       const char *detail);
 
+
+/* ---- the fast path, without blocking (apply_async.c) ----
+ * The same transaction as payq_apply_batch, in two pipelines on a non-blocking
+ * connection: payq_apply_async_send sends round trip 1; payq_apply_async_step, called
+ * when the socket is readable (or writable, when payq_apply_async_wants_write), takes the
+ * results that arrived, evaluates the outcome table and sends round trip 2 when the
+ * reads are in, and says DONE once the COMMIT result has arrived. Gateway mode never
+ * takes it. items and progress must stay untouched until DONE or FAILED. */
+typedef enum {
+	PAYQ_ASYNC_WAIT,   /* in flight: wait for the socket */
+	PAYQ_ASYNC_DONE,   /* committed: every item's outcome is set */
+	PAYQ_ASYNC_FAILED, /* not known to be committed: the transaction was rolled back or
+			    * the connection dropped; payq_apply_async_error says why */
+} payq_async_t;
+
+/* Sends round trip 1. Returns 0, or -1 (nothing in flight; the caller falls back to
+ * payq_apply_batch, which reconnects if needed). */
+int payq_apply_async_send(payq_apply_t *a, payq_item_t *items, size_t n,
+			  const payq_progress_t *progress, size_t nprogress);
+payq_async_t payq_apply_async_step(payq_apply_t *a);
+/* True while a batch is in flight on the connection. */
+bool payq_apply_async_busy(const payq_apply_t *a);
+/* True when round trip 2 (the COMMIT) has been sent. */
+bool payq_apply_async_commit_sent(const payq_apply_t *a);
+/* The connection's socket (-1 when none), and whether to wait for it to be writable. */
+int payq_apply_socket(const payq_apply_t *a);
+bool payq_apply_async_wants_write(const payq_apply_t *a);
+/* Gives the batch in flight up: the connection is dropped (the server rolls back what
+ * has not committed; a COMMIT already on its way may still land). */
+void payq_apply_async_abandon(payq_apply_t *a);
+#ifdef PAYQ_MUTATION_EARLY_SEND
+void payq_apply_async_forget(payq_apply_t *a);
+#endif
+/* The SQLSTATE ("" if none) and the error of the last FAILED. */
+const char *payq_apply_async_error(const payq_apply_t *a, const char **sqlstate);

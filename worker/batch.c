@@ -564,17 +564,14 @@ static void observe_batch(const worker_t *w, size_t n, size_t ndead, size_t npoi
 	log_debug("batch of %zu applied (%zu valid, %zu dead-lettered)", w->nbatch, n, ndead);
 }
 
-/* Settles one batch: DLQ copies persisted, then one database transaction with the
- * outcomes and consumer_progress, then offsets stored and committed. STEP_ABANDON:
- * nothing of the batch is stored, so it will be delivered again. */
-static step_t settle(worker_t *w)
+/* Step 1 of settling a batch: decode it and persist the DLQ copies of its malformed
+ * messages. STEP_ABANDON: nothing of the batch is stored, so it will be delivered
+ * again. */
+static step_t prepare(worker_t *w)
 {
-	payq_progress_t *prog = w->prog;
-	size_t ndead, n, np, npoison = 0;
-	int64_t t0 = payq_now_us();
-	bool progress_left = false;
-
+	w->batch_t0 = payq_now_us();
 	w->retried = false;
+	w->nitems = w->ndead = w->nprog = w->npoison = 0;
 #ifdef PAYQ_CRASH_POINTS
 	if (payq_fault_point("kafka_fatal"))
 		payq_dlq_test_fatal(w->dlq);
@@ -583,33 +580,44 @@ static step_t settle(worker_t *w)
 	 * perhaps cut short by the error, is delivered again to the next owner. */
 	if (w->fatal)
 		return STEP_ABANDON;
-	n = decode_batch(w, &ndead);
-	np = batch_progress(w, prog);
+	w->nitems = decode_batch(w, &w->ndead);
+	w->nprog = batch_progress(w, w->prog);
 
 	/* The offset rule: DLQ copies are PERSISTED before consumer_progress moves past
 	 * them, and offsets are stored only after the database COMMIT. */
-	if (dead_letter(w, ndead) != STEP_OK)
+	if (dead_letter(w, w->ndead) != STEP_OK)
 		return STEP_ABANDON;
-	log_dead(w, ndead);
+	log_dead(w, w->ndead);
 #ifdef PAYQ_MUTATION_STORE_BEFORE_COMMIT
 	/* Deliberately broken build: offsets are stored and committed before the database
 	 * transaction, so a crash in between loses the batch. */
-	store_offsets(w, prog, np);
+	store_offsets(w, w->prog, w->nprog);
 	worker_commit(w, true);
 #endif
-	if (apply_and_charge(w, n, prog, np, &npoison, &progress_left) != STEP_OK)
-		return STEP_ABANDON;
-	if (progress_left && settle_poison(w, npoison, prog, np) != STEP_OK)
-		return STEP_ABANDON;
-	if (store(w, prog, np) != STEP_OK)
-		return STEP_ABANDON;
-	observe_batch(w, n, ndead, npoison, t0);
 	return STEP_OK;
 }
 
-batch_result_t worker_process_batch(worker_t *w)
+/* Step 2 on the synchronous path: one database transaction with the outcomes and
+ * consumer_progress (retried, split on poison, charged and settled in gateway mode),
+ * then offsets stored and committed. */
+static step_t settle_sync(worker_t *w)
 {
-	if (settle(w) == STEP_OK)
+	bool progress_left = false;
+
+	if (apply_and_charge(w, w->nitems, w->prog, w->nprog, &w->npoison, &progress_left) !=
+	    STEP_OK)
+		return STEP_ABANDON;
+	if (progress_left && settle_poison(w, w->npoison, w->prog, w->nprog) != STEP_OK)
+		return STEP_ABANDON;
+	if (store(w, w->prog, w->nprog) != STEP_OK)
+		return STEP_ABANDON;
+	observe_batch(w, w->nitems, w->ndead, w->npoison, w->batch_t0);
+	return STEP_OK;
+}
+
+static batch_result_t result_of(worker_t *w, step_t s)
+{
+	if (s == STEP_OK)
 		return BATCH_DONE;
 	if (w->rewound) {
 		/* Dropped for a rewind, not abandoned: go on from the database. */
@@ -617,6 +625,32 @@ batch_result_t worker_process_batch(worker_t *w)
 		return BATCH_REWOUND;
 	}
 	return BATCH_ABANDONED;
+}
+
+batch_result_t worker_batch_prepare(worker_t *w)
+{
+	return result_of(w, prepare(w));
+}
+
+batch_result_t worker_batch_settle_sync(worker_t *w)
+{
+	return result_of(w, settle_sync(w));
+}
+
+batch_result_t worker_batch_committed(worker_t *w)
+{
+	atomic_store(&w->db_ok, true);
+	if (store(w, w->prog, w->nprog) != STEP_OK)
+		return result_of(w, STEP_ABANDON);
+	observe_batch(w, w->nitems, w->ndead, 0, w->batch_t0);
+	return BATCH_DONE;
+}
+
+batch_result_t worker_process_batch(worker_t *w)
+{
+	batch_result_t r = worker_batch_prepare(w);
+
+	return r == BATCH_DONE ? worker_batch_settle_sync(w) : r;
 }
 
 void worker_release_batch(worker_t *w)

@@ -327,6 +327,10 @@ void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
 
 	payq_metrics_add("payq_rebalances_total", NULL, 1);
+	/* A batch in flight on the lane finishes first (or is left to the synchronous
+	 * path): the drift check needs the connection, and a finished batch's offsets are
+	 * stored while its partitions are still assigned (consume.c, loop). */
+	lane_quiesce(w);
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		log_info("assigned %d partitions (%s)", parts->cnt,
 			 rd_kafka_rebalance_protocol(rk));

@@ -3,14 +3,19 @@
  * apply, charge, store) and commit.c (Kafka offset commits). Private to payq-worker.
  *
  * Threads and callbacks, and what each may see and touch:
- *   - The main thread runs the loop and everything in batch.c. All librdkafka consumer
- *     callbacks run on it too, inside rd_kafka_consumer_poll (poll_one), which batch.c
- *     reaches through worker_tick() while it waits (DLQ delivery, database retries,
- *     gateway calls), and inside close_consumer's queue poll at shutdown.
- *   - rebalance_cb (worker_rebalance_cb): reads cfg, cooperative, paused, fatal,
- *     in_flight; touches batch/nbatch (only when !in_flight: a batch being settled keeps
- *     its messages), held/nheld, commit_dirty, progress_gen (drift check), joined, and
- *     the apply connection (consumer_progress reads).
+ *   - The main thread runs the loop, the lane (lane.c) and everything in batch.c. All
+ *     librdkafka consumer callbacks run on it too, inside rd_kafka_consumer_poll
+ *     (poll_one), which the loop reaches in collect, idle and hold_ready (while the
+ *     lane's batch is in flight), batch.c through worker_tick() while it waits (DLQ
+ *     delivery, database retries, gateway calls), and close_consumer's queue poll at
+ *     shutdown. consume.c's loop says which lane state each callback may meet.
+ *   - rebalance_cb (worker_rebalance_cb): first lane_quiesce: a batch in flight on the
+ *     lane is waited for (bounded) and, once committed, its offsets stored (lane,
+ *     lane_result); then reads cfg, cooperative, paused, fatal, in_flight; touches
+ *     batch/nbatch (only when !in_flight: a batch being settled or in flight keeps its
+ *     messages), held/nheld (the next batch: dropped for revoked partitions),
+ *     commit_dirty, progress_gen (drift check), joined, and the apply connection
+ *     (consumer_progress reads; free once the lane is quiesced).
  *   - worker_commit_cb (synchronous commits) touches commit_dirty only; async_commit_cb also
  *     clears async_commit_ms. final_commit_cb writes only its own opaque result.
  *   - error_cb and poll_one set fatal (and payq_run); stats_cb reads cfg->group.
@@ -21,8 +26,10 @@
  *
  * Progress is written in three places, each naming the others: the batch's
  * consumer_progress row with its database transaction (batch.c, worker_process_batch,
- * through payq_apply_batch or payq_apply_settle), Kafka's stored offsets after that
- * COMMIT (batch.c, store_offsets), and a partition the drift check moves
+ * through payq_apply_batch or payq_apply_settle; or lane.c, lane_send, through
+ * payq_apply_async_send), Kafka's stored offsets after that COMMIT (batch.c,
+ * store_offsets, reached from worker_batch_committed on the lane), and a partition the
+ * drift check moves
  * (rebalance.c, rebalance_cb and worker_resync_progress, which store the database's
  * offset in Kafka).
  */
@@ -51,6 +58,15 @@ typedef struct entry {
 	char error[256];
 } entry_t;
 
+/* Where the lane's batch is (lane.c). */
+typedef enum {
+	LANE_IDLE,      /* no batch sent: the loop may send the next one */
+	LANE_IN_FLIGHT, /* sent on the fast path; its COMMIT result has not arrived */
+	LANE_DONE,      /* its COMMIT result arrived, OK: its offsets are to be stored */
+	LANE_FAILED,    /* the fast path failed: the synchronous path settles the batch */
+	LANE_SETTLED,   /* settled inside a rebalance callback (lane_quiesce): lane_result */
+} lane_state_t;
+
 typedef struct worker {
 	payq_config_t *cfg;
 	rd_kafka_t *rk;
@@ -72,13 +88,24 @@ typedef struct worker {
 
 	entry_t *batch;    /* the batch being collected or applied, in poll order */
 	size_t nbatch;
-	entry_t *held;     /* polled while paused; they start the next batch */
+	entry_t *held;     /* polled while paused or while the lane is in flight: the next batch */
 	size_t nheld, held_cap;
+	int64_t held_since_ms; /* when the first of the held messages was polled */
 	payq_item_t *items;
 	payq_dlq_entry_t *dead;
 	payq_progress_t *prog;
+	size_t nitems, ndead, nprog, npoison; /* of the batch, once prepared (batch.c) */
+	int64_t batch_t0;                     /* when its settling began (us) */
 	size_t *poison;
 	char (*poison_err)[200];
+
+	/* The apply lane (lane.c) and the loop's wait (consume.c). */
+	lane_state_t lane;
+	int lane_result;          /* batch_result_t of a batch settled in a callback */
+	bool lane_commit_sent;    /* the lane's COMMIT has been sent */
+	int64_t lane_deadline_ms; /* the in-flight batch's answers are due by then */
+	rd_kafka_queue_t *cq;     /* the consumer queue, whose IO event wakes the wait */
+	int wake_fd[2];           /* its pipe: read end, write end (-1 when none) */
 
 	uint64_t progress_gen; /* the database session whose progress was last compared */
 	bool rewound;          /* resync_progress() dropped the batch and sought back */
@@ -93,9 +120,19 @@ typedef enum {
 	BATCH_DONE,      /* settled: committed, offsets stored */
 	BATCH_REWOUND,   /* dropped for a rewind (worker_resync_progress): go on */
 	BATCH_ABANDONED, /* shutdown deadline or fatal error: nothing of it stored */
+	BATCH_SENT,      /* in flight on the lane: lane_finish settles it later */
 } batch_result_t;
 
+/* setup.c: everything the loop needs, and its release. worker_setup returns an exit
+ * code. */
+int worker_setup(worker_t *w);
+void worker_shutdown(worker_t *w);
+
 /* consume.c */
+/* True for the Kafka errors that retrying cannot cure (access denied); stop_denied stops
+ * the worker on one. */
+bool worker_access_denied(rd_kafka_resp_err_t err);
+void worker_stop_denied(worker_t *w, rd_kafka_resp_err_t err, const char *reason);
 void worker_set_paused(worker_t *w, bool pause);
 bool worker_tick(void *opaque, int wait_ms);
 int worker_shutdown_left_ms(const worker_t *w);
@@ -111,8 +148,28 @@ void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			 rd_kafka_topic_partition_list_t *parts, void *opaque);
 bool worker_resync_progress(worker_t *w, bool force);
 
-/* batch.c */
+/* batch.c: settling w->batch. worker_process_batch does it all on the synchronous
+ * path; the lane (lane.c) runs worker_batch_prepare (decode, DLQ), then applies the batch
+ * without blocking and calls worker_batch_committed (store the offsets) after its COMMIT,
+ * or worker_batch_settle_sync when the fast path failed. BATCH_DONE from prepare: go on. */
 batch_result_t worker_process_batch(worker_t *w);
+batch_result_t worker_batch_prepare(worker_t *w);
+batch_result_t worker_batch_settle_sync(worker_t *w);
+batch_result_t worker_batch_committed(worker_t *w);
 void worker_release_batch(worker_t *w);
+
+/* lane.c: the apply lane, one batch at a time on its own connection without blocking
+ * the loop. lane_send prepares w->batch (decode, DLQ) and sends it (BATCH_SENT), or
+ * settles it synchronously (gateway mode, no commands, the fast path unavailable).
+ * lane_step advances the batch in flight as answers arrive; lane_finish, once it is no
+ * longer in flight, stores its offsets (or settles it on the synchronous path) and
+ * frees the lane. lane_quiesce, for rebalance callbacks, waits for the batch in flight
+ * (bounded) so that the connection is free and the offsets are stored while the
+ * partitions are still assigned. lane_abandon gives the batch in flight up. */
+batch_result_t lane_send(worker_t *w);
+void lane_step(worker_t *w);
+batch_result_t lane_finish(worker_t *w);
+void lane_quiesce(worker_t *w);
+void lane_abandon(worker_t *w);
 
 #endif
