@@ -113,9 +113,13 @@ payq_connect_t payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_s
 	}
 	/* A generic plan frozen while the tables were small would scan them whole for
 	 * ever after; custom plans follow the tables' real size. Planning is cheap
-	 * next to a round trip. */
+	 * next to a round trip. JIT never pays for these short statements, and on tables
+	 * never analyzed (a new deployment, until autoanalyze) it compiled read_dedup for
+	 * 50-110 ms on each call of a 1 ms query: 4.9x to 6.2x fewer batches per second
+	 * (tests/bench/sql_variants/README.md). */
 	if (payq_pg_exec(a->conn, "SET plan_cache_mode = force_custom_plan", errstr,
-			 errstr_size)) {
+			 errstr_size) ||
+	    payq_pg_exec(a->conn, "SET jit = off", errstr, errstr_size)) {
 		payq_apply_disconnect(a);
 		return PAYQ_CONNECT_RETRY;
 	}
