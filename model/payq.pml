@@ -682,7 +682,7 @@ sent:
 		fi;
 #endif
 #ifdef GATEWAY
-		/* ---- charge_and_settle() ---- */
+		/* ---- worker_charge_and_settle() (charge.c) ---- */
 		if
 		:: chg ->
 			/* payq_gateway_charge(): each charge with its key, concurrently */

@@ -1,5 +1,5 @@
 /* batch.c - settles one polled batch, step by step: decode, dead-letter, apply (split
- * on poison), charge and settle (gateway mode), store the offsets. */
+ * on poison), charge and settle (gateway mode, charge.c), store the offsets. */
 #include "worker.h"
 
 #include <inttypes.h>
@@ -10,11 +10,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
-
-static const char *trace_id_of(const payq_item_t *it)
-{
-	return it->trace.valid ? it->trace.trace_id : NULL;
-}
 
 /* ---- applying a batch ---- */
 
@@ -32,10 +27,7 @@ static int64_t backoff_ms(int attempt, int64_t cap)
 	return base / 2 + (int64_t)(r % (uint32_t)(base / 2 + 1));
 }
 
-/* After a failed database step: counts the retry by SQLSTATE, drops a broken
- * connection, and waits with backoff while polling paused. Returns false when the
- * caller must give up (fatal error, or the shutdown deadline passed). */
-static bool db_retry_wait(worker_t *w, int *attempt, const char *sqlstate, const char *what,
+bool worker_db_retry_wait(worker_t *w, int *attempt, const char *sqlstate, const char *what,
 			  const char *errstr)
 {
 	char labels[64];
@@ -52,13 +44,6 @@ static bool db_retry_wait(worker_t *w, int *attempt, const char *sqlstate, const
 	}
 	return worker_tick(w, (int)wait);
 }
-
-/* The result of one step of settling a batch. */
-typedef enum {
-	STEP_OK,      /* done: go on to the next step */
-	STEP_ABANDON, /* the batch is abandoned (or dropped for a rewind): nothing of it is
-		       * stored, so it is delivered again */
-} step_t;
 
 /* What apply_range did with its range. */
 typedef enum {
@@ -105,7 +90,7 @@ static range_result_t apply_range(worker_t *w, payq_item_t *items, size_t n,
 			snprintf(sqlstate, sizeof(sqlstate), "08000");
 		}
 		w->retried = true; /* its COMMIT may have landed all the same */
-		if (!db_retry_wait(w, &attempt, sqlstate, "the batch", errstr))
+		if (!worker_db_retry_wait(w, &attempt, sqlstate, "the batch", errstr))
 			return RANGE_ABANDONED;
 	}
 
@@ -116,7 +101,7 @@ static range_result_t apply_range(worker_t *w, payq_item_t *items, size_t n,
 				      .offset = items[0].offset,
 				      .command_id = items[0].cmd.command_id,
 				      .order_id = items[0].cmd.order_id,
-				      .trace_id = trace_id_of(&items[0])};
+				      .trace_id = worker_trace_id(&items[0])};
 		payq_log(PAYQ_LOG_ERROR, &ctx, "database refused the command (SQLSTATE %s): %s",
 			 sqlstate, errstr);
 		w->poison_err[*npoison][0] = '\0';
@@ -135,163 +120,6 @@ static range_result_t apply_range(worker_t *w, payq_item_t *items, size_t n,
 	return RANGE_SPLIT;
 }
 
-/* Reads the idempotency key stored with each charge's payment, retrying database
- * errors. STEP_ABANDON: the batch must be abandoned. */
-static step_t read_keys(worker_t *w, size_t k)
-{
-	char errstr[512];
-	int attempt = 0;
-
-	for (;;) {
-		payq_connect_t rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
-		if (rc == PAYQ_CONNECT_FATAL) {
-			log_error("%s", errstr);
-			w->fatal = true;
-			return STEP_ABANDON;
-		}
-		if (rc == PAYQ_CONNECT_OK &&
-		    payq_apply_read_keys(w->apply, w->charges, k,
-					 payq_gateway_key_retention_ms(w->gw)) == 0)
-			return STEP_OK;
-		if (rc == PAYQ_CONNECT_OK)
-			snprintf(errstr, sizeof(errstr), "reading the idempotency keys failed");
-		if (!db_retry_wait(w, &attempt, "08000", "the idempotency keys", errstr))
-			return STEP_ABANDON;
-	}
-}
-
-/* Records the charges' results with progress. A permanent error (the database refuses
- * something the channel said) must not loop: each charge is then settled alone, and one
- * refused is recorded unknown with the error (settle_refused). */
-static payq_apply_status_t settle_batch(worker_t *w, size_t k, const payq_progress_t *prog,
-					size_t np, char sqlstate[6], char *errstr, size_t size)
-{
-	payq_apply_status_t st =
-		payq_apply_settle(w->apply, w->charges, k, prog, np, sqlstate, errstr, size);
-
-	if (st != PAYQ_APPLY_PERMANENT)
-		return st;
-	log_error("settle: the database refused the batch's results (SQLSTATE %s): %s; settling "
-		  "them one by one", sqlstate, errstr);
-	st = payq_apply_settle_each(w->apply, w->charges, k, sqlstate, errstr, size);
-	if (st == PAYQ_APPLY_OK && np)
-		st = payq_apply_settle(w->apply, NULL, 0, prog, np, sqlstate, errstr, size);
-	/* Progress alone carries nothing from outside; a refusal of it is retried. */
-	return st == PAYQ_APPLY_PERMANENT ? PAYQ_APPLY_TRANSIENT : st;
-}
-
-/* Fills w->charges with the batch's pending payments, and w->charge_item with the item
- * of each. Returns their count. */
-static size_t build_charges(worker_t *w, size_t n)
-{
-	size_t k = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		const payq_item_t *it = &w->items[i];
-		payq_charge_t *c = &w->charges[k];
-		if (!it->charge)
-			continue;
-		memset(c, 0, sizeof(*c));
-		/* The channel's request is a child span of the command's trace. */
-		if (it->trace.valid && payq_trace_child(&it->trace, c->traceparent,
-							 sizeof(c->traceparent)) == 0)
-			c->tracestate = it->trace.tracestate;
-		c->order_id = it->cmd.order_id;
-		c->command_id = it->cmd.command_id;
-		c->amount_minor = it->cmd.amount_minor;
-		c->currency = it->cmd.currency;
-		c->payer_id = it->cmd.has_payer_id ? it->cmd.payer_id : NULL;
-		c->retry = it->outcome == PAYQ_OUT_DUPLICATE;
-		w->charge_item[k++] = i;
-	}
-	return k;
-}
-
-/* After the settle: logs unknown and mismatched charges, records charge_mismatch, and
- * sets the outcome (and the row's outcome, for metrics) of each charged item. */
-static void record_charges(worker_t *w, size_t k)
-{
-	for (size_t j = 0; j < k; j++) {
-		const payq_charge_t *c = &w->charges[j];
-		payq_item_t *it = &w->items[w->charge_item[j]];
-		payq_log_ctx_t ctx = {.topic = w->cfg->topic,
-				      .partition = it->partition,
-				      .offset = it->offset,
-				      .command_id = c->command_id,
-				      .order_id = c->order_id,
-				      .trace_id = trace_id_of(it)};
-		if (c->status == PAYQ_CHARGE_UNKNOWN || c->status == PAYQ_CHARGE_MISMATCH)
-			payq_log(PAYQ_LOG_WARN, &ctx, "payment of order %s unknown, left to the "
-				 "reconciler: %s", c->order_id, c->detail);
-		if (c->status == PAYQ_CHARGE_MISMATCH &&
-		    payq_apply_payment_anomaly(w->apply, "charge_mismatch", c->order_id,
-					       c->command_id, c->detail) < 0)
-			/* The reconciler's next look meets the same answer and raises it. */
-			payq_log(PAYQ_LOG_WARN, &ctx, "recording charge_mismatch failed");
-		/* A pay whose first COMMIT landed before its retry counts as its own row. */
-		if (it->own_row && it->recorded == PAYQ_OUT_PENDING) {
-			if (c->status == PAYQ_CHARGE_SUCCEEDED)
-				it->recorded = PAYQ_OUT_APPLIED;
-			else if (c->status == PAYQ_CHARGE_DECLINED)
-				it->recorded = PAYQ_OUT_REJECTED_DECLINED;
-		}
-		if (it->outcome != PAYQ_OUT_PENDING)
-			continue; /* a resumed redelivery counts as a duplicate */
-		if (c->status == PAYQ_CHARGE_SUCCEEDED)
-			it->outcome = PAYQ_OUT_APPLIED;
-		else if (c->status == PAYQ_CHARGE_DECLINED)
-			it->outcome = PAYQ_OUT_REJECTED_DECLINED;
-	}
-}
-
-/* Gateway mode, steps 2 and 3: charges the batch's pending payments through the
- * channel, concurrently, with the idempotency keys stored with them, then records the
- * results and (when progress is given) the batch's consumer_progress in one
- * transaction, retrying that until it commits. The offsets are stored only after this.
- * STEP_ABANDON: the batch is abandoned; its pays are then still pending and resume,
- * with the same keys, on redelivery. */
-static step_t charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog, size_t np)
-{
-	char sqlstate[6], errstr[512];
-	size_t k = build_charges(w, n);
-	int attempt = 0;
-
-	if (!k)
-		return STEP_OK;
-	/* A fatal error met while the batch was applied: charge nothing; the pays stay
-	 * pending and resume, with the same keys, on redelivery. */
-	if (w->fatal)
-		return STEP_ABANDON;
-	if (read_keys(w, k) != STEP_OK)
-		return STEP_ABANDON;
-	payq_crash_point("before_charge");
-	payq_gateway_charge(w->gw, w->charges, k);
-	payq_crash_point("after_charge");
-
-	for (;;) {
-		payq_connect_t rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
-		if (rc == PAYQ_CONNECT_FATAL) {
-			log_error("%s", errstr);
-			w->fatal = true;
-			return STEP_ABANDON;
-		}
-		/* A new session may be a server that never saw the batch's pending payments:
-		 * re-apply the batch there; the charges repeat with the same keys. */
-		if (rc == PAYQ_CONNECT_OK && worker_resync_progress(w, true))
-			return STEP_ABANDON;
-		if (rc == PAYQ_CONNECT_OK &&
-		    settle_batch(w, k, prog, np, sqlstate, errstr, sizeof(errstr)) == PAYQ_APPLY_OK)
-			break;
-		if (rc != PAYQ_CONNECT_OK)
-			snprintf(sqlstate, sizeof(sqlstate), "08000");
-		if (!db_retry_wait(w, &attempt, sqlstate, "the gateway results", errstr))
-			return STEP_ABANDON;
-	}
-	atomic_store(&w->db_ok, true);
-	record_charges(w, k);
-	return STEP_OK;
-}
-
 /* One debug line per command of a committed batch, with its order, command and trace. */
 static void log_outcomes(const worker_t *w, const payq_item_t *items, size_t n)
 {
@@ -304,7 +132,7 @@ static void log_outcomes(const worker_t *w, const payq_item_t *items, size_t n)
 				      .offset = it->offset,
 				      .command_id = it->cmd.command_id,
 				      .order_id = it->cmd.order_id,
-				      .trace_id = trace_id_of(it)};
+				      .trace_id = worker_trace_id(it)};
 		payq_log(PAYQ_LOG_DEBUG, &ctx, "%s: %s", payq_cmd_type_name(it->cmd.type),
 			 payq_outcome_name(it->outcome));
 	}
@@ -489,7 +317,7 @@ static step_t apply_and_charge(worker_t *w, size_t n, const payq_progress_t *pro
 	if (r == RANGE_ABANDONED)
 		return STEP_ABANDON;
 	whole = r == RANGE_APPLIED && !*npoison;
-	if (w->gw && charge_and_settle(w, n, whole ? prog : NULL, whole ? np : 0) != STEP_OK)
+	if (w->gw && worker_charge_and_settle(w, n, whole ? prog : NULL, whole ? np : 0) != STEP_OK)
 		return STEP_ABANDON;
 	*progress_left = !whole;
 	return STEP_OK;

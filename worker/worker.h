@@ -135,6 +135,33 @@ bool worker_access_denied(rd_kafka_resp_err_t err);
 void worker_stop_denied(worker_t *w, rd_kafka_resp_err_t err, const char *reason);
 void worker_set_paused(worker_t *w, bool pause);
 bool worker_tick(void *opaque, int wait_ms);
+
+/* The result of one step of settling a batch (batch.c, charge.c). */
+typedef enum {
+	STEP_OK,      /* done: go on to the next step */
+	STEP_ABANDON, /* the batch is abandoned (or dropped for a rewind): nothing of it is
+		       * stored, so it is delivered again */
+} step_t;
+
+/* The trace ID of a command's message, or NULL without a valid traceparent. */
+static inline const char *worker_trace_id(const payq_item_t *it)
+{
+	return it->trace.valid ? it->trace.trace_id : NULL;
+}
+
+/* After a failed database step: counts the retry by SQLSTATE, drops a broken
+ * connection, and waits with backoff while polling paused (batch.c). Returns false when
+ * the caller must give up (fatal error, or the shutdown deadline passed). */
+bool worker_db_retry_wait(worker_t *w, int *attempt, const char *sqlstate, const char *what,
+			  const char *errstr);
+
+/* Gateway mode, steps 2 and 3 (charge.c): charges the batch's pending payments, then
+ * records the answers and (when prog is given) the batch's consumer_progress in one
+ * transaction. STEP_ABANDON: the pays stay pending and resume, with the same keys, on
+ * redelivery. */
+step_t worker_charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
+				size_t np);
+
 int worker_shutdown_left_ms(const worker_t *w);
 
 /* commit.c */
