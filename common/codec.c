@@ -14,8 +14,17 @@
 static const char *const type_names[] = {"none", "create_order", "pay", "cancel_order"};
 
 static const char *const reason_names[PAYQ_REASON__CNT] = {
-	"ok", "empty", "too_large", "bad_encoding", "not_json", "duplicate_field",
-	"unsupported_version", "unknown_type", "missing_field", "bad_field", "bad_amount",
+	"ok",
+	"empty",
+	"too_large",
+	"bad_encoding",
+	"not_json",
+	"duplicate_field",
+	"unsupported_version",
+	"unknown_type",
+	"missing_field",
+	"bad_field",
+	"bad_amount",
 	"key_mismatch",
 };
 
@@ -103,15 +112,15 @@ struct doc {
 	size_t n;
 	struct member *m;
 	size_t cnt, cap;
-	bool open;	/* the last member's value has started but not ended */
-	char *arena;	/* decoded strings; never more than n bytes in all */
+	bool open;   /* the last member's value has started but not ended */
+	char *arena; /* decoded strings; never more than n bytes in all */
 	size_t used;
 	char *errstr;
 	size_t errstr_size;
 };
 
-__attribute__((format(printf, 3, 4)))
-static payq_reason_t fail(struct doc *d, payq_reason_t r, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static payq_reason_t fail(struct doc *d, payq_reason_t r,
+								const char *fmt, ...)
 {
 	va_list ap;
 
@@ -152,9 +161,10 @@ static long hex4(const unsigned char *s, size_t n, size_t i)
 		return -1;
 	for (size_t k = i; k < i + 4; k++) {
 		unsigned char c = s[k];
-		int x = c >= '0' && c <= '9' ? c - '0' :
-			c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-			c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+		int x = c >= '0' && c <= '9'   ? c - '0'
+			: c >= 'a' && c <= 'f' ? c - 'a' + 10
+			: c >= 'A' && c <= 'F' ? c - 'A' + 10
+					       : -1;
 		if (x < 0)
 			return -1;
 		v = v * 16 + x;
@@ -251,7 +261,8 @@ static payq_reason_t scan(struct doc *d)
 
 			if (!scan_string(s, d->n, &i, &bad))
 				return fail(d, PAYQ_REASON_BAD_ENCODING,
-					    "string escapes a lone UTF-16 surrogate near byte %zu", start);
+					    "string escapes a lone UTF-16 surrogate near byte %zu",
+					    start);
 			if (depth != 1 || !want_key)
 				continue;
 			if (d->cnt == d->cap) {
@@ -262,7 +273,8 @@ static payq_reason_t scan(struct doc *d)
 				d->m = m;
 				d->cap = cap;
 			}
-			d->m[d->cnt++] = (struct member){.key_off = start, .key_len = i - 1 - start};
+			d->m[d->cnt++] =
+				(struct member){.key_off = start, .key_len = i - 1 - start};
 			want_key = false;
 			continue;
 		}
@@ -390,9 +402,10 @@ static payq_reason_t check_id(struct doc *d, const char *field, char *dst)
 		return fail(d, PAYQ_REASON_MISSING_FIELD, "%s: missing", field);
 	v = get_string(d, m, &len);
 	if (!v || !valid_id_n(v, len))
-		return fail(d, PAYQ_REASON_BAD_FIELD,
-			    "%s: must be a string of 1 to %d characters from [A-Za-z0-9._:-], got %s",
-			    field, PAYQ_ID_MAX, show(d->s + m->val_off, m->val_len, sb));
+		return fail(
+			d, PAYQ_REASON_BAD_FIELD,
+			"%s: must be a string of 1 to %d characters from [A-Za-z0-9._:-], got %s",
+			field, PAYQ_ID_MAX, show(d->s + m->val_off, m->val_len, sb));
 	memcpy(dst, v, len);
 	dst[len] = '\0';
 	return PAYQ_REASON_OK;
@@ -432,8 +445,8 @@ static payq_reason_t check_currency(struct doc *d, char *dst)
 	if (!m)
 		return fail(d, PAYQ_REASON_MISSING_FIELD, "currency: missing");
 	v = get_string(d, m, &len);
-	if (!v || len != 3 || v[0] < 'A' || v[0] > 'Z' || v[1] < 'A' || v[1] > 'Z' ||
-	    v[2] < 'A' || v[2] > 'Z')
+	if (!v || len != 3 || v[0] < 'A' || v[0] > 'Z' || v[1] < 'A' || v[1] > 'Z' || v[2] < 'A' ||
+	    v[2] > 'Z')
 		return fail(d, PAYQ_REASON_BAD_FIELD,
 			    "currency: must be three capital letters A-Z, got %s",
 			    show(d->s + m->val_off, m->val_len, sb));
@@ -497,13 +510,13 @@ static payq_reason_t check_fields(struct doc *d, payq_command_t *cmd)
 	switch (cmd->type) {
 	case PAYQ_CMD_CREATE_ORDER:
 	case PAYQ_CMD_PAY:
-		if ((r = check_amount(d, &cmd->amount_minor)) || (r = check_currency(d, cmd->currency)))
+		if ((r = check_amount(d, &cmd->amount_minor)) ||
+		    (r = check_currency(d, cmd->currency)))
 			return r;
 		if (cmd->type == PAYQ_CMD_PAY)
 			return check_text(d, "payer_id", &cmd->has_payer_id, cmd->payer_id);
 		return check_text(d, "customer_id", &cmd->has_customer_id, cmd->customer_id);
-	default:
-		return check_text(d, "reason", &cmd->has_reason, cmd->reason);
+	default: return check_text(d, "reason", &cmd->has_reason, cmd->reason);
 	}
 }
 
@@ -587,8 +600,9 @@ payq_reason_t payq_codec_decode(const void *key, size_t key_len, const void *val
 		goto out;
 	if (key && (key_len != strlen(cmd->order_id) || memcmp(key, cmd->order_id, key_len))) {
 		char sb[48];
-		r = fail(&d, PAYQ_REASON_KEY_MISMATCH, "order_id %s differs from the message key %s",
-			 cmd->order_id, show(key, key_len, sb));
+		r = fail(&d, PAYQ_REASON_KEY_MISMATCH,
+			 "order_id %s differs from the message key %s", cmd->order_id,
+			 show(key, key_len, sb));
 		goto out;
 	}
 	payq_codec_hash(cmd);

@@ -6,9 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PAYQ_ID_MAX 64            /* command_id, order_id: 1..64 of [A-Za-z0-9._:-] */
-#define PAYQ_TEXT_MAX 256         /* payer_id, customer_id, reason: at most 256 bytes */
-#define PAYQ_VALUE_MAX 65536      /* a value over 64 KiB is too_large */
+#define PAYQ_ID_MAX 64			   /* command_id, order_id: 1..64 of [A-Za-z0-9._:-] */
+#define PAYQ_TEXT_MAX 256		   /* payer_id, customer_id, reason: at most 256 bytes */
+#define PAYQ_VALUE_MAX 65536		   /* a value over 64 KiB is too_large */
 #define PAYQ_AMOUNT_MAX 1000000000000000LL /* 10^15 */
 #define PAYQ_SHA256_LEN 32
 

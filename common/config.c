@@ -42,7 +42,8 @@ static const payq_setting_t settings[] = {
 	{"gateway-url", "PAYQ_GATEWAY_URL", PAYQ_CF_STR, NULL, OFF(gateway_url), 0, 0, NULL, W,
 	 "gateway mode: base URL of the payment channel (POST /charges, GET /charges/KEY)"},
 	{"gateway-ca-file", "PAYQ_GATEWAY_CA_FILE", PAYQ_CF_STR, NULL, OFF(gateway_ca_file), 0, 0,
-	 NULL, W, "gateway mode: PEM bundle of the CAs that sign the channel's certificate "
+	 NULL, W,
+	 "gateway mode: PEM bundle of the CAs that sign the channel's certificate "
 	 "(default: the system's)"},
 	{"gateway-cert-file", "PAYQ_GATEWAY_CERT_FILE", PAYQ_CF_STR, NULL, OFF(gateway_cert_file),
 	 0, 0, NULL, W, "gateway mode: PEM client certificate for a channel that asks for one"},
@@ -56,8 +57,7 @@ static const payq_setting_t settings[] = {
 	 OFF(gateway_timeout_ms), 10, 600000, NULL, W,
 	 "gateway mode: whole-request timeout; a charge that times out is unknown"},
 	{"gateway-connect-timeout-ms", "PAYQ_GATEWAY_CONNECT_TIMEOUT_MS", PAYQ_CF_INT, "2000",
-	 OFF(gateway_connect_timeout_ms), 10, 600000, NULL, W,
-	 "gateway mode: TCP connect timeout"},
+	 OFF(gateway_connect_timeout_ms), 10, 600000, NULL, W, "gateway mode: TCP connect timeout"},
 	{"gateway-concurrency", "PAYQ_GATEWAY_CONCURRENCY", PAYQ_CF_INT, "32",
 	 OFF(gateway_concurrency), 1, 1024, NULL, W,
 	 "gateway mode: most charges in flight at once (connections to the channel)"},
@@ -84,8 +84,8 @@ static const payq_setting_t settings[] = {
 	 OFF(shutdown_timeout_ms), 100, 3600000, NULL, W | P | R, "deadline for a clean shutdown"},
 	{"retry-max-ms", "PAYQ_RETRY_MAX_MS", PAYQ_CF_INT, "5000", OFF(retry_max_ms), 10, 600000,
 	 NULL, W, "cap of the database retry backoff"},
-	{"stats-interval-ms", "PAYQ_STATS_INTERVAL_MS", PAYQ_CF_INT, "5000",
-	 OFF(stats_interval_ms), 0, 3600000, NULL, W, "librdkafka statistics interval, for lag"},
+	{"stats-interval-ms", "PAYQ_STATS_INTERVAL_MS", PAYQ_CF_INT, "5000", OFF(stats_interval_ms),
+	 0, 3600000, NULL, W, "librdkafka statistics interval, for lag"},
 	{"db", "PAYQ_DB", PAYQ_CF_STR, NULL, OFF(db), 0, 0, NULL, W | R,
 	 "PostgreSQL conninfo or URI; libpq's PG* variables apply when unset (or PAYQ_DB_FILE)"},
 	/* Session bounds. They take precedence over the same settings in PAYQ_DB. A batch
@@ -98,8 +98,8 @@ static const payq_setting_t settings[] = {
 	 OFF(db_lock_timeout_ms), 0, 3600000, NULL, W,
 	 "lock_timeout of the worker's sessions (0: none): a batch behind a migration's lock "
 	 "is retried"},
-	{"db-idle-in-transaction-timeout-ms", "PAYQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
-	 PAYQ_CF_INT, "60000", OFF(db_idle_in_transaction_timeout_ms), 0, 3600000, NULL, W,
+	{"db-idle-in-transaction-timeout-ms", "PAYQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", PAYQ_CF_INT,
+	 "60000", OFF(db_idle_in_transaction_timeout_ms), 0, 3600000, NULL, W,
 	 "idle_in_transaction_session_timeout of the worker's sessions (0: none)"},
 	{"db-connect-timeout-s", "PAYQ_DB_CONNECT_TIMEOUT_S", PAYQ_CF_INT, "10",
 	 OFF(db_connect_timeout_s), 2, 3600, NULL, W | R,
@@ -159,8 +159,8 @@ static bool enum_has(const char *choices, const char *v)
 	return false;
 }
 
-int payq_config_set(payq_config_t *cfg, const payq_setting_t *s, const char *value,
-		    char *errstr, size_t errstr_size)
+int payq_config_set(payq_config_t *cfg, const payq_setting_t *s, const char *value, char *errstr,
+		    size_t errstr_size)
 {
 	int64_t v;
 	int lvl;
@@ -285,8 +285,7 @@ int payq_config_load_env(payq_config_t *cfg, unsigned prog, char *errstr, size_t
 }
 
 /* Checks key=value with librdkafka and inserts it at position at of cfg->xprops. */
-static int insert_x(payq_config_t *cfg, size_t at, const char *kv, char *errstr,
-		    size_t errstr_size)
+static int insert_x(payq_config_t *cfg, size_t at, const char *kv, char *errstr, size_t errstr_size)
 {
 	const char *eq = strchr(kv, '=');
 	char key[256], **grown, *dup;
@@ -467,7 +466,8 @@ void payq_config_dump(const payq_config_t *cfg, unsigned prog, FILE *fp)
 			continue;
 		}
 		if (s->type == PAYQ_CF_LOGLEVEL) {
-			fprintf(fp, "%s = %s\n", s->env, payq_log_level_name((int)*int_field(c, s)));
+			fprintf(fp, "%s = %s\n", s->env,
+				payq_log_level_name((int)*int_field(c, s)));
 			continue;
 		}
 		v = *str_field(c, s);
@@ -529,8 +529,8 @@ static flag_t set_flag(payq_config_t *cfg, unsigned prog, int argc, char **argv,
 
 /* After every argument: the -F file, the secrets, and the -X checks (a flag such as
  * --group may come after the -X it concerns); then -X dump if asked. */
-static payq_args_result_t finish_args(payq_config_t *cfg, unsigned prog, bool dump,
-				      char *errstr, size_t errstr_size)
+static payq_args_result_t finish_args(payq_config_t *cfg, unsigned prog, bool dump, char *errstr,
+				      size_t errstr_size)
 {
 	if (payq_config_load_kafka_file(cfg, errstr, errstr_size))
 		return PAYQ_ARGS_ERROR;

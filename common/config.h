@@ -24,16 +24,16 @@ typedef struct payq_config {
 	char *instance_id;
 	char *http_addr;
 	char *db;
-	char *commit_mode;   /* "async" (default) or "sync": sync commits after every batch */
-	char *payment_mode;  /* "ledger" (default) or "gateway" */
-	char *gateway_url;   /* gateway mode: the payment channel's base URL */
-	char *gateway_ca_file;       /* PEM CA bundle for the channel's certificate */
-	char *gateway_cert_file;     /* PEM client certificate, and */
-	char *gateway_cert_key_file; /* its private key */
+	char *commit_mode;	 /* "async" (default) or "sync": sync commits after every batch */
+	char *payment_mode;	 /* "ledger" (default) or "gateway" */
+	char *gateway_url;	 /* gateway mode: the payment channel's base URL */
+	char *gateway_ca_file;	 /* PEM CA bundle for the channel's certificate */
+	char *gateway_cert_file; /* PEM client certificate, and */
+	char *gateway_cert_key_file;  /* its private key */
 	char *gateway_allow_insecure; /* "1": an http:// channel is allowed */
-	char *reconcile;     /* "auto" (on in gateway mode), "on" or "off" */
-	char *reconcile_schedule; /* delays between reconciliation attempts, "1m,5m,..." */
-	char *gateway_key_retention; /* how long the channel keeps idempotency keys, "24h" */
+	char *reconcile;	      /* "auto" (on in gateway mode), "on" or "off" */
+	char *reconcile_schedule;     /* delays between reconciliation attempts, "1m,5m,..." */
+	char *gateway_key_retention;  /* how long the channel keeps idempotency keys, "24h" */
 	int64_t batch_max;
 	int64_t batch_wait_ms;
 	int64_t shutdown_timeout_ms;
@@ -64,20 +64,20 @@ typedef struct payq_config {
 } payq_config_t;
 
 typedef struct payq_setting {
-	const char *name;     /* the flag is --name */
-	const char *env;      /* PAYQ_* variable */
+	const char *name; /* the flag is --name */
+	const char *env;  /* PAYQ_* variable */
 	payq_cf_type_t type;
-	const char *def;      /* default as text; NULL means unset */
-	size_t offset;        /* field in payq_config_t */
-	int64_t min, max;     /* PAYQ_CF_INT bounds */
-	const char *choices;  /* PAYQ_CF_ENUM: "a|b|c" */
+	const char *def;     /* default as text; NULL means unset */
+	size_t offset;	     /* field in payq_config_t */
+	int64_t min, max;    /* PAYQ_CF_INT bounds */
+	const char *choices; /* PAYQ_CF_ENUM: "a|b|c" */
 	unsigned progs;
 	const char *help;
 } payq_setting_t;
 
 typedef enum {
-	PAYQ_ARGS_OK = 0,   /* continue: unknown arguments were left in argv */
-	PAYQ_ARGS_EXIT = 1, /* --help, --version, -X list or -X dump was served: exit 0 */
+	PAYQ_ARGS_OK = 0,     /* continue: unknown arguments were left in argv */
+	PAYQ_ARGS_EXIT = 1,   /* --help, --version, -X list or -X dump was served: exit 0 */
 	PAYQ_ARGS_ERROR = -1, /* errstr names the problem: exit 2 */
 } payq_args_result_t;
 
@@ -92,8 +92,8 @@ void payq_config_destroy(payq_config_t *cfg);
 int payq_config_load_env(payq_config_t *cfg, unsigned prog, char *errstr, size_t errstr_size);
 
 /* Sets one setting from text, checking type and bounds. Returns 0 or -1. */
-int payq_config_set(payq_config_t *cfg, const payq_setting_t *s, const char *value,
-		    char *errstr, size_t errstr_size);
+int payq_config_set(payq_config_t *cfg, const payq_setting_t *s, const char *value, char *errstr,
+		    size_t errstr_size);
 
 /* Returns the setting for a flag name (without dashes) or PAYQ_* variable, or NULL. */
 const payq_setting_t *payq_config_find(const char *name, unsigned prog);

@@ -106,8 +106,8 @@ static int parse_ipv4(const char *what, const char *addr, payq_sockaddr_t *sa, c
 	return 0;
 }
 
-int payq_http_parse_sockaddr(const char *what, const char *addr, payq_sockaddr_t *sa,
-			     char *errstr, size_t errstr_size)
+int payq_http_parse_sockaddr(const char *what, const char *addr, payq_sockaddr_t *sa, char *errstr,
+			     size_t errstr_size)
 {
 	memset(sa, 0, sizeof(*sa));
 	if (!addr)
@@ -117,8 +117,8 @@ int payq_http_parse_sockaddr(const char *what, const char *addr, payq_sockaddr_t
 	return parse_ipv4(what, addr, sa, errstr, errstr_size);
 }
 
-int payq_http_parse_addr(const char *what, const char *addr, struct sockaddr_in *sin,
-			 char *errstr, size_t errstr_size)
+int payq_http_parse_addr(const char *what, const char *addr, struct sockaddr_in *sin, char *errstr,
+			 size_t errstr_size)
 {
 	payq_sockaddr_t sa;
 
@@ -157,9 +157,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int status,
 static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned int status,
 				  const char *text)
 {
-	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(strlen(text), (void *)(uintptr_t)text,
-						MHD_RESPMEM_MUST_COPY);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+		strlen(text), (void *)(uintptr_t)text, MHD_RESPMEM_MUST_COPY);
 	return reply(conn, status, resp, TEXT_CONTENT_TYPE);
 }
 
@@ -234,11 +233,10 @@ payq_http_t *payq_http_start(const char *addr, payq_http_probe_fn healthz,
 	http->healthz = healthz;
 	http->readyz = readyz;
 	http->opaque = opaque;
-	http->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, http,
-					MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-					MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa.ss,
-					MHD_OPTION_CONNECTION_TIMEOUT,
-					(unsigned int)10, MHD_OPTION_END);
+	http->daemon =
+		MHD_start_daemon(flags, 0, NULL, NULL, handle, http, MHD_OPTION_EXTERNAL_LOGGER,
+				 mhd_logger, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa.ss,
+				 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
 	if (!http->daemon) {
 		payq_err(errstr, errstr_size, "http: cannot listen on %s", addr);
 		goto fail;

@@ -32,12 +32,12 @@ typedef struct payq_sockaddr {
  *   "[v6]:port"    an IPv6 literal ("[::]" every address, "[::1]" the loopback).
  * An IPv6 address without brackets is refused (which colon is the port's?). Errors start
  * with what (e.g. a flag name). Returns 0, or -1 with errstr. */
-int payq_http_parse_sockaddr(const char *what, const char *addr, payq_sockaddr_t *sa,
-			     char *errstr, size_t errstr_size);
+int payq_http_parse_sockaddr(const char *what, const char *addr, payq_sockaddr_t *sa, char *errstr,
+			     size_t errstr_size);
 
 /* payq_http_parse_sockaddr() for IPv4 only: "[v6]:port" is refused. */
-int payq_http_parse_addr(const char *what, const char *addr, struct sockaddr_in *sin,
-			 char *errstr, size_t errstr_size);
+int payq_http_parse_addr(const char *what, const char *addr, struct sockaddr_in *sin, char *errstr,
+			 size_t errstr_size);
 
 /* The port actually bound. */
 int payq_http_port(const payq_http_t *http);

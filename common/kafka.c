@@ -13,16 +13,14 @@ const char *payq_kafka_header(const rd_kafka_message_t *msg, const char *name, s
 
 	if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return NULL;
-	if (rd_kafka_header_get_last(hdrs, name, &val, &len) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-	    !val)
+	if (rd_kafka_header_get_last(hdrs, name, &val, &len) != RD_KAFKA_RESP_ERR_NO_ERROR || !val)
 		return NULL;
 	if (lenp)
 		*lenp = len;
 	return val;
 }
 
-int payq_kafka_header_str(const rd_kafka_message_t *msg, const char *name, char *buf,
-			  size_t size)
+int payq_kafka_header_str(const rd_kafka_message_t *msg, const char *name, char *buf, size_t size)
 {
 	size_t len;
 	const char *v = payq_kafka_header(msg, name, &len);
@@ -36,8 +34,8 @@ int payq_kafka_header_str(const rd_kafka_message_t *msg, const char *name, char 
 	return 0;
 }
 
-int payq_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
-			       char *errstr, size_t errstr_size)
+int payq_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
+			       size_t errstr_size)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -54,8 +52,8 @@ int payq_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms
 		cnt = md->topics[0].partition_cnt;
 	else
 		payq_err(errstr, errstr_size, "topic %s: %s", topic,
-			 rd_kafka_err2str(md->topic_cnt ? md->topics[0].err :
-							  RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+			 rd_kafka_err2str(md->topic_cnt ? md->topics[0].err
+							: RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
 	rd_kafka_metadata_destroy(md);
 	return cnt;
 }

@@ -33,11 +33,13 @@ typedef struct client {
 	const prop_t *props;
 } client_t;
 
-#define OFFSET_RULE "offsets are stored and committed only after the database COMMIT (the offset rule)"
+#define OFFSET_RULE \
+	"offsets are stored and committed only after the database COMMIT (the offset rule)"
 #define NOT_TRANSACTIONAL "payq's producers are idempotent, not transactional"
 #define IDEMPOTENT "retries must not duplicate or reorder a message"
 #define ALL_ACKS "a message counts as written only once every in-sync replica has it"
-#define MURMUR2 "an order's commands must land in the partition murmur2 of its key gives (as the Java client)"
+#define MURMUR2 \
+	"an order's commands must land in the partition murmur2 of its key gives (as the Java client)"
 
 /* clang-format off */
 static const prop_t worker_consumer[] = {
@@ -126,15 +128,10 @@ static const client_t clients[PAYQ_KAFKA__CNT] = {
 static const char *prop_value(const payq_config_t *cfg, const prop_t *p, char *buf, size_t size)
 {
 	switch (p->src) {
-	case V_GROUP:
-		return cfg->group;
-	case V_INSTANCE_ID:
-		return cfg->instance_id && *cfg->instance_id ? cfg->instance_id : NULL;
-	case V_STATS_MS:
-		snprintf(buf, size, "%" PRId64, cfg->stats_interval_ms);
-		return buf;
-	case V_FIXED:
-		break;
+	case V_GROUP: return cfg->group;
+	case V_INSTANCE_ID: return cfg->instance_id && *cfg->instance_id ? cfg->instance_id : NULL;
+	case V_STATS_MS: snprintf(buf, size, "%" PRId64, cfg->stats_interval_ms); return buf;
+	case V_FIXED: break;
 	}
 	return p->value;
 }
@@ -156,15 +153,17 @@ static const char *split_pair(const char *kv, char *key, size_t size)
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	/* librdkafka uses syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug. */
-	int lvl = level <= 3 ? PAYQ_LOG_ERROR : level == 4 ? PAYQ_LOG_WARN :
-		  level <= 6 ? PAYQ_LOG_INFO : PAYQ_LOG_DEBUG;
+	int lvl = level <= 3   ? PAYQ_LOG_ERROR
+		  : level == 4 ? PAYQ_LOG_WARN
+		  : level <= 6 ? PAYQ_LOG_INFO
+			       : PAYQ_LOG_DEBUG;
 
 	payq_log(lvl, NULL, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, buf);
 }
 
 /* Sets bootstrap.servers and the client's own properties on conf. */
-static int set_own(const payq_config_t *cfg, const client_t *c, rd_kafka_conf_t *conf,
-		   char *errstr, size_t errstr_size)
+static int set_own(const payq_config_t *cfg, const client_t *c, rd_kafka_conf_t *conf, char *errstr,
+		   size_t errstr_size)
 {
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, errstr, errstr_size) !=
 	    RD_KAFKA_CONF_OK)
@@ -207,13 +206,11 @@ static bool conf_value(rd_kafka_conf_t *conf, const char *prop, char *buf, size_
 	size_t n = size;
 
 	switch (rd_kafka_conf_get(conf, prop, buf, &n)) {
-	case RD_KAFKA_CONF_OK:
-		return n <= size;
+	case RD_KAFKA_CONF_OK: return n <= size;
 	case RD_KAFKA_CONF_UNKNOWN: /* also what an unset string property reads as */
 		buf[0] = '\0';
 		return true;
-	default:
-		return false;
+	default: return false;
 	}
 }
 
@@ -244,8 +241,7 @@ out:
 	return changed;
 }
 
-int payq_kafka_check_x(const payq_config_t *cfg, unsigned prog, char *errstr,
-		       size_t errstr_size)
+int payq_kafka_check_x(const payq_config_t *cfg, unsigned prog, char *errstr, size_t errstr_size)
 {
 	for (size_t i = 0; i < cfg->xprops_cnt; i++) {
 		char key[256];
@@ -264,9 +260,9 @@ int payq_kafka_check_x(const payq_config_t *cfg, unsigned prog, char *errstr,
 				return payq_err(errstr, errstr_size,
 						"%s%s%s: refused: %s needs %s%s%s; %s",
 						payq_config_x_origin(cfg, i),
-						i < cfg->xprops_file_cnt ? ": " : " ", cfg->xprops[i],
-						clients[c].title, p->key, need ? "=" : " unset",
-						need ? need : "", p->pin);
+						i < cfg->xprops_file_cnt ? ": " : " ",
+						cfg->xprops[i], clients[c].title, p->key,
+						need ? "=" : " unset", need ? need : "", p->pin);
 			}
 		}
 	}

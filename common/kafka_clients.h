@@ -31,8 +31,7 @@ rd_kafka_conf_t *payq_kafka_conf_new(const payq_config_t *cfg, payq_kafka_client
  * property it really sets and the value librdkafka reads it as, so aliases and synonyms
  * count. Returns 0, or -1 with errstr naming the first offending pair, the property, the
  * value it must keep and why. */
-int payq_kafka_check_x(const payq_config_t *cfg, unsigned prog, char *errstr,
-		       size_t errstr_size);
+int payq_kafka_check_x(const payq_config_t *cfg, unsigned prog, char *errstr, size_t errstr_size);
 
 /* Prints, for each librdkafka client of prog: payq's defaults, then the -X overrides, then
  * the configuration librdkafka resolved from both. Secret values print as "***". */

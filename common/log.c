@@ -18,7 +18,7 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static struct secret {
 	char *s;
 	size_t len;
-} *secrets;
+} * secrets;
 static size_t nsecrets;
 
 void payq_log_add_secret(const char *s, size_t len)
@@ -130,8 +130,9 @@ void payq_log_write(int level, const payq_log_ctx_t *ctx, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "{\"ts\":\"%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ\",\"level\":\"%s\",\"msg\":",
-			      ts.tv_nsec / 1000000, payq_log_level_name(level));
+	n += (size_t)snprintf(line + n, sizeof(line) - n,
+			      ".%03ldZ\",\"level\":\"%s\",\"msg\":", ts.tv_nsec / 1000000,
+			      payq_log_level_name(level));
 	n += payq_json_escape(line + n, sizeof(line) - n, msg);
 	if (ctx) {
 		if (ctx->topic && n < sizeof(line)) {

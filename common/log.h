@@ -45,9 +45,9 @@ size_t payq_log_mask(const char *in, char *out, size_t size);
 void payq_log_write(int level, const payq_log_ctx_t *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-#define payq_log(lvl, ctx, ...)                                  \
-	do {                                                     \
-		if ((int)(lvl) <= payq_log_level)                \
+#define payq_log(lvl, ctx, ...)                                    \
+	do {                                                       \
+		if ((int)(lvl) <= payq_log_level)                  \
 			payq_log_write((lvl), (ctx), __VA_ARGS__); \
 	} while (0)
 

@@ -207,7 +207,10 @@ size_t payq_metrics_escape_label(char *buf, size_t size, const char *value)
 	size_t n = 0;
 
 	for (const char *p = value; *p; p++) {
-		const char *rep = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
+		const char *rep = *p == '\\'   ? "\\\\"
+				  : *p == '"'  ? "\\\""
+				  : *p == '\n' ? "\\n"
+					       : NULL;
 		size_t len = rep ? 2 : 1;
 		if (n + len >= size)
 			break;
@@ -262,7 +265,8 @@ static void bprintf(struct buf *b, const char *fmt, ...)
 		}
 		if ((size_t)n < b->cap - b->len)
 			break;
-		size_t cap = b->cap * 2 > b->len + (size_t)n + 1 ? b->cap * 2 : b->len + (size_t)n + 1;
+		size_t cap =
+			b->cap * 2 > b->len + (size_t)n + 1 ? b->cap * 2 : b->len + (size_t)n + 1;
 		char *p = realloc(b->p, cap);
 		if (!p) {
 			b->oom = true;

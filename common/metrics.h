@@ -16,8 +16,8 @@ int payq_metrics_declare(const char *name, payq_metric_type_t type, const char *
  * for example "type=\"pay\",outcome=\"applied\"", or NULL for none. Label values must
  * already be escaped. All calls are thread-safe. Calls naming an undeclared family, or a
  * family of the wrong type, are ignored; add with v = 0 creates a series at 0. */
-void payq_metrics_add(const char *name, const char *labels, double v); /* counter/gauge += v */
-void payq_metrics_set(const char *name, const char *labels, double v); /* gauge = v */
+void payq_metrics_add(const char *name, const char *labels, double v);	   /* counter/gauge += v */
+void payq_metrics_set(const char *name, const char *labels, double v);	   /* gauge = v */
 void payq_metrics_observe(const char *name, const char *labels, double v); /* histogram */
 
 /* Forgets one series of a family (any type), as if it had never been set; no-op if absent.

@@ -129,7 +129,8 @@ static char *session_options(const char *conninfo)
 		if (!strcmp(o->keyword, "options") && o->val)
 			own = o->val;
 	if (session.statement_timeout_ms >= 0)
-		n += (size_t)snprintf(extra + n, sizeof(extra) - n, " -c statement_timeout=%" PRId64,
+		n += (size_t)snprintf(extra + n, sizeof(extra) - n,
+				      " -c statement_timeout=%" PRId64,
 				      session.statement_timeout_ms);
 	if (session.lock_timeout_ms >= 0)
 		n += (size_t)snprintf(extra + n, sizeof(extra) - n, " -c lock_timeout=%" PRId64,
@@ -141,7 +142,8 @@ static char *session_options(const char *conninfo)
 	n = strlen(own ? own : "") + strlen(extra) + 1;
 	out = malloc(n);
 	if (out)
-		snprintf(out, n, "%s%s", own ? own : "", own && *own ? extra : extra + (*extra != 0));
+		snprintf(out, n, "%s%s", own ? own : "",
+			 own && *own ? extra : extra + (*extra != 0));
 	PQconninfoFree(opts);
 	return out;
 }
@@ -152,16 +154,16 @@ static void notice_processor(void *arg, const char *message)
 	log_debug("PostgreSQL: %.*s", (int)strcspn(message, "\n"), message);
 }
 
-PGconn *payq_pg_connect(const char *conninfo, const char *appname, char *errstr,
-			size_t errstr_size)
+PGconn *payq_pg_connect(const char *conninfo, const char *appname, char *errstr, size_t errstr_size)
 {
 	char connect_timeout[24], idle[24], interval[24], count[24], user_timeout[24];
 	char *options = NULL;
 	/* Later keywords override the expanded dbname's: the configured bounds win. */
-	const char *keys[] = {"dbname",		   "application_name",	  "connect_timeout",
-			      "keepalives",	   "keepalives_idle",	  "keepalives_interval",
-			      "keepalives_count", "tcp_user_timeout",	  "options",
-			      NULL};
+	const char *keys[] = {"dbname",		  "application_name",
+			      "connect_timeout",  "keepalives",
+			      "keepalives_idle",  "keepalives_interval",
+			      "keepalives_count", "tcp_user_timeout",
+			      "options",	  NULL};
 	const char *vals[PAYQ_ARRAY_SIZE(keys)] = {conninfo ? conninfo : "", appname,
 						   connect_timeout};
 	PGconn *conn;
@@ -215,8 +217,8 @@ bool payq_pg_transient(PGconn *conn, const PGresult *res)
 {
 #ifdef PAYQ_MUTATION_TIMEOUT_PERMANENT
 	/* Deliberately broken: lock and statement timeouts count as permanent. */
-	static const char *const codes[] = {"40001", "40P01", "57P01", "57P02", "57P03",
-					    "25006", "25P03", "57P05"};
+	static const char *const codes[] = {"40001", "40P01", "57P01", "57P02",
+					    "57P03", "25006", "25P03", "57P05"};
 #else
 	static const char *const codes[] = {"40001", "40P01", "57P01", "57P02", "57P03",
 					    "55P03", "57014", "25006", "25P03", "57P05"};
@@ -266,7 +268,8 @@ PGresult *payq_pg_get_result(PGconn *conn)
 			break;
 		if (left <= 0) {
 			log_warn("PostgreSQL: no answer within %" PRId64 " ms (statement_timeout + "
-				 "tcp_user_timeout): dropping the connection", bound);
+				 "tcp_user_timeout): dropping the connection",
+				 bound);
 			/* The next read sees end of file: libpq marks the connection bad. */
 			shutdown(pfd.fd, SHUT_RDWR);
 			PQconsumeInput(conn);
@@ -308,12 +311,11 @@ PGresult *payq_pg_query(PGconn *conn, const char *sql)
 PGresult *payq_pg_exec_prepared(PGconn *conn, const char *name, int n, const char *const *values,
 				const int *lengths, const int *formats, int result_format)
 {
-	return last_result(conn, PQsendQueryPrepared(conn, name, n, values, lengths, formats,
-						     result_format));
+	return last_result(
+		conn, PQsendQueryPrepared(conn, name, n, values, lengths, formats, result_format));
 }
 
-PGresult *payq_pg_prepare(PGconn *conn, const char *name, const char *sql, int n,
-			  const Oid *types)
+PGresult *payq_pg_prepare(PGconn *conn, const char *name, const char *sql, int n, const Oid *types)
 {
 	return last_result(conn, PQsendPrepare(conn, name, sql, n, types));
 }

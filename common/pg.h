@@ -13,7 +13,7 @@
  * statements to the server's settings. Until then connections are unbounded but for libpq's
  * own defaults. Call once, before any thread connects. */
 typedef enum {
-	PAYQ_PG_BOUND_SESSIONS,	  /* also statement, lock and idle-in-transaction timeouts */
+	PAYQ_PG_BOUND_SESSIONS,	   /* also statement, lock and idle-in-transaction timeouts */
 	PAYQ_PG_BOUND_CONNECTIONS, /* only connect, keepalives and tcp_user_timeout (migrate) */
 } payq_pg_bounds_t;
 
@@ -56,8 +56,7 @@ PGresult *payq_pg_get_result(PGconn *conn);
 PGresult *payq_pg_query(PGconn *conn, const char *sql);
 PGresult *payq_pg_exec_prepared(PGconn *conn, const char *name, int n, const char *const *values,
 				const int *lengths, const int *formats, int result_format);
-PGresult *payq_pg_prepare(PGconn *conn, const char *name, const char *sql, int n,
-			  const Oid *types);
+PGresult *payq_pg_prepare(PGconn *conn, const char *name, const char *sql, int n, const Oid *types);
 
 /* Runs one statement without parameters. Returns 0, or -1 with errstr. */
 int payq_pg_exec(PGconn *conn, const char *sql, char *errstr, size_t errstr_size);

@@ -6,12 +6,12 @@
 
 /* One reading of this process. */
 typedef struct payq_procstat {
-	double cpu_seconds;   /* user + system CPU time */
-	double start_time;    /* Unix time the process started */
-	int64_t rss_bytes;    /* resident set size */
-	int64_t vsize_bytes;  /* virtual memory size */
-	int64_t open_fds;     /* entries in /proc/self/fd */
-	int64_t max_fds;      /* RLIMIT_NOFILE soft limit */
+	double cpu_seconds;  /* user + system CPU time */
+	double start_time;   /* Unix time the process started */
+	int64_t rss_bytes;   /* resident set size */
+	int64_t vsize_bytes; /* virtual memory size */
+	int64_t open_fds;    /* entries in /proc/self/fd */
+	int64_t max_fds;     /* RLIMIT_NOFILE soft limit */
 } payq_procstat_t;
 
 /* Parses the text of /proc/PID/stat into ps (CPU, start, RSS, virtual size). clk_tck and

@@ -22,8 +22,8 @@ static int check_stat(const char *path, const struct stat *st, char *errstr, siz
 				"secret file %s: refused: mode %04o lets %s; make it 0600 or 0640 "
 				"(chmod 600 %s)",
 				path, (unsigned)(st->st_mode & 07777),
-				st->st_mode & S_IROTH ? "every user read it" :
-							"other users change it",
+				st->st_mode & S_IROTH ? "every user read it"
+						      : "other users change it",
 				path);
 	return 0;
 }

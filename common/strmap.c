@@ -53,8 +53,7 @@ payq_strmap_slot_t *payq_strmap_slot(payq_strmap_t *m, const char *k1, const cha
 		payq_strmap_slot_t *s = &m->slots[i];
 		if (s->idx < 0)
 			return s;
-		if (!strcmp(s->k1, k1) &&
-		    (k2 ? s->k2 && !strcmp(s->k2, k2) : !s->k2))
+		if (!strcmp(s->k1, k1) && (k2 ? s->k2 && !strcmp(s->k2, k2) : !s->k2))
 			return s;
 	}
 }

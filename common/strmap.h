@@ -8,7 +8,7 @@
 
 typedef struct payq_strmap_slot {
 	const char *k1, *k2; /* k2 is NULL for a one-string key */
-	int idx;             /* -1 when empty */
+	int idx;	     /* -1 when empty */
 } payq_strmap_slot_t;
 
 typedef struct payq_strmap {

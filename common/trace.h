@@ -6,10 +6,10 @@
 
 #include <librdkafka/rdkafka.h>
 
-#define PAYQ_TRACE_ID_LEN 32        /* lowercase hex characters */
+#define PAYQ_TRACE_ID_LEN 32 /* lowercase hex characters */
 #define PAYQ_SPAN_ID_LEN 16
-#define PAYQ_TRACEPARENT_LEN 55     /* "00-" trace "-" span "-" flags */
-#define PAYQ_TRACESTATE_MAX 512     /* W3C: at most 32 members of at most 256 characters; bounded */
+#define PAYQ_TRACEPARENT_LEN 55 /* "00-" trace "-" span "-" flags */
+#define PAYQ_TRACESTATE_MAX 512 /* W3C: at most 32 members of at most 256 characters; bounded */
 
 /* The trace context of one command; valid is false when the message carried none (or a
  * malformed one, which W3C says to ignore). */

@@ -61,11 +61,26 @@ size_t payq_json_escape(char *buf, size_t size, const char *s)
 	for (; *s && n + 8 < size; s++) {
 		unsigned char c = (unsigned char)*s;
 		switch (c) {
-		case '"': buf[n++] = '\\'; buf[n++] = '"'; break;
-		case '\\': buf[n++] = '\\'; buf[n++] = '\\'; break;
-		case '\n': buf[n++] = '\\'; buf[n++] = 'n'; break;
-		case '\r': buf[n++] = '\\'; buf[n++] = 'r'; break;
-		case '\t': buf[n++] = '\\'; buf[n++] = 't'; break;
+		case '"':
+			buf[n++] = '\\';
+			buf[n++] = '"';
+			break;
+		case '\\':
+			buf[n++] = '\\';
+			buf[n++] = '\\';
+			break;
+		case '\n':
+			buf[n++] = '\\';
+			buf[n++] = 'n';
+			break;
+		case '\r':
+			buf[n++] = '\\';
+			buf[n++] = 'r';
+			break;
+		case '\t':
+			buf[n++] = '\\';
+			buf[n++] = 't';
+			break;
 		default:
 			if (c < 0x20)
 				n += (size_t)snprintf(buf + n, size - n, "\\u%04x", c);

@@ -36,7 +36,8 @@ typedef struct action_def {
 
 static const action_def_t defs[ACT__COUNT] = {
 	[ACT_DLQ_REDRIVE] = {"dlq-redrive", CONSOLE_ROLE_OPERATOR, CONSOLE_ROLE_OPERATOR, false},
-	[ACT_RECONCILE_NOW] = {"reconcile-now", CONSOLE_ROLE_OPERATOR, CONSOLE_ROLE_OPERATOR, false},
+	[ACT_RECONCILE_NOW] = {"reconcile-now", CONSOLE_ROLE_OPERATOR, CONSOLE_ROLE_OPERATOR,
+			       false},
 	[ACT_RESOLVE] = {"resolve", CONSOLE_ROLE_ADMIN, CONSOLE_ROLE_ADMIN, true},
 	[ACT_AUDIT_REPAIR] = {"audit-repair", CONSOLE_ROLE_OPERATOR, CONSOLE_ROLE_ADMIN, true},
 	[ACT_ANOMALY_ACK] = {"anomaly-ack", CONSOLE_ROLE_OPERATOR, CONSOLE_ROLE_OPERATOR, false},
@@ -70,7 +71,8 @@ static const char *param(const cJSON *params, const char *name)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(params, name);
 	return cJSON_IsString(v) && v->valuestring[0] && strlen(v->valuestring) <= 200
-		       ? v->valuestring : NULL;
+		       ? v->valuestring
+		       : NULL;
 }
 
 /* Runs fn with stdout going to a temporary file, and returns what it printed: the
@@ -142,8 +144,8 @@ static cJSON *audit_targets(const cJSON *params, char *errstr, size_t errstr_siz
 static cJSON *sql_targets(const char *sql, int n, const char *const *params, char *errstr,
 			  size_t errstr_size)
 {
-	cJSON *rows = console_sql_rows(&console.ro, console.cfg.db, sql, n, params, errstr,
-				       errstr_size);
+	cJSON *rows =
+		console_sql_rows(&console.ro, console.cfg.db, sql, n, params, errstr, errstr_size);
 	cJSON *t, *row;
 
 	if (!rows)
@@ -152,7 +154,8 @@ static cJSON *sql_targets(const char *sql, int n, const char *const *params, cha
 	cJSON_ArrayForEach(row, rows)
 	{
 		cJSON *v = cJSON_GetObjectItem(row, "target");
-		cJSON_AddItemToArray(t, cJSON_CreateString(cJSON_IsString(v) ? v->valuestring : "?"));
+		cJSON_AddItemToArray(t,
+				     cJSON_CreateString(cJSON_IsString(v) ? v->valuestring : "?"));
 	}
 	cJSON_Delete(rows);
 	return t;
@@ -189,7 +192,8 @@ static cJSON *compute_targets(action_kind_t k, const cJSON *params, char *errstr
 		const char *how = param(params, "how");
 		if (!how || (strcmp(how, "succeeded") && strcmp(how, "failed")) ||
 		    (!strcmp(how, "succeeded") && !param(params, "charge_id"))) {
-			payq_err(errstr, errstr_size, "resolve needs how=succeeded (with "
+			payq_err(errstr, errstr_size,
+				 "resolve needs how=succeeded (with "
 				 "charge_id) or how=failed");
 			return NULL;
 		}
@@ -201,8 +205,7 @@ static cJSON *compute_targets(action_kind_t k, const cJSON *params, char *errstr
 			return NULL;
 		}
 		return sql_targets(sql_payment_target, 2, p2, errstr, errstr_size);
-	case ACT_AUDIT_REPAIR:
-		return audit_targets(params, errstr, errstr_size);
+	case ACT_AUDIT_REPAIR: return audit_targets(params, errstr, errstr_size);
 	case ACT_ANOMALY_ACK:
 		if (!param(params, "kind")) {
 			payq_err(errstr, errstr_size, "anomaly-ack needs a kind");
@@ -210,9 +213,7 @@ static cJSON *compute_targets(action_kind_t k, const cJSON *params, char *errstr
 		}
 		p2[0] = param(params, "kind");
 		return sql_targets(sql_anomaly_targets, 1, p2, errstr, errstr_size);
-	default:
-		payq_err(errstr, errstr_size, "unknown action");
-		return NULL;
+	default: payq_err(errstr, errstr_size, "unknown action"); return NULL;
 	}
 }
 
@@ -241,7 +242,8 @@ static int log_action(const console_ident_t *id, const plan_t *pl, const char *p
 		" $12::boolean, CASE WHEN $13 = '' THEN '{}'::text[] ELSE ARRAY[$13] END)"
 		" RETURNING id";
 	char count[24], clean_reason[512] = "", clean_result[OUTPUT_MAX];
-	char *targets = cJSON_PrintUnformatted(pl->targets), *params = cJSON_PrintUnformatted(pl->params);
+	char *targets = cJSON_PrintUnformatted(pl->targets),
+	     *params = cJSON_PrintUnformatted(pl->params);
 	const char *order = param(pl->params, "order");
 	const char *v[13];
 	PGresult *res;
@@ -340,13 +342,15 @@ void console_plan(const console_ident_t *id, const char *body, console_reply_t *
 
 	if (k == ACT__COUNT) {
 		cJSON_Delete(req);
-		console_error(r, 400, "action: one of dlq-redrive, reconcile-now, resolve, "
+		console_error(r, 400,
+			      "action: one of dlq-redrive, reconcile-now, resolve, "
 			      "audit-repair, anomaly-ack");
 		return;
 	}
 	if (!console_allowed(id, defs[k].plan_role)) {
 		cJSON_Delete(req);
-		console_error(r, 403, "%s may not plan %s", console_role_name(id->role), defs[k].name);
+		console_error(r, 403, "%s may not plan %s", console_role_name(id->role),
+			      defs[k].name);
 		return;
 	}
 	params = cJSON_DetachItemFromObject(req, "params");
@@ -404,7 +408,8 @@ static int run_redrive(void *arg)
 		{
 			int32_t p;
 			int64_t o;
-			if (sscanf(t->valuestring, "%" SCNd32 "/%" SCNd64, &p, &o) != 2 || p != part)
+			if (sscanf(t->valuestring, "%" SCNd32 "/%" SCNd64, &p, &o) != 2 ||
+			    p != part)
 				continue;
 			lo = lo < 0 || o < lo ? o : lo;
 			hi = o > hi ? o : hi;
@@ -416,7 +421,8 @@ static int run_redrive(void *arg)
 		snprintf(from, sizeof(from), "%" PRId64, lo);
 		snprintf(to, sizeof(to), "%" PRId64, hi + 1);
 		snprintf(rate, sizeof(rate), "%g", console.rate);
-		argv_run_t a = {.main_fn = replay_dlq_main, .argc = 11,
+		argv_run_t a = {.main_fn = replay_dlq_main,
+				.argc = 11,
 				.argv = {"dlq", "--reason", (char *)reason, "--partition", ps,
 					 "--from-offset", from, "--to-offset", to, "--rate", rate}};
 		int rc = run_argv(&a);
@@ -441,7 +447,8 @@ static int run_resolve(void *arg)
 {
 	const plan_t *pl = ((one_payment_t *)arg)->pl;
 	bool ok = !strcmp(param(pl->params, "how"), "succeeded");
-	argv_run_t a = {.main_fn = payq_reconcile_main, .argc = ok ? 7 : 6,
+	argv_run_t a = {.main_fn = payq_reconcile_main,
+			.argc = ok ? 7 : 6,
 			.argv = {"reconcile", "--order", (char *)param(pl->params, "order"),
 				 "--command", (char *)param(pl->params, "command"),
 				 ok ? "--mark-succeeded" : "--mark-failed",
@@ -472,16 +479,15 @@ static bool run_plan(plan_t *pl, char **out)
 		return rc == 0;
 	}
 	case ACT_AUDIT_REPAIR: {
-		argv_run_t a = {.main_fn = replay_audit_main, .argc = 3,
+		argv_run_t a = {.main_fn = replay_audit_main,
+				.argc = 3,
 				.argv = {"audit", "--repair", "--execute"}};
 		rc = run_captured(run_argv, &a, out);
 		/* 1: gaps were found (and repaired); audit again once the workers caught up. */
 		return rc == 0 || rc == 1;
 	}
 	case ACT_ANOMALY_ACK:
-	default:
-		*out = strdup("acknowledged");
-		return true;
+	default: *out = strdup("acknowledged"); return true;
 	}
 }
 
@@ -532,15 +538,18 @@ void console_execute(const console_ident_t *id, const char *body, console_reply_
 		refuse(id, pl, r, 503, errstr);
 	} else if (plan_hash(pl->kind, pl->params, now, now_hash), cJSON_Delete(now),
 		   strcmp(now_hash, pl->hash)) {
-		refuse(id, pl, r, 409, "the targets have changed since the dry run: make a new one");
+		refuse(id, pl, r, 409,
+		       "the targets have changed since the dry run: make a new one");
 	} else if (log_action(id, pl, "execute", reason, "", true, errstr, sizeof(errstr))) {
 		console_error(r, 503, "%s: the action did not run", errstr);
 	} else {
 		pl->state = PLAN_DONE; /* before it runs: a second submit must not run it again */
 		pl->ok = run_plan(pl, &out);
 		pl->result = out ? out : strdup("");
-		if (log_action(id, pl, "result", reason, pl->result, pl->ok, errstr, sizeof(errstr)))
-			log_error("console: %s (the action ran: %s)", errstr, pl->ok ? "ok" : "failed");
+		if (log_action(id, pl, "result", reason, pl->result, pl->ok, errstr,
+			       sizeof(errstr)))
+			log_error("console: %s (the action ran: %s)", errstr,
+				  pl->ok ? "ok" : "failed");
 		j = plan_json(pl);
 		cJSON_AddBoolToObject(j, "ok", pl->ok);
 		cJSON_AddStringToObject(j, "result", pl->result);

@@ -54,12 +54,13 @@ int console_auth_init(const char *token_file, char *errstr, size_t errstr_size)
 			continue;
 		if (sscanf(line, "%255s %31s %255s", tok, role, user) != 3 ||
 		    console_role_parse(role) == CONSOLE_ROLE_NONE || strlen(tok) < 16 ||
-		    strlen(tok) >= sizeof(tokens[0].token) || strlen(user) >= sizeof(tokens[0].user) ||
-		    ntokens == MAX_TOKENS) {
+		    strlen(tok) >= sizeof(tokens[0].token) ||
+		    strlen(user) >= sizeof(tokens[0].user) || ntokens == MAX_TOKENS) {
 			fclose(fp);
 			return payq_err(errstr, errstr_size,
 					"%s:%d: expected TOKEN ROLE NAME (a token of 16 to 128 "
-					"characters, role viewer, operator or admin)", token_file, lineno);
+					"characters, role viewer, operator or admin)",
+					token_file, lineno);
 		}
 		snprintf(tokens[ntokens].token, sizeof(tokens[0].token), "%s", tok);
 		snprintf(tokens[ntokens].user, sizeof(tokens[0].user), "%s", user);
@@ -153,10 +154,8 @@ bool console_identify(struct MHD_Connection *conn, console_ident_t *id)
 {
 	memset(id, 0, sizeof(*id));
 	switch (console.auth) {
-	case CONSOLE_AUTH_HEADER:
-		return from_header(conn, id);
-	case CONSOLE_AUTH_TOKENS:
-		return from_tokens(conn, id);
+	case CONSOLE_AUTH_HEADER: return from_header(conn, id);
+	case CONSOLE_AUTH_TOKENS: return from_tokens(conn, id);
 	case CONSOLE_AUTH_LOCAL:
 	default:
 		snprintf(id->user, sizeof(id->user), "local");

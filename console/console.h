@@ -22,20 +22,20 @@ typedef enum {
 typedef struct console_ident {
 	char user[128];
 	console_role_t role;
-	char csrf[65];	  /* what a POST must carry in X-CSRF-Token; "" for bearer requests */
-	bool bearer;	  /* Authorization: Bearer: no cookie, so no CSRF to fear */
+	char csrf[65]; /* what a POST must carry in X-CSRF-Token; "" for bearer requests */
+	bool bearer;   /* Authorization: Bearer: no cookie, so no CSRF to fear */
 } console_ident_t;
 
 typedef enum { CONSOLE_AUTH_LOCAL, CONSOLE_AUTH_TOKENS, CONSOLE_AUTH_HEADER } console_auth_mode_t;
 
 typedef struct console {
-	payq_config_t cfg;	  /* reads: cfg.db connects as payq_readonly */
-	payq_config_t act_cfg;	  /* actions: the same settings with db = the action DSN */
-	PGconn *ro;		  /* the read connection */
-	PGconn *act;		  /* the action log's connection (action DSN) */
-	rd_kafka_t *rk;		  /* group-less reader (replay's range client) */
-	int64_t plan_ttl_ms;	  /* a plan older than this is refused */
-	double rate;		  /* messages per second of re-drives and repairs */
+	payq_config_t cfg;     /* reads: cfg.db connects as payq_readonly */
+	payq_config_t act_cfg; /* actions: the same settings with db = the action DSN */
+	PGconn *ro;	       /* the read connection */
+	PGconn *act;	       /* the action log's connection (action DSN) */
+	rd_kafka_t *rk;	       /* group-less reader (replay's range client) */
+	int64_t plan_ttl_ms;   /* a plan older than this is refused */
+	double rate;	       /* messages per second of re-drives and repairs */
 	console_auth_mode_t auth;
 	console_role_t local_role; /* CONSOLE_AUTH_LOCAL: everybody's role */
 	char *user_header, *role_header;

@@ -65,13 +65,15 @@ typedef struct request {
 
 static enum MHD_Result send_reply(struct MHD_Connection *conn, console_reply_t *r)
 {
-	struct MHD_Response *resp = MHD_create_response_from_buffer(
-		r->body ? strlen(r->body) : 0, r->body ? r->body : (void *)"", MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(r->body ? strlen(r->body) : 0,
+								    r->body ? r->body : (void *)"",
+								    MHD_RESPMEM_MUST_FREE);
 	enum MHD_Result ret;
 
 	if (!r->body)
 		r->body = NULL;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->type ? r->type : "text/plain");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				r->type ? r->type : "text/plain");
 	MHD_add_response_header(resp, "Content-Security-Policy",
 				"default-src 'self'; frame-ancestors 'none'; form-action 'self'");
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -86,8 +88,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, console_reply_t *
 
 static bool serve_asset(const char *url, console_reply_t *r)
 {
-	static const char *const pages[] = {"/", "/dlq", "/payments", "/order", "/anomalies",
-					    "/audit", "/lag", "/actions", "/login"};
+	static const char *const pages[] = {"/",      "/dlq", "/payments", "/order", "/anomalies",
+					    "/audit", "/lag", "/actions",  "/login"};
 	const char *path = url;
 
 	for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
@@ -221,16 +223,18 @@ typedef struct options {
 static int own_args(int argc, char **argv, options_t *o)
 {
 	for (int i = 1; i < argc; i++) {
-		const char **dst = !strcmp(argv[i], "--listen") ? &o->listen
-				   : !strcmp(argv[i], "--token-file") ? &o->token_file
+		const char **dst = !strcmp(argv[i], "--listen")	       ? &o->listen
+				   : !strcmp(argv[i], "--token-file")  ? &o->token_file
 				   : !strcmp(argv[i], "--user-header") ? &o->user_header
 				   : !strcmp(argv[i], "--role-header") ? &o->role_header
-				   : !strcmp(argv[i], "--action-db") ? &o->action_db
-				   : !strcmp(argv[i], "--plan-ttl-s") ? &o->ttl
-				   : !strcmp(argv[i], "--local-role") ? &o->local_role
-				   : !strcmp(argv[i], "--rate") ? &o->rate : NULL;
+				   : !strcmp(argv[i], "--action-db")   ? &o->action_db
+				   : !strcmp(argv[i], "--plan-ttl-s")  ? &o->ttl
+				   : !strcmp(argv[i], "--local-role")  ? &o->local_role
+				   : !strcmp(argv[i], "--rate")	       ? &o->rate
+								       : NULL;
 		if (!dst || i + 1 >= argc) {
-			fprintf(stderr, "payq-console: unknown argument \"%s\" (see --help)\n", argv[i]);
+			fprintf(stderr, "payq-console: unknown argument \"%s\" (see --help)\n",
+				argv[i]);
 			return -1;
 		}
 		*dst = argv[++i];
@@ -286,21 +290,24 @@ static int configure(const options_t *o, const struct sockaddr_in *sa, char *err
 		if (console_auth_init(o->token_file, errstr, errstr_size))
 			return -1;
 	} else if (!loopback) {
-		return payq_err(errstr, errstr_size, "%s is not a loopback address: give "
+		return payq_err(errstr, errstr_size,
+				"%s is not a loopback address: give "
 				"--token-file or --user-header (behind a proxy that sets it)",
 				o->listen);
 	} else {
 		console.auth = CONSOLE_AUTH_LOCAL;
 		if ((console.local_role = console_role_parse(o->local_role)) == CONSOLE_ROLE_NONE)
-			return payq_err(errstr, errstr_size, "--local-role: viewer, operator or admin");
+			return payq_err(errstr, errstr_size,
+					"--local-role: viewer, operator or admin");
 	}
 	console.act_cfg = console.cfg;
 	if (o->action_db)
 		console.act_cfg.db = (char *)o->action_db;
 	if (!(console.rk = payq_range_client_new(&console.cfg, errstr, errstr_size)))
 		return -1;
-	return RAND_bytes(console.secret, sizeof(console.secret)) == 1 ? 0
-		: payq_err(errstr, errstr_size, "no randomness");
+	return RAND_bytes(console.secret, sizeof(console.secret)) == 1
+		       ? 0
+		       : payq_err(errstr, errstr_size, "no randomness");
 }
 
 int main(int argc, char **argv)
@@ -317,13 +324,9 @@ int main(int argc, char **argv)
 	}
 	switch (payq_config_parse_args(&console.cfg, PAYQ_PROG_ALL, "payq-console", usage, &argc,
 				       argv, errstr, sizeof(errstr))) {
-	case PAYQ_ARGS_EXIT:
-		return 0;
-	case PAYQ_ARGS_ERROR:
-		fprintf(stderr, "payq-console: %s\n", errstr);
-		return 2;
-	default:
-		break;
+	case PAYQ_ARGS_EXIT: return 0;
+	case PAYQ_ARGS_ERROR: fprintf(stderr, "payq-console: %s\n", errstr); return 2;
+	default: break;
 	}
 	if (own_args(argc, argv, &o) || parse_listen(o.listen, &sa)) {
 		fprintf(stderr, "payq-console: bad arguments or --listen (IPv4 ADDR:PORT)\n");
@@ -350,8 +353,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("payq-console: listening on http://%s (auth: %s)", o.listen,
-		 console.auth == CONSOLE_AUTH_HEADER ? "proxy header" :
-		 console.auth == CONSOLE_AUTH_TOKENS ? "token file" : "loopback, no login");
+		 console.auth == CONSOLE_AUTH_HEADER   ? "proxy header"
+		 : console.auth == CONSOLE_AUTH_TOKENS ? "token file"
+						       : "loopback, no login");
 	while (running)
 		usleep(100000);
 	MHD_stop_daemon(d);

@@ -92,14 +92,10 @@ int console_random_hex(size_t n, char *out)
 const char *console_role_name(console_role_t r)
 {
 	switch (r) {
-	case CONSOLE_ROLE_VIEWER:
-		return "viewer";
-	case CONSOLE_ROLE_OPERATOR:
-		return "operator";
-	case CONSOLE_ROLE_ADMIN:
-		return "admin";
-	default:
-		return "none";
+	case CONSOLE_ROLE_VIEWER: return "viewer";
+	case CONSOLE_ROLE_OPERATOR: return "operator";
+	case CONSOLE_ROLE_ADMIN: return "admin";
+	default: return "none";
 	}
 }
 

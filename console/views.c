@@ -45,7 +45,8 @@ static void preview(const rd_kafka_message_t *m, bool redact, char *out, size_t 
 static int dlq_record(void *opaque, const rd_kafka_message_t *m)
 {
 	dlq_scan_t *s = opaque;
-	char reason[64] = "unknown", st[256] = "?", sp[16] = "?", so[32] = "?", buf[PREVIEW_BYTES * 2 + 8];
+	char reason[64] = "unknown", st[256] = "?", sp[16] = "?", so[32] = "?",
+	     buf[PREVIEW_BYTES * 2 + 8];
 	char coords[64];
 	rd_kafka_timestamp_type_t tstype;
 	int64_t ts = rd_kafka_message_timestamp(m, &tstype);
@@ -71,7 +72,8 @@ static int dlq_record(void *opaque, const rd_kafka_message_t *m)
 		cJSON_AddStringToObject(g, "preview", buf);
 		cJSON_AddArrayToObject(g, "records");
 	}
-	cJSON_SetNumberValue(cJSON_GetObjectItem(g, "count"), cJSON_GetObjectItem(g, "count")->valuedouble + 1);
+	cJSON_SetNumberValue(cJSON_GetObjectItem(g, "count"),
+			     cJSON_GetObjectItem(g, "count")->valuedouble + 1);
 	if (ts < cJSON_GetObjectItem(g, "first_ms")->valuedouble)
 		cJSON_SetNumberValue(cJSON_GetObjectItem(g, "first_ms"), (double)ts);
 	if (ts > cJSON_GetObjectItem(g, "last_ms")->valuedouble)
@@ -93,8 +95,10 @@ cJSON *console_dlq_scan(const char *only_reason, bool redact, cJSON **targets, c
 {
 	payq_range_spec_t spec;
 	payq_range_t r;
-	dlq_scan_t s = {.groups = cJSON_CreateObject(), .targets = cJSON_CreateArray(),
-			.only_reason = only_reason, .redact = redact};
+	dlq_scan_t s = {.groups = cJSON_CreateObject(),
+			.targets = cJSON_CreateArray(),
+			.only_reason = only_reason,
+			.redact = redact};
 	int rc;
 	cJSON *out;
 
@@ -163,18 +167,22 @@ static cJSON *rows(const char *sql, int n, const char *const *params, console_re
 static void view_order(const char *order, console_reply_t *r)
 {
 	static const char *const sqls[][2] = {
-		{"commands", "SELECT command_id, command_type, outcome, detail, kafka_topic,"
-			     " kafka_partition, kafka_offset, duplicates, first_seen_at, last_seen_at"
-			     " FROM payq.processed_commands WHERE order_id = $1 ORDER BY first_seen_at"},
-		{"order", "SELECT order_id, status, amount_minor, currency, version, paid_command_id,"
-			  " created_at, updated_at FROM payq.orders WHERE order_id = $1"},
-		{"payments", "SELECT payment_id, command_id, status, amount_minor, currency, attempts,"
-			     " idempotency_key, gateway_charge_id, decline_code, created_at, updated_at"
-			     " FROM payq.payments WHERE order_id = $1 ORDER BY payment_id"},
+		{"commands",
+		 "SELECT command_id, command_type, outcome, detail, kafka_topic,"
+		 " kafka_partition, kafka_offset, duplicates, first_seen_at, last_seen_at"
+		 " FROM payq.processed_commands WHERE order_id = $1 ORDER BY first_seen_at"},
+		{"order",
+		 "SELECT order_id, status, amount_minor, currency, version, paid_command_id,"
+		 " created_at, updated_at FROM payq.orders WHERE order_id = $1"},
+		{"payments",
+		 "SELECT payment_id, command_id, status, amount_minor, currency, attempts,"
+		 " idempotency_key, gateway_charge_id, decline_code, created_at, updated_at"
+		 " FROM payq.payments WHERE order_id = $1 ORDER BY payment_id"},
 		{"transitions", "SELECT payment_id, from_status, to_status, by_role, by_program, at"
 				" FROM payq.payment_transitions WHERE order_id = $1 ORDER BY id"},
-		{"anomalies", "SELECT id, kind, command_id, detail, kafka_topic, kafka_partition,"
-			      " kafka_offset, at FROM payq.anomalies WHERE order_id = $1 ORDER BY id"},
+		{"anomalies",
+		 "SELECT id, kind, command_id, detail, kafka_topic, kafka_partition,"
+		 " kafka_offset, at FROM payq.anomalies WHERE order_id = $1 ORDER BY id"},
 		{"actions", "SELECT id, at, actor, action, phase, reason, result, ok"
 			    " FROM payq.operator_actions WHERE $1 = ANY (order_ids) ORDER BY id"},
 	};
@@ -203,8 +211,9 @@ static cJSON *partition_lag(const payq_range_t *topic, const int64_t *committed)
 		cJSON_AddNumberToObject(o, "partition", p->partition);
 		cJSON_AddNumberToObject(o, "high", (double)p->high);
 		cJSON_AddNumberToObject(o, "committed", (double)committed[i]);
-		cJSON_AddNumberToObject(o, "lag", (double)(committed[i] < 0 ? p->high - p->low
-								 : p->high - committed[i]));
+		cJSON_AddNumberToObject(
+			o, "lag",
+			(double)(committed[i] < 0 ? p->high - p->low : p->high - committed[i]));
 		cJSON_AddItemToArray(arr, o);
 	}
 	return arr;
@@ -229,8 +238,9 @@ static void view_lag(console_reply_t *r)
 		return;
 	}
 	committed = calloc(t.cnt ? t.cnt : 1, sizeof(*committed));
-	if (!committed || replay_group_committed(console.rk, console.cfg.group, console.cfg.topic,
-						 (int)t.cnt, committed, errstr, sizeof(errstr)) ||
+	if (!committed ||
+	    replay_group_committed(console.rk, console.cfg.group, console.cfg.topic, (int)t.cnt,
+				   committed, errstr, sizeof(errstr)) ||
 	    replay_group_describe(console.rk, console.cfg.group, &info, errstr, sizeof(errstr))) {
 		free(committed);
 		payq_range_free(&t);

@@ -10,7 +10,7 @@
 #include "manifest.h"
 #include "util.h"
 
-#define WINDOW         8 /* orders interleaved round-robin, so batches mix orders */
+#define WINDOW 8	 /* orders interleaved round-robin, so batches mix orders */
 #define ORDER_MSGS_MAX 8 /* create, cancel, pay, dup, double pay, key reuse, malformed */
 
 /* Command-ID slots: a role always gets the same k, whatever else the order draws. */
@@ -121,7 +121,7 @@ static int build_malformed(gen_msg_t *m, payq_reason_t r, uint64_t v, const char
 			   const char *oid, const char *other_oid, long long amt, const char *cur)
 {
 	static const char *const bad_amounts[] = {"12.5", "\"1999\"", "1e3",
-						  "0",    "-5",       "1000000000000001"};
+						  "0",	  "-5",	      "1000000000000001"};
 	static const char *const bad_fields[] = {",\"currency\":\"cny\"", ",\"currency\":840",
 						 ",\"currency\":\"%s\",\"payer_id\":42"};
 	static const char *const bad_types[] = {"refund", "Pay", "capture"};

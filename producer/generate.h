@@ -8,17 +8,17 @@
 
 #define PAYQ_GEN_PREFIX_MAX 24 /* --id-prefix length, so that IDs stay within 64 chars */
 #define PAYQ_GEN_ORDERS_MAX 1000000000LL
-#define PAYQ_GEN_SEED_MAX   9007199254740991ULL /* 2^53 - 1: exact as a JSON number */
+#define PAYQ_GEN_SEED_MAX 9007199254740991ULL /* 2^53 - 1: exact as a JSON number */
 
 typedef struct payq_producer_gen_opts {
 	int64_t orders;
 	uint64_t seed;
-	const char *id_prefix;     /* "" by default; [A-Za-z0-9._:-] only */
-	double dup_rate;           /* probability of an identical re-send of the pay */
-	double double_pay_rate;    /* a second pay with a new command_id */
-	double cancel_rate;        /* a cancel, before or after the pay (half each) */
-	double key_reuse_rate;     /* the pay's command_id again with another amount */
-	double malformed_rate;     /* an extra message with a broken value */
+	const char *id_prefix;	   /* "" by default; [A-Za-z0-9._:-] only */
+	double dup_rate;	   /* probability of an identical re-send of the pay */
+	double double_pay_rate;	   /* a second pay with a new command_id */
+	double cancel_rate;	   /* a cancel, before or after the pay (half each) */
+	double key_reuse_rate;	   /* the pay's command_id again with another amount */
+	double malformed_rate;	   /* an extra message with a broken value */
 	const char *manifest_path; /* NULL: no manifest */
 } payq_producer_gen_opts_t;
 

@@ -245,7 +245,8 @@ static int parse_sink_options(const char **v, payq_producer_opts_t *so, char *er
 		int64_t n;
 
 		if (!so->dry_run)
-			return payq_err(errstr, errstr_size, "--partitions works only with --dry-run");
+			return payq_err(errstr, errstr_size,
+					"--partitions works only with --dry-run");
 		if (payq_parse_int64(v[O_PARTITIONS], 1, 100000, &n))
 			return payq_err(errstr, errstr_size,
 					"--partitions: \"%s\" is not an integer from 1 to 100000",
@@ -257,9 +258,8 @@ static int parse_sink_options(const char **v, payq_producer_opts_t *so, char *er
 
 /* Runs command c with its parsed options. Returns a PAYQ_PRODUCER_EXIT_* code; with
  * PAYQ_PRODUCER_EXIT_USAGE, errstr says why and nothing was sent. */
-static int run_command(payq_config_t *cfg, const payq_producer_opts_t *so, size_t c,
-		       const char **v, const char **pos, int pos_cnt, char *errstr,
-		       size_t errstr_size)
+static int run_command(payq_config_t *cfg, const payq_producer_opts_t *so, size_t c, const char **v,
+		       const char **pos, int pos_cnt, char *errstr, size_t errstr_size)
 {
 	payq_producer_gen_opts_t go;
 
@@ -305,13 +305,9 @@ int main(int argc, char **argv)
 		goto usage_error;
 	switch (payq_config_parse_args(&cfg, PAYQ_PROG_PRODUCER, "payq-producer", usage, &argc,
 				       argv, errstr, sizeof(errstr))) {
-	case PAYQ_ARGS_EXIT:
-		rc = PAYQ_PRODUCER_EXIT_OK;
-		goto out;
-	case PAYQ_ARGS_ERROR:
-		goto usage_error;
-	case PAYQ_ARGS_OK:
-		break;
+	case PAYQ_ARGS_EXIT: rc = PAYQ_PRODUCER_EXIT_OK; goto out;
+	case PAYQ_ARGS_ERROR: goto usage_error;
+	case PAYQ_ARGS_OK: break;
 	}
 	if (argc < 2) {
 		usage(stderr);

@@ -118,7 +118,7 @@ static enum outcome decide(payq_manifest_t *m, const payq_command_t *c)
 			m->status = ST_CANCELLED;
 			return O_APPLIED;
 		}
-		return m->status == ST_PAID        ? O_ALREADY_PAID
+		return m->status == ST_PAID	   ? O_ALREADY_PAID
 		       : m->status == ST_CANCELLED ? O_ORDER_CANCELLED
 						   : O_UNKNOWN_ORDER;
 	}

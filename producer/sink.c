@@ -30,7 +30,7 @@ struct payq_producer {
 	int64_t queued, delivered, failed, possibly_persisted;
 	int64_t *per_partition;
 	int per_partition_cnt;
-	char first_error[512];  /* the first failed delivery or produce() error */
+	char first_error[512];	/* the first failed delivery or produce() error */
 	char broker_error[512]; /* the last error_cb text, e.g. connection refused */
 	rd_kafka_resp_err_t last_logged_err;
 	int64_t start_us;
@@ -87,8 +87,8 @@ static void log_persisted(const payq_producer_t *s, const rd_kafka_message_t *m)
 	const void *v;
 	size_t len;
 	payq_trace_t trace;
-	payq_log_ctx_t ctx = {.topic = s->cfg->topic, .partition = m->partition,
-			      .offset = m->offset};
+	payq_log_ctx_t ctx = {
+		.topic = s->cfg->topic, .partition = m->partition, .offset = m->offset};
 
 	ctx.order_id = payq_codec_key_order_id(m->key, m->key_len, order_id);
 	if (!rd_kafka_message_headers(m, &h) &&
@@ -393,7 +393,7 @@ int payq_producer_finish(payq_producer_t *s)
 		return s->interrupted ? PAYQ_PRODUCER_EXIT_INTERRUPTED : PAYQ_PRODUCER_EXIT_OK;
 	}
 
-	rc = s->interrupted                         ? PAYQ_PRODUCER_EXIT_INTERRUPTED
+	rc = s->interrupted			    ? PAYQ_PRODUCER_EXIT_INTERRUPTED
 	     : s->fatal || s->failed || undelivered ? PAYQ_PRODUCER_EXIT_UNDELIVERED
 						    : PAYQ_PRODUCER_EXIT_OK;
 	payq_log(rc == PAYQ_PRODUCER_EXIT_OK ? PAYQ_LOG_INFO : PAYQ_LOG_ERROR, NULL,

@@ -9,16 +9,16 @@
 #include "config.h"
 
 /* Exit codes, shared by every subcommand and listed in --help. */
-#define PAYQ_PRODUCER_EXIT_OK          0   /* every message has a PERSISTED delivery report */
+#define PAYQ_PRODUCER_EXIT_OK 0		   /* every message has a PERSISTED delivery report */
 #define PAYQ_PRODUCER_EXIT_UNDELIVERED 1   /* some message was not persisted, or Kafka failed */
-#define PAYQ_PRODUCER_EXIT_USAGE       2   /* bad arguments or invalid input: nothing was sent */
+#define PAYQ_PRODUCER_EXIT_USAGE 2	   /* bad arguments or invalid input: nothing was sent */
 #define PAYQ_PRODUCER_EXIT_INTERRUPTED 130 /* SIGINT or SIGTERM stopped the run */
 
 typedef struct payq_producer_opts {
-	bool dry_run;   /* compute partitions and print, send nothing */
+	bool dry_run;	/* compute partitions and print, send nothing */
 	int partitions; /* dry run: partition count; 0 asks the broker's metadata */
-	bool print;     /* write "partition\tkey\tvalue" lines to stdout (kcat -f '%p\t%k\t%s\n') */
-	double rate;    /* messages per second; 0 is unlimited */
+	bool print;	/* write "partition\tkey\tvalue" lines to stdout (kcat -f '%p\t%k\t%s\n') */
+	double rate;	/* messages per second; 0 is unlimited */
 } payq_producer_opts_t;
 
 /* One message. key must not be NULL. A NULL value is sent as a null (tombstone) value.

@@ -33,9 +33,8 @@
  *      which rolls back and retries the batch with fresh reads.
  *   2. The outcome table (outcome.c, no I/O) is evaluated in offset order against
  *      those rows and the batch's own earlier commands, merging every change to one
- *      order into one row write. Then set-based writes over arrays (new orders, version-checked order
- *      updates, payments, dedup rows, duplicate counters, anomalies, progress) and
- *      COMMIT.
+ *      order into one row write. Then set-based writes over arrays (new orders, version-checked
+ * order updates, payments, dedup rows, duplicate counters, anomalies, progress) and COMMIT.
  *
  * The unique partial index on payments still refuses a second live payment, whatever
  * this code does.
@@ -102,14 +101,9 @@ payq_connect_t payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_s
 	if (!a->conn)
 		return PAYQ_CONNECT_RETRY;
 	switch (payq_migrate_check(a->conn, errstr, errstr_size)) {
-	case PAYQ_SCHEMA_OK:
-		break;
-	case PAYQ_SCHEMA_TOO_OLD:
-		payq_apply_disconnect(a);
-		return PAYQ_CONNECT_FATAL;
-	case PAYQ_SCHEMA_UNREADABLE:
-		payq_apply_disconnect(a);
-		return PAYQ_CONNECT_RETRY;
+	case PAYQ_SCHEMA_OK: break;
+	case PAYQ_SCHEMA_TOO_OLD: payq_apply_disconnect(a); return PAYQ_CONNECT_FATAL;
+	case PAYQ_SCHEMA_UNREADABLE: payq_apply_disconnect(a); return PAYQ_CONNECT_RETRY;
 	}
 	/* A generic plan frozen while the tables were small would scan them whole for
 	 * ever after; custom plans follow the tables' real size. Planning is cheap
@@ -117,14 +111,14 @@ payq_connect_t payq_apply_connect(payq_apply_t *a, char *errstr, size_t errstr_s
 	 * never analyzed (a new deployment, until autoanalyze) it compiled read_dedup for
 	 * 50-110 ms on each call of a 1 ms query: 4.9x to 6.2x fewer batches per second
 	 * (tests/bench/sql_variants/README.md). */
-	if (payq_pg_exec(a->conn, "SET plan_cache_mode = force_custom_plan", errstr,
-			 errstr_size) ||
+	if (payq_pg_exec(a->conn, "SET plan_cache_mode = force_custom_plan", errstr, errstr_size) ||
 	    payq_pg_exec(a->conn, "SET jit = off", errstr, errstr_size)) {
 		payq_apply_disconnect(a);
 		return PAYQ_CONNECT_RETRY;
 	}
 	for (size_t i = 0; i < apply_nstatements; i++) {
-		PGresult *res = payq_pg_prepare(a->conn, apply_statements[i].name, apply_statements[i].sql, 0, NULL);
+		PGresult *res = payq_pg_prepare(a->conn, apply_statements[i].name,
+						apply_statements[i].sql, 0, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			payq_err(errstr, errstr_size, "preparing %s: %s", apply_statements[i].name,
 				 PQerrorMessage(a->conn));
@@ -161,7 +155,7 @@ int payq_apply_ping(payq_apply_t *a)
 
 /* Sends one prepared statement with n parameters taken from a->p[first...]. */
 int apply_send_prepared(payq_apply_t *a, const char *name, const char *const *fixed, int nfixed,
-			 int first, int n)
+			int first, int n)
 {
 	const char *values[16];
 	int k = 0;
@@ -202,8 +196,9 @@ bool apply_pipe_take(payq_apply_t *a, apply_pipe_t *p, PGresult *r)
 		payq_err(p->errstr, p->errstr_size, "%s", PQresultErrorMessage(r));
 		/* 23505 here means another worker won a race for the same key; the
 		 * retry sees its row. The caller caps these retries. */
-		p->st = payq_pg_transient(a->conn, r) || !strcmp(p->sqlstate, "23505") ?
-				PAYQ_APPLY_TRANSIENT : PAYQ_APPLY_PERMANENT;
+		p->st = payq_pg_transient(a->conn, r) || !strcmp(p->sqlstate, "23505")
+				? PAYQ_APPLY_TRANSIENT
+				: PAYQ_APPLY_PERMANENT;
 #ifndef PAYQ_MUTATION_READONLY_KEEP
 		/* 25006: this server is a standby, or a primary fenced read-only
 		 * during a failover. Retrying here would never succeed: drop the
@@ -237,7 +232,10 @@ payq_apply_status_t apply_pipe_end(payq_apply_t *a, apply_pipe_t *p)
 payq_apply_status_t apply_pipeline_finish(payq_apply_t *a, int nq, PGresult **keep,
 					  char sqlstate[6], char *errstr, size_t errstr_size)
 {
-	apply_pipe_t p = {.nq = nq, .keep = keep, .sqlstate = sqlstate, .errstr = errstr,
+	apply_pipe_t p = {.nq = nq,
+			  .keep = keep,
+			  .sqlstate = sqlstate,
+			  .errstr = errstr,
 			  .errstr_size = errstr_size};
 
 	while (!apply_pipe_take(a, &p, payq_pg_get_result(a->conn)))
@@ -302,11 +300,13 @@ int apply_send_reads(payq_apply_t *a, payq_item_t *items, size_t n)
 	    !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
 #ifndef PAYQ_MUTATION_LOCK_BEFORE_DEDUP
 	    apply_send_prepared(a, "read_dedup", NULL, 0, P_LOCK_IDS, 1) ||
-	    apply_send_prepared(a, a->gateway ? "lock_orders_gw" : "lock_orders", NULL, 0, P_LOCK_IDS, 1) ||
+	    apply_send_prepared(a, a->gateway ? "lock_orders_gw" : "lock_orders", NULL, 0,
+				P_LOCK_IDS, 1) ||
 #else
 	    /* Deliberately broken build: the dedup read after the order lock, whose
 	     * snapshot can miss the orders a zombie created (see the comment on top). */
-	    apply_send_prepared(a, a->gateway ? "lock_orders_gw" : "lock_orders", NULL, 0, P_LOCK_IDS, 1) ||
+	    apply_send_prepared(a, a->gateway ? "lock_orders_gw" : "lock_orders", NULL, 0,
+				P_LOCK_IDS, 1) ||
 	    apply_send_prepared(a, "read_dedup", NULL, 0, P_LOCK_IDS, 1) ||
 #endif
 	    !PQpipelineSync(a->conn))
@@ -376,12 +376,12 @@ int apply_send_writes(payq_apply_t *a, bool begin, bool settle_later,
 		bad = !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
 		nq++;
 	}
-#define SEND(cond, ...)                                         \
-	do {                                                    \
-		if (!bad && (cond)) {                           \
+#define SEND(cond, ...)                                            \
+	do {                                                       \
+		if (!bad && (cond)) {                              \
 			bad = apply_send_prepared(a, __VA_ARGS__); \
-			nq++;                                   \
-		}                                               \
+			nq++;                                      \
+		}                                                  \
 	} while (0)
 	/* Orders first: payments reference them. */
 	SEND(a->p[P_ORD_ID].count, "ins_orders", NULL, 0, P_ORD_ID, 7);
@@ -399,7 +399,8 @@ int apply_send_writes(payq_apply_t *a, bool begin, bool settle_later,
 	/* Tests: a transient error inside the transaction, so that its COMMIT answers
 	 * ROLLBACK and the batch is retried (the early-send mutation check). */
 	if (!bad && payq_fault_point("fail_before_commit")) {
-		bad = !PQsendQueryParams(a->conn, "DO $$BEGIN RAISE EXCEPTION 'payq fault "
+		bad = !PQsendQueryParams(a->conn,
+					 "DO $$BEGIN RAISE EXCEPTION 'payq fault "
 					 "injection' USING ERRCODE = '40001'; END$$",
 					 0, NULL, NULL, NULL, NULL, 0);
 		nq++;
@@ -421,9 +422,8 @@ int apply_send_writes(payq_apply_t *a, bool begin, bool settle_later,
 
 /* Round trip 2. */
 static payq_apply_status_t write_state(payq_apply_t *a, bool begin, bool settle_later,
-				       const payq_progress_t *progress,
-				       size_t nprogress, char sqlstate[6], char *errstr,
-				       size_t errstr_size)
+				       const payq_progress_t *progress, size_t nprogress,
+				       char sqlstate[6], char *errstr, size_t errstr_size)
 {
 	PGresult *keep[16] = {NULL};
 	payq_apply_status_t st;

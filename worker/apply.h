@@ -15,10 +15,10 @@ typedef struct payq_item {
 	payq_command_t cmd;
 	int32_t partition;
 	int64_t offset;
-	int64_t timestamp_ms; /* Kafka message timestamp, for latency */
+	int64_t timestamp_ms;	/* Kafka message timestamp, for latency */
 	payq_outcome_t outcome; /* set by a successful payq_apply_batch() */
-	bool charge; /* gateway mode: its payment is pending; charge it, then settle */
-	payq_trace_t trace; /* from the message's traceparent and tracestate headers */
+	bool charge;		/* gateway mode: its payment is pending; charge it, then settle */
+	payq_trace_t trace;	/* from the message's traceparent and tracestate headers */
 	/* With outcome duplicate: the row found was written by this very message (same
 	 * topic, partition and offset), and records this outcome (PAYQ_OUT__CNT if not).
 	 * After a retry whose first COMMIT did land, that is the batch's own outcome. */
@@ -46,7 +46,7 @@ void payq_apply_destroy(payq_apply_t *a);
 
 /* What payq_apply_connect found. Any value but PAYQ_CONNECT_OK is nonzero. */
 typedef enum {
-	PAYQ_CONNECT_OK = 0,     /* connected, schema checked, statements prepared */
+	PAYQ_CONNECT_OK = 0,	 /* connected, schema checked, statements prepared */
 	PAYQ_CONNECT_RETRY = -1, /* a connection problem, in errstr: retry later */
 	PAYQ_CONNECT_FATAL = -2, /* the schema is too old, in errstr: do not retry */
 } payq_connect_t;
@@ -121,8 +121,7 @@ typedef enum {
 /* Reads consumer_progress for a partition into *next (-1 unless found). Also remembers
  * the row's reset generation (0 without a row): later progress writes for the partition
  * are guarded by it (call it on assign). */
-payq_progress_read_t payq_apply_read_progress(payq_apply_t *a, int32_t partition,
-					      int64_t *next);
+payq_progress_read_t payq_apply_read_progress(payq_apply_t *a, int32_t partition, int64_t *next);
 
 /* True once a progress write was refused because `payq-replay reset-offsets` moved the
  * row since the partition was assigned: this worker left the group and finished a batch
@@ -141,7 +140,6 @@ uint64_t payq_apply_generation(const payq_apply_t *a);
 /* Records an anomaly outside any batch (for example offset_gap). Returns 0 or -1. */
 int payq_apply_anomaly(payq_apply_t *a, const char *kind, int32_t partition, int64_t offset,
 		       const char *detail);
-
 
 /* ---- the fast path, without blocking (apply_async.c) ----
  * The same transaction as payq_apply_batch, in two pipelines on a non-blocking

@@ -23,8 +23,9 @@ void payq_apply_set_gateway(payq_apply_t *a, int64_t first_look_ms)
 /* payments.status for what the channel said; not-found never gets here. */
 static const char *settled_status(payq_charge_status_t s)
 {
-	return s == PAYQ_CHARGE_SUCCEEDED ? "succeeded" :
-	       s == PAYQ_CHARGE_DECLINED  ? "failed" : "unknown";
+	return s == PAYQ_CHARGE_SUCCEEDED  ? "succeeded"
+	       : s == PAYQ_CHARGE_DECLINED ? "failed"
+					   : "unknown";
 }
 
 payq_apply_status_t payq_apply_settle(payq_apply_t *a, const payq_charge_t *c, size_t n,
@@ -161,17 +162,17 @@ int payq_apply_payment_anomaly(payq_apply_t *a, const char *kind, const char *or
 
 /* The database refused to record what the channel said for c: record it unknown with
  * the refusal instead (text we wrote, valid UTF-8), for a person and the reconciler. */
-static payq_apply_status_t settle_refused(payq_apply_t *a, payq_charge_t *c,
-					  const char *state, const char *why, char sqlstate[6],
-					  char *errstr, size_t errstr_size)
+static payq_apply_status_t settle_refused(payq_apply_t *a, payq_charge_t *c, const char *state,
+					  const char *why, char sqlstate[6], char *errstr,
+					  size_t errstr_size)
 {
 	char clean[120];
 	payq_apply_status_t st;
 
 	payq_utf8_clean(clean, sizeof(clean), why, strlen(why));
 	log_error("settle_refused: order %s command %s: the database refused to record \"%s\" "
-		  "(SQLSTATE %s: %s); recording the payment unknown", c->order_id, c->command_id,
-		  payq_charge_status_name(c->status), state, clean);
+		  "(SQLSTATE %s: %s); recording the payment unknown",
+		  c->order_id, c->command_id, payq_charge_status_name(c->status), state, clean);
 	c->status = PAYQ_CHARGE_UNKNOWN;
 	c->charge_id[0] = c->decline_code[0] = '\0';
 	snprintf(c->detail, sizeof(c->detail), "settle refused by the database (SQLSTATE %s): %s",
@@ -189,8 +190,8 @@ payq_apply_status_t payq_apply_settle_each(payq_apply_t *a, payq_charge_t *c, si
 	char state[6];
 
 	for (size_t i = 0; i < n; i++) {
-		payq_apply_status_t st = payq_apply_settle(a, &c[i], 1, NULL, 0, sqlstate, errstr,
-							   errstr_size);
+		payq_apply_status_t st =
+			payq_apply_settle(a, &c[i], 1, NULL, 0, sqlstate, errstr, errstr_size);
 		if (st == PAYQ_APPLY_PERMANENT) {
 			snprintf(state, sizeof(state), "%s", sqlstate);
 			st = settle_refused(a, &c[i], state, errstr, sqlstate, errstr, errstr_size);

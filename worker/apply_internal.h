@@ -13,7 +13,9 @@
 #include "outcome.h"
 #include "sqlbuf.h"
 
-/* The query parameter arrays, one payq_sqlbuf_t each, filled per batch. */
+/* The query parameter arrays, one payq_sqlbuf_t each, filled per batch; one line per
+ * statement, which clang-format would break into one line per name. */
+/* clang-format off */
 enum {
 	P_ORD_ID, P_ORD_AMOUNT, P_ORD_CUR, P_ORD_CUST, P_ORD_STATUS, P_ORD_VERSION, P_ORD_PAID,
 	P_UPD_ID, P_UPD_OLD, P_UPD_NEW, P_UPD_STATUS, P_UPD_PAID,
@@ -27,14 +29,15 @@ enum {
 	P_LOCK_IDS,
 	P__CNT
 };
+/* clang-format on */
 
 /* Reading one pipeline's results up to its sync: apply_pipeline_finish waits for them,
  * apply_async.c takes them as they arrive. */
 typedef struct apply_pipe {
 	int nq, q, nulls;
 	payq_apply_status_t st;
-	PGresult **keep;  /* keep[i]: the tuples of query i (may be NULL) */
-	char *sqlstate;   /* 6 bytes */
+	PGresult **keep; /* keep[i]: the tuples of query i (may be NULL) */
+	char *sqlstate;	 /* 6 bytes */
 	char *errstr;
 	size_t errstr_size;
 } apply_pipe_t;
@@ -67,7 +70,7 @@ struct payq_apply {
 	struct gen {
 		int32_t partition;
 		int64_t generation;
-	} *gens;
+	} * gens;
 	size_t ngens, gens_cap;
 	bool stale;
 	int32_t stale_partition;

@@ -27,8 +27,8 @@ void apply_gen_set(payq_apply_t *a, int32_t partition, int64_t generation)
 	struct gen *g = gen_find(a, partition);
 
 	if (!g && !payq_grow((void **)&a->gens, &a->gens_cap,
-			a->ngens < a->gens_cap ? a->gens_cap : 2 * a->gens_cap + 4,
-			sizeof(*a->gens)))
+			     a->ngens < a->gens_cap ? a->gens_cap : 2 * a->gens_cap + 4,
+			     sizeof(*a->gens)))
 		g = &a->gens[a->ngens++];
 	if (!g)
 		return;
@@ -55,7 +55,7 @@ void apply_progress_params(payq_apply_t *a, const payq_progress_t *progress, siz
 /* After a committed progress write: every partition that upsert_progress did not
  * return was refused, its row reset meanwhile; the others confirm their generation. */
 void apply_note_progress(payq_apply_t *a, const payq_progress_t *progress, size_t n,
-			  const PGresult *res)
+			 const PGresult *res)
 {
 	for (size_t i = 0; i < n; i++) {
 		int r = 0, rows = res ? PQntuples(res) : 0;
@@ -63,7 +63,8 @@ void apply_note_progress(payq_apply_t *a, const payq_progress_t *progress, size_
 			if (strtol(PQgetvalue(res, r, 0), NULL, 10) == progress[i].partition)
 				break;
 		if (r < rows) {
-			apply_gen_set(a, progress[i].partition, strtoll(PQgetvalue(res, r, 1), NULL, 10));
+			apply_gen_set(a, progress[i].partition,
+				      strtoll(PQgetvalue(res, r, 1), NULL, 10));
 		} else if (!a->stale) {
 			a->stale = true;
 			a->stale_partition = progress[i].partition;
@@ -78,8 +79,7 @@ bool payq_apply_progress_stale(const payq_apply_t *a, int32_t *partition)
 	return a->stale;
 }
 
-payq_progress_read_t payq_apply_read_progress(payq_apply_t *a, int32_t partition,
-					      int64_t *next)
+payq_progress_read_t payq_apply_read_progress(payq_apply_t *a, int32_t partition, int64_t *next)
 {
 	char pbuf[16];
 	const char *params[3] = {a->group, a->topic, pbuf};
@@ -97,7 +97,7 @@ payq_progress_read_t payq_apply_read_progress(payq_apply_t *a, int32_t partition
 			*next = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 		/* The generation this assignment works under; no row yet is generation 0. */
 		apply_gen_set(a, partition,
-			PQntuples(res) ? strtoll(PQgetvalue(res, 0, 1), NULL, 10) : 0);
+			      PQntuples(res) ? strtoll(PQgetvalue(res, 0, 1), NULL, 10) : 0);
 	} else
 		a->healthy = PQstatus(a->conn) == CONNECTION_OK;
 	PQclear(res);

@@ -19,7 +19,8 @@ int apply_load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedu
 		return -1;
 
 	for (int r = 0; r < PQntuples(locked); r++) {
-		payq_order_state_t *o = payq_batch_order(&a->batch, PQgetvalue(locked, r, 0), false);
+		payq_order_state_t *o =
+			payq_batch_order(&a->batch, PQgetvalue(locked, r, 0), false);
 
 		if (!o)
 			continue;
@@ -32,8 +33,8 @@ int apply_load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedu
 	}
 #ifndef PAYQ_MUTATION_SKIP_DEDUP
 	for (int r = 0; r < PQntuples(dedup); r++) {
-		payq_key_state_t *k =
-			payq_batch_key_add(&a->batch, PQgetvalue(dedup, r, 0), PQgetvalue(dedup, r, 1));
+		payq_key_state_t *k = payq_batch_key_add(&a->batch, PQgetvalue(dedup, r, 0),
+							 PQgetvalue(dedup, r, 1));
 		k->in_db = true;
 		k->hash_hex = PQgetvalue(dedup, r, 2);
 		k->pending = PQgetvalue(dedup, r, 3)[0] == 't';

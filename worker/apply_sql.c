@@ -138,9 +138,8 @@ const apply_statement_t apply_statements[] = {
 	 " WHERE c.reset_generation = EXCLUDED.reset_generation"
 #endif
 	 " RETURNING partition, reset_generation"},
-	{"read_progress",
-	 "SELECT next_offset, reset_generation FROM payq.consumer_progress"
-	 " WHERE group_id = $1 AND topic = $2 AND partition = $3"},
+	{"read_progress", "SELECT next_offset, reset_generation FROM payq.consumer_progress"
+			  " WHERE group_id = $1 AND topic = $2 AND partition = $3"},
 	{"ins_anomaly",
 	 "INSERT INTO payq.anomalies (kind, detail, kafka_topic, kafka_partition, kafka_offset)"
 	 " VALUES ($1, $2, $3, $4, $5)"},

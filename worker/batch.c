@@ -47,10 +47,10 @@ bool worker_db_retry_wait(worker_t *w, int *attempt, const char *sqlstate, const
 
 /* What apply_range did with its range. */
 typedef enum {
-	RANGE_APPLIED,   /* applied in one transaction, with the progress given; or, for a
+	RANGE_APPLIED,	 /* applied in one transaction, with the progress given; or, for a
 			  * single command the database refused, appended to poison[] with
 			  * nothing written */
-	RANGE_SPLIT,     /* split to find poison: the halves were applied without progress */
+	RANGE_SPLIT,	 /* split to find poison: the halves were applied without progress */
 	RANGE_ABANDONED, /* a fatal error, a rewind or the shutdown deadline: give it up */
 } range_result_t;
 
@@ -167,7 +167,8 @@ static void count_outcomes(const worker_t *w, size_t n, const size_t *poison, si
 			if (!counts[t][o])
 				continue;
 			if (o == PAYQ_OUT_DUPLICATE) {
-				payq_metrics_add("payq_duplicates_total", NULL, (double)counts[t][o]);
+				payq_metrics_add("payq_duplicates_total", NULL,
+						 (double)counts[t][o]);
 				continue;
 			}
 			if (o == PAYQ_OUT_KEY_REUSE) {
@@ -234,9 +235,9 @@ static size_t decode_batch(worker_t *w, size_t *ndead)
 		payq_item_t *it = &w->items[n];
 		rd_kafka_timestamp_type_t tstype;
 
-		e->reason = payq_codec_decode(m->key ? m->key : "", m->key ? m->key_len : 0,
-					      m->payload, m->len, &it->cmd, e->error,
-					      sizeof(e->error));
+		e->reason =
+			payq_codec_decode(m->key ? m->key : "", m->key ? m->key_len : 0, m->payload,
+					  m->len, &it->cmd, e->error, sizeof(e->error));
 		if (e->reason != PAYQ_REASON_OK) {
 			payq_dlq_entry_t *d = &w->dead[(*ndead)++];
 			d->msg = m;
@@ -290,8 +291,8 @@ static void log_dead(const worker_t *w, size_t ndead)
 		char labels[64], order_id[PAYQ_ID_MAX + 1];
 		const rd_kafka_message_t *m = w->dead[i].msg;
 		payq_trace_t trace;
-		payq_log_ctx_t ctx = {.topic = w->cfg->topic, .partition = m->partition,
-				      .offset = m->offset};
+		payq_log_ctx_t ctx = {
+			.topic = w->cfg->topic, .partition = m->partition, .offset = m->offset};
 		/* The key names the order when it is a valid ID; the value may be anything. */
 		ctx.order_id = payq_codec_key_order_id(m->key, m->key_len, order_id);
 		payq_trace_from_message(m, &trace);
@@ -324,8 +325,7 @@ static step_t apply_and_charge(worker_t *w, size_t n, const payq_progress_t *pro
 }
 
 /* Poison found by splitting: dead-letter it, then write consumer_progress alone. */
-static step_t settle_poison(worker_t *w, size_t npoison, const payq_progress_t *prog,
-			    size_t np)
+static step_t settle_poison(worker_t *w, size_t npoison, const payq_progress_t *prog, size_t np)
 {
 	char sqlstate[6], errstr[256];
 
@@ -375,15 +375,15 @@ static step_t store(worker_t *w, const payq_progress_t *prog, size_t np)
 }
 
 /* The metrics and the debug log of a settled batch. */
-static void observe_batch(const worker_t *w, size_t n, size_t ndead, size_t npoison,
-			  int64_t t0)
+static void observe_batch(const worker_t *w, size_t n, size_t ndead, size_t npoison, int64_t t0)
 {
 	int64_t now_wall = payq_wall_ms();
 
 	for (size_t i = 0; i < n; i++)
 		if (w->items[i].timestamp_ms > 0)
 			payq_metrics_observe("payq_commit_latency_seconds", NULL,
-					     (double)(now_wall - w->items[i].timestamp_ms) / 1000.0);
+					     (double)(now_wall - w->items[i].timestamp_ms) /
+						     1000.0);
 	count_outcomes(w, n, w->poison, npoison);
 	log_outcomes(w, w->items, n);
 	payq_metrics_observe("payq_batch_size", NULL, (double)w->nbatch);
@@ -487,4 +487,3 @@ void worker_release_batch(worker_t *w)
 		rd_kafka_message_destroy(w->batch[i].msg);
 	w->nbatch = 0;
 }
-

@@ -48,7 +48,8 @@ static payq_apply_status_t settle_batch(worker_t *w, size_t k, const payq_progre
 	if (st != PAYQ_APPLY_PERMANENT)
 		return st;
 	log_error("settle: the database refused the batch's results (SQLSTATE %s): %s; settling "
-		  "them one by one", sqlstate, errstr);
+		  "them one by one",
+		  sqlstate, errstr);
 	st = payq_apply_settle_each(w->apply, w->charges, k, sqlstate, errstr, size);
 	if (st == PAYQ_APPLY_OK && np)
 		st = payq_apply_settle(w->apply, NULL, 0, prog, np, sqlstate, errstr, size);
@@ -69,8 +70,8 @@ static size_t build_charges(worker_t *w, size_t n)
 			continue;
 		memset(c, 0, sizeof(*c));
 		/* The channel's request is a child span of the command's trace. */
-		if (it->trace.valid && payq_trace_child(&it->trace, c->traceparent,
-							 sizeof(c->traceparent)) == 0)
+		if (it->trace.valid &&
+		    payq_trace_child(&it->trace, c->traceparent, sizeof(c->traceparent)) == 0)
 			c->tracestate = it->trace.tracestate;
 		c->order_id = it->cmd.order_id;
 		c->command_id = it->cmd.command_id;
@@ -97,8 +98,10 @@ static void record_charges(worker_t *w, size_t k)
 				      .order_id = c->order_id,
 				      .trace_id = worker_trace_id(it)};
 		if (c->status == PAYQ_CHARGE_UNKNOWN || c->status == PAYQ_CHARGE_MISMATCH)
-			payq_log(PAYQ_LOG_WARN, &ctx, "payment of order %s unknown, left to the "
-				 "reconciler: %s", c->order_id, c->detail);
+			payq_log(PAYQ_LOG_WARN, &ctx,
+				 "payment of order %s unknown, left to the "
+				 "reconciler: %s",
+				 c->order_id, c->detail);
 		if (c->status == PAYQ_CHARGE_MISMATCH &&
 		    payq_apply_payment_anomaly(w->apply, "charge_mismatch", c->order_id,
 					       c->command_id, c->detail) < 0)
@@ -126,8 +129,7 @@ static void record_charges(worker_t *w, size_t k)
  * transaction, retrying that until it commits. The offsets are stored only after this.
  * STEP_ABANDON: the batch is abandoned; its pays are then still pending and resume,
  * with the same keys, on redelivery. */
-step_t worker_charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
-				size_t np)
+step_t worker_charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog, size_t np)
 {
 	char sqlstate[6], errstr[512];
 	size_t k = build_charges(w, n);

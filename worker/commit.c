@@ -68,8 +68,8 @@ void worker_commit(worker_t *w, bool sync)
 		err = rd_kafka_commit(w->rk, NULL, 0);
 	} else {
 		rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(w->rk);
-		err = q ? rd_kafka_commit_queue(w->rk, NULL, q, async_commit_cb, w) :
-			  RD_KAFKA_RESP_ERR__UNKNOWN_GROUP;
+		err = q ? rd_kafka_commit_queue(w->rk, NULL, q, async_commit_cb, w)
+			: RD_KAFKA_RESP_ERR__UNKNOWN_GROUP;
 		if (q)
 			rd_kafka_queue_destroy(q); /* the commit keeps its own reference */
 	}
@@ -106,8 +106,9 @@ void worker_final_commit(worker_t *w)
 		return;
 	if (!rd_kafka_commit_queue(w->rk, NULL, q, final_commit_cb, &err))
 		while (err == RD_KAFKA_RESP_ERR__IN_PROGRESS && worker_shutdown_left_ms(w) > 0)
-			rd_kafka_queue_poll_callback(q, worker_shutdown_left_ms(w) < 100 ?
-								worker_shutdown_left_ms(w) : 100);
+			rd_kafka_queue_poll_callback(q, worker_shutdown_left_ms(w) < 100
+								? worker_shutdown_left_ms(w)
+								: 100);
 	else
 		err = RD_KAFKA_RESP_ERR__NO_OFFSET;
 	if (err == RD_KAFKA_RESP_ERR__IN_PROGRESS)

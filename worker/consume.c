@@ -41,10 +41,8 @@ bool worker_access_denied(rd_kafka_resp_err_t err)
 	case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
 	case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
 	case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
-	case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
-		return true;
-	default:
-		return false;
+	case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED: return true;
+	default: return false;
 	}
 }
 

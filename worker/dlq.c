@@ -27,10 +27,10 @@ struct payq_dlq {
 
 /* What rd_kafka_producev() said about one copy. */
 typedef enum {
-	PRODUCE_QUEUED,     /* a delivery report will follow */
+	PRODUCE_QUEUED,	    /* a delivery report will follow */
 	PRODUCE_QUEUE_FULL, /* still full when the producer could not go on (fatal) */
 	PRODUCE_TOO_LARGE,  /* over message.max.bytes: send the truncated copy */
-	PRODUCE_FAILED,     /* try again after a backoff, unless the producer is fatal */
+	PRODUCE_FAILED,	    /* try again after a backoff, unless the producer is fatal */
 } produce_result_t;
 
 static bool too_large(rd_kafka_resp_err_t err)

@@ -60,8 +60,7 @@ const char *payq_charge_status_name(payq_charge_status_t s)
 	return (unsigned)s < PAYQ_ARRAY_SIZE(status_names) ? status_names[s] : "?";
 }
 
-const char *payq_gateway_key(const char *order_id, const char *command_id, char *buf,
-			     size_t size)
+const char *payq_gateway_key(const char *order_id, const char *command_id, char *buf, size_t size)
 {
 #ifdef PAYQ_MUTATION_AMBIGUOUS_KEY
 	/* Deliberately broken build: the old key, which two pairs of IDs can share
@@ -73,13 +72,14 @@ const char *payq_gateway_key(const char *order_id, const char *command_id, char 
 	return buf;
 }
 
-int payq_gateway_parse_retention(const char *text, int64_t *ms, char *errstr,
-				 size_t errstr_size)
+int payq_gateway_parse_retention(const char *text, int64_t *ms, char *errstr, size_t errstr_size)
 {
 	if (!text || payq_parse_duration_ms(text, ms) || *ms <= 0)
-		return payq_err(errstr, errstr_size,
-				"gateway-key-retention (PAYQ_GATEWAY_KEY_RETENTION): \"%s\" is not a "
-				"duration such as 24h or 7d", text ? text : "");
+		return payq_err(
+			errstr, errstr_size,
+			"gateway-key-retention (PAYQ_GATEWAY_KEY_RETENTION): \"%s\" is not a "
+			"duration such as 24h or 7d",
+			text ? text : "");
 	return 0;
 }
 
@@ -94,15 +94,20 @@ static int set_api_key(payq_gateway_t *g, const char *key, char *errstr, size_t 
 	for (bad = 0; bad < len && key[bad] >= 0x21 && key[bad] <= 0x7e; bad++)
 		;
 	if (!len)
-		return payq_err(errstr, errstr_size, "gateway-api-key (PAYQ_GATEWAY_API_KEY_FILE): "
+		return payq_err(errstr, errstr_size,
+				"gateway-api-key (PAYQ_GATEWAY_API_KEY_FILE): "
 				"the key is empty");
 	if (len > API_KEY_MAX)
-		return payq_err(errstr, errstr_size, "gateway-api-key (PAYQ_GATEWAY_API_KEY_FILE): "
-				"the key is longer than %d bytes", API_KEY_MAX);
+		return payq_err(errstr, errstr_size,
+				"gateway-api-key (PAYQ_GATEWAY_API_KEY_FILE): "
+				"the key is longer than %d bytes",
+				API_KEY_MAX);
 	if (bad < len)
-		return payq_err(errstr, errstr_size, "gateway-api-key (PAYQ_GATEWAY_API_KEY_FILE): "
+		return payq_err(errstr, errstr_size,
+				"gateway-api-key (PAYQ_GATEWAY_API_KEY_FILE): "
 				"the key has a byte that is not visible ASCII at offset %zu (one "
-				"token, no spaces)", bad);
+				"token, no spaces)",
+				bad);
 	if (!(g->auth = malloc(sizeof(prefix) + len)))
 		return payq_err(errstr, errstr_size, "out of memory");
 	memcpy(g->auth, prefix, sizeof(prefix) - 1);
@@ -127,9 +132,11 @@ static int check_tls_files(const payq_config_t *cfg, char *errstr, size_t errstr
 					files[i].path, strerror(errno));
 	if (cfg->gateway_cert_key_file && *cfg->gateway_cert_key_file) {
 		if (!cfg->gateway_cert_file || !*cfg->gateway_cert_file)
-			return payq_err(errstr, errstr_size, "gateway-cert-key-file "
-					"(PAYQ_GATEWAY_CERT_KEY_FILE) needs PAYQ_GATEWAY_CERT_FILE, "
-					"the certificate it belongs to");
+			return payq_err(
+				errstr, errstr_size,
+				"gateway-cert-key-file "
+				"(PAYQ_GATEWAY_CERT_KEY_FILE) needs PAYQ_GATEWAY_CERT_FILE, "
+				"the certificate it belongs to");
 		if (payq_secret_file_check(cfg->gateway_cert_key_file, errstr, errstr_size))
 			return -1;
 	}
@@ -150,21 +157,27 @@ payq_gateway_t *payq_gateway_new(const payq_config_t *cfg, char *errstr, size_t 
 	bool insecure;
 
 	if (!cfg->gateway_url || !*cfg->gateway_url) {
-		payq_err(errstr, errstr_size,
-			 "gateway mode needs PAYQ_GATEWAY_URL (--gateway-url), the payment channel");
+		payq_err(
+			errstr, errstr_size,
+			"gateway mode needs PAYQ_GATEWAY_URL (--gateway-url), the payment channel");
 		return NULL;
 	}
 	insecure = cfg->gateway_allow_insecure && !strcmp(cfg->gateway_allow_insecure, "1");
-	if (strncmp(cfg->gateway_url, "http://", 7) != 0 && strncmp(cfg->gateway_url, "https://", 8) != 0) {
-		payq_err(errstr, errstr_size, "gateway-url (PAYQ_GATEWAY_URL): \"%s\" is not an "
-			 "http:// or https:// URL", cfg->gateway_url);
+	if (strncmp(cfg->gateway_url, "http://", 7) != 0 &&
+	    strncmp(cfg->gateway_url, "https://", 8) != 0) {
+		payq_err(errstr, errstr_size,
+			 "gateway-url (PAYQ_GATEWAY_URL): \"%s\" is not an "
+			 "http:// or https:// URL",
+			 cfg->gateway_url);
 		return NULL;
 	}
 	/* Card data and the API key would cross the network in clear. */
 	if (!strncmp(cfg->gateway_url, "http://", 7) && !insecure) {
-		payq_err(errstr, errstr_size, "gateway-url (PAYQ_GATEWAY_URL): \"%s\" is plaintext "
+		payq_err(errstr, errstr_size,
+			 "gateway-url (PAYQ_GATEWAY_URL): \"%s\" is plaintext "
 			 "http://: use https://, or set PAYQ_GATEWAY_ALLOW_INSECURE=1 (a sandbox "
-			 "or test channel only)", cfg->gateway_url);
+			 "or test channel only)",
+			 cfg->gateway_url);
 		return NULL;
 	}
 	if (payq_gateway_parse_retention(cfg->gateway_key_retention, &retention, errstr,
@@ -392,7 +405,7 @@ static int start(payq_gateway_t *g, request_t *r, payq_charge_t *c, bool post)
 	/* The channel may have forgotten the key: a POST would charge a second time. */
 	if (post && c->past_retention) {
 		unsent(c, "recorded longer ago than PAYQ_GATEWAY_KEY_RETENTION, so the channel "
-		       "may have forgotten its key: not charged again");
+			  "may have forgotten its key: not charged again");
 		return -1;
 	}
 	if (request_init(g, r, c, post) || curl_multi_add_handle(g->multi, r->easy) != CURLM_OK) {
@@ -423,10 +436,8 @@ static bool tls_failure(CURLcode cc)
 	case CURLE_SSL_CIPHER:
 	case CURLE_SSL_CACERT_BADFILE:
 	case CURLE_SSL_ISSUER_ERROR:
-	case CURLE_SSL_CLIENTCERT:
-		return true;
-	default:
-		return false;
+	case CURLE_SSL_CLIENTCERT: return true;
+	default: return false;
 	}
 }
 
@@ -451,8 +462,8 @@ static void log_refusals(const refusals_t *rf, size_t n, bool post)
 	if (rf->count[REFUSAL_AUTH])
 		log_error("gateway: the channel refused our credentials on %zu of %zu %s (%s): "
 			  "check PAYQ_GATEWAY_API_KEY_FILE; these payments stay unknown and are "
-			  "asked about again", rf->count[REFUSAL_AUTH], n, what,
-			  rf->sample[REFUSAL_AUTH]);
+			  "asked about again",
+			  rf->count[REFUSAL_AUTH], n, what, rf->sample[REFUSAL_AUTH]);
 	if (rf->count[REFUSAL_TLS])
 		log_error("gateway: TLS with the channel failed on %zu of %zu %s (%s): check "
 			  "PAYQ_GATEWAY_CA_FILE, PAYQ_GATEWAY_CERT_FILE and the channel's "
@@ -524,7 +535,8 @@ static void run(payq_gateway_t *g, payq_charge_t *c, size_t n, bool post)
 				/* A deadline: the requests in flight are abandoned too (unknown,
 				 * for the reconciler), however long their own timeout. */
 				log_warn("gateway: giving up on %zu requests not yet sent and %zu "
-					 "in flight", n - next, next - done);
+					 "in flight",
+					 n - next, next - done);
 				break;
 			}
 		}

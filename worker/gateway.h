@@ -11,10 +11,10 @@
 /* What the channel said about one idempotency key. */
 typedef enum {
 	PAYQ_CHARGE_SUCCEEDED = 0, /* money moved; charge_id is set */
-	PAYQ_CHARGE_DECLINED,      /* refused by the channel; decline_code is set */
-	PAYQ_CHARGE_UNKNOWN,       /* no answer, 5xx, timeout, 409, ...: ask again later */
-	PAYQ_CHARGE_NOT_FOUND,     /* status query only: the channel never saw the key */
-	PAYQ_CHARGE_MISMATCH,      /* an answer for another key, amount or currency: settles
+	PAYQ_CHARGE_DECLINED,	   /* refused by the channel; decline_code is set */
+	PAYQ_CHARGE_UNKNOWN,	   /* no answer, 5xx, timeout, 409, ...: ask again later */
+	PAYQ_CHARGE_NOT_FOUND,	   /* status query only: the channel never saw the key */
+	PAYQ_CHARGE_MISMATCH,	   /* an answer for another key, amount or currency: settles
 				    * nothing, the payment stays unknown (charge_mismatch) */
 } payq_charge_status_t;
 
@@ -27,7 +27,7 @@ typedef struct payq_charge {
 	const char *order_id, *command_id, *currency, *payer_id; /* payer_id may be NULL */
 	int64_t amount_minor;
 	char key[PAYQ_GATEWAY_KEY_MAX + 1]; /* as stored with the payment; never changes */
-	bool retry;         /* resuming an earlier attempt (redelivery or reconciliation) */
+	bool retry; /* resuming an earlier attempt (redelivery or reconciliation) */
 	/* W3C trace context sent with a charge: a child span of the command's traceparent
 	 * ("" without one) and its tracestate (NULL or ""), see trace.h */
 	char traceparent[56];
@@ -35,10 +35,10 @@ typedef struct payq_charge {
 	bool past_retention; /* recorded longer ago than the channel keeps keys */
 	/* out */
 	payq_charge_status_t status;
-	long http_status;   /* 0 when there was no response */
+	long http_status; /* 0 when there was no response */
 	char charge_id[64];
 	char decline_code[64];
-	char detail[200];   /* why, for logs, processed_commands.detail and anomalies */
+	char detail[200]; /* why, for logs, processed_commands.detail and anomalies */
 } payq_charge_t;
 
 typedef struct payq_gateway payq_gateway_t;
@@ -69,19 +69,17 @@ void payq_gateway_query(payq_gateway_t *g, payq_charge_t *c, size_t n);
  * (at least PAYQ_GATEWAY_KEY_MAX + 1 bytes). '|' is outside the ID charset, so the key
  * names one pair of IDs, and no key of the old form "<order_id>:<command_id>" (kept by
  * payments recorded before it) can equal it. Returns buf. */
-const char *payq_gateway_key(const char *order_id, const char *command_id, char *buf,
-			     size_t size);
+const char *payq_gateway_key(const char *order_id, const char *command_id, char *buf, size_t size);
 
 const char *payq_charge_status_name(payq_charge_status_t s);
 
 /* Parses PAYQ_GATEWAY_KEY_RETENTION ("24h"): how long the channel remembers an
  * idempotency key. Returns 0, or -1 with errstr. */
-int payq_gateway_parse_retention(const char *text, int64_t *ms, char *errstr,
-				 size_t errstr_size);
+int payq_gateway_parse_retention(const char *text, int64_t *ms, char *errstr, size_t errstr_size);
 
 /* Reads one answer of the channel, its HTTP status and body (len bytes; the worker keeps
  * a NUL after them), into c's status, http_status, charge_id, decline_code and detail.
  * post says whether it answered a charge. Called by the client, and by the fuzz target
  * (tests/fuzz/fuzz_gateway.c). */
-void payq_gateway_classify(payq_charge_t *c, long http_status, const char *response,
-			   size_t len, bool post);
+void payq_gateway_classify(payq_charge_t *c, long http_status, const char *response, size_t len,
+			   bool post);

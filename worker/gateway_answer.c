@@ -54,8 +54,8 @@ static bool answer_matches(const cJSON *body, const payq_charge_t *c, char *why,
 	return false;
 }
 
-void payq_gateway_classify(payq_charge_t *c, long http_status, const char *response,
-			   size_t len, bool post)
+void payq_gateway_classify(payq_charge_t *c, long http_status, const char *response, size_t len,
+			   bool post)
 {
 	cJSON *body;
 	const char *status, *id, *code, *err;
@@ -77,8 +77,10 @@ void payq_gateway_classify(payq_charge_t *c, long http_status, const char *respo
 		     !strcmp(status, "declined"))) &&
 		   !answer_matches(body, c, why, sizeof(why))) {
 		c->status = PAYQ_CHARGE_MISMATCH;
-		snprintf(c->detail, sizeof(c->detail), "gateway: the answer is not about this "
-			 "payment: %.140s", why);
+		snprintf(c->detail, sizeof(c->detail),
+			 "gateway: the answer is not about this "
+			 "payment: %.140s",
+			 why);
 		log_error("charge_mismatch: order %s command %s: %s", c->order_id, c->command_id,
 			  c->detail);
 	} else if (c->http_status / 100 == 2 && status && !strcmp(status, "succeeded") && id) {
@@ -101,7 +103,8 @@ void payq_gateway_classify(payq_charge_t *c, long http_status, const char *respo
 			 err ? ": " : "", text);
 		if (c->http_status == 422 || c->http_status == 400) {
 			char trace_id[33] = "";
-			payq_log_ctx_t ctx = {.partition = -1, .offset = -1,
+			payq_log_ctx_t ctx = {.partition = -1,
+					      .offset = -1,
 					      .command_id = c->command_id,
 					      .order_id = c->order_id};
 			if (c->traceparent[0]) { /* "00-<trace id>-..." */

@@ -1,4 +1,5 @@
-/* lag.c - payq_consumer_lag{group,topic,partition}: set from librdkafka statistics, forgotten on revoke. */
+/* lag.c - payq_consumer_lag{group,topic,partition}: set from librdkafka statistics, forgotten on
+ * revoke. */
 #include "lag.h"
 
 #include <stdio.h>
@@ -26,9 +27,11 @@ void payq_lag_from_stats(const char *group, const char *json, size_t len)
 	cJSON *root = cJSON_ParseWithLength(json, len), *topics, *t;
 
 	topics = cJSON_GetObjectItemCaseSensitive(root, "topics");
-	cJSON_ArrayForEach(t, topics) {
+	cJSON_ArrayForEach(t, topics)
+	{
 		cJSON *parts = cJSON_GetObjectItemCaseSensitive(t, "partitions"), *p;
-		cJSON_ArrayForEach(p, parts) {
+		cJSON_ArrayForEach(p, parts)
+		{
 			cJSON *lag = cJSON_GetObjectItemCaseSensitive(p, "consumer_lag");
 			cJSON *desired = cJSON_GetObjectItemCaseSensitive(p, "desired");
 			char labels[640];

@@ -1,4 +1,5 @@
-/* lag.h - payq_consumer_lag{group,topic,partition}: set from librdkafka statistics, forgotten on revoke. */
+/* lag.h - payq_consumer_lag{group,topic,partition}: set from librdkafka statistics, forgotten on
+ * revoke. */
 #pragma once
 
 #include <stddef.h>

@@ -71,8 +71,8 @@ static void failed(worker_t *w)
 	/* The same words as the synchronous path's retries: tests and operators look for
 	 * them. */
 	log_warn("database error (SQLSTATE %s), retrying the batch on the synchronous path "
-		 "(the fast path failed): %s", sqlstate[0] ? sqlstate : "none",
-		 err[0] ? err : "no answer in time");
+		 "(the fast path failed): %s",
+		 sqlstate[0] ? sqlstate : "none", err[0] ? err : "no answer in time");
 	w->lane = LANE_FAILED;
 }
 
@@ -101,16 +101,13 @@ void lane_step(worker_t *w)
 		if (payq_now_ms() < w->lane_deadline_ms)
 			return;
 		log_warn("PostgreSQL: no answer within %" PRId64 " ms on the fast path: dropping "
-			 "the connection; its COMMIT, if sent, may still land", answer_bound_ms(w));
+			 "the connection; its COMMIT, if sent, may still land",
+			 answer_bound_ms(w));
 		payq_apply_async_abandon(w->apply);
 		failed(w);
 		return;
-	case PAYQ_ASYNC_DONE:
-		w->lane = LANE_DONE;
-		return;
-	case PAYQ_ASYNC_FAILED:
-		failed(w);
-		return;
+	case PAYQ_ASYNC_DONE: w->lane = LANE_DONE; return;
+	case PAYQ_ASYNC_FAILED: failed(w); return;
 	}
 }
 
@@ -120,11 +117,8 @@ batch_result_t lane_finish(worker_t *w)
 
 	switch (w->lane) {
 	case LANE_IDLE:
-	case LANE_IN_FLIGHT:
-		return BATCH_SENT;
-	case LANE_DONE:
-		r = worker_batch_committed(w);
-		break;
+	case LANE_IN_FLIGHT: return BATCH_SENT;
+	case LANE_DONE: r = worker_batch_committed(w); break;
 	case LANE_FAILED:
 		/* Its COMMIT may have landed all the same: a duplicate of the batch's own
 		 * row then counts as the row's outcome. */
@@ -133,9 +127,7 @@ batch_result_t lane_finish(worker_t *w)
 		r = worker_batch_settle_sync(w);
 		break;
 	case LANE_SETTLED:
-	default:
-		r = (batch_result_t)w->lane_result;
-		break;
+	default: r = (batch_result_t)w->lane_result; break;
 	}
 	w->lane = LANE_IDLE;
 	return r;

@@ -72,15 +72,12 @@ int main(int argc, char **argv)
 	}
 	switch (payq_config_parse_args(&cfg, PAYQ_PROG_WORKER, "payq-worker", usage, &argc, argv,
 				       errstr, sizeof(errstr))) {
-	case PAYQ_ARGS_EXIT:
-		payq_config_destroy(&cfg);
-		return PAYQ_EXIT_OK;
+	case PAYQ_ARGS_EXIT: payq_config_destroy(&cfg); return PAYQ_EXIT_OK;
 	case PAYQ_ARGS_ERROR:
 		fprintf(stderr, "payq-worker: %s\n", errstr);
 		payq_config_destroy(&cfg);
 		return PAYQ_EXIT_USAGE;
-	case PAYQ_ARGS_OK:
-		break;
+	case PAYQ_ARGS_OK: break;
 	}
 	/* A migration may rightly run long: only its connection is bounded. */
 	payq_pg_configure(&cfg, PAYQ_PROG_WORKER,

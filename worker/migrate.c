@@ -14,7 +14,8 @@
 
 static int current_version(PGconn *conn, int *version, char *errstr, size_t errstr_size)
 {
-	PGresult *res = payq_pg_query(conn, "SELECT coalesce(max(version), 0) FROM payq.schema_migrations");
+	PGresult *res =
+		payq_pg_query(conn, "SELECT coalesce(max(version), 0) FROM payq.schema_migrations");
 	int ret = 0;
 
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
@@ -70,9 +71,9 @@ int payq_migrate(PGconn *conn, int *applied, char *errstr, size_t errstr_size)
 			goto out;
 		}
 		snprintf(vbuf, sizeof(vbuf), "%d", m->version);
-		res = PQexecParams(conn,
-				   "INSERT INTO payq.schema_migrations (version, name) VALUES ($1, $2)",
-				   2, NULL, params, NULL, NULL, 0);
+		res = PQexecParams(
+			conn, "INSERT INTO payq.schema_migrations (version, name) VALUES ($1, $2)",
+			2, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			payq_err(errstr, errstr_size, "recording migration %d: %s", m->version,
 				 PQerrorMessage(conn));

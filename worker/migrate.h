@@ -21,7 +21,7 @@ int payq_migrate(PGconn *conn, int *applied, char *errstr, size_t errstr_size);
 
 typedef enum {
 	PAYQ_SCHEMA_OK = 0,
-	PAYQ_SCHEMA_TOO_OLD,    /* errstr names the versions and the command to run */
+	PAYQ_SCHEMA_TOO_OLD,	/* errstr names the versions and the command to run */
 	PAYQ_SCHEMA_UNREADABLE, /* the version could not be read (timeout, serialization
 				 * failure, lost connection...): retry like any transient error */
 } payq_schema_check_t;

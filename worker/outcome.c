@@ -44,9 +44,9 @@ const char *payq_order_status_name(payq_order_status_t s)
 
 payq_order_status_t payq_order_status_parse(const char *name)
 {
-	return !strcmp(name, "paid")	  ? PAYQ_ORDER_PAID :
-	       !strcmp(name, "cancelled") ? PAYQ_ORDER_CANCELLED :
-					    PAYQ_ORDER_UNPAID;
+	return !strcmp(name, "paid")	    ? PAYQ_ORDER_PAID
+	       : !strcmp(name, "cancelled") ? PAYQ_ORDER_CANCELLED
+					    : PAYQ_ORDER_UNPAID;
 }
 
 payq_outcome_status_t payq_batch_reset(payq_batch_state_t *b, size_t norders, size_t nkeys)
@@ -121,8 +121,8 @@ payq_key_state_t *payq_batch_key_add(payq_batch_state_t *b, const char *order_id
 
 /* pay and cancel_order share these rows of the table: both need an unpaid order with
  * no payment in progress. */
-static payq_outcome_t check_unpaid(const payq_order_state_t *o, payq_cmd_type_t type,
-				   char *detail, size_t size)
+static payq_outcome_t check_unpaid(const payq_order_state_t *o, payq_cmd_type_t type, char *detail,
+				   size_t size)
 {
 	if (!o->exists) {
 		snprintf(detail, size, "no such order");
@@ -150,8 +150,8 @@ static payq_outcome_t check_unpaid(const payq_order_state_t *o, payq_cmd_type_t 
 	return PAYQ_OUT_APPLIED;
 }
 
-static payq_outcome_t create_order(payq_order_state_t *o, const payq_command_t *c,
-				   char *detail, size_t size)
+static payq_outcome_t create_order(payq_order_state_t *o, const payq_command_t *c, char *detail,
+				   size_t size)
 {
 	if (o->exists) {
 		snprintf(detail, size, "order is %s", status_names[o->status]);
@@ -174,8 +174,8 @@ static payq_outcome_t pay(payq_order_state_t *o, const payq_command_t *c, bool g
 	if (out != PAYQ_OUT_APPLIED)
 		return out;
 	if (o->amount != c->amount_minor || strcmp(o->currency, c->currency)) {
-		snprintf(detail, size, "order is %" PRId64 " %s, pay is %" PRId64 " %s",
-			 o->amount, o->currency, c->amount_minor, c->currency);
+		snprintf(detail, size, "order is %" PRId64 " %s, pay is %" PRId64 " %s", o->amount,
+			 o->currency, c->amount_minor, c->currency);
 		return PAYQ_OUT_REJECTED_AMOUNT_MISMATCH;
 	}
 	if (gateway) {
@@ -190,8 +190,8 @@ static payq_outcome_t pay(payq_order_state_t *o, const payq_command_t *c, bool g
 	return PAYQ_OUT_APPLIED;
 }
 
-static payq_outcome_t cancel_order(payq_order_state_t *o, const payq_command_t *c,
-				   char *detail, size_t size)
+static payq_outcome_t cancel_order(payq_order_state_t *o, const payq_command_t *c, char *detail,
+				   size_t size)
 {
 	payq_outcome_t out = check_unpaid(o, c->type, detail, size);
 
@@ -208,14 +208,10 @@ static payq_outcome_t decide(payq_order_state_t *o, const payq_command_t *c, boo
 			     char *detail, size_t size)
 {
 	switch (c->type) {
-	case PAYQ_CMD_CREATE_ORDER:
-		return create_order(o, c, detail, size);
-	case PAYQ_CMD_PAY:
-		return pay(o, c, gateway, detail, size);
-	case PAYQ_CMD_CANCEL_ORDER:
-		return cancel_order(o, c, detail, size);
-	case PAYQ_CMD_NONE:
-		break;
+	case PAYQ_CMD_CREATE_ORDER: return create_order(o, c, detail, size);
+	case PAYQ_CMD_PAY: return pay(o, c, gateway, detail, size);
+	case PAYQ_CMD_CANCEL_ORDER: return cancel_order(o, c, detail, size);
+	case PAYQ_CMD_NONE: break;
 	}
 	snprintf(detail, size, "unknown command type");
 	return PAYQ_OUT_REJECTED_UNKNOWN_ORDER;
@@ -233,8 +229,8 @@ static void seen_key(payq_batch_state_t *b, payq_key_state_t *k, const payq_outc
 	}
 	out->outcome = PAYQ_OUT_DUPLICATE;
 	k->dups++;
-	out->own_row = k->in_db && !strcmp(k->topic, in->topic) &&
-		       k->partition == in->partition && k->offset == in->offset;
+	out->own_row = k->in_db && !strcmp(k->topic, in->topic) && k->partition == in->partition &&
+		       k->offset == in->offset;
 	if (out->own_row)
 		out->recorded = payq_outcome_parse(k->outcome);
 	/* The recovery point of an interrupted gateway pay: charge again with the same

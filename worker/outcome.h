@@ -54,8 +54,8 @@ typedef struct payq_key_state {
 	const char *order_id, *command_id;
 	const char *hash_hex;
 	bool in_db;
-	bool pending; /* gateway mode: its recorded outcome is pending */
-	bool resumed; /* gateway mode: one of its redeliveries charges again */
+	bool pending;		     /* gateway mode: its recorded outcome is pending */
+	bool resumed;		     /* gateway mode: one of its redeliveries charges again */
 	const char *outcome, *topic; /* in_db: the row's outcome and Kafka coordinates */
 	int32_t partition;
 	int64_t offset;
@@ -89,8 +89,8 @@ typedef struct payq_outcome_out {
 	/* Gateway mode: charge the pay after COMMIT (a new pending pay, or the first
 	 * redelivery in the batch of one whose recorded outcome is still pending). */
 	bool charge;
-	bool new_payment;   /* insert a payment (applied or pending pay) */
-	bool key_reuse;     /* record a key_reuse anomaly */
+	bool new_payment; /* insert a payment (applied or pending pay) */
+	bool key_reuse;	  /* record a key_reuse anomaly */
 	/* With outcome duplicate: the key's row was written by this very message (same
 	 * topic, partition and offset) and records this outcome (PAYQ_OUT__CNT if not). */
 	bool own_row;

@@ -60,10 +60,10 @@ static void drop_partitions(worker_t *w, const rd_kafka_topic_partition_list_t *
 /* Where a partition resumes, next to Kafka's idea of it (the committed offset on assign,
  * the worker's own position after a new database session). */
 typedef enum {
-	RESUME_KAFKA,   /* Kafka and the database agree, or the database has no row */
+	RESUME_KAFKA,	/* Kafka and the database agree, or the database has no row */
 	RESUME_FORWARD, /* Kafka behind the database: seek forward */
-	RESUME_BACK,    /* Kafka ahead (the database lost commits): seek back, re-apply */
-	RESUME_GAP,     /* the database's offset is no longer safe to re-apply from */
+	RESUME_BACK,	/* Kafka ahead (the database lost commits): seek back, re-apply */
+	RESUME_GAP,	/* the database's offset is no longer safe to re-apply from */
 } resume_t;
 
 /* The earliest offset of a partition that can still be re-applied safely: nothing below
@@ -184,14 +184,16 @@ static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts,
 		payq_progress_read_t pr = payq_apply_read_progress(w->apply, c->partition, &db);
 
 		if (pr == PAYQ_PROGRESS_NONE && c->offset >= 0) {
-			payq_log_ctx_t ctx = {.topic = c->topic, .partition = c->partition,
-					      .offset = c->offset};
+			payq_log_ctx_t ctx = {
+				.topic = c->topic, .partition = c->partition, .offset = c->offset};
 			char detail[160];
 			snprintf(detail, sizeof(detail),
 				 "committed offset %" PRId64 " but no consumer_progress row (a new "
-				 "database?): trusting Kafka", c->offset);
+				 "database?): trusting Kafka",
+				 c->offset);
 			payq_log(PAYQ_LOG_WARN, &ctx, "no_progress: %s", detail);
-			payq_apply_anomaly(w->apply, "no_progress", c->partition, c->offset, detail);
+			payq_apply_anomaly(w->apply, "no_progress", c->partition, c->offset,
+					   detail);
 			payq_metrics_add("payq_anomalies_total", "kind=\"no_progress\"", 1);
 		}
 		if (pr != PAYQ_PROGRESS_FOUND || db < 0)
@@ -240,8 +242,8 @@ static void rewind_partitions(worker_t *w, const rd_kafka_topic_partition_list_t
 			rd_kafka_topic_partition_list_del_by_idx(seek, i);
 	}
 	log_warn("database session changed and its progress is behind: dropping %zu "
-		 "polled messages and seeking %d partitions back", w->nbatch + w->nheld,
-		 seek->cnt);
+		 "polled messages and seeking %d partitions back",
+		 w->nbatch + w->nheld, seek->cnt);
 	for (size_t i = 0; i < w->nheld; i++)
 		rd_kafka_message_destroy(w->held[i].msg);
 	w->nheld = 0;
@@ -280,8 +282,7 @@ bool worker_resync_progress(worker_t *w, bool force)
 	if (payq_apply_generation(w->apply) == w->progress_gen)
 		return false;
 	w->progress_gen = payq_apply_generation(w->apply);
-	if (rd_kafka_assignment(w->rk, &parts) || !parts->cnt ||
-	    rd_kafka_position(w->rk, parts)) {
+	if (rd_kafka_assignment(w->rk, &parts) || !parts->cnt || rd_kafka_position(w->rk, parts)) {
 		if (parts)
 			rd_kafka_topic_partition_list_destroy(parts);
 		return false;
@@ -301,9 +302,9 @@ bool worker_resync_progress(worker_t *w, bool force)
 		/* Only a database behind the position matters here: one ahead of it (a
 		 * batch that committed before the connection broke) is absorbed by the
 		 * dedup table, as before any failover. */
-		r = pr != PAYQ_PROGRESS_FOUND || db < 0 || db >= next ?
-			    RESUME_KAFKA :
-			    plan_resume(w, p->topic, p->partition, next, db, "position", &target);
+		r = pr != PAYQ_PROGRESS_FOUND || db < 0 || db >= next
+			    ? RESUME_KAFKA
+			    : plan_resume(w, p->topic, p->partition, next, db, "position", &target);
 		if (r == RESUME_BACK || r == RESUME_GAP) {
 			rewound = true;
 			rd_kafka_topic_partition_list_add(moved, p->topic, p->partition)->offset =
@@ -393,4 +394,3 @@ void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		log_error("assign: %s", rd_kafka_err2str(ret));
 	}
 }
-

@@ -68,8 +68,8 @@ static const char sql_unresolved[] =
 	"SELECT count(*) FROM payq.payments WHERE status IN ('pending', 'unknown')"
 	" AND attempts >= $1::int";
 
-int payq_reconcile_parse_schedule(const char *text, int64_t **delays_ms, size_t *n,
-				  char *errstr, size_t errstr_size)
+int payq_reconcile_parse_schedule(const char *text, int64_t **delays_ms, size_t *n, char *errstr,
+				  size_t errstr_size)
 {
 	char *copy = strdup(text ? text : ""), *save = NULL, *tok;
 	int64_t *d = NULL;
@@ -90,7 +90,8 @@ int payq_reconcile_parse_schedule(const char *text, int64_t **delays_ms, size_t 
 		if (payq_parse_duration_ms(tok, &ms) || ms < 0) {
 			payq_err(errstr, errstr_size,
 				 "reconcile-schedule (PAYQ_RECONCILE_SCHEDULE): \"%s\" is not a "
-				 "duration such as 500ms, 30s, 5m, 1h or 1d", tok);
+				 "duration such as 500ms, 30s, 5m, 1h or 1d",
+				 tok);
 			free(d);
 			free(copy);
 			return -1;
@@ -100,7 +101,8 @@ int payq_reconcile_parse_schedule(const char *text, int64_t **delays_ms, size_t 
 	free(copy);
 	if (!cnt) {
 		free(d);
-		return payq_err(errstr, errstr_size, "reconcile-schedule (PAYQ_RECONCILE_SCHEDULE) "
+		return payq_err(errstr, errstr_size,
+				"reconcile-schedule (PAYQ_RECONCILE_SCHEDULE) "
 				"is empty; give waits such as 1m,5m,1h");
 	}
 	*delays_ms = d;
@@ -228,11 +230,14 @@ static int look_again(payq_reconciler_t *r, const payq_charge_t *c, int64_t atte
 	if (now_attempts >= r->cfg->reconcile_max_attempts &&
 	    payq_apply_payment_anomaly(r->apply, "unresolved_payment", c->order_id, c->command_id,
 				       c->detail) == 1) {
-		payq_log_ctx_t ctx = {.partition = -1, .offset = -1, .command_id = c->command_id,
+		payq_log_ctx_t ctx = {.partition = -1,
+				      .offset = -1,
+				      .command_id = c->command_id,
 				      .order_id = c->order_id};
 		payq_log(PAYQ_LOG_ERROR, &ctx,
 			 "unresolved_payment: order %s command %s still unknown after %" PRId64
-			 " looks: %s", c->order_id, c->command_id, now_attempts, c->detail);
+			 " looks: %s",
+			 c->order_id, c->command_id, now_attempts, c->detail);
 		t->raised++;
 	}
 	return 0;
@@ -241,11 +246,12 @@ static int look_again(payq_reconciler_t *r, const payq_charge_t *c, int64_t atte
 /* A payment past the channel's key retention that the channel does not know: the
  * charge may have been made and its key forgotten, so no automatic charge again. A
  * person looks it up at the channel and says what happened. */
-static void hold_for_person(payq_reconciler_t *r, payq_charge_t *c, const char *created,
-			    tally_t *t)
+static void hold_for_person(payq_reconciler_t *r, payq_charge_t *c, const char *created, tally_t *t)
 {
-	snprintf(c->detail, sizeof(c->detail), "gateway: no charge with key %.40s, and the payment "
-		 "(%s) is older than PAYQ_GATEWAY_KEY_RETENTION: left for a person", c->key, created);
+	snprintf(c->detail, sizeof(c->detail),
+		 "gateway: no charge with key %.40s, and the payment "
+		 "(%s) is older than PAYQ_GATEWAY_KEY_RETENTION: left for a person",
+		 c->key, created);
 	t->held++;
 	if (payq_apply_payment_anomaly(r->apply, "unresolved_payment", c->order_id, c->command_id,
 				       c->detail) == 1) {
@@ -349,8 +355,10 @@ static int page(payq_reconciler_t *r, bool all, int64_t *last, tally_t *t, char 
 			t->succeeded += c->status == PAYQ_CHARGE_SUCCEEDED;
 			t->declined += c->status == PAYQ_CHARGE_DECLINED;
 			r->done[ndone++] = *c;
-			payq_log_ctx_t ctx = {.partition = -1, .offset = -1,
-					      .command_id = c->command_id, .order_id = c->order_id};
+			payq_log_ctx_t ctx = {.partition = -1,
+					      .offset = -1,
+					      .command_id = c->command_id,
+					      .order_id = c->order_id};
 			payq_log(PAYQ_LOG_INFO, &ctx, "reconciler: order %s command %s %s",
 				 c->order_id, c->command_id, c->detail);
 			continue;
@@ -431,8 +439,9 @@ static void *thread_main(void *opaque)
 				r->conn = NULL;
 			}
 		} else if (rc == PASS_DONE && t.looked) {
-			log_info("reconciler: looked at %" PRId64 ": %" PRId64 " succeeded, %" PRId64
-				 " declined, %" PRId64 " charged again, %" PRId64 " unresolved",
+			log_info("reconciler: looked at %" PRId64 ": %" PRId64
+				 " succeeded, %" PRId64 " declined, %" PRId64
+				 " charged again, %" PRId64 " unresolved",
 				 t.looked, t.succeeded, t.declined, t.recharged, t.unresolved);
 		}
 		nap(r, r->cfg->reconcile_interval_ms);
@@ -440,8 +449,7 @@ static void *thread_main(void *opaque)
 	return NULL;
 }
 
-payq_reconciler_t *payq_reconciler_start(const payq_config_t *cfg, char *errstr,
-					 size_t errstr_size)
+payq_reconciler_t *payq_reconciler_start(const payq_config_t *cfg, char *errstr, size_t errstr_size)
 {
 	payq_reconciler_t *r = reconciler_new(cfg, errstr, errstr_size);
 

@@ -10,8 +10,8 @@
 
 /* Parses PAYQ_RECONCILE_SCHEDULE ("1m,5m,15m,1h"): the wait before each look, the last
  * one repeating. Returns 0 with a malloc'ed array, or -1 with errstr. */
-int payq_reconcile_parse_schedule(const char *text, int64_t **delays_ms, size_t *n,
-				  char *errstr, size_t errstr_size);
+int payq_reconcile_parse_schedule(const char *text, int64_t **delays_ms, size_t *n, char *errstr,
+				  size_t errstr_size);
 
 typedef struct payq_reconciler payq_reconciler_t;
 

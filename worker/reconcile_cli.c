@@ -40,8 +40,8 @@ static const char sql_one[] =
 /* payq-worker reconcile --order O --command C --mark-succeeded ID | --mark-failed |
  * --charge-again: what a person decided about one payment, recorded as the reconciler
  * would have. Returns a PAYQ_EXIT_* code. */
-static int resolve_one(payq_reconciler_t *r, const char *order, const char *command,
-		       resolve_t how, const char *charge_id)
+static int resolve_one(payq_reconciler_t *r, const char *order, const char *command, resolve_t how,
+		       const char *charge_id)
 {
 	const char *params[2] = {order, command};
 	char errstr[512], sqlstate[6];
@@ -56,8 +56,9 @@ static int resolve_one(payq_reconciler_t *r, const char *order, const char *comm
 	res = PQexecParams(r->conn, sql_one, 2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		fprintf(stderr, "payq-worker reconcile: %s\n",
-			PQresultStatus(res) != PGRES_TUPLES_OK ? PQerrorMessage(r->conn)
-			: "no pending or unknown payment for this order and command");
+			PQresultStatus(res) != PGRES_TUPLES_OK
+				? PQerrorMessage(r->conn)
+				: "no pending or unknown payment for this order and command");
 		PQclear(res);
 		return PAYQ_EXIT_RUNTIME;
 	}
@@ -88,8 +89,10 @@ static int resolve_one(payq_reconciler_t *r, const char *order, const char *comm
 		rc = PAYQ_EXIT_RUNTIME;
 	} else {
 		printf("reconcile: order %s command %s: %s (payment %s)\n", order, command,
-		       c.detail, c.status == PAYQ_CHARGE_SUCCEEDED ? "succeeded" :
-		       c.status == PAYQ_CHARGE_DECLINED ? "failed" : "unknown");
+		       c.detail,
+		       c.status == PAYQ_CHARGE_SUCCEEDED  ? "succeeded"
+		       : c.status == PAYQ_CHARGE_DECLINED ? "failed"
+							  : "unknown");
 	}
 	PQclear(res);
 	return rc;
@@ -115,8 +118,9 @@ int payq_reconcile_one(const payq_config_t *cfg, const char *order, const char *
 	} else {
 		printf("reconcile: order %s command %s: looked at %" PRId64 ": %" PRId64
 		       " succeeded, %" PRId64 " declined, %" PRId64 " charged again, %" PRId64
-		       " unresolved\n", order, command, t.looked, t.succeeded, t.declined,
-		       t.recharged, t.unresolved);
+		       " unresolved\n",
+		       order, command, t.looked, t.succeeded, t.declined, t.recharged,
+		       t.unresolved);
 	}
 	reconciler_free(r);
 	return rc;
@@ -150,17 +154,18 @@ int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv)
 		} else if (!strcmp(argv[i], "--charge-again") && how == RESOLVE_NONE) {
 			how = RESOLVE_CHARGE;
 		} else {
-			fprintf(stderr, "payq-worker reconcile: unknown argument \"%s\" (see --help)\n",
+			fprintf(stderr,
+				"payq-worker reconcile: unknown argument \"%s\" (see --help)\n",
 				argv[i]);
 			return PAYQ_EXIT_USAGE;
 		}
 	}
 	if ((how != RESOLVE_NONE) != (order && command) ||
-	    ((order || command) && how == RESOLVE_NONE) ||
-	    (how != RESOLVE_NONE && (once || all)) || (how == RESOLVE_SUCCEEDED && !*charge_id)) {
+	    ((order || command) && how == RESOLVE_NONE) || (how != RESOLVE_NONE && (once || all)) ||
+	    (how == RESOLVE_SUCCEEDED && !*charge_id)) {
 		fprintf(stderr, "payq-worker reconcile: --order and --command go together with "
-			"exactly one of --mark-succeeded CHARGE_ID, --mark-failed or "
-			"--charge-again (see --help)\n");
+				"exactly one of --mark-succeeded CHARGE_ID, --mark-failed or "
+				"--charge-again (see --help)\n");
 		return PAYQ_EXIT_USAGE;
 	}
 	payq_worker_metrics_init();
@@ -183,16 +188,18 @@ int payq_reconcile_main(const payq_config_t *cfg, int argc, char **argv)
 		if (prc == PASS_ERROR) {
 			log_error("reconcile: %s", errstr);
 			if (once) {
-				rc = strstr(errstr, "schema") ? PAYQ_EXIT_SCHEMA : PAYQ_EXIT_RUNTIME;
+				rc = strstr(errstr, "schema") ? PAYQ_EXIT_SCHEMA
+							      : PAYQ_EXIT_RUNTIME;
 				break;
 			}
 		} else if (once) {
 			printf("reconcile: looked at %" PRId64 ": %" PRId64 " succeeded, %" PRId64
 			       " declined, %" PRId64 " charged again, %" PRId64
 			       " unresolved (%" PRId64 " reported as unresolved_payment, %" PRId64
-			       " past the key retention, %" PRId64 " answers not about their payment)\n",
-			       t.looked, t.succeeded, t.declined, t.recharged, t.unresolved, t.raised,
-			       t.held, t.mismatched);
+			       " past the key retention, %" PRId64
+			       " answers not about their payment)\n",
+			       t.looked, t.succeeded, t.declined, t.recharged, t.unresolved,
+			       t.raised, t.held, t.mismatched);
 		}
 		if (!once)
 			for (int64_t end = payq_now_ms() + cfg->reconcile_interval_ms;

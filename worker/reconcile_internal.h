@@ -19,13 +19,13 @@ struct payq_reconciler {
 	const payq_config_t *cfg;
 	int64_t *delays;
 	size_t ndelays;
-	PGconn *conn;       /* the leader lock, the scan and the bookkeeping */
+	PGconn *conn; /* the leader lock, the scan and the bookkeeping */
 	bool leader;
 	payq_apply_t *apply; /* settling, on its own connection */
 	payq_gateway_t *gw;
 	pthread_t thread;
 	bool threaded;
-	bool report;        /* reconcile --once: print what needs a person on stdout */
+	bool report; /* reconcile --once: print what needs a person on stdout */
 	const char *only_order, *only_command; /* payq_reconcile_one: just this payment */
 	atomic_bool stop;
 	payq_charge_t c[PAGE], again[PAGE], done[PAGE];
@@ -38,9 +38,9 @@ typedef struct tally {
 
 /* What a pass (or getting ready for one) came to. */
 typedef enum {
-	PASS_DONE,       /* looked at everything due (t says what it did) */
+	PASS_DONE,	 /* looked at everything due (t says what it did) */
 	PASS_NOT_LEADER, /* another reconciler holds the leader lock: nothing done */
-	PASS_ERROR,      /* a database error, in errstr */
+	PASS_ERROR,	 /* a database error, in errstr */
 } pass_result_t;
 
 /* A reconciler with its gateway client and applier, not connected yet; NULL with errstr

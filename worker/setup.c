@@ -82,7 +82,6 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 	return 0; /* librdkafka frees json */
 }
 
-
 /* ---- setup ---- */
 
 static rd_kafka_t *make_consumer(worker_t *w, char *errstr, size_t errstr_size)
@@ -167,11 +166,11 @@ static bool close_consumer(worker_t *w)
 		rd_kafka_error_destroy(error);
 	}
 	while (!(closed = rd_kafka_consumer_closed(w->rk)) && worker_shutdown_left_ms(w) > 0) {
-		rd_kafka_event_t *ev = rd_kafka_queue_poll(q, worker_shutdown_left_ms(w) < 100 ?
-								      worker_shutdown_left_ms(w) : 100);
+		rd_kafka_event_t *ev = rd_kafka_queue_poll(
+			q, worker_shutdown_left_ms(w) < 100 ? worker_shutdown_left_ms(w) : 100);
 		if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
 			worker_rebalance_cb(w->rk, rd_kafka_event_error(ev),
-				     rd_kafka_event_topic_partition_list(ev), w);
+					    rd_kafka_event_topic_partition_list(ev), w);
 		if (ev)
 			rd_kafka_event_destroy(ev);
 	}
@@ -249,8 +248,8 @@ static int setup_payments(worker_t *w)
 	if (!strcmp(cfg->payment_mode, "gateway")) {
 		int64_t *delays;
 		size_t ndelays;
-		if (payq_reconcile_parse_schedule(cfg->reconcile_schedule, &delays, &ndelays, errstr,
-						  sizeof(errstr)) ||
+		if (payq_reconcile_parse_schedule(cfg->reconcile_schedule, &delays, &ndelays,
+						  errstr, sizeof(errstr)) ||
 		    !(w->gw = payq_gateway_new(cfg, errstr, sizeof(errstr)))) {
 			log_error("%s", errstr);
 			return PAYQ_EXIT_USAGE;
@@ -260,8 +259,8 @@ static int setup_payments(worker_t *w)
 		payq_gateway_set_idle(w->gw, worker_tick, w);
 		free(delays);
 		log_info("payment mode gateway: charging through %s (timeout %" PRId64
-			 " ms, %" PRId64 " at once)", cfg->gateway_url, cfg->gateway_timeout_ms,
-			 cfg->gateway_concurrency);
+			 " ms, %" PRId64 " at once)",
+			 cfg->gateway_url, cfg->gateway_timeout_ms, cfg->gateway_concurrency);
 	}
 	if (!strcmp(cfg->reconcile, "on") || (!strcmp(cfg->reconcile, "auto") && w->gw)) {
 		w->reconciler = payq_reconciler_start(cfg, errstr, sizeof(errstr));
@@ -292,8 +291,8 @@ static int setup_clients(worker_t *w)
 	atomic_store(&w->db_ok, crc == PAYQ_CONNECT_OK);
 
 	if (cfg->http_addr && *cfg->http_addr) {
-		w->http = payq_http_start(cfg->http_addr, healthz, readyz, w, errstr,
-					  sizeof(errstr));
+		w->http =
+			payq_http_start(cfg->http_addr, healthz, readyz, w, errstr, sizeof(errstr));
 		if (!w->http) {
 			log_error("%s", errstr);
 			return PAYQ_EXIT_USAGE;
@@ -337,4 +336,3 @@ int worker_setup(worker_t *w)
 		return rc;
 	return setup_clients(w);
 }
-

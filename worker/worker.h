@@ -60,11 +60,11 @@ typedef struct entry {
 
 /* Where the lane's batch is (lane.c). */
 typedef enum {
-	LANE_IDLE,      /* no batch sent: the loop may send the next one */
+	LANE_IDLE,	/* no batch sent: the loop may send the next one */
 	LANE_IN_FLIGHT, /* sent on the fast path; its COMMIT result has not arrived */
-	LANE_DONE,      /* its COMMIT result arrived, OK: its offsets are to be stored */
-	LANE_FAILED,    /* the fast path failed: the synchronous path settles the batch */
-	LANE_SETTLED,   /* settled inside a rebalance callback (lane_quiesce): lane_result */
+	LANE_DONE,	/* its COMMIT result arrived, OK: its offsets are to be stored */
+	LANE_FAILED,	/* the fast path failed: the synchronous path settles the batch */
+	LANE_SETTLED,	/* settled inside a rebalance callback (lane_quiesce): lane_result */
 } lane_state_t;
 
 typedef struct worker {
@@ -73,42 +73,42 @@ typedef struct worker {
 	payq_dlq_t *dlq;
 	payq_apply_t *apply;
 	payq_http_t *http;
-	payq_gateway_t *gw;        /* gateway mode only */
+	payq_gateway_t *gw; /* gateway mode only */
 	payq_reconciler_t *reconciler;
-	payq_charge_t *charges;    /* gateway mode: this batch's charges */
-	size_t *charge_item;       /* the item of each charge */
+	payq_charge_t *charges; /* gateway mode: this batch's charges */
+	size_t *charge_item;	/* the item of each charge */
 	bool cooperative;
 	bool paused;
 	bool fatal;
 	bool commit_dirty;
 	int64_t async_commit_ms;  /* when the async commit in flight was sent, or 0 */
-	bool in_flight;           /* process_batch() is settling w->batch */
-	bool retried;             /* an apply attempt of w->batch failed transiently */
+	bool in_flight;		  /* process_batch() is settling w->batch */
+	bool retried;		  /* an apply attempt of w->batch failed transiently */
 	int64_t stop_deadline_ms; /* set when a signal arrives */
 
-	entry_t *batch;    /* the batch being collected or applied, in poll order */
+	entry_t *batch; /* the batch being collected or applied, in poll order */
 	size_t nbatch;
-	entry_t *held;     /* polled while paused or while the lane is in flight: the next batch */
+	entry_t *held; /* polled while paused or while the lane is in flight: the next batch */
 	size_t nheld, held_cap;
 	int64_t held_since_ms; /* when the first of the held messages was polled */
 	payq_item_t *items;
 	payq_dlq_entry_t *dead;
 	payq_progress_t *prog;
 	size_t nitems, ndead, nprog, npoison; /* of the batch, once prepared (batch.c) */
-	int64_t batch_t0;                     /* when its settling began (us) */
+	int64_t batch_t0;		      /* when its settling began (us) */
 	size_t *poison;
 	char (*poison_err)[200];
 
 	/* The apply lane (lane.c) and the loop's wait (consume.c). */
 	lane_state_t lane;
-	int lane_result;          /* batch_result_t of a batch settled in a callback */
-	bool lane_commit_sent;    /* the lane's COMMIT has been sent */
+	int lane_result;	  /* batch_result_t of a batch settled in a callback */
+	bool lane_commit_sent;	  /* the lane's COMMIT has been sent */
 	int64_t lane_deadline_ms; /* the in-flight batch's answers are due by then */
-	rd_kafka_queue_t *cq;     /* the consumer queue, whose IO event wakes the wait */
-	int wake_fd[2];           /* its pipe: read end, write end (-1 when none) */
+	rd_kafka_queue_t *cq;	  /* the consumer queue, whose IO event wakes the wait */
+	int wake_fd[2];		  /* its pipe: read end, write end (-1 when none) */
 
 	uint64_t progress_gen; /* the database session whose progress was last compared */
-	bool rewound;          /* resync_progress() dropped the batch and sought back */
+	bool rewound;	       /* resync_progress() dropped the batch and sought back */
 
 	atomic_llong last_poll_ms;
 	atomic_bool joined;
@@ -117,10 +117,10 @@ typedef struct worker {
 
 /* What became of a batch handed to worker_process_batch. */
 typedef enum {
-	BATCH_DONE,      /* settled: committed, offsets stored */
-	BATCH_REWOUND,   /* dropped for a rewind (worker_resync_progress): go on */
+	BATCH_DONE,	 /* settled: committed, offsets stored */
+	BATCH_REWOUND,	 /* dropped for a rewind (worker_resync_progress): go on */
 	BATCH_ABANDONED, /* shutdown deadline or fatal error: nothing of it stored */
-	BATCH_SENT,      /* in flight on the lane: lane_finish settles it later */
+	BATCH_SENT,	 /* in flight on the lane: lane_finish settles it later */
 } batch_result_t;
 
 /* setup.c: everything the loop needs, and its release. worker_setup returns an exit
@@ -159,8 +159,7 @@ bool worker_db_retry_wait(worker_t *w, int *attempt, const char *sqlstate, const
  * records the answers and (when prog is given) the batch's consumer_progress in one
  * transaction. STEP_ABANDON: the pays stay pending and resume, with the same keys, on
  * redelivery. */
-step_t worker_charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog,
-				size_t np);
+step_t worker_charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog, size_t np);
 
 int worker_shutdown_left_ms(const worker_t *w);
 

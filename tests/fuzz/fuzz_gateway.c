@@ -31,8 +31,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* The payment every answer is checked against (key, amount, currency). */
-	payq_charge_t c = {.order_id = "ORD-1", .command_id = "c-1", .currency = "EUR",
-			   .amount_minor = 100, .key = "ORD-1|c-1"};
+	payq_charge_t c = {.order_id = "ORD-1",
+			   .command_id = "c-1",
+			   .currency = "EUR",
+			   .amount_minor = 100,
+			   .key = "ORD-1|c-1"};
 	size_t n = sizeof(statuses) / sizeof(statuses[0]), len;
 	long status;
 	bool post;

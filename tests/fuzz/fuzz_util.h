@@ -61,10 +61,10 @@ static inline void fuzz_check_text(const char *what, const char *buf, size_t siz
 	}
 }
 
-#define FUZZ_CHECK(cond)                                                                  \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
+#define FUZZ_CHECK(cond)                                                                         \
+	do {                                                                                     \
+		if (!(cond)) {                                                                   \
 			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			abort();                                                          \
-		}                                                                         \
+			abort();                                                                 \
+		}                                                                                \
 	} while (0)

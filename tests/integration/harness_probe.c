@@ -35,7 +35,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaqu
 static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
 		    size_t errstr_size)
 {
-	return rd_kafka_conf_set(conf, name, value, errstr, errstr_size) == RD_KAFKA_CONF_OK ? 0 : -1;
+	return rd_kafka_conf_set(conf, name, value, errstr, errstr_size) == RD_KAFKA_CONF_OK ? 0
+											     : -1;
 }
 
 /* Fails fast on a missing topic: with auto-creation off, a produce would only time out. */
@@ -164,8 +165,9 @@ static int consume_one(const char *brokers, const char *topic, int32_t partition
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (!msg) {
 			if ((now.tv_sec - start.tv_sec) * 1000 > TIMEOUT_MS) {
-				snprintf(errstr, errstr_size, "nothing consumed from %s [%" PRId32
-					 "] @ %" PRId64 " within %d ms",
+				snprintf(errstr, errstr_size,
+					 "nothing consumed from %s [%" PRId32 "] @ %" PRId64
+					 " within %d ms",
 					 topic, partition, offset, TIMEOUT_MS);
 				goto fail;
 			}
@@ -183,8 +185,9 @@ static int consume_one(const char *brokers, const char *topic, int32_t partition
 			goto fail;
 		}
 		if (msg->len != strlen(want) || memcmp(msg->payload, want, msg->len) != 0) {
-			snprintf(errstr, errstr_size, "value differs: got %zu bytes '%.*s'", msg->len,
-				 (int)(msg->len > 200 ? 200 : msg->len), (const char *)msg->payload);
+			snprintf(errstr, errstr_size, "value differs: got %zu bytes '%.*s'",
+				 msg->len, (int)(msg->len > 200 ? 200 : msg->len),
+				 (const char *)msg->payload);
 			rd_kafka_message_destroy(msg);
 			goto fail;
 		}
@@ -203,12 +206,12 @@ fail:
 static int probe_kafka(const char *brokers, const char *topic)
 {
 	char value[128], errstr[512];
-	struct delivery d = { 0 };
+	struct delivery d = {0};
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	snprintf(value, sizeof(value), "payq-harness-probe pid=%ld t=%lld.%09ld",
-		 (long)getpid(), (long long)ts.tv_sec, ts.tv_nsec);
+	snprintf(value, sizeof(value), "payq-harness-probe pid=%ld t=%lld.%09ld", (long)getpid(),
+		 (long long)ts.tv_sec, ts.tv_nsec);
 
 	if (produce_one(brokers, topic, value, &d, errstr, sizeof(errstr))) {
 		fprintf(stderr, "harness_probe kafka: %s: %s\n", brokers, errstr);
@@ -259,7 +262,7 @@ static int probe_pg(const char *conninfo)
 	PGconn *conn = PQconnectdb(conninfo);
 	PGresult *res = NULL;
 	char value[128], got[128], errstr[1024];
-	const char *params[1] = { value };
+	const char *params[1] = {value};
 	long version;
 	int rc = 1;
 
@@ -283,7 +286,8 @@ static int probe_pg(const char *conninfo)
 	}
 	printf("pg: synchronous_commit on\n");
 
-	if (pg_command(conn, "CREATE TEMP TABLE harness_probe (id int PRIMARY KEY, v text NOT NULL)",
+	if (pg_command(conn,
+		       "CREATE TEMP TABLE harness_probe (id int PRIMARY KEY, v text NOT NULL)",
 		       errstr, sizeof(errstr)))
 		goto fail;
 	snprintf(value, sizeof(value), "payq-harness-probe pid=%ld", (long)getpid());

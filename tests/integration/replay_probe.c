@@ -23,9 +23,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	(void)rk;
 	(void)opaque;
 	dr_err = m->err ? m->err
-			: rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED
-			? RD_KAFKA_RESP_ERR_NO_ERROR
-			: RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+		 : rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED
+			 ? RD_KAFKA_RESP_ERR_NO_ERROR
+			 : RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
 	dr_partition = m->partition;
 	dr_offset = m->offset;
 }
@@ -59,12 +59,11 @@ static int produce(int argc, char **argv)
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (!rk)
 		return fail("producer", errstr);
-	err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(argv[3]),
-				RD_KAFKA_V_PARTITION((int32_t)partition), RD_KAFKA_V_TIMESTAMP(ts),
-				RD_KAFKA_V_KEY(argv[6], strlen(argv[6])),
-				RD_KAFKA_V_VALUE(argv[7], strlen(argv[7])),
-				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-				RD_KAFKA_V_END);
+	err = rd_kafka_producev(
+		rk, RD_KAFKA_V_TOPIC(argv[3]), RD_KAFKA_V_PARTITION((int32_t)partition),
+		RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_KEY(argv[6], strlen(argv[6])),
+		RD_KAFKA_V_VALUE(argv[7], strlen(argv[7])),
+		RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
 	if (err) {
 		rd_kafka_headers_destroy(hdrs);
 		rd_kafka_destroy(rk);

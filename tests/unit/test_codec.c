@@ -21,14 +21,15 @@ struct decode_case {
 	const char *name;
 	const char *key; /* NULL skips the key check */
 	const char *value;
-	size_t len;	 /* 0: strlen(value) */
+	size_t len; /* 0: strlen(value) */
 	payq_reason_t want;
 	const char *msg; /* substring expected in errstr, or NULL */
 };
 
 static const struct decode_case decode_cases[] = {
 	/* accepted */
-	{"create full", "ORD-1", "{" CREATE MONEY ",\"customer_id\":\"u-42\"}", 0, PAYQ_REASON_OK, NULL},
+	{"create full", "ORD-1", "{" CREATE MONEY ",\"customer_id\":\"u-42\"}", 0, PAYQ_REASON_OK,
+	 NULL},
 	{"create no customer", "ORD-1", "{" CREATE MONEY "}", 0, PAYQ_REASON_OK, NULL},
 	{"pay full", "ORD-1", "{" PAY MONEY ",\"payer_id\":\"u-42\"}", 0, PAYQ_REASON_OK, NULL},
 	{"pay no payer", "ORD-1", "{" PAY MONEY "}", 0, PAYQ_REASON_OK, NULL},
@@ -41,28 +42,37 @@ static const struct decode_case decode_cases[] = {
 	{"key NULL skips check", NULL, "{" CREATE MONEY "}", 0, PAYQ_REASON_OK, NULL},
 	{"whitespace", "ORD-1",
 	 " \t\r\n{ \"v\" : 1 ,\n\"type\":\"pay\" , \"command_id\" :\"c-2\",\"order_id\":\"ORD-1\","
-	 "\"amount_minor\" :\t1999 ,\"currency\":\"CNY\" } \n", 0, PAYQ_REASON_OK, NULL},
+	 "\"amount_minor\" :\t1999 ,\"currency\":\"CNY\" } \n",
+	 0, PAYQ_REASON_OK, NULL},
 	{"unknown fields", "ORD-1",
 	 "{\"x\":{\"amount_minor\":\"1e3\",\"a\":[1,{\"v\":2}],\"b\":{\"a\":1,\"a\":2}}," CREATE
-	 ",\"note\":\"\\\"amount_minor\\\":0\"" MONEY ",\"y\":null,\"z\":01}", 0, PAYQ_REASON_OK, NULL},
+	 ",\"note\":\"\\\"amount_minor\\\":0\"" MONEY ",\"y\":null,\"z\":01}",
+	 0, PAYQ_REASON_OK, NULL},
 	{"escaped key names", "ORD-1",
 	 "{\"\\u0076\":1,\"typ\\u0065\":\"pay\",\"command_id\":\"c-2\",\"order_id\":\"ORD-1\","
-	 "\"amount\\u005fminor\":5,\"currency\":\"CNY\"}", 0, PAYQ_REASON_OK, NULL},
+	 "\"amount\\u005fminor\":5,\"currency\":\"CNY\"}",
+	 0, PAYQ_REASON_OK, NULL},
 	{"duplicate command_id", "ORD-1", "{" PAY MONEY ",\"command_id\":\"c\\u002d2\"}", 0,
 	 PAYQ_REASON_DUPLICATE_FIELD, "command_id"},
 	{"id escape decodes", "ORD-1",
 	 "{\"v\":1,\"type\":\"pay\",\"command_id\":\"c\\u002d2\",\"order_id\":\"ORD\\u002d1\"" MONEY
-	 "}", 0, PAYQ_REASON_OK, NULL},
-	{"id 64 chars", NULL, "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"" ID64
-	 "\",\"order_id\":\"" ID64 "\"}", 0, PAYQ_REASON_OK, NULL},
-	{"id all allowed chars", NULL, "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":"
-	 "\"AZaz09._:-\",\"order_id\":\"o\"}", 0, PAYQ_REASON_OK, NULL},
-	{"amount 1", "ORD-1", "{" PAY ",\"amount_minor\":1,\"currency\":\"CNY\"}", 0, PAYQ_REASON_OK,
-	 NULL},
-	{"amount 10^15", "ORD-1", "{" PAY ",\"amount_minor\":1000000000000000,\"currency\":\"CNY\"}",
+	 "}",
 	 0, PAYQ_REASON_OK, NULL},
-	{"surrogate pair", "ORD-1", "{" CANCEL ",\"reason\":\"\\ud83d\\ude00 \xf0\x9f\x98\x80\"}", 0,
+	{"id 64 chars", NULL,
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"" ID64 "\",\"order_id\":\"" ID64
+	 "\"}",
+	 0, PAYQ_REASON_OK, NULL},
+	{"id all allowed chars", NULL,
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":"
+	 "\"AZaz09._:-\",\"order_id\":\"o\"}",
+	 0, PAYQ_REASON_OK, NULL},
+	{"amount 1", "ORD-1", "{" PAY ",\"amount_minor\":1,\"currency\":\"CNY\"}", 0,
 	 PAYQ_REASON_OK, NULL},
+	{"amount 10^15", "ORD-1",
+	 "{" PAY ",\"amount_minor\":1000000000000000,\"currency\":\"CNY\"}", 0, PAYQ_REASON_OK,
+	 NULL},
+	{"surrogate pair", "ORD-1", "{" CANCEL ",\"reason\":\"\\ud83d\\ude00 \xf0\x9f\x98\x80\"}",
+	 0, PAYQ_REASON_OK, NULL},
 	{"empty reason", "ORD-1", "{" CANCEL ",\"reason\":\"\"}", 0, PAYQ_REASON_OK, NULL},
 	{"non-ASCII reason", "ORD-1", "{" CANCEL ",\"reason\":\"\xc3\xa9\xe2\x82\xac\"}", 0,
 	 PAYQ_REASON_OK, NULL},
@@ -118,8 +128,10 @@ static const struct decode_case decode_cases[] = {
 	/* cJSON alone would read a \u with bad hex digits as U+0000. */
 	{"\\u bad hex", "ORD-1", "{" CANCEL ",\"reason\":\"\\u00g1\"}", 0, PAYQ_REASON_NOT_JSON,
 	 NULL},
-	{"\\u bad hex in id", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":"
-	 "\"c\\uXYZW\",\"order_id\":\"ORD-1\"}", 0, PAYQ_REASON_NOT_JSON, NULL},
+	{"\\u bad hex in id", "ORD-1",
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":"
+	 "\"c\\uXYZW\",\"order_id\":\"ORD-1\"}",
+	 0, PAYQ_REASON_NOT_JSON, NULL},
 	{"raw NUL after object", "ORD-1", "{" CANCEL "}\0junk", sizeof("{" CANCEL "}\0junk") - 1,
 	 PAYQ_REASON_NOT_JSON, NULL},
 	{"raw NUL in string", "ORD-1", "{" CANCEL ",\"reason\":\"a\0b\"}",
@@ -142,9 +154,11 @@ static const struct decode_case decode_cases[] = {
 	 PAYQ_REASON_OK, NULL},
 
 	/* v */
-	{"v missing", "ORD-1", "{\"type\":\"cancel_order\",\"command_id\":\"c\",\"order_id\":\"ORD-1\"}",
-	 0, PAYQ_REASON_MISSING_FIELD, "v: missing"},
-	{"v missing, type bad", "ORD-1", "{\"type\":\"refund\"}", 0, PAYQ_REASON_MISSING_FIELD, NULL},
+	{"v missing", "ORD-1",
+	 "{\"type\":\"cancel_order\",\"command_id\":\"c\",\"order_id\":\"ORD-1\"}", 0,
+	 PAYQ_REASON_MISSING_FIELD, "v: missing"},
+	{"v missing, type bad", "ORD-1", "{\"type\":\"refund\"}", 0, PAYQ_REASON_MISSING_FIELD,
+	 NULL},
 	{"v 2", "ORD-1", "{\"v\":2,\"type\":\"refund\"}", 0, PAYQ_REASON_UNSUPPORTED_VERSION,
 	 "v: must be 1, got 2"},
 	{"v string", "ORD-1", "{\"v\":\"1\"}", 0, PAYQ_REASON_UNSUPPORTED_VERSION, NULL},
@@ -160,7 +174,8 @@ static const struct decode_case decode_cases[] = {
 	 PAYQ_REASON_MISSING_FIELD, "type: missing"},
 	{"type refund", "ORD-1", "{\"v\":1,\"type\":\"refund\"}", 0, PAYQ_REASON_UNKNOWN_TYPE,
 	 "got \"refund\""},
-	{"type upper case", "ORD-1", "{\"v\":1,\"type\":\"PAY\"}", 0, PAYQ_REASON_UNKNOWN_TYPE, NULL},
+	{"type upper case", "ORD-1", "{\"v\":1,\"type\":\"PAY\"}", 0, PAYQ_REASON_UNKNOWN_TYPE,
+	 NULL},
 	{"type number", "ORD-1", "{\"v\":1,\"type\":2}", 0, PAYQ_REASON_UNKNOWN_TYPE, NULL},
 	{"type null", "ORD-1", "{\"v\":1,\"type\":null}", 0, PAYQ_REASON_UNKNOWN_TYPE, NULL},
 	{"type with NUL", "ORD-1", "{\"v\":1,\"type\":\"pay\\u0000\"}", 0, PAYQ_REASON_UNKNOWN_TYPE,
@@ -168,8 +183,9 @@ static const struct decode_case decode_cases[] = {
 	{"type none", "ORD-1", "{\"v\":1,\"type\":\"none\"}", 0, PAYQ_REASON_UNKNOWN_TYPE, NULL},
 
 	/* missing_field */
-	{"command_id missing", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"order_id\":\"ORD-1\"}",
-	 0, PAYQ_REASON_MISSING_FIELD, "command_id"},
+	{"command_id missing", "ORD-1",
+	 "{\"v\":1,\"type\":\"cancel_order\",\"order_id\":\"ORD-1\"}", 0, PAYQ_REASON_MISSING_FIELD,
+	 "command_id"},
 	{"order_id missing", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"c\"}", 0,
 	 PAYQ_REASON_MISSING_FIELD, "order_id"},
 	{"amount missing", "ORD-1", "{" PAY ",\"currency\":\"CNY\"}", 0, PAYQ_REASON_MISSING_FIELD,
@@ -181,26 +197,45 @@ static const struct decode_case decode_cases[] = {
 	 PAYQ_REASON_BAD_FIELD, "command_id"},
 
 	/* bad_field */
-	{"id empty", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"\",\"order_id\":"
-	 "\"ORD-1\"}", 0, PAYQ_REASON_BAD_FIELD, "command_id"},
-	{"id 65 chars", NULL, "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"c\",\"order_id\":\""
-	 ID64 "x\"}", 0, PAYQ_REASON_BAD_FIELD, "order_id"},
-	{"id space", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"a b\","
-	 "\"order_id\":\"ORD-1\"}", 0, PAYQ_REASON_BAD_FIELD, NULL},
-	{"id slash", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"a/b\","
-	 "\"order_id\":\"ORD-1\"}", 0, PAYQ_REASON_BAD_FIELD, NULL},
-	{"id \\u00e9", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"c\","
-	 "\"order_id\":\"ORD\\u00e91\"}", 0, PAYQ_REASON_BAD_FIELD, "order_id"},
-	{"id raw UTF-8", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"c\xc3\xa9\","
-	 "\"order_id\":\"ORD-1\"}", 0, PAYQ_REASON_BAD_FIELD, NULL},
-	{"id \\u0000", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"c\\u00001\","
-	 "\"order_id\":\"ORD-1\"}", 0, PAYQ_REASON_BAD_FIELD, "command_id"},
-	{"id number", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":7,"
-	 "\"order_id\":\"ORD-1\"}", 0, PAYQ_REASON_BAD_FIELD, "got 7"},
-	{"id null", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":null,"
-	 "\"order_id\":\"ORD-1\"}", 0, PAYQ_REASON_BAD_FIELD, NULL},
-	{"id array", "ORD-1", "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":[\"c\"],"
-	 "\"order_id\":\"ORD-1\"}", 0, PAYQ_REASON_BAD_FIELD, NULL},
+	{"id empty", "ORD-1",
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"\",\"order_id\":"
+	 "\"ORD-1\"}",
+	 0, PAYQ_REASON_BAD_FIELD, "command_id"},
+	{"id 65 chars", NULL,
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"c\",\"order_id\":\"" ID64 "x\"}", 0,
+	 PAYQ_REASON_BAD_FIELD, "order_id"},
+	{"id space", "ORD-1",
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"a b\","
+	 "\"order_id\":\"ORD-1\"}",
+	 0, PAYQ_REASON_BAD_FIELD, NULL},
+	{"id slash", "ORD-1",
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"a/b\","
+	 "\"order_id\":\"ORD-1\"}",
+	 0, PAYQ_REASON_BAD_FIELD, NULL},
+	{"id \\u00e9", "ORD-1",
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"c\","
+	 "\"order_id\":\"ORD\\u00e91\"}",
+	 0, PAYQ_REASON_BAD_FIELD, "order_id"},
+	{"id raw UTF-8", "ORD-1",
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"c\xc3\xa9\","
+	 "\"order_id\":\"ORD-1\"}",
+	 0, PAYQ_REASON_BAD_FIELD, NULL},
+	{"id \\u0000", "ORD-1",
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":\"c\\u00001\","
+	 "\"order_id\":\"ORD-1\"}",
+	 0, PAYQ_REASON_BAD_FIELD, "command_id"},
+	{"id number", "ORD-1",
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":7,"
+	 "\"order_id\":\"ORD-1\"}",
+	 0, PAYQ_REASON_BAD_FIELD, "got 7"},
+	{"id null", "ORD-1",
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":null,"
+	 "\"order_id\":\"ORD-1\"}",
+	 0, PAYQ_REASON_BAD_FIELD, NULL},
+	{"id array", "ORD-1",
+	 "{\"v\":1,\"type\":\"cancel_order\",\"command_id\":[\"c\"],"
+	 "\"order_id\":\"ORD-1\"}",
+	 0, PAYQ_REASON_BAD_FIELD, NULL},
 	{"currency lower", "ORD-1", "{" PAY ",\"amount_minor\":5,\"currency\":\"cny\"}", 0,
 	 PAYQ_REASON_BAD_FIELD, "currency"},
 	{"currency 2 letters", "ORD-1", "{" PAY ",\"amount_minor\":5,\"currency\":\"CN\"}", 0,
@@ -209,15 +244,16 @@ static const struct decode_case decode_cases[] = {
 	 PAYQ_REASON_BAD_FIELD, NULL},
 	{"currency number", "ORD-1", "{" PAY ",\"amount_minor\":5,\"currency\":156}", 0,
 	 PAYQ_REASON_BAD_FIELD, NULL},
-	{"currency fullwidth", "ORD-1", "{" PAY ",\"amount_minor\":5,\"currency\":\"C\\uff2eY\"}", 0,
-	 PAYQ_REASON_BAD_FIELD, NULL},
+	{"currency fullwidth", "ORD-1", "{" PAY ",\"amount_minor\":5,\"currency\":\"C\\uff2eY\"}",
+	 0, PAYQ_REASON_BAD_FIELD, NULL},
 	{"customer_id number", "ORD-1", "{" CREATE MONEY ",\"customer_id\":42}", 0,
 	 PAYQ_REASON_BAD_FIELD, "customer_id"},
 	{"customer_id null", "ORD-1", "{" CREATE MONEY ",\"customer_id\":null}", 0,
 	 PAYQ_REASON_BAD_FIELD, "customer_id"},
 	{"payer_id \\u0000", "ORD-1", "{" PAY MONEY ",\"payer_id\":\"u\\u0000\"}", 0,
 	 PAYQ_REASON_BAD_FIELD, "payer_id"},
-	{"reason object", "ORD-1", "{" CANCEL ",\"reason\":{}}", 0, PAYQ_REASON_BAD_FIELD, "reason"},
+	{"reason object", "ORD-1", "{" CANCEL ",\"reason\":{}}", 0, PAYQ_REASON_BAD_FIELD,
+	 "reason"},
 
 	/* bad_amount */
 	{"amount 1e3", "ORD-1", "{" PAY ",\"amount_minor\":1e3,\"currency\":\"CNY\"}", 0,
@@ -276,8 +312,8 @@ static char *deep_value(size_t depth)
 	return s;
 }
 
-static payq_reason_t decode(const char *key, const void *value, size_t len,
-			    payq_command_t *cmd, char *err, size_t err_size)
+static payq_reason_t decode(const char *key, const void *value, size_t len, payq_command_t *cmd,
+			    char *err, size_t err_size)
 {
 	return payq_codec_decode(key, key ? strlen(key) : 0, value, len, cmd, err, err_size);
 }
@@ -304,8 +340,8 @@ START_TEST(test_decode_table)
 			ck_assert_int_eq(cmd.type, PAYQ_CMD_NONE);
 		}
 		if (c->msg)
-			ck_assert_msg(strstr(err, c->msg), "%s: errstr \"%s\" lacks \"%s\"", c->name,
-				      err, c->msg);
+			ck_assert_msg(strstr(err, c->msg), "%s: errstr \"%s\" lacks \"%s\"",
+				      c->name, err, c->msg);
 		free(owned);
 	}
 }
@@ -391,8 +427,7 @@ START_TEST(test_decode_sizes)
 	ck_assert_ptr_nonnull(s);
 	memset(s, '[', 100000);
 	ck_assert_int_eq(decode("ORD-1", s, 60000, &cmd, err, sizeof(err)), PAYQ_REASON_NOT_JSON);
-	ck_assert_int_eq(decode("ORD-1", s, 100000, &cmd, err, sizeof(err)),
-			 PAYQ_REASON_TOO_LARGE);
+	ck_assert_int_eq(decode("ORD-1", s, 100000, &cmd, err, sizeof(err)), PAYQ_REASON_TOO_LARGE);
 	free(s);
 	s = deep_value(100);
 	ck_assert_int_eq(decode("ORD-1", s, strlen(s), &cmd, err, sizeof(err)), PAYQ_REASON_OK);
@@ -418,7 +453,8 @@ START_TEST(test_decode_sizes)
 		for (size_t k = 0; k < texts[i].count; k++)
 			n += snprintf(v + n, sizeof(v) - (size_t)n, "%s", texts[i].unit);
 		snprintf(v + n, sizeof(v) - (size_t)n, "\"}");
-		ck_assert_msg(decode("ORD-1", v, strlen(v), &cmd, err, sizeof(err)) == texts[i].want,
+		ck_assert_msg(decode("ORD-1", v, strlen(v), &cmd, err, sizeof(err)) ==
+				      texts[i].want,
 			      "reason %zu x %s: %s", texts[i].count, texts[i].unit, err);
 		if (texts[i].want == PAYQ_REASON_OK)
 			ck_assert_uint_eq(strlen(cmd.reason), 256);
@@ -441,8 +477,8 @@ static void hash_hex(const char *key, const char *value, char hex[2 * PAYQ_SHA25
 #define DESIGN_CREATE_SHA "1f9b311f53524cc0f7bded65298dae3d08ee97994c69bff6b6c017dc2d381638"
 /* printf 'v=1:1\ntype=12:cancel_order\ncommand_id=3:c-3\norder_id=5:ORD-1\n' | sha256sum */
 #define DESIGN_CANCEL_SHA "11d6c930d3625ab1ff4189e1aa1d9e2a50b4b118263f90512266b617ce509749"
-#define DESIGN_CREATE                                                                      \
-	"{\"v\":1,\"type\":\"create_order\",\"command_id\":\"c-1\",\"order_id\":\"ORD-1\","  \
+#define DESIGN_CREATE                                                                       \
+	"{\"v\":1,\"type\":\"create_order\",\"command_id\":\"c-1\",\"order_id\":\"ORD-1\"," \
 	"\"amount_minor\":1999,\"currency\":\"CNY\",\"customer_id\":\"u-42\"}"
 
 START_TEST(test_hash)
@@ -455,7 +491,8 @@ START_TEST(test_hash)
 		" { \"v\" : 1 , \"type\" : \"create_order\" , \"command_id\" : \"c\\u002d1\" , "
 		"\"order_id\" : \"ORD-1\" , \"amount_minor\" : 1999 , \"currency\" : \"C\\u004eY\" , "
 		"\"customer_id\" : \"u-42\" , \"trace\" : {\"id\":[1,2]} } ",
-		"{" CREATE MONEY ",\"customer_id\":\"u-42\",\"payer_id\":\"other\",\"reason\":\"r\"}",
+		"{" CREATE MONEY
+		",\"customer_id\":\"u-42\",\"payer_id\":\"other\",\"reason\":\"r\"}",
 	};
 	/* Each differs from DESIGN_CREATE in one meaningful field. */
 	static const char *const differ[] = {
@@ -464,12 +501,12 @@ START_TEST(test_hash)
 		"{" CREATE MONEY ",\"customer_id\":\"u-43\"}",
 		"{" CREATE ",\"amount_minor\":1998,\"currency\":\"CNY\",\"customer_id\":\"u-42\"}",
 		"{" CREATE ",\"amount_minor\":1999,\"currency\":\"USD\",\"customer_id\":\"u-42\"}",
-		"{\"v\":1,\"type\":\"create_order\",\"command_id\":\"c-2\",\"order_id\":\"ORD-1\""
-		MONEY ",\"customer_id\":\"u-42\"}",
-		"{\"v\":1,\"type\":\"create_order\",\"command_id\":\"c-1\",\"order_id\":\"ORD-2\""
-		MONEY ",\"customer_id\":\"u-42\"}",
-		"{\"v\":1,\"type\":\"pay\",\"command_id\":\"c-1\",\"order_id\":\"ORD-1\""
-		MONEY ",\"payer_id\":\"u-42\"}",
+		"{\"v\":1,\"type\":\"create_order\",\"command_id\":\"c-2\",\"order_id\":\"ORD-1\"" MONEY
+		",\"customer_id\":\"u-42\"}",
+		"{\"v\":1,\"type\":\"create_order\",\"command_id\":\"c-1\",\"order_id\":\"ORD-2\"" MONEY
+		",\"customer_id\":\"u-42\"}",
+		"{\"v\":1,\"type\":\"pay\",\"command_id\":\"c-1\",\"order_id\":\"ORD-1\"" MONEY
+		",\"payer_id\":\"u-42\"}",
 		/* A value cannot forge a field boundary. */
 		"{" CREATE MONEY ",\"customer_id\":\"u-42\\npayer_id=0:\"}",
 	};
@@ -495,8 +532,8 @@ START_TEST(test_hash)
 	ck_assert_str_ne(want, DESIGN_CANCEL_SHA);
 
 	/* payq_codec_hash() on a hand-built command agrees with decode. */
-	payq_command_t cmd = {.type = PAYQ_CMD_CREATE_ORDER, .amount_minor = 1999,
-			      .has_customer_id = true};
+	payq_command_t cmd = {
+		.type = PAYQ_CMD_CREATE_ORDER, .amount_minor = 1999, .has_customer_id = true};
 	strcpy(cmd.command_id, "c-1");
 	strcpy(cmd.order_id, "ORD-1");
 	strcpy(cmd.currency, "CNY");
@@ -512,7 +549,8 @@ START_TEST(test_encode)
 	static const char *const values[] = {
 		DESIGN_CREATE,
 		"{" CREATE MONEY "}",
-		"{" PAY ",\"amount_minor\":1000000000000000,\"currency\":\"USD\",\"payer_id\":\"p\"}",
+		"{" PAY
+		",\"amount_minor\":1000000000000000,\"currency\":\"USD\",\"payer_id\":\"p\"}",
 		"{" PAY ",\"amount_minor\":1,\"currency\":\"USD\"}",
 		"{" CANCEL ",\"reason\":\"\\\"quoted\\\"\\n\\u0001 \xc3\xa9\\ud83d\\ude00\"}",
 		"{" CANCEL ",\"reason\":\"\"}",
@@ -527,7 +565,8 @@ START_TEST(test_encode)
 		s = payq_codec_encode(&cmd);
 		ck_assert_ptr_nonnull(s);
 		ck_assert_msg(decode(cmd.order_id, s, strlen(s), &back, err, sizeof(err)) ==
-				      PAYQ_REASON_OK, "%s: %s", s, err);
+				      PAYQ_REASON_OK,
+			      "%s: %s", s, err);
 		ck_assert_msg(!memcmp(&cmd, &back, sizeof(cmd)), "round trip differs: %s", s);
 		ck_assert_ptr_null(strstr(s, "e+"));
 		free(s);
@@ -550,8 +589,9 @@ START_TEST(test_encode)
 	cmd.has_customer_id = cmd.has_reason = true;
 	strcpy(cmd.customer_id, "cust");
 	s = payq_codec_encode(&cmd);
-	ck_assert_str_eq(s, "{\"v\":1,\"type\":\"pay\",\"command_id\":\"c-2\",\"order_id\":\"ORD-1\","
-			    "\"amount_minor\":1000000000000000,\"currency\":\"CNY\"}");
+	ck_assert_str_eq(s,
+			 "{\"v\":1,\"type\":\"pay\",\"command_id\":\"c-2\",\"order_id\":\"ORD-1\","
+			 "\"amount_minor\":1000000000000000,\"currency\":\"CNY\"}");
 	free(s);
 
 	cmd.type = PAYQ_CMD_NONE;
@@ -562,8 +602,17 @@ END_TEST
 START_TEST(test_names)
 {
 	static const char *const reasons[] = {
-		"ok", "empty", "too_large", "bad_encoding", "not_json", "duplicate_field",
-		"unsupported_version", "unknown_type", "missing_field", "bad_field", "bad_amount",
+		"ok",
+		"empty",
+		"too_large",
+		"bad_encoding",
+		"not_json",
+		"duplicate_field",
+		"unsupported_version",
+		"unknown_type",
+		"missing_field",
+		"bad_field",
+		"bad_amount",
 		"key_mismatch",
 	};
 
@@ -616,8 +665,8 @@ START_TEST(test_valid_id)
 		const char *id;
 		bool ok;
 	} ids[] = {
-		{"a", true},   {ID64, true},	 {"AZaz09._:-", true}, {"", false},
-		{ID64 "x", false}, {"a b", false}, {"a/b", false},	   {"\xc3\xa9", false},
+		{"a", true},	   {ID64, true},   {"AZaz09._:-", true}, {"", false},
+		{ID64 "x", false}, {"a b", false}, {"a/b", false},	 {"\xc3\xa9", false},
 	};
 
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(ids); i++)
@@ -633,7 +682,7 @@ START_TEST(test_long_numbers)
 {
 	static const char *const numbers[] = {
 		"1234567890123456789012345678901234567890123456789012345678901234", /* 64 */
-		"-123456789012345678901234567890123456789012345678901234567890123",  /* 64 */
+		"-123456789012345678901234567890123456789012345678901234567890123", /* 64 */
 		("1234567890123456789012345678901234567890123456789012345678901234567890123456789"
 		 "0123456789012345678901234567890123456789012345678901234567890"), /* 140 */
 		"0.00000000000000000000000000000000000000000000000000000000000000001",
@@ -653,8 +702,8 @@ START_TEST(test_long_numbers)
 
 			snprintf(value, sizeof(value), forms[f], numbers[i], numbers[i]);
 			r = decode("ORD-1", value, strlen(value), &cmd, err, sizeof(err));
-			ck_assert_msg(r == PAYQ_REASON_OK, "%s: %s (%s)", value, payq_reason_name(r),
-				      err);
+			ck_assert_msg(r == PAYQ_REASON_OK, "%s: %s (%s)", value,
+				      payq_reason_name(r), err);
 			ck_assert_int_eq(cmd.amount_minor, 1999);
 		}
 	}
@@ -682,12 +731,15 @@ START_TEST(test_other_type_fields)
 		{"{" PAY MONEY ",\"customer_id\":\"u-42\"}", "{" PAY MONEY "}"},
 		{"{" PAY MONEY ",\"payer_id\":\"p\",\"customer_id\":5,\"reason\":null}",
 		 "{" PAY MONEY ",\"payer_id\":\"p\"}"},
-		{"{" PAY MONEY ",\"customer_id\":\"\xff\xfe\"}", NULL}, /* bytes still UTF-8 checked */
+		{"{" PAY MONEY ",\"customer_id\":\"\xff\xfe\"}",
+		 NULL}, /* bytes still UTF-8 checked */
 		{"{" CANCEL ",\"amount_minor\":1999,\"currency\":\"CNY\"}", "{" CANCEL "}"},
 		{"{" CANCEL ",\"amount_minor\":-5,\"currency\":\"cny\",\"payer_id\":[1]}",
 		 "{" CANCEL "}"},
-		{"{" CANCEL ",\"amount_minor\":1e3,\"reason\":\"r\"}", "{" CANCEL ",\"reason\":\"r\"}"},
-		{"{" CREATE MONEY ",\"payer_id\":\"p\",\"reason\":{\"a\":1}}", "{" CREATE MONEY "}"},
+		{"{" CANCEL ",\"amount_minor\":1e3,\"reason\":\"r\"}",
+		 "{" CANCEL ",\"reason\":\"r\"}"},
+		{"{" CREATE MONEY ",\"payer_id\":\"p\",\"reason\":{\"a\":1}}",
+		 "{" CREATE MONEY "}"},
 	};
 	char with[2 * PAYQ_SHA256_LEN + 1], without[2 * PAYQ_SHA256_LEN + 1], err[256];
 	payq_command_t cmd;

@@ -802,8 +802,8 @@ START_TEST(test_x_refused)
 		memset(group, 'g', sizeof(group) - 1);
 		group[sizeof(group) - 1] = '\0';
 		payq_config_init(&cfg);
-		ck_assert_msg(payq_config_parse_args(&cfg, W, "payq-test", NULL, &argc, argv, errstr,
-						     sizeof(errstr)) == PAYQ_ARGS_OK,
+		ck_assert_msg(payq_config_parse_args(&cfg, W, "payq-test", NULL, &argc, argv,
+						     errstr, sizeof(errstr)) == PAYQ_ARGS_OK,
 			      "a 5000-byte group: %s", errstr);
 		payq_config_destroy(&cfg);
 	}
@@ -844,11 +844,11 @@ START_TEST(test_dump_clients)
 		nhas = split(c->has, '|', has, MAXARGS, &has_copy);
 		nlacks = split(c->lacks, '|', lacks, MAXARGS, &lacks_copy);
 		payq_config_init(&cfg);
-		out = capture_parse(&cfg, c->prog, NULL, &argc, argv, &res, errstr,
-				    sizeof(errstr));
+		out = capture_parse(&cfg, c->prog, NULL, &argc, argv, &res, errstr, sizeof(errstr));
 		ck_assert_msg(res == PAYQ_ARGS_EXIT, "%s: result %d (%s)", c->name, res, errstr);
 		for (int k = 0; k < nhas; k++)
-			ck_assert_msg(strstr(out, has[k]), "%s: dump lacks \"%s\"", c->name, has[k]);
+			ck_assert_msg(strstr(out, has[k]), "%s: dump lacks \"%s\"", c->name,
+				      has[k]);
 		for (int k = 0; k < nlacks; k++)
 			ck_assert_msg(!strstr(out, lacks[k]), "%s: dump has \"%s\"", c->name,
 				      lacks[k]);
@@ -877,8 +877,9 @@ END_TEST
 
 /* Secrets reach neither -X dump nor any log line: librdkafka's passwords and keys, the
  * password in PAYQ_DB (URI or conninfo) and the userinfo of PAYQ_GATEWAY_URL. */
-static const char *const secrets[] = {"hunter2", "s3cr3t-key", "sasl-pw-77", "ssl-key-pw-5",
-				      "keystore-pw-6", "oauth-secret-8", "conn pw 9"};
+static const char *const secrets[] = {"hunter2",      "s3cr3t-key",    "sasl-pw-77",
+				      "ssl-key-pw-5", "keystore-pw-6", "oauth-secret-8",
+				      "conn pw 9"};
 
 static void assert_no_secret(const char *what, const char *out)
 {
@@ -932,17 +933,24 @@ START_TEST(test_secrets_masked)
 		 "https://s3cr3t-key@pay.example/v1"},
 		{"host=db.example password=hunter2 dbname=payq",
 		 "https://user:s3cr3t-key@pay.example:8443/v1"},
-		{"host=db.example password='conn pw 9' user=payq", "http://s3cr3t-key:@pay.example"},
+		{"host=db.example password='conn pw 9' user=payq",
+		 "http://s3cr3t-key:@pay.example"},
 		{"postgres://payq@db.example/payq?password=hunter2", "https://pay.example/v1"},
 	};
 
 	for (size_t i = 0; i < PAYQ_ARRAY_SIZE(envs); i++) {
 		char *argv[] = {"payq-test",
-				"-X", "sasl.password=sasl-pw-77",
-				"-X", "ssl.key.password=ssl-key-pw-5",
-				"-X", "ssl.keystore.password=keystore-pw-6",
-				"-X", "sasl.oauthbearer.config=principal=p secret=oauth-secret-8",
-				"-X", "dump", NULL};
+				"-X",
+				"sasl.password=sasl-pw-77",
+				"-X",
+				"ssl.key.password=ssl-key-pw-5",
+				"-X",
+				"ssl.keystore.password=keystore-pw-6",
+				"-X",
+				"sasl.oauthbearer.config=principal=p secret=oauth-secret-8",
+				"-X",
+				"dump",
+				NULL};
 		int argc = 11;
 		payq_config_t cfg;
 		payq_args_result_t res;

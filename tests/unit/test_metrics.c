@@ -64,11 +64,14 @@ START_TEST(test_counter_gauge)
 	char *out;
 
 	ck_assert_int_eq(payq_metrics_declare("payq_commands_total", PAYQ_METRIC_COUNTER,
-					      "Commands by type and outcome.", NULL, 0), 0);
+					      "Commands by type and outcome.", NULL, 0),
+			 0);
 	ck_assert_int_eq(payq_metrics_declare("payq_dlq_total", PAYQ_METRIC_COUNTER,
-					      "Dead-lettered.", NULL, 0), 0);
+					      "Dead-lettered.", NULL, 0),
+			 0);
 	ck_assert_int_eq(payq_metrics_declare("payq_consumer_lag", PAYQ_METRIC_GAUGE,
-					      "Lag in messages.", NULL, 0), 0);
+					      "Lag in messages.", NULL, 0),
+			 0);
 	payq_metrics_add("payq_commands_total", "type=\"pay\",outcome=\"applied\"", 1);
 	payq_metrics_add("payq_commands_total", "type=\"refund\",outcome=\"rejected\"", 2);
 	payq_metrics_add("payq_commands_total", "type=\"pay\",outcome=\"applied\"", 3);
@@ -77,8 +80,8 @@ START_TEST(test_counter_gauge)
 	payq_metrics_set("payq_consumer_lag", "topic=\"t\",partition=\"0\"", 7);
 	payq_metrics_add("payq_consumer_lag", "topic=\"t\",partition=\"1\"", -2);
 
-	ck_assert_double_eq(payq_metrics_get("payq_commands_total",
-					     "type=\"pay\",outcome=\"applied\""), 4);
+	ck_assert_double_eq(
+		payq_metrics_get("payq_commands_total", "type=\"pay\",outcome=\"applied\""), 4);
 	ck_assert_double_eq(payq_metrics_get("payq_dlq_total", ""), 5);
 	ck_assert_double_eq(payq_metrics_get("payq_dlq_total", "reason=\"x\""), 0);
 	ck_assert_double_eq(payq_metrics_get("nope", NULL), 0);
@@ -155,9 +158,9 @@ START_TEST(test_histogram)
 	static const double bounds[] = {0.01, 0.1, 1};
 	char *out;
 
-	ck_assert_int_eq(payq_metrics_declare("payq_batch_duration_seconds",
-					      PAYQ_METRIC_HISTOGRAM, "Batch time.", bounds,
-					      PAYQ_ARRAY_SIZE(bounds)), 0);
+	ck_assert_int_eq(payq_metrics_declare("payq_batch_duration_seconds", PAYQ_METRIC_HISTOGRAM,
+					      "Batch time.", bounds, PAYQ_ARRAY_SIZE(bounds)),
+			 0);
 	payq_metrics_observe("payq_batch_duration_seconds", NULL, 0.005);
 	payq_metrics_observe("payq_batch_duration_seconds", NULL, 0.1);
 	payq_metrics_observe("payq_batch_duration_seconds", NULL, 0.5);
@@ -192,7 +195,8 @@ START_TEST(test_empty_families)
 	char *out;
 
 	ck_assert_int_eq(payq_metrics_declare("c_total", PAYQ_METRIC_COUNTER,
-					      "Has a \\ and a\nnewline.", NULL, 0), 0);
+					      "Has a \\ and a\nnewline.", NULL, 0),
+			 0);
 	ck_assert_int_eq(payq_metrics_declare("g", PAYQ_METRIC_GAUGE, NULL, NULL, 0), 0);
 	ck_assert_int_eq(payq_metrics_declare("h", PAYQ_METRIC_HISTOGRAM, "H.", bounds, 2), 0);
 	out = payq_metrics_render();
@@ -269,8 +273,7 @@ START_TEST(test_threads)
 	pthread_join(t[0], NULL);
 	pthread_join(t[1], NULL);
 	ck_assert_double_eq(payq_metrics_get("payq_duplicates_total", NULL), 2 * THREAD_ITERS);
-	ck_assert_double_eq(payq_metrics_get("payq_commands_total", "type=\"pay\""),
-			    THREAD_ITERS);
+	ck_assert_double_eq(payq_metrics_get("payq_commands_total", "type=\"pay\""), THREAD_ITERS);
 	ck_assert_double_eq(payq_metrics_get("payq_commands_total", "type=\"refund\""),
 			    THREAD_ITERS);
 	out = payq_metrics_render();
@@ -288,8 +291,8 @@ static void worker_registry(void)
 
 	payq_metrics_declare("payq_commands_total", PAYQ_METRIC_COUNTER,
 			     "Commands handled, by type and outcome.", NULL, 0);
-	payq_metrics_declare("payq_duplicates_total", PAYQ_METRIC_COUNTER,
-			     "Commands seen before.", NULL, 0);
+	payq_metrics_declare("payq_duplicates_total", PAYQ_METRIC_COUNTER, "Commands seen before.",
+			     NULL, 0);
 	payq_metrics_declare("payq_anomalies_total", PAYQ_METRIC_COUNTER, "Anomalies by kind.",
 			     NULL, 0);
 	payq_metrics_declare("payq_batch_size", PAYQ_METRIC_HISTOGRAM,
@@ -362,13 +365,15 @@ static bool probe_not_joined(void *opaque, char *msg, size_t msg_size)
 
 /* Sends one HTTP/1.0 request to the loopback address of family (AF_INET: 127.0.0.1,
  * AF_INET6: ::1) and reads the whole reply into buf. */
-static void http_request_on(int family, int port, const char *method, const char *path,
-			    char *buf, size_t size)
+static void http_request_on(int family, int port, const char *method, const char *path, char *buf,
+			    size_t size)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6,
+				    .sin6_port = htons((uint16_t)port),
 				    .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-	struct sockaddr *sa = family == AF_INET6 ? (struct sockaddr *)&sin6 : (struct sockaddr *)&sin;
+	struct sockaddr *sa =
+		family == AF_INET6 ? (struct sockaddr *)&sin6 : (struct sockaddr *)&sin;
 	socklen_t salen = family == AF_INET6 ? sizeof(sin6) : sizeof(sin);
 	struct timeval tv = {.tv_sec = 5};
 	char req[256];
@@ -390,8 +395,7 @@ static void http_request_on(int family, int port, const char *method, const char
 	close(fd);
 }
 
-static void http_request(int port, const char *method, const char *path, char *buf,
-			 size_t size)
+static void http_request(int port, const char *method, const char *path, char *buf, size_t size)
 {
 	http_request_on(AF_INET, port, method, path, buf, size);
 }
@@ -464,8 +468,8 @@ static const struct {
 START_TEST(test_http_ipv6)
 {
 	char errstr[256] = "", reply[4096];
-	payq_http_t *http = payq_http_start(v6_addrs[_i].addr, NULL, NULL, NULL, errstr,
-					    sizeof(errstr));
+	payq_http_t *http =
+		payq_http_start(v6_addrs[_i].addr, NULL, NULL, NULL, errstr, sizeof(errstr));
 
 	ck_assert_msg(http != NULL, "start on %s: %s", v6_addrs[_i].addr, errstr);
 	ck_assert_int_gt(payq_http_port(http), 0);
@@ -555,8 +559,8 @@ START_TEST(test_http_bad_addr)
 {
 	char errstr[256] = "";
 
-	ck_assert_ptr_null(payq_http_start(bad_addrs[_i].addr, NULL, NULL, NULL, errstr,
-					   sizeof(errstr)));
+	ck_assert_ptr_null(
+		payq_http_start(bad_addrs[_i].addr, NULL, NULL, NULL, errstr, sizeof(errstr)));
 	ck_assert_msg(strstr(errstr, bad_addrs[_i].err), "%s: %s", bad_addrs[_i].addr, errstr);
 }
 END_TEST

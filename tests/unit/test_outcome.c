@@ -31,7 +31,7 @@ struct cell {
 	/* expected */
 	payq_outcome_t outcome;
 	enum start status; /* afterwards */
-	int version;       /* afterwards; 0: no order */
+	int version;	   /* afterwards; 0: no order */
 	bool changed, charge, new_payment, key_reuse;
 };
 
@@ -80,8 +80,8 @@ static const struct cell cells[] = {
 #undef X
 #undef O
 
-static payq_command_t make_cmd(payq_cmd_type_t type, const char *order_id,
-			       const char *command_id, int64_t amount, const char *currency)
+static payq_command_t make_cmd(payq_cmd_type_t type, const char *order_id, const char *command_id,
+			       int64_t amount, const char *currency)
 {
 	payq_command_t c;
 
@@ -108,8 +108,9 @@ static void seed(payq_batch_state_t *b, bool gateway, enum start order, bool in_
 	if (order == NO_ORDER)
 		return;
 	o->in_db = o->exists = true;
-	o->status = order == PAID ? PAYQ_ORDER_PAID :
-		    order == CANCELLED ? PAYQ_ORDER_CANCELLED : PAYQ_ORDER_UNPAID;
+	o->status = order == PAID	 ? PAYQ_ORDER_PAID
+		    : order == CANCELLED ? PAYQ_ORDER_CANCELLED
+					 : PAYQ_ORDER_UNPAID;
 	o->db_version = o->version = 3;
 	o->amount = 1000;
 	o->currency = "EUR";
@@ -136,7 +137,11 @@ static payq_outcome_out_t eval(payq_batch_state_t *b, const payq_command_t *c, c
 {
 	payq_outcome_out_t out;
 	const payq_outcome_in_t in = {
-		.cmd = c, .hash_hex = hash, .topic = TOPIC, .partition = 0, .offset = 100 + idx,
+		.cmd = c,
+		.hash_hex = hash,
+		.topic = TOPIC,
+		.partition = 0,
+		.offset = 100 + idx,
 	};
 
 	payq_outcome_eval(b, &in, idx, &out);
@@ -179,9 +184,9 @@ START_TEST(test_cell)
 	if (t->status == NO_ORDER) {
 		ck_assert_msg(!o->exists, "%s: the order exists", t->name);
 	} else {
-		payq_order_status_t want = t->status == PAID ? PAYQ_ORDER_PAID :
-					   t->status == CANCELLED ? PAYQ_ORDER_CANCELLED :
-								    PAYQ_ORDER_UNPAID;
+		payq_order_status_t want = t->status == PAID	    ? PAYQ_ORDER_PAID
+					   : t->status == CANCELLED ? PAYQ_ORDER_CANCELLED
+								    : PAYQ_ORDER_UNPAID;
 		ck_assert_msg(o->exists && o->status == want, "%s: status %s", t->name,
 			      payq_order_status_name(o->status));
 		ck_assert_msg(o->version == t->version, "%s: version %d, want %d", t->name,
@@ -225,6 +230,8 @@ struct sequence {
 	int new_keys; /* processed_commands rows to write */
 };
 
+/* The sequences as a table, one command per S(): clang-format would put one field a line. */
+/* clang-format off */
 #define S(t, id, amt, h, o, ch) {PAYQ_CMD_##t, id, amt, h, PAYQ_OUT_##o, ch}
 
 static const struct sequence sequences[] = {
@@ -286,6 +293,7 @@ static const struct sequence sequences[] = {
 	  S(CANCEL_ORDER, "x", 0, HASH_A, APPLIED, false)},
 	 3, CANCELLED, 2, NULL, 2},
 };
+/* clang-format on */
 
 #undef S
 
@@ -311,14 +319,14 @@ START_TEST(test_sequence)
 		ck_assert_msg(out.outcome == s->want, "%s (%s mode), step %zu: %s, want %s",
 			      t->name, mode, i + 1, payq_outcome_name(out.outcome),
 			      payq_outcome_name(s->want));
-		ck_assert_msg(out.charge == s->charge, "%s (%s mode), step %zu: charge %d",
-			      t->name, mode, i + 1, out.charge);
+		ck_assert_msg(out.charge == s->charge, "%s (%s mode), step %zu: charge %d", t->name,
+			      mode, i + 1, out.charge);
 	}
 	o = payq_batch_order(&b, ORDER, false);
 	{
-		payq_order_status_t want = t->status == PAID ? PAYQ_ORDER_PAID :
-					   t->status == CANCELLED ? PAYQ_ORDER_CANCELLED :
-								    PAYQ_ORDER_UNPAID;
+		payq_order_status_t want = t->status == PAID	    ? PAYQ_ORDER_PAID
+					   : t->status == CANCELLED ? PAYQ_ORDER_CANCELLED
+								    : PAYQ_ORDER_UNPAID;
 		ck_assert_msg(o->exists && o->status == want, "%s (%s mode): status %s", t->name,
 			      mode, payq_order_status_name(o->status));
 	}

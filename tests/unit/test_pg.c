@@ -75,7 +75,8 @@ START_TEST(test_session_settings)
 						  "PAYQ_DB_LOCK_TIMEOUT_MS",
 						  "PAYQ_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS"};
 	static const char *const both[] = {"PAYQ_DB_CONNECT_TIMEOUT_S", "PAYQ_DB_KEEPALIVES_IDLE_S",
-					   "PAYQ_DB_KEEPALIVES_INTERVAL_S", "PAYQ_DB_KEEPALIVES_COUNT",
+					   "PAYQ_DB_KEEPALIVES_INTERVAL_S",
+					   "PAYQ_DB_KEEPALIVES_COUNT",
 					   "PAYQ_DB_TCP_USER_TIMEOUT_MS"};
 
 	for (size_t i = 0; i < sizeof(worker_only) / sizeof(worker_only[0]); i++) {

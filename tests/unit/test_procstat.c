@@ -10,8 +10,9 @@
 #include "procstat.h"
 #include "util.h"
 
-#define TAIL " R 9109 9109 3817 0 -1 4194304 98 0 0 0 250 50 0 0 20 0 1 0 8500 3133440 381 " \
-	     "18446744073709551615 93899657502720 93899657522601 140731601418800 0 0 0 0 0 0 0"
+#define TAIL                                                                            \
+	" R 9109 9109 3817 0 -1 4194304 98 0 0 0 250 50 0 0 20 0 1 0 8500 3133440 381 " \
+	"18446744073709551615 93899657502720 93899657522601 140731601418800 0 0 0 0 0 0 0"
 
 static const struct {
 	const char *text;
@@ -34,7 +35,7 @@ START_TEST(test_parse_stat)
 			 stat_cases[_i].ok);
 	if (!stat_cases[_i].ok)
 		return;
-	ck_assert_double_eq_tol(ps.cpu_seconds, 3.0, 1e-9); /* (250 + 50) / 100 */
+	ck_assert_double_eq_tol(ps.cpu_seconds, 3.0, 1e-9);   /* (250 + 50) / 100 */
 	ck_assert_double_eq_tol(ps.start_time, 1085.0, 1e-9); /* 1000 + 8500 / 100 */
 	ck_assert_int_eq(ps.vsize_bytes, 3133440);
 	ck_assert_int_eq(ps.rss_bytes, 381 * 4096);
@@ -58,8 +59,10 @@ END_TEST
 START_TEST(test_metrics_rendered)
 {
 	static const char *const names[] = {
-		"process_cpu_seconds_total", "process_start_time_seconds",
-		"process_resident_memory_bytes", "process_virtual_memory_bytes",
+		"process_cpu_seconds_total",
+		"process_start_time_seconds",
+		"process_resident_memory_bytes",
+		"process_virtual_memory_bytes",
 		"process_open_fds",
 	};
 	char *out;

@@ -16,19 +16,21 @@ static const struct {
 } parse_cases[] = {
 	{"00-" TID "-" SID "-01", true},
 	{"00-" TID "-" SID "-00", true},
-	{"01-" TID "-" SID "-01", true},             /* a later version: its 00 prefix */
+	{"01-" TID "-" SID "-01", true}, /* a later version: its 00 prefix */
 	{"01-" TID "-" SID "-01-what-comes-next", true},
-	{"00-" TID "-" SID "-01-extra", false},      /* version 00 is exactly 55 characters */
+	{"00-" TID "-" SID "-01-extra", false}, /* version 00 is exactly 55 characters */
 	{"01-" TID "-" SID "-01x", false},
-	{"ff-" TID "-" SID "-01", false},            /* version ff is invalid */
+	{"ff-" TID "-" SID "-01", false},			   /* version ff is invalid */
 	{"00-4BF92F3577B34DA6A3CE929D0E0E4736-" SID "-01", false}, /* uppercase */
 	{"00-00000000000000000000000000000000-" SID "-01", false}, /* all-zero trace ID */
-	{"00-" TID "-0000000000000000-01", false},   /* all-zero span ID */
+	{"00-" TID "-0000000000000000-01", false},		   /* all-zero span ID */
 	{"00-" TID "-" SID "-0g", false},
 	{"00_" TID "-" SID "-01", false},
 	{"00-" TID "-" SID, false},
 	{"", false},
-	{"0" "0-" TID "-" SID "-01\n", false},
+	{"0"
+	 "0-" TID "-" SID "-01\n",
+	 false},
 };
 
 START_TEST(test_parse)
@@ -54,13 +56,13 @@ START_TEST(test_child)
 	ck_assert(payq_trace_parse(v, strlen(v), &parent));
 	ck_assert_int_eq(payq_trace_child(&parent, out, sizeof(out)), 0);
 	ck_assert(payq_trace_parse(out, strlen(out), &child));
-	ck_assert_str_eq(child.trace_id, TID);       /* the same trace */
-	ck_assert_str_ne(child.parent_id, SID);      /* a new span */
+	ck_assert_str_eq(child.trace_id, TID);	/* the same trace */
+	ck_assert_str_ne(child.parent_id, SID); /* a new span */
 	ck_assert_str_eq(child.flags, "01");
 	ck_assert_int_eq(payq_trace_child(NULL, out, sizeof(out)), 0);
 	ck_assert_int_eq(payq_trace_child(NULL, out2, sizeof(out2)), 0);
 	ck_assert(payq_trace_parse(out, strlen(out), &fresh));
-	ck_assert_str_ne(out, out2);                 /* a fresh trace each time */
+	ck_assert_str_ne(out, out2); /* a fresh trace each time */
 	ck_assert_int_eq(payq_trace_child(NULL, out, 10), -1);
 }
 END_TEST

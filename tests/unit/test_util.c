@@ -450,15 +450,18 @@ static const struct {
 } scrub_cases[] = {
 	{"", "", 0},
 	{"plain ascii", "plain ascii", 0},
-	{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 0},
-	{("a\xff" "b"), "a?b", 1},
-	{"\xc0\xaf", "??", 2},               /* overlong '/' */
-	{"\xe0\x80\xaf", "???", 3},         /* overlong, 3 bytes */
-	{"\xed\xa0\x80", "???", 3},         /* UTF-16 surrogate D800 */
-	{"\xf4\x90\x80\x80", "????", 4},   /* above U+10FFFF */
-	{"cut \xe2\x82", "cut ??", 2},       /* a character cut at the end of a buffer */
+	{"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+	 0},
+	{("a\xff"
+	  "b"),
+	 "a?b", 1},
+	{"\xc0\xaf", "??", 2},		 /* overlong '/' */
+	{"\xe0\x80\xaf", "???", 3},	 /* overlong, 3 bytes */
+	{"\xed\xa0\x80", "???", 3},	 /* UTF-16 surrogate D800 */
+	{"\xf4\x90\x80\x80", "????", 4}, /* above U+10FFFF */
+	{"cut \xe2\x82", "cut ??", 2},	 /* a character cut at the end of a buffer */
 	{"\xc3", "?", 1},
-	{"\x80\xbf", "??", 2},               /* continuation bytes alone */
+	{"\x80\xbf", "??", 2}, /* continuation bytes alone */
 	{"ok\xc3\xa9\xc3", "ok\xc3\xa9?", 1},
 };
 
