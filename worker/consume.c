@@ -219,9 +219,14 @@ static size_t collect(worker_t *w)
 	 * messages held while the last batch was in flight have been waiting since then. */
 	if (w->nheld)
 		deadline = w->held_since_ms + w->cfg->batch_wait_ms;
-	while (w->nheld && w->nbatch < max) {
-		w->batch[w->nbatch++] = w->held[0];
-		memmove(w->held, w->held + 1, --w->nheld * sizeof(*w->held));
+	if (w->nheld && w->nbatch < max) {
+		/* One copy and one move: held can be a whole batch of large entries. */
+		size_t take = w->nheld < max - w->nbatch ? w->nheld : max - w->nbatch;
+
+		memcpy(w->batch + w->nbatch, w->held, take * sizeof(*w->held));
+		w->nbatch += take;
+		w->nheld -= take;
+		memmove(w->held, w->held + take, w->nheld * sizeof(*w->held));
 	}
 	if (w->nheld)
 		w->held_since_ms = payq_now_ms();
