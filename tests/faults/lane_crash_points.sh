@@ -27,7 +27,7 @@ check_kafka_not_ahead() {
 		violation "committed offsets ahead of consumer_progress: $bad"
 		return 1
 	fi
-	ok "committed offsets never ahead of consumer_progress"
+	pass "committed offsets never ahead of consumer_progress"
 }
 
 # crash_scenario POINT:N FROM TO: a backlog of orders FROM..TO, a worker killed at POINT's
