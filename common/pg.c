@@ -252,13 +252,19 @@ int payq_pg_exec(PGconn *conn, const char *sql, char *errstr, size_t errstr_size
  * socket do not make it readable again, and PQconsumeInput takes them on the next turn. */
 #define TLS_POLL_SLICE_MS 100
 
+int64_t payq_pg_answer_bound_ms(void)
+{
+	if (session.statement_timeout_ms <= 0)
+		return 0;
+	return session.statement_timeout_ms + session.tcp_user_timeout_ms;
+}
+
 PGresult *payq_pg_get_result(PGconn *conn)
 {
-	int64_t bound, deadline;
+	int64_t bound = payq_pg_answer_bound_ms(), deadline;
 
-	if (!conn || session.statement_timeout_ms <= 0)
+	if (!conn || !bound)
 		return PQgetResult(conn);
-	bound = session.statement_timeout_ms + session.tcp_user_timeout_ms;
 	deadline = payq_now_ms() + bound;
 	while (PQconsumeInput(conn) && PQisBusy(conn)) {
 		struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};

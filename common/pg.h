@@ -50,6 +50,10 @@ bool payq_pg_transient(PGconn *conn, const PGresult *res);
  * Without a configured statement_timeout it is plain PQgetResult. */
 PGresult *payq_pg_get_result(PGconn *conn);
 
+/* The bound payq_pg_get_result puts on one answer: statement_timeout + tcp_user_timeout
+ * as configured, or 0 without a configured statement_timeout (no bound). */
+int64_t payq_pg_answer_bound_ms(void);
+
 /* PQexec, PQexecPrepared and PQprepare with the same arguments and results, but each wait
  * for an answer bounded as in payq_pg_get_result: a silent server ends in a NULL or
  * error result with the connection bad, never in a wait without end. */

@@ -21,16 +21,17 @@
 #include "crash.h"
 #include "log.h"
 #include "metrics.h"
+#include "pg.h"
 #include "util.h"
 
 /* How long the answers of a batch in flight may take: what payq_pg_get_result allows one
  * answer on the synchronous path (statement_timeout + tcp_user_timeout), at least 30 s
- * when no statement timeout is configured. */
+ * plus tcp_user_timeout when no statement timeout is configured. */
 static int64_t answer_bound_ms(const worker_t *w)
 {
-	int64_t st = w->cfg->db_statement_timeout_ms, tcp = w->cfg->db_tcp_user_timeout_ms;
+	int64_t bound = payq_pg_answer_bound_ms(), tcp = w->cfg->db_tcp_user_timeout_ms;
 
-	return (st > 0 ? st : 30000) + (tcp > 0 ? tcp : 0);
+	return bound ? bound : 30000 + (tcp > 0 ? tcp : 0);
 }
 
 batch_result_t lane_send(worker_t *w)
