@@ -27,6 +27,17 @@ static int64_t backoff_ms(int attempt, int64_t cap)
 	return base / 2 + (int64_t)(r % (uint32_t)(base / 2 + 1));
 }
 
+payq_connect_t worker_connect(worker_t *w, char *errstr, size_t errstr_size)
+{
+	payq_connect_t rc = payq_apply_connect(w->apply, errstr, errstr_size);
+
+	if (rc == PAYQ_CONNECT_FATAL) {
+		log_error("%s", errstr);
+		w->fatal = true;
+	}
+	return rc;
+}
+
 bool worker_db_retry_wait(worker_t *w, int *attempt, const char *sqlstate, const char *what,
 			  const char *errstr)
 {
@@ -66,13 +77,10 @@ static range_result_t apply_range(worker_t *w, payq_item_t *items, size_t n,
 
 	for (;;) {
 		payq_apply_status_t st;
-		payq_connect_t rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
+		payq_connect_t rc = worker_connect(w, errstr, sizeof(errstr));
 
-		if (rc == PAYQ_CONNECT_FATAL) {
-			log_error("%s", errstr);
-			w->fatal = true;
+		if (rc == PAYQ_CONNECT_FATAL)
 			return RANGE_ABANDONED;
-		}
 		if (rc == PAYQ_CONNECT_OK && worker_resync_progress(w, false))
 			return RANGE_ABANDONED; /* the batch is dropped; its partitions resume
 						 * from the database */

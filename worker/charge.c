@@ -19,12 +19,10 @@ static step_t read_keys(worker_t *w, size_t k)
 	int attempt = 0;
 
 	for (;;) {
-		payq_connect_t rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
-		if (rc == PAYQ_CONNECT_FATAL) {
-			log_error("%s", errstr);
-			w->fatal = true;
+		payq_connect_t rc = worker_connect(w, errstr, sizeof(errstr));
+
+		if (rc == PAYQ_CONNECT_FATAL)
 			return STEP_ABANDON;
-		}
 		if (rc == PAYQ_CONNECT_OK &&
 		    payq_apply_read_keys(w->apply, w->charges, k,
 					 payq_gateway_key_retention_ms(w->gw)) == 0)
@@ -148,12 +146,10 @@ step_t worker_charge_and_settle(worker_t *w, size_t n, const payq_progress_t *pr
 	payq_crash_point("after_charge");
 
 	for (;;) {
-		payq_connect_t rc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
-		if (rc == PAYQ_CONNECT_FATAL) {
-			log_error("%s", errstr);
-			w->fatal = true;
+		payq_connect_t rc = worker_connect(w, errstr, sizeof(errstr));
+
+		if (rc == PAYQ_CONNECT_FATAL)
 			return STEP_ABANDON;
-		}
 		/* A new session may be a server that never saw the batch's pending payments:
 		 * re-apply the batch there; the charges repeat with the same keys. */
 		if (rc == PAYQ_CONNECT_OK && worker_resync_progress(w, true))

@@ -149,6 +149,10 @@ static inline const char *worker_trace_id(const payq_item_t *it)
 	return it->trace.valid ? it->trace.trace_id : NULL;
 }
 
+/* Connects the apply connection if it is not (batch.c); a schema too old for this worker
+ * (PAYQ_CONNECT_FATAL) is logged and makes the worker stop (w->fatal). */
+payq_connect_t worker_connect(worker_t *w, char *errstr, size_t errstr_size);
+
 /* After a failed database step: counts the retry by SQLSTATE, drops a broken
  * connection, and waits with backoff while polling paused (batch.c). Returns false when
  * the caller must give up (fatal error, or the shutdown deadline passed). */
