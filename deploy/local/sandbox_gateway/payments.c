@@ -32,13 +32,16 @@ static struct {
 	bool stopping;
 } nap_ctl = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* Sleeps ms milliseconds, or less when the program stops. */
-static void nap(int64_t ms)
+/* Sleeps ms milliseconds, or less when the program stops; true when it stops. Then the
+ * request answers nothing (MHD_NO cuts the connection), like a processor that goes down
+ * mid-request, rather than racing MHD_stop_daemon to write on a closing socket. */
+static bool nap(int64_t ms)
 {
 	struct timespec until;
+	bool stopping;
 
 	if (ms <= 0)
-		return;
+		return false;
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += ms / 1000 + (until.tv_nsec + ms % 1000 * 1000000) / 1000000000;
 	until.tv_nsec = (until.tv_nsec + ms % 1000 * 1000000) % 1000000000;
@@ -46,7 +49,9 @@ static void nap(int64_t ms)
 	while (!nap_ctl.stopping &&
 	       pthread_cond_timedwait(&nap_ctl.wake, &nap_ctl.lock, &until) != ETIMEDOUT)
 		;
+	stopping = nap_ctl.stopping;
 	pthread_mutex_unlock(&nap_ctl.lock);
+	return stopping;
 }
 
 /* The sleeps measure time on the monotonic clock, which a wall clock change does not move. */
@@ -237,7 +242,8 @@ static enum MHD_Result post_charge(struct MHD_Connection *conn, const request_t 
 	pthread_mutex_unlock(&st.lock);
 	cJSON_Delete(tree);
 
-	nap(delay);
+	if (nap(delay))
+		return MHD_NO;
 
 	pthread_mutex_lock(&st.lock);
 	if (gen != st.generation) { /* a reset freed c meanwhile */
@@ -270,7 +276,8 @@ static enum MHD_Result get_charge(struct MHD_Connection *conn, const char *key)
 
 	if (begin_request(S_GET, &delay))
 		return injected_error(conn);
-	nap(delay);
+	if (nap(delay))
+		return MHD_NO;
 	pthread_mutex_lock(&st.lock);
 	c = table_find(key);
 	in_progress = c && c->status == CH_IN_PROGRESS;
