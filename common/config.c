@@ -34,6 +34,10 @@ static const payq_setting_t settings[] = {
 	 "most commands applied in one database transaction"},
 	{"batch-wait-ms", "PAYQ_BATCH_WAIT_MS", PAYQ_CF_INT, "20", OFF(batch_wait_ms), 0, 60000,
 	 NULL, W, "longest wait to fill a batch"},
+	{"apply-lanes", "PAYQ_APPLY_LANES", PAYQ_CF_INT, "2", OFF(apply_lanes), 1, PAYQ_LANES_MAX,
+	 NULL, W,
+	 "database connections applying batches side by side; partition p goes to lane p % N "
+	 "(gateway mode uses 1)"},
 	{"commit-mode", "PAYQ_COMMIT_MODE", PAYQ_CF_ENUM, "async", OFF(commit_mode), 0, 0,
 	 "async|sync", W, "Kafka offset commit after each batch: async, or sync (textbook mode)"},
 	{"payment-mode", "PAYQ_PAYMENT_MODE", PAYQ_CF_ENUM, "ledger", OFF(payment_mode), 0, 0,

@@ -14,6 +14,9 @@
 #define PAYQ_PROG_REPLAY 0x4u
 #define PAYQ_PROG_ALL 0x7u
 
+/* The most apply lanes (PAYQ_APPLY_LANES) a worker runs. */
+#define PAYQ_LANES_MAX 8
+
 typedef enum { PAYQ_CF_STR, PAYQ_CF_INT, PAYQ_CF_LOGLEVEL, PAYQ_CF_ENUM } payq_cf_type_t;
 
 typedef struct payq_config {
@@ -36,6 +39,7 @@ typedef struct payq_config {
 	char *gateway_key_retention;  /* how long the channel keeps idempotency keys, "24h" */
 	int64_t batch_max;
 	int64_t batch_wait_ms;
+	int64_t apply_lanes; /* PAYQ_APPLY_LANES, 1..PAYQ_LANES_MAX */
 	int64_t shutdown_timeout_ms;
 	int64_t retry_max_ms;
 	int64_t stats_interval_ms;

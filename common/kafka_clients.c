@@ -60,9 +60,18 @@ static const prop_t worker_consumer[] = {
 	{"enable.partition.eof", V_FIXED, "false", false,
 	 "the poll loop expects messages and errors only"},
 	{"statistics.interval.ms", V_STATS_MS, NULL, false, NULL},
-	/* The default prefetch queue (64 MiB) alone would exceed the RSS budget; 2 MiB still
-	 * holds several batches ahead (measured: same rate, 51 MB RSS). */
-	{"queued.max.messages.kbytes", V_FIXED, "2048", false, NULL},
+	/* The prefetch queue, sized by measurement (tests/bench, phase (h)). librdkafka 2.0.2
+	 * stops fetching a partition once the queue passes this size and looks again only
+	 * when its broker thread next wakes, up to a second later: the queue must last that
+	 * long at the worker's rate, or the worker starves (2 MiB: 23k commands/s whatever
+	 * the lanes; 8 MiB: 38k with one lane, 47k with two). What bounds the memory is the
+	 * overshoot of one fetch past the threshold, up to max.partition.fetch.bytes per
+	 * partition (1 MiB by default: 96 MiB RSS at 16 MiB): 64 KiB per partition and 1 MiB
+	 * per fetch keep the worker near 60 MiB. The broker still returns a larger message
+	 * whole. */
+	{"queued.max.messages.kbytes", V_FIXED, "8192", false, NULL},
+	{"max.partition.fetch.bytes", V_FIXED, "65536", false, NULL},
+	{"fetch.max.bytes", V_FIXED, "1048576", false, NULL},
 	{NULL, V_FIXED, NULL, false, NULL},
 };
 

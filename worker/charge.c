@@ -13,23 +13,24 @@
 
 /* Reads the idempotency key stored with each charge's payment, retrying database
  * errors. STEP_ABANDON: the batch must be abandoned. */
-static step_t read_keys(worker_t *w, size_t k)
+static step_t read_keys(lane_t *l, size_t k)
 {
+	worker_t *w = l->w;
 	char errstr[512];
 	int attempt = 0;
 
 	for (;;) {
-		payq_connect_t rc = worker_connect(w, errstr, sizeof(errstr));
+		payq_connect_t rc = worker_connect(l, errstr, sizeof(errstr));
 
 		if (rc == PAYQ_CONNECT_FATAL)
 			return STEP_ABANDON;
 		if (rc == PAYQ_CONNECT_OK &&
-		    payq_apply_read_keys(w->apply, w->charges, k,
+		    payq_apply_read_keys(l->apply, w->charges, k,
 					 payq_gateway_key_retention_ms(w->gw)) == 0)
 			return STEP_OK;
 		if (rc == PAYQ_CONNECT_OK)
 			snprintf(errstr, sizeof(errstr), "reading the idempotency keys failed");
-		if (!worker_db_retry_wait(w, &attempt, "08000", "the idempotency keys", errstr))
+		if (!worker_db_retry_wait(l, &attempt, "08000", "the idempotency keys", errstr))
 			return STEP_ABANDON;
 	}
 }
@@ -37,32 +38,34 @@ static step_t read_keys(worker_t *w, size_t k)
 /* Records the charges' results with progress. A permanent error (the database refuses
  * something the channel said) must not loop: each charge is then settled alone, and one
  * refused is recorded unknown with the error (settle_refused). */
-static payq_apply_status_t settle_batch(worker_t *w, size_t k, const payq_progress_t *prog,
+static payq_apply_status_t settle_batch(lane_t *l, size_t k, const payq_progress_t *prog,
 					size_t np, char sqlstate[6], char *errstr, size_t size)
 {
+	worker_t *w = l->w;
 	payq_apply_status_t st =
-		payq_apply_settle(w->apply, w->charges, k, prog, np, sqlstate, errstr, size);
+		payq_apply_settle(l->apply, w->charges, k, prog, np, sqlstate, errstr, size);
 
 	if (st != PAYQ_APPLY_PERMANENT)
 		return st;
 	log_error("settle: the database refused the batch's results (SQLSTATE %s): %s; settling "
 		  "them one by one",
 		  sqlstate, errstr);
-	st = payq_apply_settle_each(w->apply, w->charges, k, sqlstate, errstr, size);
+	st = payq_apply_settle_each(l->apply, w->charges, k, sqlstate, errstr, size);
 	if (st == PAYQ_APPLY_OK && np)
-		st = payq_apply_settle(w->apply, NULL, 0, prog, np, sqlstate, errstr, size);
+		st = payq_apply_settle(l->apply, NULL, 0, prog, np, sqlstate, errstr, size);
 	/* Progress alone carries nothing from outside; a refusal of it is retried. */
 	return st == PAYQ_APPLY_PERMANENT ? PAYQ_APPLY_TRANSIENT : st;
 }
 
 /* Fills w->charges with the batch's pending payments, and w->charge_item with the item
  * of each. Returns their count. */
-static size_t build_charges(worker_t *w, size_t n)
+static size_t build_charges(lane_t *l, size_t n)
 {
+	worker_t *w = l->w;
 	size_t k = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		const payq_item_t *it = &w->items[i];
+		const payq_item_t *it = &l->items[i];
 		payq_charge_t *c = &w->charges[k];
 		if (!it->charge)
 			continue;
@@ -84,11 +87,12 @@ static size_t build_charges(worker_t *w, size_t n)
 
 /* After the settle: logs unknown and mismatched charges, records charge_mismatch, and
  * sets the outcome (and the row's outcome, for metrics) of each charged item. */
-static void record_charges(worker_t *w, size_t k)
+static void record_charges(lane_t *l, size_t k)
 {
+	worker_t *w = l->w;
 	for (size_t j = 0; j < k; j++) {
 		const payq_charge_t *c = &w->charges[j];
-		payq_item_t *it = &w->items[w->charge_item[j]];
+		payq_item_t *it = &l->items[w->charge_item[j]];
 		payq_log_ctx_t ctx = {.topic = w->cfg->topic,
 				      .partition = it->partition,
 				      .offset = it->offset,
@@ -101,7 +105,7 @@ static void record_charges(worker_t *w, size_t k)
 				 "reconciler: %s",
 				 c->order_id, c->detail);
 		if (c->status == PAYQ_CHARGE_MISMATCH &&
-		    payq_apply_payment_anomaly(w->apply, "charge_mismatch", c->order_id,
+		    payq_apply_payment_anomaly(l->apply, "charge_mismatch", c->order_id,
 					       c->command_id, c->detail) < 0)
 			/* The reconciler's next look meets the same answer and raises it. */
 			payq_log(PAYQ_LOG_WARN, &ctx, "recording charge_mismatch failed");
@@ -127,10 +131,11 @@ static void record_charges(worker_t *w, size_t k)
  * transaction, retrying that until it commits. The offsets are stored only after this.
  * STEP_ABANDON: the batch is abandoned; its pays are then still pending and resume,
  * with the same keys, on redelivery. */
-step_t worker_charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog, size_t np)
+step_t worker_charge_and_settle(lane_t *l, size_t n, const payq_progress_t *prog, size_t np)
 {
+	worker_t *w = l->w;
 	char sqlstate[6], errstr[512];
-	size_t k = build_charges(w, n);
+	size_t k = build_charges(l, n);
 	int attempt = 0;
 
 	if (!k)
@@ -139,30 +144,30 @@ step_t worker_charge_and_settle(worker_t *w, size_t n, const payq_progress_t *pr
 	 * pending and resume, with the same keys, on redelivery. */
 	if (w->fatal)
 		return STEP_ABANDON;
-	if (read_keys(w, k) != STEP_OK)
+	if (read_keys(l, k) != STEP_OK)
 		return STEP_ABANDON;
 	payq_crash_point("before_charge");
 	payq_gateway_charge(w->gw, w->charges, k);
 	payq_crash_point("after_charge");
 
 	for (;;) {
-		payq_connect_t rc = worker_connect(w, errstr, sizeof(errstr));
+		payq_connect_t rc = worker_connect(l, errstr, sizeof(errstr));
 
 		if (rc == PAYQ_CONNECT_FATAL)
 			return STEP_ABANDON;
 		/* A new session may be a server that never saw the batch's pending payments:
 		 * re-apply the batch there; the charges repeat with the same keys. */
-		if (rc == PAYQ_CONNECT_OK && worker_resync_progress(w, true))
+		if (rc == PAYQ_CONNECT_OK && worker_resync_progress(l, true))
 			return STEP_ABANDON;
 		if (rc == PAYQ_CONNECT_OK &&
-		    settle_batch(w, k, prog, np, sqlstate, errstr, sizeof(errstr)) == PAYQ_APPLY_OK)
+		    settle_batch(l, k, prog, np, sqlstate, errstr, sizeof(errstr)) == PAYQ_APPLY_OK)
 			break;
 		if (rc != PAYQ_CONNECT_OK)
 			snprintf(sqlstate, sizeof(sqlstate), "08000");
-		if (!worker_db_retry_wait(w, &attempt, sqlstate, "the gateway results", errstr))
+		if (!worker_db_retry_wait(l, &attempt, sqlstate, "the gateway results", errstr))
 			return STEP_ABANDON;
 	}
 	atomic_store(&w->db_ok, true);
-	record_charges(w, k);
+	record_charges(l, k);
 	return STEP_OK;
 }

@@ -58,21 +58,22 @@ void worker_stop_denied(worker_t *w, rd_kafka_resp_err_t err, const char *reason
 
 /* ---- polling ---- */
 
-static int hold(worker_t *w, rd_kafka_message_t *m)
+/* Holds m for l's next batch. */
+static int hold(lane_t *l, rd_kafka_message_t *m)
 {
 	bool fail = payq_fault_point("hold_alloc"); /* tests: as if realloc failed */
 
-	if (fail || w->nheld == w->held_cap) {
-		size_t cap = w->held_cap ? w->held_cap * 2 : 64;
-		entry_t *p = fail ? NULL : realloc(w->held, cap * sizeof(*p));
+	if (fail || l->nheld == l->held_cap) {
+		size_t cap = l->held_cap ? l->held_cap * 2 : 64;
+		entry_t *p = fail ? NULL : realloc(l->held, cap * sizeof(*p));
 		if (!p)
 			return -1;
-		w->held = p;
-		w->held_cap = cap;
+		l->held = p;
+		l->held_cap = cap;
 	}
-	if (!w->nheld)
-		w->held_since_ms = payq_now_ms();
-	w->held[w->nheld++].msg = m;
+	if (!l->nheld)
+		l->held_since_ms = payq_now_ms();
+	l->held[l->nheld++].msg = m;
 	return 0;
 }
 
@@ -81,21 +82,22 @@ static int hold(worker_t *w, rd_kafka_message_t *m)
  * of its partition from m on and seek the partition back to m, which makes it fetched
  * again. If the seek fails, stop: a fatal error stores nothing more, and the partition's
  * next owner fetches m from the committed offset. */
-static void rewind_to(worker_t *w, rd_kafka_message_t *m)
+static void rewind_to(lane_t *l, rd_kafka_message_t *m)
 {
+	worker_t *w = l->w;
 	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_error_t *error;
 	rd_kafka_resp_err_t err;
 	size_t k = 0;
 
-	for (size_t i = 0; i < w->nheld; i++) {
-		rd_kafka_message_t *h = w->held[i].msg;
+	for (size_t i = 0; i < l->nheld; i++) {
+		rd_kafka_message_t *h = l->held[i].msg;
 		if (h->partition == m->partition && h->offset >= m->offset)
 			rd_kafka_message_destroy(h);
 		else
-			w->held[k++] = w->held[i];
+			l->held[k++] = l->held[i];
 	}
-	w->nheld = k;
+	l->nheld = k;
 	rd_kafka_topic_partition_list_add(list, rd_kafka_topic_name(m->rkt), m->partition)->offset =
 		m->offset;
 	log_warn("out of memory holding %s/%" PRId32 "/%" PRId64 ": seeking back to it",
@@ -147,54 +149,95 @@ static rd_kafka_message_t *poll_one(worker_t *w, int timeout_ms)
 	return m;
 }
 
-/* Holds m for the next batch; if that fails, seeks its partition back to it. Returns
- * true when m was held. */
+/* Holds m for its partition's lane; if that fails, seeks its partition back to it.
+ * Returns true when m was held. */
 static bool hold_or_rewind(worker_t *w, rd_kafka_message_t *m)
 {
-	if (!hold(w, m))
+	lane_t *l = worker_lane_of(w, m->partition);
+
+	if (!hold(l, m))
 		return true;
 #ifdef PAYQ_MUTATION_HOLD_DROP
 	/* Deliberately broken build: the message is skipped. */
 	rd_kafka_message_destroy(m);
 	(void)rewind_to;
 #else
-	rewind_to(w, m);
+	rewind_to(l, m);
 #endif
 	return false;
 }
 
-void worker_set_paused(worker_t *w, bool pause)
+/* Pauses or resumes the assigned partitions of lane l. */
+void worker_set_paused(lane_t *l, bool pause)
 {
+	worker_t *w = l->w;
 	rd_kafka_topic_partition_list_t *parts;
 
-	if (w->paused == pause)
+	if (l->paused == pause)
 		return;
 	if (rd_kafka_assignment(w->rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		for (int i = parts->cnt - 1; i >= 0 && w->nlanes > 1; i--)
+			if (worker_lane_of(w, parts->elems[i].partition) != l)
+				rd_kafka_topic_partition_list_del_by_idx(parts, i);
 		if (pause)
 			rd_kafka_pause_partitions(w->rk, parts);
 		else
 			rd_kafka_resume_partitions(w->rk, parts);
 		rd_kafka_topic_partition_list_destroy(parts);
 	}
-	w->paused = pause;
+	l->paused = pause;
 }
 
-/* Waits wait_ms with fetching paused, still polling so the worker stays in the group.
- * Returns false when the caller should give up: a fatal error, or a shutdown whose
- * deadline has passed. */
+/* True when l's next batch is whole: nothing more of its partitions is taken from the
+ * consumer queue until it is sent. */
+static bool lane_full(const lane_t *l)
+{
+	return l->nheld >= (size_t)l->w->cfg->batch_max;
+}
+
+/* While lane `self` waits on the synchronous path (worker_tick), the other lanes' batches
+ * in flight go on: each is advanced, and stored once its COMMIT result has arrived. No
+ * batch is sent from here (the loop sends), so a lane whose next batch is whole is
+ * paused until the loop sends it. */
+static void tick_others(worker_t *w, const lane_t *self)
+{
+	for (int i = 0; i < w->nlanes; i++) {
+		lane_t *o = &w->lanes[i];
+		if (o == self)
+			continue;
+		lane_step(o);
+		if (o->state == LANE_DONE || o->state == LANE_SETTLED) {
+			if (lane_finish(o) == BATCH_ABANDONED)
+				w->fatal = true; /* as the loop does with an abandoned batch */
+			else
+				worker_release_batch(o);
+			o->in_flight = false;
+		}
+		if (lane_full(o) && !payq_fault_armed("hold_alloc"))
+			worker_set_paused(o, true);
+	}
+}
+
+/* Lane l waits wait_ms (DLQ delivery, a database retry, a gateway call) with its own
+ * partitions paused, still polling so the worker stays in the group; the other lanes go
+ * on meanwhile (tick_others). Returns false when the caller should give up: a fatal
+ * error, or a shutdown whose deadline has passed. */
 bool worker_tick(void *opaque, int wait_ms)
 {
-	worker_t *w = opaque;
+	lane_t *l = opaque;
+	worker_t *w = l->w;
 	int64_t until = payq_now_ms() + wait_ms;
 
 	/* The hold_alloc fault test keeps fetching, so that messages do reach hold(): a
 	 * pause discards what was fetched ahead. */
 	if (!payq_fault_armed("hold_alloc"))
-		worker_set_paused(w, true);
+		worker_set_paused(l, true);
 	do {
 		rd_kafka_message_t *m = poll_one(w, wait_ms > 100 ? 100 : wait_ms);
 		if (m)
 			hold_or_rewind(w, m);
+		if (w->nlanes > 1)
+			tick_others(w, l);
 		if (w->fatal)
 			return false;
 		if (!payq_run) {
@@ -206,51 +249,6 @@ bool worker_tick(void *opaque, int wait_ms)
 		}
 	} while (payq_now_ms() < until);
 	return true;
-}
-
-/* Fills the batch: held messages first, then polls until batch_max messages or
- * batch_wait_ms after the first one was polled. Returns the batch size. */
-static size_t collect(worker_t *w)
-{
-	size_t max = (size_t)w->cfg->batch_max;
-	int64_t deadline = 0;
-
-	/* A batch goes when it is full or when its oldest message has waited batch_wait_ms:
-	 * messages held while the last batch was in flight have been waiting since then. */
-	if (w->nheld)
-		deadline = w->held_since_ms + w->cfg->batch_wait_ms;
-	if (w->nheld && w->nbatch < max) {
-		/* One copy and one move: held can be a whole batch of large entries. */
-		size_t take = w->nheld < max - w->nbatch ? w->nheld : max - w->nbatch;
-
-		memcpy(w->batch + w->nbatch, w->held, take * sizeof(*w->held));
-		w->nbatch += take;
-		w->nheld -= take;
-		memmove(w->held, w->held + take, w->nheld * sizeof(*w->held));
-	}
-	if (w->nheld)
-		w->held_since_ms = payq_now_ms();
-	while (payq_run && !w->fatal && w->nbatch < max) {
-		int64_t now = payq_now_ms();
-		int timeout = deadline ? (int)(deadline - now) : 100;
-		rd_kafka_message_t *m;
-
-		if (deadline && now >= deadline)
-			break;
-		m = poll_one(w, timeout > 100 ? 100 : timeout < 0 ? 0 : timeout);
-		if (!m) {
-			if (!deadline)
-				break; /* idle: let the caller do housekeeping */
-			continue;
-		}
-		w->batch[w->nbatch++].msg = m;
-		if (payq_fault_point("consumer_fatal"))
-			rd_kafka_test_fatal_error(w->rk, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
-						  "payq fault injection");
-		if (!deadline)
-			deadline = payq_now_ms() + w->cfg->batch_wait_ms;
-	}
-	return w->nbatch;
 }
 
 /* Milliseconds left before the shutdown deadline (never below 0). */
@@ -268,16 +266,21 @@ static void idle(worker_t *w, int64_t *last_ping)
 
 	worker_commit(w, false);
 	if (payq_now_ms() - *last_ping > 5000) {
+		bool ok = true;
 		*last_ping = payq_now_ms();
-		if (payq_apply_connect(w->apply, errstr, sizeof(errstr)) == PAYQ_CONNECT_OK) {
-			/* A new session while idle: the lost tail, if any, is re-applied
-			 * now rather than when traffic comes. */
-			worker_resync_progress(w, false);
-			w->rewound = false;
-			atomic_store(&w->db_ok, payq_apply_ping(w->apply) == 0);
-		} else {
-			atomic_store(&w->db_ok, false);
+		for (int i = 0; i < w->nlanes; i++) {
+			lane_t *l = &w->lanes[i];
+			if (payq_apply_connect(l->apply, errstr, sizeof(errstr)) != PAYQ_CONNECT_OK) {
+				ok = false;
+				continue;
+			}
+			/* A new session while idle: the lost tail, if any, is re-applied now
+			 * rather than when traffic comes. */
+			worker_resync_progress(l, false);
+			l->rewound = false;
+			ok = ok && payq_apply_ping(l->apply) == 0;
 		}
+		atomic_store(&w->db_ok, ok);
 	}
 	if (payq_dlq_fatal(w->dlq, errstr, sizeof(errstr))) {
 		log_error("fatal DLQ producer error: %s", errstr);
@@ -285,7 +288,7 @@ static void idle(worker_t *w, int64_t *last_ping)
 	}
 }
 
-/* True when the loop must give the batch in flight up: a fatal error, or a shutdown
+/* True when the loop must give the batches in flight up: a fatal error, or a shutdown
  * whose deadline has passed (its last fifth is for the final commit and leaving the
  * group, as in worker_tick). */
 static bool give_up(worker_t *w)
@@ -299,18 +302,21 @@ static bool give_up(worker_t *w)
 	return payq_now_ms() >= w->stop_deadline_ms - w->cfg->shutdown_timeout_ms / 5;
 }
 
-/* True while the next batch is not full yet: until then the loop takes what Kafka
- * delivers. */
+/* True while the loop takes what Kafka delivers: no lane's next batch is whole yet.
+ * What is beyond stays in librdkafka's queue, which bounds itself
+ * (queued.max.messages.kbytes): pausing the partitions instead would throw the
+ * prefetched messages away and fetch them again for every batch. */
 static bool want_more(const worker_t *w)
 {
-	return w->nheld < (size_t)w->cfg->batch_max;
+	if (!payq_run)
+		return false; /* after a signal: finish what was polled, fetch nothing new */
+	for (int i = 0; i < w->nlanes; i++)
+		if (lane_full(&w->lanes[i]))
+			return false;
+	return true;
 }
 
-/* Holds what the consumer queue has now (the next batch), without waiting, up to a whole
- * batch. What is beyond stays in librdkafka's queue, which bounds itself
- * (queued.max.messages.kbytes), as while a batch applied on the synchronous path:
- * pausing the partitions instead would throw the prefetched messages away and fetch
- * them again for every batch. */
+/* Holds what the consumer queue has now, without waiting, while want_more(). */
 static void hold_ready(worker_t *w)
 {
 	size_t limit = 4 * (size_t)w->cfg->batch_max;
@@ -326,64 +332,143 @@ static void hold_ready(worker_t *w)
 				break;
 			continue;
 		}
-		if (hold_or_rewind(w, m))
-			payq_crash_point("collected_unsent");
+		if (!hold_or_rewind(w, m))
+			continue;
+		payq_crash_point("collected_unsent");
+		if (payq_fault_point("consumer_fatal"))
+			rd_kafka_test_fatal_error(w->rk, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+						  "payq fault injection");
 	}
 }
 
-/* While the lane's batch is in flight: waits (at most 100 ms) for its connection, and for
- * the consumer queue while the next batch is not full, then advances the batch and
- * holds what Kafka delivered. */
-static void wait_in_flight(worker_t *w)
+/* True when l's held messages are to be sent now: the lane is free and they make a
+ * whole batch, or the oldest has waited PAYQ_BATCH_WAIT_MS, or the worker is stopping. */
+static bool batch_due(const lane_t *l, int64_t now)
 {
+	return l->state == LANE_IDLE && l->nheld &&
+	       (lane_full(l) || now >= l->held_since_ms + l->w->cfg->batch_wait_ms || !payq_run);
+}
+
+/* Waits (at most 100 ms) until something needs the loop: an answer on a lane's
+ * connection, a message on the consumer queue while the loop takes more, or a held
+ * batch coming due. Then holds what Kafka delivered. */
+static void wait_for_work(worker_t *w)
+{
+	struct pollfd pfd[PAYQ_LANES_MAX + 1];
 	bool more = want_more(w);
-	struct pollfd pfd[2] = {
-		{.fd = payq_apply_socket(w->apply), .events = POLLIN},
-		{.fd = more ? w->wake_fd[0] : -1, .events = POLLIN},
-	};
+	int64_t now = payq_now_ms();
+	int n = 0, timeout = 100;
 
-	if (payq_apply_async_wants_write(w->apply))
-		pfd[0].events |= POLLOUT;
-	poll(pfd, 2, 100);
-	lane_step(w);
-	if (more) {
-		hold_ready(w);
-		lane_step(w);
+	for (int i = 0; i < w->nlanes; i++) {
+		lane_t *l = &w->lanes[i];
+		if (l->state == LANE_IN_FLIGHT) {
+			pfd[n].fd = payq_apply_socket(l->apply);
+			pfd[n].events = POLLIN;
+			if (payq_apply_async_wants_write(l->apply))
+				pfd[n].events |= POLLOUT;
+			n++;
+		} else if (l->state == LANE_IDLE && l->nheld) {
+			int64_t due = l->held_since_ms + w->cfg->batch_wait_ms - now;
+			if (due < timeout)
+				timeout = due > 0 ? (int)due : 0;
+		}
 	}
+	if (more) {
+		/* Without the wake pipe the consumer is polled at least every 10 ms; with it,
+		 * the pipe says when the queue goes from empty to not empty, so a queue not
+		 * emptied last time is served at once. */
+		if (w->wake_fd[0] < 0)
+			timeout = timeout > 10 ? 10 : timeout;
+		else if (rd_kafka_queue_length(w->cq))
+			timeout = 0;
+		else
+			pfd[n++] = (struct pollfd){.fd = w->wake_fd[0], .events = POLLIN};
+	}
+	if (timeout > 0)
+		poll(pfd, (nfds_t)n, timeout);
+	if (more)
+		hold_ready(w);
 }
 
-/* What the loop does with a batch settled (or given up). Returns false to stop. */
-static bool after_batch(worker_t *w, batch_result_t r)
+/* What the loop does with lane l's batch settled (or given up). Returns false to stop. */
+static bool after_batch(lane_t *l, batch_result_t r)
 {
-	w->in_flight = false;
+	l->in_flight = false;
 	if (r == BATCH_ABANDONED)
 		return false;
-	worker_release_batch(w);
+	worker_release_batch(l);
+	return true;
+}
+
+/* Moves l's held messages, a batch at most, to l->batch. */
+static void take_held(lane_t *l)
+{
+	size_t max = (size_t)l->w->cfg->batch_max;
+	size_t take = l->nheld < max ? l->nheld : max;
+
+	/* One copy and one move: held can be a whole batch of large entries. */
+	memcpy(l->batch, l->held, take * sizeof(*l->held));
+	l->nbatch = take;
+	l->nheld -= take;
+	memmove(l->held, l->held + take, l->nheld * sizeof(*l->held));
+	if (l->nheld)
+		l->held_since_ms = payq_now_ms();
+}
+
+/* Moves lane l on: advances its batch in flight, settles it once it is no longer in
+ * flight, and sends its next batch when one is due. Returns false to stop. */
+static bool advance(worker_t *w, lane_t *l)
+{
+	batch_result_t r;
+
+	lane_step(l);
+	if (l->state != LANE_IDLE && l->state != LANE_IN_FLIGHT) {
+		r = lane_finish(l);
+		if (r != BATCH_SENT && !after_batch(l, r))
+			return false;
+	}
+	if (!batch_due(l, payq_now_ms()) || w->fatal)
+		return true;
+	take_held(l);
+	if (l->paused && !payq_fault_armed("hold_alloc"))
+		worker_set_paused(l, false);
+	l->in_flight = true;
+	r = lane_send(l);
+	return r == BATCH_SENT || after_batch(l, r);
+}
+
+/* True when no lane has a batch in flight or messages held. */
+static bool all_idle(const worker_t *w)
+{
+	for (int i = 0; i < w->nlanes; i++)
+		if (w->lanes[i].state != LANE_IDLE || w->lanes[i].nheld)
+			return false;
 	return true;
 }
 
 /*
  * Polls and settles batches until a signal or a fatal error. Returns an exit code.
  *
- * One batch at a time is in flight on the lane (lane.c); while it is, the loop waits on
- * the lane's connection and the consumer queue together and holds what Kafka delivers:
- * the next batch, sent once the lane is free again. Once a whole batch is held it waits
- * on the connection alone, so callbacks then wait for the batch in flight, as they did
- * while a batch applied on the synchronous path. What each callback may see:
- *   - rebalance_cb (rebalance.c), inside rd_kafka_consumer_poll: in collect or idle, the
- *     lane IDLE and no batch in hand, or a batch being collected (not in_flight: the
- *     revoked partitions' messages are dropped); in hold_ready, a batch in flight
+ * Each lane (lane.c) has at most one batch in flight on its own connection; the loop
+ * waits on the lanes' connections and the consumer queue together (wait_for_work),
+ * holds what Kafka delivers for each partition's lane (the lane's next batch), and
+ * sends a lane's next batch once the lane is free and the batch is whole or has waited
+ * PAYQ_BATCH_WAIT_MS (advance). Once any lane's next batch is whole, it takes nothing
+ * more from the consumer queue until that batch is sent. What each callback may see:
+ *   - rebalance_cb (rebalance.c), inside rd_kafka_consumer_poll: in hold_ready (or
+ *     worker_tick), any lane IDLE with held messages, a batch in flight
  *     (LANE_IN_FLIGHT, in_flight) or one the fast path failed (LANE_FAILED): it first
- *     calls lane_quiesce, which waits for the COMMIT result and stores the batch's
- *     offsets while its partitions are still assigned (LANE_SETTLED), or leaves a failed
- *     batch to the synchronous path; the batch keeps its messages, the held ones of
- *     revoked partitions are dropped. Inside worker_tick (the synchronous path: DLQ
- *     delivery, database retries, gateway calls) the lane is IDLE and the batch
- *     in_flight, as before the lane existed.
+ *     calls lane_quiesce on every lane, which waits for the COMMIT result and stores
+ *     the batch's offsets while its partitions are still assigned (LANE_SETTLED), or
+ *     leaves a failed batch to the synchronous path; a batch keeps its messages, the
+ *     held ones of revoked partitions are dropped. Inside worker_tick (the synchronous
+ *     path of one lane: DLQ delivery, database retries, gateway calls) that lane is
+ *     IDLE and its batch in_flight, as before lanes existed; tick_others advances the
+ *     other lanes' batches in flight and stores them, but sends none.
  *   - worker_commit_cb, async_commit_cb, error_cb, stats_cb: as worker.h says; none of
- *     them touches the lane.
- *   - close_consumer's final revoke, after the loop: the lane is IDLE (the loop gave up
- *     or finished its batch).
+ *     them touches a lane.
+ *   - close_consumer's final revoke, after the loop: every lane IDLE (the loop gave up
+ *     or finished its batches).
  */
 static int loop(worker_t *w)
 {
@@ -392,41 +477,35 @@ static int loop(worker_t *w)
 	int64_t last_ping = 0;
 
 	while (!w->fatal) {
-		batch_result_t r;
+		bool stop = false;
 
-		if (w->lane != LANE_IDLE) {
-			if (w->lane == LANE_IN_FLIGHT && give_up(w)) {
-				lane_abandon(w);
-				w->in_flight = false;
-				rc = PAYQ_EXIT_RUNTIME;
-				break;
-			}
-			if (w->lane == LANE_IN_FLIGHT)
-				wait_in_flight(w);
-			r = lane_finish(w);
-			if (r != BATCH_SENT && !after_batch(w, r)) {
-				rc = PAYQ_EXIT_RUNTIME;
-				break;
-			}
-			continue;
-		}
-		/* After a signal: stop fetching, finish the batches already polled, then stop. */
-		if (!collect(w) && !payq_run)
-			break;
-		if (!w->nbatch) {
-			idle(w, &last_ping);
-			continue;
-		}
-		w->in_flight = true;
-		r = lane_send(w);
-		if (r != BATCH_SENT && !after_batch(w, r)) {
+		for (int i = 0; i < w->nlanes && !stop; i++)
+			stop = !advance(w, &w->lanes[i]);
+		if (stop) {
 			rc = PAYQ_EXIT_RUNTIME;
 			break;
 		}
+		/* After a signal: fetch nothing new, finish the batches already polled, then
+		 * stop; past the deadline, give the batches in flight up. */
+		if (!payq_run && all_idle(w))
+			break;
+		if (give_up(w)) {
+			rc = PAYQ_EXIT_RUNTIME;
+			break;
+		}
+		if (all_idle(w) && payq_run) {
+			idle(w, &last_ping);
+			if (w->fatal)
+				break;
+		}
+		wait_for_work(w);
 	}
-	if (w->lane != LANE_IDLE) {
-		lane_abandon(w);
-		w->in_flight = false;
+	for (int i = 0; i < w->nlanes; i++) {
+		if (w->lanes[i].state != LANE_IDLE) {
+			lane_abandon(&w->lanes[i]);
+			rc = PAYQ_EXIT_RUNTIME;
+		}
+		w->lanes[i].in_flight = false;
 	}
 	if (w->fatal) {
 		if (payq_dlq_fatal(w->dlq, errstr, sizeof(errstr)))

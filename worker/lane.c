@@ -27,44 +27,46 @@
 /* How long the answers of a batch in flight may take: what payq_pg_get_result allows one
  * answer on the synchronous path (statement_timeout + tcp_user_timeout), at least 30 s
  * plus tcp_user_timeout when no statement timeout is configured. */
-static int64_t answer_bound_ms(const worker_t *w)
+static int64_t answer_bound_ms(const lane_t *l)
 {
+	const worker_t *w = l->w;
 	int64_t bound = payq_pg_answer_bound_ms(), tcp = w->cfg->db_tcp_user_timeout_ms;
 
 	return bound ? bound : 30000 + (tcp > 0 ? tcp : 0);
 }
 
-batch_result_t lane_send(worker_t *w)
+batch_result_t lane_send(lane_t *l)
 {
+	worker_t *w = l->w;
 	char errstr[512];
-	batch_result_t r = worker_batch_prepare(w);
+	batch_result_t r = worker_batch_prepare(l);
 
 	if (r != BATCH_DONE)
 		return r;
 	/* Gateway mode charges and settles on the synchronous path; a batch of malformed
 	 * messages only writes progress. */
-	if (w->gw || !w->nitems ||
-	    payq_apply_connect(w->apply, errstr, sizeof(errstr)) != PAYQ_CONNECT_OK)
-		return worker_batch_settle_sync(w);
+	if (w->gw || !l->nitems ||
+	    payq_apply_connect(l->apply, errstr, sizeof(errstr)) != PAYQ_CONNECT_OK)
+		return worker_batch_settle_sync(l);
 	/* A new session may have lost the last commits: the batch is dropped and its
 	 * partitions resume from the database (as on the synchronous path). */
-	if (worker_resync_progress(w, false)) {
-		w->rewound = false;
+	if (worker_resync_progress(l, false)) {
+		l->rewound = false;
 		return BATCH_REWOUND;
 	}
 	payq_crash_point("after_commit_before_next_send");
-	if (payq_apply_async_send(w->apply, w->items, w->nitems, w->prog, w->nprog))
-		return worker_batch_settle_sync(w);
-	w->lane = LANE_IN_FLIGHT;
-	w->lane_commit_sent = false;
-	w->lane_deadline_ms = payq_now_ms() + answer_bound_ms(w);
+	if (payq_apply_async_send(l->apply, l->items, l->nitems, l->prog, l->nprog))
+		return worker_batch_settle_sync(l);
+	l->state = LANE_IN_FLIGHT;
+	l->commit_sent = false;
+	l->deadline_ms = payq_now_ms() + answer_bound_ms(l);
 	return BATCH_SENT;
 }
 
 /* The fast path failed: says why; the synchronous path takes the batch over. */
-static void failed(worker_t *w)
+static void failed(lane_t *l)
 {
-	const char *sqlstate, *err = payq_apply_async_error(w->apply, &sqlstate);
+	const char *sqlstate, *err = payq_apply_async_error(l->apply, &sqlstate);
 	char labels[64];
 
 	snprintf(labels, sizeof(labels), "sqlstate=\"%s\"", sqlstate[0] ? sqlstate : "none");
@@ -74,103 +76,104 @@ static void failed(worker_t *w)
 	log_warn("database error (SQLSTATE %s), retrying the batch on the synchronous path "
 		 "(the fast path failed): %s",
 		 sqlstate[0] ? sqlstate : "none", err[0] ? err : "no answer in time");
-	w->lane = LANE_FAILED;
+	l->state = LANE_FAILED;
 }
 
-void lane_step(worker_t *w)
+void lane_step(lane_t *l)
 {
-	bool was_sent = w->lane_commit_sent;
+	bool was_sent = l->commit_sent;
 
-	if (w->lane != LANE_IN_FLIGHT)
+	if (l->state != LANE_IN_FLIGHT)
 		return;
-	switch (payq_apply_async_step(w->apply)) {
+	switch (payq_apply_async_step(l->apply)) {
 	case PAYQ_ASYNC_WAIT:
-		w->lane_commit_sent = payq_apply_async_commit_sent(w->apply);
+		l->commit_sent = payq_apply_async_commit_sent(l->apply);
 		/* Each round trip has its own bound, from when it was sent, as each answer
 		 * on the synchronous path (a stall point may hold the sending). */
-		if (w->lane_commit_sent && !was_sent)
-			w->lane_deadline_ms = payq_now_ms() + answer_bound_ms(w);
+		if (l->commit_sent && !was_sent)
+			l->deadline_ms = payq_now_ms() + answer_bound_ms(l);
 #ifdef PAYQ_MUTATION_EARLY_SEND
 		/* Deliberately broken build: the batch counts as committed once its COMMIT is
 		 * sent, and the next one goes before the COMMIT result has arrived. */
-		if (w->lane_commit_sent) {
-			payq_apply_async_forget(w->apply);
-			w->lane = LANE_DONE;
+		if (l->commit_sent) {
+			payq_apply_async_forget(l->apply);
+			l->state = LANE_DONE;
 			return;
 		}
 #endif
-		if (payq_now_ms() < w->lane_deadline_ms)
+		if (payq_now_ms() < l->deadline_ms)
 			return;
 		log_warn("PostgreSQL: no answer within %" PRId64 " ms on the fast path: dropping "
 			 "the connection; its COMMIT, if sent, may still land",
-			 answer_bound_ms(w));
-		payq_apply_async_abandon(w->apply);
-		failed(w);
+			 answer_bound_ms(l));
+		payq_apply_async_abandon(l->apply);
+		failed(l);
 		return;
-	case PAYQ_ASYNC_DONE: w->lane = LANE_DONE; return;
-	case PAYQ_ASYNC_FAILED: failed(w); return;
+	case PAYQ_ASYNC_DONE: l->state = LANE_DONE; return;
+	case PAYQ_ASYNC_FAILED: failed(l); return;
 	}
 }
 
-batch_result_t lane_finish(worker_t *w)
+batch_result_t lane_finish(lane_t *l)
 {
 	batch_result_t r;
 
-	switch (w->lane) {
+	switch (l->state) {
 	case LANE_IDLE:
 	case LANE_IN_FLIGHT: return BATCH_SENT;
-	case LANE_DONE: r = worker_batch_committed(w); break;
+	case LANE_DONE: r = worker_batch_committed(l); break;
 	case LANE_FAILED:
 		/* Its COMMIT may have landed all the same: a duplicate of the batch's own
 		 * row then counts as the row's outcome. */
-		w->retried = w->lane_commit_sent;
-		w->lane = LANE_IDLE; /* the synchronous path owns the connection now */
-		r = worker_batch_settle_sync(w);
+		l->retried = l->commit_sent;
+		l->state = LANE_IDLE; /* the synchronous path owns the connection now */
+		r = worker_batch_settle_sync(l);
 		break;
 	case LANE_SETTLED:
-	default: r = (batch_result_t)w->lane_result; break;
+	default: r = (batch_result_t)l->result; break;
 	}
-	w->lane = LANE_IDLE;
+	l->state = LANE_IDLE;
 	return r;
 }
 
 /* Waits for the batch in flight until it is no longer in flight or the deadline passes
  * (then it is abandoned: the connection dropped, the batch left to the synchronous path). */
-static void wait_lane(worker_t *w, int64_t until)
+static void wait_lane(lane_t *l, int64_t until)
 {
-	while (w->lane == LANE_IN_FLIGHT) {
-		struct pollfd pfd = {.fd = payq_apply_socket(w->apply), .events = POLLIN};
+	while (l->state == LANE_IN_FLIGHT) {
+		struct pollfd pfd = {.fd = payq_apply_socket(l->apply), .events = POLLIN};
 		int64_t left = until - payq_now_ms();
 
-		if (payq_apply_async_wants_write(w->apply))
+		if (payq_apply_async_wants_write(l->apply))
 			pfd.events |= POLLOUT;
 		if (left <= 0 || pfd.fd < 0) {
 			log_warn("the batch in flight did not finish in time: abandoning it");
-			payq_apply_async_abandon(w->apply);
-			failed(w);
+			payq_apply_async_abandon(l->apply);
+			failed(l);
 			return;
 		}
 		poll(&pfd, 1, left > 100 ? 100 : (int)left);
-		lane_step(w);
+		lane_step(l);
 	}
 }
 
-void lane_quiesce(worker_t *w)
+void lane_quiesce(lane_t *l)
 {
-	int64_t until = w->lane_deadline_ms;
+	worker_t *w = l->w;
+	int64_t until = l->deadline_ms;
 
 	if (w->stop_deadline_ms && w->stop_deadline_ms < until)
 		until = w->stop_deadline_ms;
-	wait_lane(w, until);
-	if (w->lane != LANE_DONE)
+	wait_lane(l, until);
+	if (l->state != LANE_DONE)
 		return; /* FAILED: the loop settles it on the synchronous path, outside */
-	w->lane_result = worker_batch_committed(w);
-	w->lane = LANE_SETTLED;
+	l->result = worker_batch_committed(l);
+	l->state = LANE_SETTLED;
 }
 
-void lane_abandon(worker_t *w)
+void lane_abandon(lane_t *l)
 {
-	if (w->lane == LANE_IN_FLIGHT)
-		payq_apply_async_abandon(w->apply);
-	w->lane = LANE_IDLE;
+	if (l->state == LANE_IN_FLIGHT)
+		payq_apply_async_abandon(l->apply);
+	l->state = LANE_IDLE;
 }

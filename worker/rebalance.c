@@ -22,35 +22,45 @@ static bool in_list(const rd_kafka_topic_partition_list_t *parts, const rd_kafka
 	return false;
 }
 
-/* Forgets polled messages of revoked partitions; their new owner gets them again from
- * the committed offset, so nothing is lost. Keeps the rest in order. */
-static void drop_partitions(worker_t *w, const rd_kafka_topic_partition_list_t *parts)
+/* Forgets lane l's polled messages of revoked partitions; their new owner gets them
+ * again from the committed offset, so nothing is lost. Keeps the rest in order.
+ * Returns how many it dropped. */
+static size_t drop_lane_partitions(lane_t *l, const rd_kafka_topic_partition_list_t *parts)
 {
 	size_t k = 0, dropped = 0;
 
 	/* A batch being settled keeps its messages: the DLQ copies point at them, and
 	 * applying them anyway is safe (the dedup table and the order locks serialise
 	 * us with the new owner; storing their offsets just fails). */
-	for (size_t i = 0; i < w->nbatch && !w->in_flight; i++) {
-		if (in_list(parts, w->batch[i].msg)) {
-			rd_kafka_message_destroy(w->batch[i].msg);
+	for (size_t i = 0; i < l->nbatch && !l->in_flight; i++) {
+		if (in_list(parts, l->batch[i].msg)) {
+			rd_kafka_message_destroy(l->batch[i].msg);
 			dropped++;
 		} else {
-			w->batch[k++] = w->batch[i];
+			l->batch[k++] = l->batch[i];
 		}
 	}
-	if (!w->in_flight)
-		w->nbatch = k;
+	if (!l->in_flight)
+		l->nbatch = k;
 	k = 0;
-	for (size_t i = 0; i < w->nheld; i++) {
-		if (in_list(parts, w->held[i].msg)) {
-			rd_kafka_message_destroy(w->held[i].msg);
+	for (size_t i = 0; i < l->nheld; i++) {
+		if (in_list(parts, l->held[i].msg)) {
+			rd_kafka_message_destroy(l->held[i].msg);
 			dropped++;
 		} else {
-			w->held[k++] = w->held[i];
+			l->held[k++] = l->held[i];
 		}
 	}
-	w->nheld = k;
+	l->nheld = k;
+	return dropped;
+}
+
+static void drop_partitions(worker_t *w, const rd_kafka_topic_partition_list_t *parts)
+{
+	size_t dropped = 0;
+
+	for (int i = 0; i < w->nlanes; i++)
+		dropped += drop_lane_partitions(&w->lanes[i], parts);
 	if (dropped)
 		log_info("dropped %zu uncommitted messages of revoked partitions", dropped);
 }
@@ -69,8 +79,9 @@ typedef enum {
 /* The earliest offset of a partition that can still be re-applied safely: nothing below
  * the low watermark exists any more, and a message older than the dedup horizon may
  * have lost its dedup row. Returns -1 when the broker does not say. */
-static int64_t safe_floor(worker_t *w, const char *topic, int32_t partition)
+static int64_t safe_floor(lane_t *l, const char *topic, int32_t partition)
 {
+	worker_t *w = l->w;
 	int64_t low = 0, high = 0, horizon_ms = 0, floor;
 	rd_kafka_topic_partition_list_t *at;
 	rd_kafka_resp_err_t err;
@@ -82,7 +93,7 @@ static int64_t safe_floor(worker_t *w, const char *topic, int32_t partition)
 		return -1;
 	}
 	floor = low;
-	if (payq_apply_read_horizon(w->apply, &horizon_ms) || horizon_ms <= 0)
+	if (payq_apply_read_horizon(l->apply, &horizon_ms) || horizon_ms <= 0)
 		return floor;
 	/* The first message at or after the horizon; none means every message is older. */
 	at = rd_kafka_topic_partition_list_new(1);
@@ -102,7 +113,7 @@ static int64_t safe_floor(worker_t *w, const char *topic, int32_t partition)
 
 /* Decides where a partition resumes from Kafka's offset and consumer_progress (db >= 0),
  * raising the anomaly and counting the rewind. Sets *target. */
-static resume_t plan_resume(worker_t *w, const char *topic, int32_t partition, int64_t kafka,
+static resume_t plan_resume(lane_t *l, const char *topic, int32_t partition, int64_t kafka,
 			    int64_t db, const char *what, int64_t *target)
 {
 	payq_log_ctx_t ctx = {.topic = topic, .partition = partition, .offset = kafka};
@@ -120,7 +131,7 @@ static resume_t plan_resume(worker_t *w, const char *topic, int32_t partition, i
 		*target = db;
 		return RESUME_FORWARD;
 	}
-	floor = safe_floor(w, topic, partition);
+	floor = safe_floor(l, topic, partition);
 #ifdef PAYQ_MUTATION_TRUST_KAFKA_AHEAD
 	/* Deliberately broken build: the old rule, Kafka trusted when it is ahead. */
 	floor = kafka;
@@ -133,7 +144,7 @@ static resume_t plan_resume(worker_t *w, const char *topic, int32_t partition, i
 			 "; going on from %" PRId64 ": the audit names the range",
 			 what, kafka, db, floor, *target);
 		payq_log(PAYQ_LOG_ERROR, &ctx, "offset_gap: %s", detail);
-		payq_apply_anomaly(w->apply, "offset_gap", partition, db, detail);
+		payq_apply_anomaly(l->apply, "offset_gap", partition, db, detail);
 		payq_metrics_add("payq_anomalies_total", "kind=\"offset_gap\"", 1);
 		return *target == kafka ? RESUME_KAFKA : RESUME_GAP;
 	}
@@ -142,7 +153,7 @@ static resume_t plan_resume(worker_t *w, const char *topic, int32_t partition, i
 		 ": the database lost commits (failover or restore?); seeking back to re-apply",
 		 what, kafka, db);
 	payq_log(PAYQ_LOG_WARN, &ctx, "progress_rewind: %s", detail);
-	payq_apply_anomaly(w->apply, "progress_rewind", partition, kafka, detail);
+	payq_apply_anomaly(l->apply, "progress_rewind", partition, kafka, detail);
 	payq_metrics_add("payq_anomalies_total", "kind=\"progress_rewind\"", 1);
 	payq_metrics_add("payq_offset_rewinds_total", "direction=\"back\"", 1);
 	*target = db;
@@ -157,16 +168,17 @@ static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts,
 	char errstr[512];
 	rd_kafka_topic_partition_list_t *committed;
 	rd_kafka_resp_err_t err;
+	lane_t *l = &w->lanes[0]; /* any lane's connection reads the same rows */
 
 	if (!parts->cnt)
 		return;
 	/* While the database is known to be down, do not stall the rebalance on it: the
 	 * first batch after the reconnect compares positions instead (worker_resync_progress). */
-	if (!atomic_load(&w->db_ok) && !payq_apply_connected(w->apply)) {
+	if (!atomic_load(&w->db_ok) && !payq_apply_connected(l->apply)) {
 		log_warn("drift check skipped: database unavailable");
 		return;
 	}
-	if (payq_apply_connect(w->apply, errstr, sizeof(errstr))) {
+	if (payq_apply_connect(l->apply, errstr, sizeof(errstr))) {
 		log_warn("drift check skipped, database unavailable: %s", errstr);
 		return;
 	}
@@ -181,7 +193,7 @@ static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts,
 	for (int i = 0; i < committed->cnt; i++) {
 		rd_kafka_topic_partition_t *c = &committed->elems[i];
 		int64_t db, kafka = c->offset >= 0 ? c->offset : 0, target;
-		payq_progress_read_t pr = payq_apply_read_progress(w->apply, c->partition, &db);
+		payq_progress_read_t pr = payq_apply_read_progress(l->apply, c->partition, &db);
 
 		if (pr == PAYQ_PROGRESS_NONE && c->offset >= 0) {
 			payq_log_ctx_t ctx = {
@@ -192,13 +204,13 @@ static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts,
 				 "database?): trusting Kafka",
 				 c->offset);
 			payq_log(PAYQ_LOG_WARN, &ctx, "no_progress: %s", detail);
-			payq_apply_anomaly(w->apply, "no_progress", c->partition, c->offset,
+			payq_apply_anomaly(l->apply, "no_progress", c->partition, c->offset,
 					   detail);
 			payq_metrics_add("payq_anomalies_total", "kind=\"no_progress\"", 1);
 		}
 		if (pr != PAYQ_PROGRESS_FOUND || db < 0)
 			continue; /* no progress row, or the read failed: trust Kafka */
-		if (plan_resume(w, c->topic, c->partition, kafka, db, "committed offset",
+		if (plan_resume(l, c->topic, c->partition, kafka, db, "committed offset",
 				&target) == RESUME_KAFKA)
 			continue;
 		parts->elems[i].offset = target;
@@ -206,29 +218,30 @@ static void drift_check(worker_t *w, rd_kafka_topic_partition_list_t *parts,
 	}
 	rd_kafka_topic_partition_list_destroy(committed);
 	/* This session's progress has been read: no resync needed for it. */
-	w->progress_gen = payq_apply_generation(w->apply);
+	l->progress_gen = payq_apply_generation(l->apply);
 }
 
 /* The next offset this worker would apply in a partition: its first message in the
  * batch or held back, else the consumer's position. -1 when it has consumed nothing. */
-static int64_t next_to_apply(const worker_t *w, const rd_kafka_topic_partition_t *p)
+static int64_t next_to_apply(const lane_t *l, const rd_kafka_topic_partition_t *p)
 {
-	for (size_t i = 0; i < w->nbatch; i++)
-		if (w->batch[i].msg->partition == p->partition)
-			return w->batch[i].msg->offset; /* poll order: the first is the lowest */
-	for (size_t i = 0; i < w->nheld; i++)
-		if (w->held[i].msg->partition == p->partition)
-			return w->held[i].msg->offset;
+	for (size_t i = 0; i < l->nbatch; i++)
+		if (l->batch[i].msg->partition == p->partition)
+			return l->batch[i].msg->offset; /* poll order: the first is the lowest */
+	for (size_t i = 0; i < l->nheld; i++)
+		if (l->held[i].msg->partition == p->partition)
+			return l->held[i].msg->offset;
 	return p->offset >= 0 ? p->offset : -1;
 }
 
 /* worker_resync_progress found a rewind: drops the batch and the held messages, seeks
  * the partitions in seek that move (from their positions in parts) and stores the
  * offsets of those in moved, the database's. */
-static void rewind_partitions(worker_t *w, const rd_kafka_topic_partition_list_t *parts,
+static void rewind_partitions(lane_t *l, const rd_kafka_topic_partition_list_t *parts,
 			      rd_kafka_topic_partition_list_t *seek,
 			      rd_kafka_topic_partition_list_t *moved)
 {
+	worker_t *w = l->w;
 	rd_kafka_error_t *error;
 
 	/* Only the partitions whose messages are dropped, or that go back, move. */
@@ -243,13 +256,13 @@ static void rewind_partitions(worker_t *w, const rd_kafka_topic_partition_list_t
 	}
 	log_warn("database session changed and its progress is behind: dropping %zu "
 		 "polled messages and seeking %d partitions back",
-		 w->nbatch + w->nheld, seek->cnt);
-	for (size_t i = 0; i < w->nheld; i++)
-		rd_kafka_message_destroy(w->held[i].msg);
-	w->nheld = 0;
-	for (size_t i = 0; i < w->nbatch; i++)
-		rd_kafka_message_destroy(w->batch[i].msg);
-	w->nbatch = 0;
+		 l->nbatch + l->nheld, seek->cnt);
+	for (size_t i = 0; i < l->nheld; i++)
+		rd_kafka_message_destroy(l->held[i].msg);
+	l->nheld = 0;
+	for (size_t i = 0; i < l->nbatch; i++)
+		rd_kafka_message_destroy(l->batch[i].msg);
+	l->nbatch = 0;
 	error = rd_kafka_seek_partitions(w->rk, seek, 10000);
 	if (error) {
 		log_error("seeking back: %s", rd_kafka_error_string(error));
@@ -263,25 +276,27 @@ static void rewind_partitions(worker_t *w, const rd_kafka_topic_partition_list_t
 	/* Kafka's committed offset follows the database's. */
 	if (moved->cnt && !rd_kafka_offsets_store(w->rk, moved))
 		w->commit_dirty = true;
-	w->rewound = true;
-	worker_set_paused(w, false);
+	l->rewound = true;
+	worker_set_paused(l, false);
 }
 
-/* After a new database session, before the batch goes to it: the server may be a
- * promoted replica or a restored backup that lost the last commits, whose
+/* After a new database session of lane l, before the batch goes to it: the server may
+ * be a promoted replica or a restored backup that lost the last commits, whose
  * consumer_progress is behind what this worker consumed. Then every assigned partition
- * resumes from the database (plan_resume), the batch and the held messages are dropped
- * and their partitions sought back to their first message; returns true (the caller
+ * of the lane resumes from the database (plan_resume), the lane's batch and held
+ * messages are dropped and their partitions sought back to their first message (each
+ * lane compares its own partitions on its own session); returns true (the caller
  * abandons the batch). force: the batch was already applied on the previous session
  * (gateway mode, before its settle), so it is re-applied whatever the progress says. */
-bool worker_resync_progress(worker_t *w, bool force)
+bool worker_resync_progress(lane_t *l, bool force)
 {
+	worker_t *w = l->w;
 	rd_kafka_topic_partition_list_t *parts = NULL, *seek, *moved;
 	bool rewound = force;
 
-	if (payq_apply_generation(w->apply) == w->progress_gen)
+	if (payq_apply_generation(l->apply) == l->progress_gen)
 		return false;
-	w->progress_gen = payq_apply_generation(w->apply);
+	l->progress_gen = payq_apply_generation(l->apply);
 	if (rd_kafka_assignment(w->rk, &parts) || !parts->cnt || rd_kafka_position(w->rk, parts)) {
 		if (parts)
 			rd_kafka_topic_partition_list_destroy(parts);
@@ -291,20 +306,22 @@ bool worker_resync_progress(worker_t *w, bool force)
 	moved = rd_kafka_topic_partition_list_new(parts->cnt);
 	for (int i = 0; i < parts->cnt; i++) {
 		rd_kafka_topic_partition_t *p = &parts->elems[i];
-		int64_t next = next_to_apply(w, p), db, target;
+		int64_t next, db, target;
 		payq_progress_read_t pr;
 		resume_t r;
 
-		if (next < 0)
-			continue; /* nothing consumed: it starts where the assign put it */
-		pr = payq_apply_read_progress(w->apply, p->partition, &db);
+		/* Another lane's partition, or nothing consumed: it starts where the assign
+		 * put it. */
+		if (worker_lane_of(w, p->partition) != l || (next = next_to_apply(l, p)) < 0)
+			continue;
+		pr = payq_apply_read_progress(l->apply, p->partition, &db);
 		target = next;
 		/* Only a database behind the position matters here: one ahead of it (a
 		 * batch that committed before the connection broke) is absorbed by the
 		 * dedup table, as before any failover. */
 		r = pr != PAYQ_PROGRESS_FOUND || db < 0 || db >= next
 			    ? RESUME_KAFKA
-			    : plan_resume(w, p->topic, p->partition, next, db, "position", &target);
+			    : plan_resume(l, p->topic, p->partition, next, db, "position", &target);
 		if (r == RESUME_BACK || r == RESUME_GAP) {
 			rewound = true;
 			rd_kafka_topic_partition_list_add(moved, p->topic, p->partition)->offset =
@@ -313,7 +330,7 @@ bool worker_resync_progress(worker_t *w, bool force)
 		rd_kafka_topic_partition_list_add(seek, p->topic, p->partition)->offset = target;
 	}
 	if (rewound)
-		rewind_partitions(w, parts, seek, moved);
+		rewind_partitions(l, parts, seek, moved);
 	rd_kafka_topic_partition_list_destroy(moved);
 	rd_kafka_topic_partition_list_destroy(seek);
 	rd_kafka_topic_partition_list_destroy(parts);
@@ -331,7 +348,8 @@ void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	/* A batch in flight on the lane finishes first (or is left to the synchronous
 	 * path): the drift check needs the connection, and a finished batch's offsets are
 	 * stored while its partitions are still assigned (consume.c, loop). */
-	lane_quiesce(w);
+	for (int i = 0; i < w->nlanes; i++)
+		lane_quiesce(&w->lanes[i]);
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		log_info("assigned %d partitions (%s)", parts->cnt,
 			 rd_kafka_rebalance_protocol(rk));
@@ -350,10 +368,16 @@ void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		rd_kafka_topic_partition_list_destroy(moved);
 		/* librdkafka keeps a partition's pause across revoke and reassign, so set it
 		 * explicitly either way: a partition given back must not stay paused. */
-		if (w->paused)
-			rd_kafka_pause_partitions(rk, parts);
-		else
-			rd_kafka_resume_partitions(rk, parts);
+		for (int i = 0; i < parts->cnt; i++) {
+			rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+			rd_kafka_topic_partition_list_add(one, parts->elems[i].topic,
+							  parts->elems[i].partition);
+			if (worker_lane_of(w, parts->elems[i].partition)->paused)
+				rd_kafka_pause_partitions(rk, one);
+			else
+				rd_kafka_resume_partitions(rk, one);
+			rd_kafka_topic_partition_list_destroy(one);
+		}
 		atomic_store(&w->joined, true);
 	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
 		bool lost = rd_kafka_assignment_lost(rk);

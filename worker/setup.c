@@ -107,7 +107,7 @@ static rd_kafka_t *make_consumer(worker_t *w, char *errstr, size_t errstr_size)
 
 /* The consumer queue's IO event: librdkafka writes to a pipe when the queue becomes
  * non-empty, so that the loop waits on it and on the database socket with one poll(2).
- * Without it the wait is a 100 ms slice, which still works. */
+ * Without it the consumer is polled every 10 ms, which still works. */
 static void enable_wakeup(worker_t *w)
 {
 	w->cq = rd_kafka_queue_get_consumer(w->rk);
@@ -180,6 +180,18 @@ static bool close_consumer(worker_t *w)
 	return closed;
 }
 
+static void free_lane(lane_t *l)
+{
+	payq_apply_destroy(l->apply);
+	free(l->batch);
+	free(l->held);
+	free(l->items);
+	free(l->dead);
+	free(l->prog);
+	free(l->poison);
+	free(l->poison_err);
+}
+
 void worker_shutdown(worker_t *w)
 {
 	bool closed = true;
@@ -195,9 +207,13 @@ void worker_shutdown(worker_t *w)
 			closed = close_consumer(w);
 	}
 	payq_dlq_destroy(w->dlq, worker_shutdown_left_ms(w));
-	for (size_t i = 0; i < w->nheld; i++)
-		rd_kafka_message_destroy(w->held[i].msg);
-	worker_release_batch(w);
+	for (int i = 0; i < w->nlanes; i++) {
+		lane_t *l = &w->lanes[i];
+		for (size_t j = 0; j < l->nheld; j++)
+			rd_kafka_message_destroy(l->held[j].msg);
+		l->nheld = 0;
+		worker_release_batch(l);
+	}
 	/* After a fatal error librdkafka 2.0.2 refuses the consumer close, and a plain
 	 * destroy then waits for it for ever. Destroying a consumer whose close is still
 	 * under way would wait for that close too: past the deadline it is left to the
@@ -209,34 +225,54 @@ void worker_shutdown(worker_t *w)
 	payq_http_stop(w->http);
 	payq_reconciler_stop(w->reconciler);
 	payq_gateway_destroy(w->gw);
-	payq_apply_destroy(w->apply);
+	for (int i = 0; i < w->nlanes; i++)
+		free_lane(&w->lanes[i]);
+	free(w->lanes);
 	free(w->charges);
 	free(w->charge_item);
-	free(w->batch);
-	free(w->held);
-	free(w->items);
-	free(w->dead);
-	free(w->prog);
-	free(w->poison);
-	free(w->poison_err);
 }
 
-/* Allocates the batch buffers and the applier. */
-static bool alloc_worker(worker_t *w)
+/* Allocates lane l's batch buffers and connection. */
+static bool alloc_lane(worker_t *w, lane_t *l, int id)
 {
 	size_t max = (size_t)w->cfg->batch_max;
 
-	w->batch = calloc(max, sizeof(*w->batch));
-	w->items = calloc(max, sizeof(*w->items));
-	w->dead = calloc(max, sizeof(*w->dead));
-	w->prog = calloc(max, sizeof(*w->prog));
-	w->poison = calloc(max, sizeof(*w->poison));
-	w->poison_err = calloc(max, sizeof(*w->poison_err));
+	l->w = w;
+	l->id = id;
+	l->batch = calloc(max, sizeof(*l->batch));
+	l->items = calloc(max, sizeof(*l->items));
+	l->dead = calloc(max, sizeof(*l->dead));
+	l->prog = calloc(max, sizeof(*l->prog));
+	l->poison = calloc(max, sizeof(*l->poison));
+	l->poison_err = calloc(max, sizeof(*l->poison_err));
+	l->apply = payq_apply_new(w->cfg->db, w->cfg->group, w->cfg->topic);
+	return l->batch && l->items && l->dead && l->prog && l->poison && l->poison_err &&
+	       l->apply;
+}
+
+/* Allocates the lanes and gateway mode's charges. Gateway mode charges and settles on
+ * the synchronous path, one batch at a time: it runs one lane. */
+static bool alloc_worker(worker_t *w)
+{
+	size_t max = (size_t)w->cfg->batch_max;
+	bool gateway = !strcmp(w->cfg->payment_mode, "gateway");
+
+	w->nlanes = gateway ? 1 : (int)w->cfg->apply_lanes;
+	if (gateway && w->cfg->apply_lanes > 1)
+		log_info("payment mode gateway: applying on one lane (PAYQ_APPLY_LANES=%" PRId64
+			 " applies to ledger mode)",
+			 w->cfg->apply_lanes);
+	w->lanes = calloc((size_t)w->nlanes, sizeof(*w->lanes));
+	if (!w->lanes) {
+		w->nlanes = 0;
+		return false;
+	}
+	for (int i = 0; i < w->nlanes; i++)
+		if (!alloc_lane(w, &w->lanes[i], i))
+			return false;
 	w->charges = calloc(max, sizeof(*w->charges));
 	w->charge_item = calloc(max, sizeof(*w->charge_item));
-	w->apply = payq_apply_new(w->cfg->db, w->cfg->group, w->cfg->topic);
-	return w->batch && w->items && w->dead && w->prog && w->poison && w->poison_err &&
-	       w->charges && w->charge_item && w->apply;
+	return w->charges && w->charge_item;
 }
 
 /* Gateway mode's channel client, and the reconciler when it runs. Returns an exit code. */
@@ -254,9 +290,9 @@ static int setup_payments(worker_t *w)
 			log_error("%s", errstr);
 			return PAYQ_EXIT_USAGE;
 		}
-		payq_apply_set_gateway(w->apply, delays[0]);
+		payq_apply_set_gateway(w->lanes[0].apply, delays[0]);
 		/* A slow channel must not starve the consumer: keep polling, paused. */
-		payq_gateway_set_idle(w->gw, worker_tick, w);
+		payq_gateway_set_idle(w->gw, worker_tick, &w->lanes[0]);
 		free(delays);
 		log_info("payment mode gateway: charging through %s (timeout %" PRId64
 			 " ms, %" PRId64 " at once)",
@@ -281,7 +317,7 @@ static int setup_clients(worker_t *w)
 	payq_connect_t crc;
 
 	/* A schema that is too old stops the worker before it joins the group. */
-	crc = payq_apply_connect(w->apply, errstr, sizeof(errstr));
+	crc = payq_apply_connect(w->lanes[0].apply, errstr, sizeof(errstr));
 	if (crc == PAYQ_CONNECT_FATAL) {
 		log_error("%s", errstr);
 		return PAYQ_EXIT_SCHEMA;
@@ -316,8 +352,10 @@ static int setup_clients(worker_t *w)
 		log_error("%s", errstr);
 		return PAYQ_EXIT_RUNTIME;
 	}
-	log_info("consuming %s as group %s (batch %" PRId64 ", wait %" PRId64 " ms, commit %s)",
-		 cfg->topic, cfg->group, cfg->batch_max, cfg->batch_wait_ms, cfg->commit_mode);
+	log_info("consuming %s as group %s (batch %" PRId64 ", wait %" PRId64
+		 " ms, commit %s, %d apply lanes)",
+		 cfg->topic, cfg->group, cfg->batch_max, cfg->batch_wait_ms, cfg->commit_mode,
+		 w->nlanes);
 	return PAYQ_EXIT_OK;
 }
 

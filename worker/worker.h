@@ -58,37 +58,37 @@ typedef struct entry {
 	char error[256];
 } entry_t;
 
-/* Where the lane's batch is (lane.c). */
+/* Where a lane's batch is (lane.c). */
 typedef enum {
 	LANE_IDLE,	/* no batch sent: the loop may send the next one */
 	LANE_IN_FLIGHT, /* sent on the fast path; its COMMIT result has not arrived */
 	LANE_DONE,	/* its COMMIT result arrived, OK: its offsets are to be stored */
 	LANE_FAILED,	/* the fast path failed: the synchronous path settles the batch */
-	LANE_SETTLED,	/* settled inside a rebalance callback (lane_quiesce): lane_result */
+	LANE_SETTLED,	/* settled inside a rebalance callback (lane_quiesce): result */
 } lane_state_t;
 
-typedef struct worker {
-	payq_config_t *cfg;
-	rd_kafka_t *rk;
-	payq_dlq_t *dlq;
-	payq_apply_t *apply;
-	payq_http_t *http;
-	payq_gateway_t *gw; /* gateway mode only */
-	payq_reconciler_t *reconciler;
-	payq_charge_t *charges; /* gateway mode: this batch's charges */
-	size_t *charge_item;	/* the item of each charge */
-	bool cooperative;
-	bool paused;
-	bool fatal;
-	bool commit_dirty;
-	int64_t async_commit_ms;  /* when the async commit in flight was sent, or 0 */
-	bool in_flight;		  /* process_batch() is settling w->batch */
-	bool retried;		  /* an apply attempt of w->batch failed transiently */
-	int64_t stop_deadline_ms; /* set when a signal arrives */
+struct worker;
 
-	entry_t *batch; /* the batch being collected or applied, in poll order */
+/* An apply lane (PAYQ_APPLY_LANES): one database connection and the batches of the
+ * partitions p with p % nlanes == id. An order maps to one partition, so its commands
+ * stay on one lane, in order, and two lanes never lock the same order. Each lane
+ * holds, sends, commits and stores its own partitions' batches. */
+typedef struct lane {
+	struct worker *w;
+	int id;
+	payq_apply_t *apply;
+	bool paused; /* its partitions are paused (a retry, or its next batch is full) */
+
+	lane_state_t state;
+	int result;	     /* batch_result_t of a batch settled in a callback */
+	bool commit_sent;    /* the batch's COMMIT has been sent */
+	int64_t deadline_ms; /* the in-flight batch's answers are due by then */
+	bool in_flight;	     /* the batch is being settled: it keeps its messages */
+	bool retried;	     /* an apply attempt of the batch failed transiently */
+
+	entry_t *batch; /* the batch being applied, in poll order */
 	size_t nbatch;
-	entry_t *held; /* polled while paused or while the lane is in flight: the next batch */
+	entry_t *held; /* polled while the batch is in flight: the next batch */
 	size_t nheld, held_cap;
 	int64_t held_since_ms; /* when the first of the held messages was polled */
 	payq_item_t *items;
@@ -99,21 +99,40 @@ typedef struct worker {
 	size_t *poison;
 	char (*poison_err)[200];
 
-	/* The apply lane (lane.c) and the loop's wait (consume.c). */
-	lane_state_t lane;
-	int lane_result;	  /* batch_result_t of a batch settled in a callback */
-	bool lane_commit_sent;	  /* the lane's COMMIT has been sent */
-	int64_t lane_deadline_ms; /* the in-flight batch's answers are due by then */
-	rd_kafka_queue_t *cq;	  /* the consumer queue, whose IO event wakes the wait */
-	int wake_fd[2];		  /* its pipe: read end, write end (-1 when none) */
-
 	uint64_t progress_gen; /* the database session whose progress was last compared */
 	bool rewound;	       /* resync_progress() dropped the batch and sought back */
+} lane_t;
+
+typedef struct worker {
+	payq_config_t *cfg;
+	rd_kafka_t *rk;
+	payq_dlq_t *dlq;
+	payq_http_t *http;
+	payq_gateway_t *gw; /* gateway mode only */
+	payq_reconciler_t *reconciler;
+	payq_charge_t *charges; /* gateway mode (one lane): this batch's charges */
+	size_t *charge_item;	/* the item of each charge */
+	bool cooperative;
+	bool fatal;
+	bool commit_dirty;
+	int64_t async_commit_ms;  /* when the async commit in flight was sent, or 0 */
+	int64_t stop_deadline_ms; /* set when a signal arrives */
+
+	lane_t *lanes; /* PAYQ_APPLY_LANES of them */
+	int nlanes;
+	rd_kafka_queue_t *cq; /* the consumer queue, whose IO event wakes the wait */
+	int wake_fd[2];	      /* its pipe: read end, write end (-1 when none) */
 
 	atomic_llong last_poll_ms;
 	atomic_bool joined;
 	atomic_bool db_ok;
 } worker_t;
+
+/* The lane of a partition. */
+static inline lane_t *worker_lane_of(worker_t *w, int32_t partition)
+{
+	return &w->lanes[(partition < 0 ? 0 : partition) % w->nlanes];
+}
 
 /* What became of a batch handed to worker_process_batch. */
 typedef enum {
@@ -133,7 +152,7 @@ void worker_shutdown(worker_t *w);
  * the worker on one. */
 bool worker_access_denied(rd_kafka_resp_err_t err);
 void worker_stop_denied(worker_t *w, rd_kafka_resp_err_t err, const char *reason);
-void worker_set_paused(worker_t *w, bool pause);
+void worker_set_paused(lane_t *l, bool pause);
 bool worker_tick(void *opaque, int wait_ms);
 
 /* The result of one step of settling a batch (batch.c, charge.c). */
@@ -151,19 +170,19 @@ static inline const char *worker_trace_id(const payq_item_t *it)
 
 /* Connects the apply connection if it is not (batch.c); a schema too old for this worker
  * (PAYQ_CONNECT_FATAL) is logged and makes the worker stop (w->fatal). */
-payq_connect_t worker_connect(worker_t *w, char *errstr, size_t errstr_size);
+payq_connect_t worker_connect(lane_t *l, char *errstr, size_t errstr_size);
 
 /* After a failed database step: counts the retry by SQLSTATE, drops a broken
  * connection, and waits with backoff while polling paused (batch.c). Returns false when
  * the caller must give up (fatal error, or the shutdown deadline passed). */
-bool worker_db_retry_wait(worker_t *w, int *attempt, const char *sqlstate, const char *what,
+bool worker_db_retry_wait(lane_t *l, int *attempt, const char *sqlstate, const char *what,
 			  const char *errstr);
 
 /* Gateway mode, steps 2 and 3 (charge.c): charges the batch's pending payments, then
  * records the answers and (when prog is given) the batch's consumer_progress in one
  * transaction. STEP_ABANDON: the pays stay pending and resume, with the same keys, on
  * redelivery. */
-step_t worker_charge_and_settle(worker_t *w, size_t n, const payq_progress_t *prog, size_t np);
+step_t worker_charge_and_settle(lane_t *l, size_t n, const payq_progress_t *prog, size_t np);
 
 int worker_shutdown_left_ms(const worker_t *w);
 
@@ -176,17 +195,16 @@ void worker_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /* rebalance.c */
 void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			 rd_kafka_topic_partition_list_t *parts, void *opaque);
-bool worker_resync_progress(worker_t *w, bool force);
+bool worker_resync_progress(lane_t *l, bool force);
 
 /* batch.c: settling w->batch. worker_process_batch does it all on the synchronous
  * path; the lane (lane.c) runs worker_batch_prepare (decode, DLQ), then applies the batch
  * without blocking and calls worker_batch_committed (store the offsets) after its COMMIT,
  * or worker_batch_settle_sync when the fast path failed. BATCH_DONE from prepare: go on. */
-batch_result_t worker_process_batch(worker_t *w);
-batch_result_t worker_batch_prepare(worker_t *w);
-batch_result_t worker_batch_settle_sync(worker_t *w);
-batch_result_t worker_batch_committed(worker_t *w);
-void worker_release_batch(worker_t *w);
+batch_result_t worker_batch_prepare(lane_t *l);
+batch_result_t worker_batch_settle_sync(lane_t *l);
+batch_result_t worker_batch_committed(lane_t *l);
+void worker_release_batch(lane_t *l);
 
 /* lane.c: the apply lane, one batch at a time on its own connection without blocking
  * the loop. lane_send prepares w->batch (decode, DLQ) and sends it (BATCH_SENT), or
@@ -196,10 +214,10 @@ void worker_release_batch(worker_t *w);
  * frees the lane. lane_quiesce, for rebalance callbacks, waits for the batch in flight
  * (bounded) so that the connection is free and the offsets are stored while the
  * partitions are still assigned. lane_abandon gives the batch in flight up. */
-batch_result_t lane_send(worker_t *w);
-void lane_step(worker_t *w);
-batch_result_t lane_finish(worker_t *w);
-void lane_quiesce(worker_t *w);
-void lane_abandon(worker_t *w);
+batch_result_t lane_send(lane_t *l);
+void lane_step(lane_t *l);
+batch_result_t lane_finish(lane_t *l);
+void lane_quiesce(lane_t *l);
+void lane_abandon(lane_t *l);
 
 #endif
