@@ -173,5 +173,8 @@ void payq_apply_async_abandon(payq_apply_t *a);
 #ifdef PAYQ_MUTATION_EARLY_SEND
 void payq_apply_async_forget(payq_apply_t *a);
 #endif
+/* True when the last FAILED was an error retrying cannot cure (one command the database
+ * refuses): the batch must be split to find it (payq_apply_batch's PERMANENT). */
+bool payq_apply_async_permanent(const payq_apply_t *a);
 /* The SQLSTATE ("" if none) and the error of the last FAILED. */
 const char *payq_apply_async_error(const payq_apply_t *a, const char **sqlstate);

@@ -209,6 +209,11 @@ void payq_apply_async_abandon(payq_apply_t *a)
 	payq_apply_disconnect(a);
 }
 
+bool payq_apply_async_permanent(const payq_apply_t *a)
+{
+	return a->pipe.st == PAYQ_APPLY_PERMANENT;
+}
+
 const char *payq_apply_async_error(const payq_apply_t *a, const char **sqlstate)
 {
 	if (sqlstate)

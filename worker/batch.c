@@ -39,8 +39,8 @@ payq_connect_t worker_connect(lane_t *l, char *errstr, size_t errstr_size)
 	return rc;
 }
 
-bool worker_db_retry_wait(lane_t *l, int *attempt, const char *sqlstate, const char *what,
-			  const char *errstr)
+int64_t worker_db_retry_note(lane_t *l, int *attempt, const char *sqlstate, const char *what,
+			     const char *errstr)
 {
 	worker_t *w = l->w;
 	char labels[64];
@@ -55,7 +55,13 @@ bool worker_db_retry_wait(lane_t *l, int *attempt, const char *sqlstate, const c
 		atomic_store(&w->db_ok, false);
 		payq_apply_disconnect(l->apply);
 	}
-	return worker_tick(l, (int)wait);
+	return wait;
+}
+
+bool worker_db_retry_wait(lane_t *l, int *attempt, const char *sqlstate, const char *what,
+			  const char *errstr)
+{
+	return worker_tick(l, (int)worker_db_retry_note(l, attempt, sqlstate, what, errstr));
 }
 
 /* What apply_range did with its range. */

@@ -367,8 +367,11 @@ static void wait_for_work(worker_t *w)
 			if (payq_apply_async_wants_write(l->apply))
 				pfd[n].events |= POLLOUT;
 			n++;
-		} else if (l->state == LANE_IDLE && l->nheld) {
-			int64_t due = l->held_since_ms + w->cfg->batch_wait_ms - now;
+		} else if ((l->state == LANE_IDLE && l->nheld) || l->state == LANE_BACKOFF) {
+			int64_t due = (l->state == LANE_BACKOFF
+					       ? l->retry_at_ms
+					       : l->held_since_ms + w->cfg->batch_wait_ms) -
+				      now;
 			if (due < timeout)
 				timeout = due > 0 ? (int)due : 0;
 		}
@@ -422,11 +425,9 @@ static bool advance(worker_t *w, lane_t *l)
 	batch_result_t r;
 
 	lane_step(l);
-	if (l->state != LANE_IDLE && l->state != LANE_IN_FLIGHT) {
-		r = lane_finish(l);
-		if (r != BATCH_SENT && !after_batch(l, r))
-			return false;
-	}
+	r = l->state == LANE_BACKOFF ? lane_retry(l) : lane_finish(l);
+	if (r != BATCH_SENT && !after_batch(l, r))
+		return false;
 	if (!batch_due(l, payq_now_ms()) || w->fatal)
 		return true;
 	take_held(l);

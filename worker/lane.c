@@ -7,9 +7,14 @@
  *     arrived and N's offsets were stored (lane_finish), so that N+1 reads N's writes
  *     and a failed N is retried before anything after it moves progress;
  *   - N's offsets are stored only after its COMMIT result, as on the synchronous path;
- *   - anything but a clean COMMIT (an error, a lost connection, no answer in time) sends
- *     the batch to the synchronous path (batch.c), with its retries, backoff and poison
- *     isolation unchanged; so does gateway mode, whose charge and settle are there.
+ *   - a transient error (a lost connection, no answer in time, a serialization
+ *     failure) pauses the lane's partitions and sends the same batch again after a
+ *     backoff (LANE_BACKOFF, lane_retry), without blocking the loop: the other lanes go
+ *     on. The batch stays the lane's until it commits, so nothing after it moves
+ *     progress, as on the synchronous path;
+ *   - an error retrying cannot cure (one command the database refuses) sends the batch
+ *     to the synchronous path (batch.c), which splits it to find the command; so does
+ *     gateway mode, whose charge and settle are there.
  */
 #include "worker.h"
 
@@ -35,6 +40,8 @@ static int64_t answer_bound_ms(const lane_t *l)
 	return bound ? bound : 30000 + (tcp > 0 ? tcp : 0);
 }
 
+static batch_result_t send_batch(lane_t *l);
+
 batch_result_t lane_send(lane_t *l)
 {
 	worker_t *w = l->w;
@@ -55,6 +62,14 @@ batch_result_t lane_send(lane_t *l)
 		return BATCH_REWOUND;
 	}
 	payq_crash_point("after_commit_before_next_send");
+	l->attempt = 0;
+	return send_batch(l);
+}
+
+/* Sends the prepared batch on the fast path, or settles it on the synchronous path when
+ * the connection cannot take it. */
+static batch_result_t send_batch(lane_t *l)
+{
 	if (payq_apply_async_send(l->apply, l->items, l->nitems, l->prog, l->nprog))
 		return worker_batch_settle_sync(l);
 	l->state = LANE_IN_FLIGHT;
@@ -63,20 +78,34 @@ batch_result_t lane_send(lane_t *l)
 	return BATCH_SENT;
 }
 
-/* The fast path failed: says why; the synchronous path takes the batch over. */
+/* The fast path failed; lane_finish decides how the batch is retried. */
 static void failed(lane_t *l)
 {
-	const char *sqlstate, *err = payq_apply_async_error(l->apply, &sqlstate);
-	char labels[64];
-
-	snprintf(labels, sizeof(labels), "sqlstate=\"%s\"", sqlstate[0] ? sqlstate : "none");
-	payq_metrics_add("payq_db_retries_total", labels, 1);
-	/* The same words as the synchronous path's retries: tests and operators look for
-	 * them. */
-	log_warn("database error (SQLSTATE %s), retrying the batch on the synchronous path "
-		 "(the fast path failed): %s",
-		 sqlstate[0] ? sqlstate : "none", err[0] ? err : "no answer in time");
+	/* Its COMMIT may have landed all the same: a duplicate of the batch's own row then
+	 * counts as the row's outcome. */
+	l->retried = l->retried || l->commit_sent;
 	l->state = LANE_FAILED;
+}
+
+/* A transient error: the lane's partitions pause and the batch waits out a backoff
+ * (the synchronous path's, with the same log line and metric), while the loop goes on. */
+static void back_off(lane_t *l, const char *sqlstate, const char *err)
+{
+	int64_t wait = worker_db_retry_note(l, &l->attempt, sqlstate, "the batch", err);
+
+	l->retried = true;
+	l->retry_at_ms = payq_now_ms() + wait;
+	l->state = LANE_BACKOFF;
+	if (!payq_fault_armed("hold_alloc"))
+		worker_set_paused(l, true);
+}
+
+/* A 23505 is transient (another worker won a race for the key; the retry sees its row)
+ * until it repeats: then, as on the synchronous path, the batch is split. */
+static bool curable(const lane_t *l, const char *sqlstate)
+{
+	return !payq_apply_async_permanent(l->apply) &&
+	       (strcmp(sqlstate, "23505") != 0 || l->attempt < 5);
 }
 
 void lane_step(lane_t *l)
@@ -122,18 +151,51 @@ batch_result_t lane_finish(lane_t *l)
 	case LANE_IDLE:
 	case LANE_IN_FLIGHT: return BATCH_SENT;
 	case LANE_DONE: r = worker_batch_committed(l); break;
-	case LANE_FAILED:
-		/* Its COMMIT may have landed all the same: a duplicate of the batch's own
-		 * row then counts as the row's outcome. */
-		l->retried = l->commit_sent;
+	case LANE_FAILED: {
+		const char *sqlstate, *err = payq_apply_async_error(l->apply, &sqlstate);
+		if (curable(l, sqlstate)) {
+			back_off(l, sqlstate, err[0] ? err : "no answer in time");
+			return BATCH_SENT;
+		}
+		log_warn("database error (SQLSTATE %s) on the fast path: retrying the batch on "
+			 "the synchronous path, which splits it: %s",
+			 sqlstate[0] ? sqlstate : "none", err);
 		l->state = LANE_IDLE; /* the synchronous path owns the connection now */
 		r = worker_batch_settle_sync(l);
 		break;
+	}
+	case LANE_BACKOFF: return BATCH_SENT;
 	case LANE_SETTLED:
 	default: r = (batch_result_t)l->result; break;
 	}
 	l->state = LANE_IDLE;
 	return r;
+}
+
+batch_result_t lane_retry(lane_t *l)
+{
+	char errstr[512];
+	payq_connect_t rc;
+
+	if (l->state != LANE_BACKOFF || payq_now_ms() < l->retry_at_ms)
+		return BATCH_SENT;
+	rc = worker_connect(l, errstr, sizeof(errstr));
+	if (rc == PAYQ_CONNECT_FATAL) {
+		l->state = LANE_IDLE;
+		return BATCH_ABANDONED;
+	}
+	if (rc != PAYQ_CONNECT_OK) {
+		back_off(l, "08000", errstr);
+		return BATCH_SENT;
+	}
+	l->state = LANE_IDLE;
+	/* A new session may have lost the last commits (a failover): the batch is dropped
+	 * and its partitions resume from the database, as on the synchronous path. */
+	if (worker_resync_progress(l, false)) {
+		l->rewound = false;
+		return BATCH_REWOUND;
+	}
+	return send_batch(l);
 }
 
 /* Waits for the batch in flight until it is no longer in flight or the deadline passes

@@ -63,7 +63,8 @@ typedef enum {
 	LANE_IDLE,	/* no batch sent: the loop may send the next one */
 	LANE_IN_FLIGHT, /* sent on the fast path; its COMMIT result has not arrived */
 	LANE_DONE,	/* its COMMIT result arrived, OK: its offsets are to be stored */
-	LANE_FAILED,	/* the fast path failed: the synchronous path settles the batch */
+	LANE_FAILED,	/* the fast path failed: lane_finish decides how to retry */
+	LANE_BACKOFF,	/* a transient error: its partitions paused, sent again at retry_at */
 	LANE_SETTLED,	/* settled inside a rebalance callback (lane_quiesce): result */
 } lane_state_t;
 
@@ -85,6 +86,8 @@ typedef struct lane {
 	int64_t deadline_ms; /* the in-flight batch's answers are due by then */
 	bool in_flight;	     /* the batch is being settled: it keeps its messages */
 	bool retried;	     /* an apply attempt of the batch failed transiently */
+	int attempt;	     /* the batch's fast-path retries so far */
+	int64_t retry_at_ms; /* LANE_BACKOFF: when to send it again */
 
 	entry_t *batch; /* the batch being applied, in poll order */
 	size_t nbatch;
@@ -172,9 +175,13 @@ static inline const char *worker_trace_id(const payq_item_t *it)
  * (PAYQ_CONNECT_FATAL) is logged and makes the worker stop (w->fatal). */
 payq_connect_t worker_connect(lane_t *l, char *errstr, size_t errstr_size);
 
-/* After a failed database step: counts the retry by SQLSTATE, drops a broken
- * connection, and waits with backoff while polling paused (batch.c). Returns false when
- * the caller must give up (fatal error, or the shutdown deadline passed). */
+/* After a failed database step: counts the retry by SQLSTATE, logs it, drops a broken
+ * connection and returns how long to wait (backoff with jitter) (batch.c). */
+int64_t worker_db_retry_note(lane_t *l, int *attempt, const char *sqlstate, const char *what,
+			     const char *errstr);
+/* worker_db_retry_note, then waits that long with l's partitions paused (worker_tick).
+ * Returns false when the caller must give up (fatal error, or the shutdown deadline
+ * passed). */
 bool worker_db_retry_wait(lane_t *l, int *attempt, const char *sqlstate, const char *what,
 			  const char *errstr);
 
@@ -210,13 +217,15 @@ void worker_release_batch(lane_t *l);
  * the loop. lane_send prepares w->batch (decode, DLQ) and sends it (BATCH_SENT), or
  * settles it synchronously (gateway mode, no commands, the fast path unavailable).
  * lane_step advances the batch in flight as answers arrive; lane_finish, once it is no
- * longer in flight, stores its offsets (or settles it on the synchronous path) and
- * frees the lane. lane_quiesce, for rebalance callbacks, waits for the batch in flight
+ * longer in flight, stores its offsets and frees the lane, puts it in LANE_BACKOFF after
+ * a transient error, or settles it on the synchronous path after a permanent one;
+ * lane_retry sends a LANE_BACKOFF batch again once its backoff has passed. lane_quiesce, for rebalance callbacks, waits for the batch in flight
  * (bounded) so that the connection is free and the offsets are stored while the
  * partitions are still assigned. lane_abandon gives the batch in flight up. */
 batch_result_t lane_send(lane_t *l);
 void lane_step(lane_t *l);
 batch_result_t lane_finish(lane_t *l);
+batch_result_t lane_retry(lane_t *l);
 void lane_quiesce(lane_t *l);
 void lane_abandon(lane_t *l);
 
