@@ -38,8 +38,8 @@ static step_t read_keys(lane_t *l, size_t k)
 /* Records the charges' results with progress. A permanent error (the database refuses
  * something the channel said) must not loop: each charge is then settled alone, and one
  * refused is recorded unknown with the error (settle_refused). */
-static payq_apply_status_t settle_batch(lane_t *l, size_t k, const payq_progress_t *prog,
-					size_t np, char sqlstate[6], char *errstr, size_t size)
+static payq_apply_status_t settle_batch(lane_t *l, size_t k, const payq_progress_t *prog, size_t np,
+					char sqlstate[6], char *errstr, size_t size)
 {
 	worker_t *w = l->w;
 	payq_apply_status_t st =

@@ -56,6 +56,11 @@ void worker_commit(worker_t *w, bool sync)
 
 	if (!w->commit_dirty || w->fatal)
 		return;
+	/* A lost assignment is someone else's now: commit nothing until the revoke has run
+	 * and the worker is assigned again (rebalance.c). With several lanes, a second lane's
+	 * batch can be stored after the loss and before the loop polls the revoke. */
+	if (rd_kafka_assignment_lost(w->rk))
+		return;
 	/* One async commit at a time. librdkafka retries a commit that met a retriable
 	 * error (a coordinator still loading after a broker restart), and a retried older
 	 * commit can land after a newer one: the committed offset would move backwards

@@ -184,8 +184,8 @@ void worker_set_paused(lane_t *l, bool pause)
 		else
 			rd_kafka_resume_partitions(w->rk, parts);
 		rd_kafka_topic_partition_list_destroy(parts);
+		l->paused = pause;
 	}
-	l->paused = pause;
 }
 
 /* True when l's next batch is whole: nothing more of its partitions is taken from the
@@ -241,6 +241,9 @@ bool worker_tick(void *opaque, int wait_ms)
 		if (w->fatal)
 			return false;
 		if (!payq_run) {
+			/* Stopping: fetch nothing new for any lane. */
+			for (int i = 0; i < w->nlanes; i++)
+				worker_set_paused(&w->lanes[i], true);
 			if (!w->stop_deadline_ms)
 				w->stop_deadline_ms = payq_now_ms() + w->cfg->shutdown_timeout_ms;
 			/* The last fifth is for the final commit and leaving the group. */
@@ -270,7 +273,8 @@ static void idle(worker_t *w, int64_t *last_ping)
 		*last_ping = payq_now_ms();
 		for (int i = 0; i < w->nlanes; i++) {
 			lane_t *l = &w->lanes[i];
-			if (payq_apply_connect(l->apply, errstr, sizeof(errstr)) != PAYQ_CONNECT_OK) {
+			if (payq_apply_connect(l->apply, errstr, sizeof(errstr)) !=
+			    PAYQ_CONNECT_OK) {
 				ok = false;
 				continue;
 			}
@@ -302,16 +306,18 @@ static bool give_up(worker_t *w)
 	return payq_now_ms() >= w->stop_deadline_ms - w->cfg->shutdown_timeout_ms / 5;
 }
 
-/* True while the loop takes what Kafka delivers: no lane's next batch is whole yet.
- * What is beyond stays in librdkafka's queue, which bounds itself
+/* True while the loop takes what Kafka delivers: no running lane's next batch is whole
+ * yet. What is beyond stays in librdkafka's queue, which bounds itself
  * (queued.max.messages.kbytes): pausing the partitions instead would throw the
- * prefetched messages away and fetch them again for every batch. */
+ * prefetched messages away and fetch them again for every batch. A paused lane (backing
+ * off, or full while another lane was on the synchronous path) gets nothing new, so it
+ * does not hold the other lanes up. */
 static bool want_more(const worker_t *w)
 {
 	if (!payq_run)
 		return false; /* after a signal: finish what was polled, fetch nothing new */
 	for (int i = 0; i < w->nlanes; i++)
-		if (lane_full(&w->lanes[i]))
+		if (lane_full(&w->lanes[i]) && !w->lanes[i].paused)
 			return false;
 	return true;
 }
@@ -418,6 +424,23 @@ static void take_held(lane_t *l)
 		l->held_since_ms = payq_now_ms();
 }
 
+/* A lane's batch in flight longer than this with its next batch whole is slow (a lock
+ * wait, a stalled server): its partitions are paused, so that the loop goes on taking
+ * the other lanes' messages. A batch takes some 10 to 30 ms otherwise. */
+#define SLOW_LANE_MS 500
+
+/* Pauses a slow lane (SLOW_LANE_MS), and resumes an idle one that nothing keeps paused
+ * any more (its held messages dropped by a revoke, or sent). */
+static void set_lane_pause(lane_t *l, int64_t now)
+{
+	if (payq_fault_armed("hold_alloc") || !payq_run)
+		return;
+	if (l->state == LANE_IN_FLIGHT && lane_full(l) && now - l->sent_ms > SLOW_LANE_MS)
+		worker_set_paused(l, true);
+	else if (l->state == LANE_IDLE && l->paused && !lane_full(l))
+		worker_set_paused(l, false);
+}
+
 /* Moves lane l on: advances its batch in flight, settles it once it is no longer in
  * flight, and sends its next batch when one is due. Returns false to stop. */
 static bool advance(worker_t *w, lane_t *l)
@@ -428,11 +451,10 @@ static bool advance(worker_t *w, lane_t *l)
 	r = l->state == LANE_BACKOFF ? lane_retry(l) : lane_finish(l);
 	if (r != BATCH_SENT && !after_batch(l, r))
 		return false;
+	set_lane_pause(l, payq_now_ms());
 	if (!batch_due(l, payq_now_ms()) || w->fatal)
 		return true;
 	take_held(l);
-	if (l->paused && !payq_fault_armed("hold_alloc"))
-		worker_set_paused(l, false);
 	l->in_flight = true;
 	r = lane_send(l);
 	return r == BATCH_SENT || after_batch(l, r);
@@ -502,11 +524,12 @@ static int loop(worker_t *w)
 		wait_for_work(w);
 	}
 	for (int i = 0; i < w->nlanes; i++) {
-		if (w->lanes[i].state != LANE_IDLE) {
-			lane_abandon(&w->lanes[i]);
+		lane_t *l = &w->lanes[i];
+		/* SETTLED: stored inside the last callback; anything else was given up. */
+		if (l->state != LANE_IDLE && l->state != LANE_SETTLED)
 			rc = PAYQ_EXIT_RUNTIME;
-		}
-		w->lanes[i].in_flight = false;
+		lane_abandon(l);
+		l->in_flight = false;
 	}
 	if (w->fatal) {
 		if (payq_dlq_fatal(w->dlq, errstr, sizeof(errstr)))

@@ -41,6 +41,7 @@ static int64_t answer_bound_ms(const lane_t *l)
 }
 
 static batch_result_t send_batch(lane_t *l);
+static void back_off(lane_t *l, const char *sqlstate, const char *err);
 
 batch_result_t lane_send(lane_t *l)
 {
@@ -52,9 +53,19 @@ batch_result_t lane_send(lane_t *l)
 		return r;
 	/* Gateway mode charges and settles on the synchronous path; a batch of malformed
 	 * messages only writes progress. */
-	if (w->gw || !l->nitems ||
-	    payq_apply_connect(l->apply, errstr, sizeof(errstr)) != PAYQ_CONNECT_OK)
+	if (w->gw || !l->nitems)
 		return worker_batch_settle_sync(l);
+	l->attempt = 0;
+	switch (worker_connect(l, errstr, sizeof(errstr))) {
+	case PAYQ_CONNECT_OK: break;
+	case PAYQ_CONNECT_RETRY:
+		/* The database is not reachable from this lane: back off without blocking
+		 * the other lanes. */
+		back_off(l, "08000", errstr);
+		return BATCH_SENT;
+	case PAYQ_CONNECT_FATAL:
+	default: return BATCH_ABANDONED;
+	}
 	/* A new session may have lost the last commits: the batch is dropped and its
 	 * partitions resume from the database (as on the synchronous path). */
 	if (worker_resync_progress(l, false)) {
@@ -62,7 +73,6 @@ batch_result_t lane_send(lane_t *l)
 		return BATCH_REWOUND;
 	}
 	payq_crash_point("after_commit_before_next_send");
-	l->attempt = 0;
 	return send_batch(l);
 }
 
@@ -70,8 +80,15 @@ batch_result_t lane_send(lane_t *l)
  * the connection cannot take it. */
 static batch_result_t send_batch(lane_t *l)
 {
-	if (payq_apply_async_send(l->apply, l->items, l->nitems, l->prog, l->nprog))
-		return worker_batch_settle_sync(l);
+	if (payq_apply_async_send(l->apply, l->items, l->nitems, l->prog, l->nprog)) {
+		/* A connection lost on the way backs off; anything else (out of memory for
+		 * the scratch buffers) takes the synchronous path. */
+		if (payq_apply_connected(l->apply))
+			return worker_batch_settle_sync(l);
+		back_off(l, "08000", "the connection was lost sending the batch");
+		return BATCH_SENT;
+	}
+	l->sent_ms = payq_now_ms();
 	l->state = LANE_IN_FLIGHT;
 	l->commit_sent = false;
 	l->deadline_ms = payq_now_ms() + answer_bound_ms(l);
@@ -202,6 +219,8 @@ batch_result_t lane_retry(lane_t *l)
  * (then it is abandoned: the connection dropped, the batch left to the synchronous path). */
 static void wait_lane(lane_t *l, int64_t until)
 {
+	/* Answers may have arrived while another lane was waited for. */
+	lane_step(l);
 	while (l->state == LANE_IN_FLIGHT) {
 		struct pollfd pfd = {.fd = payq_apply_socket(l->apply), .events = POLLIN};
 		int64_t left = until - payq_now_ms();

@@ -246,8 +246,7 @@ static bool alloc_lane(worker_t *w, lane_t *l, int id)
 	l->poison = calloc(max, sizeof(*l->poison));
 	l->poison_err = calloc(max, sizeof(*l->poison_err));
 	l->apply = payq_apply_new(w->cfg->db, w->cfg->group, w->cfg->topic);
-	return l->batch && l->items && l->dead && l->prog && l->poison && l->poison_err &&
-	       l->apply;
+	return l->batch && l->items && l->dead && l->prog && l->poison && l->poison_err && l->apply;
 }
 
 /* Allocates the lanes and gateway mode's charges. Gateway mode charges and settles on

@@ -84,6 +84,7 @@ typedef struct lane {
 	int result;	     /* batch_result_t of a batch settled in a callback */
 	bool commit_sent;    /* the batch's COMMIT has been sent */
 	int64_t deadline_ms; /* the in-flight batch's answers are due by then */
+	int64_t sent_ms;     /* when the batch in flight was sent */
 	bool in_flight;	     /* the batch is being settled: it keeps its messages */
 	bool retried;	     /* an apply attempt of the batch failed transiently */
 	int attempt;	     /* the batch's fast-path retries so far */
@@ -219,9 +220,10 @@ void worker_release_batch(lane_t *l);
  * lane_step advances the batch in flight as answers arrive; lane_finish, once it is no
  * longer in flight, stores its offsets and frees the lane, puts it in LANE_BACKOFF after
  * a transient error, or settles it on the synchronous path after a permanent one;
- * lane_retry sends a LANE_BACKOFF batch again once its backoff has passed. lane_quiesce, for rebalance callbacks, waits for the batch in flight
- * (bounded) so that the connection is free and the offsets are stored while the
- * partitions are still assigned. lane_abandon gives the batch in flight up. */
+ * lane_retry sends a LANE_BACKOFF batch again once its backoff has passed. lane_quiesce, for
+ * rebalance callbacks, waits for the batch in flight (bounded) so that the connection is free and
+ * the offsets are stored while the partitions are still assigned. lane_abandon gives the batch in
+ * flight up. */
 batch_result_t lane_send(lane_t *l);
 void lane_step(lane_t *l);
 batch_result_t lane_finish(lane_t *l);
