@@ -37,6 +37,7 @@ odd_at_end() {
 }
 even_rows() { sql "SELECT count(*) FROM payq.processed_commands WHERE kafka_partition % 2 = 0"; }
 
+monitor_start
 produce_orders 1 200
 end_offsets | awk '$1 % 2 == 0 && $2 > 0' | grep -q . ||
 	die "scenario error: no order landed in an even partition"
