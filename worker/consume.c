@@ -154,6 +154,12 @@ static rd_kafka_message_t *poll_one(worker_t *w, int timeout_ms)
 static bool hold_or_rewind(worker_t *w, rd_kafka_message_t *m)
 {
 	lane_t *l = worker_lane_of(w, m->partition);
+#ifdef PAYQ_MUTATION_LANE_BY_MESSAGE
+	/* Deliberately broken build: messages go to the lanes in turn, so one order's
+	 * commands (one partition) run on two connections at once. */
+	static unsigned turn;
+	l = &w->lanes[turn++ % (unsigned)w->nlanes];
+#endif
 
 	if (!hold(l, m))
 		return true;
