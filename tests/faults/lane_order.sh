@@ -14,7 +14,7 @@ monitor_start
 produce_orders 1 300
 worker_start w1 PAYQ_APPLY_LANES=2
 worker_wait_assigned w1
-expect check_processed 60
+wait_processed
 expect check_exactly_once
 expect check_progress
 expect check_committed_end 20
