@@ -337,6 +337,23 @@ bool worker_resync_progress(lane_t *l, bool force)
 	return rewound;
 }
 
+/* Pauses or resumes each newly assigned partition as its lane is. librdkafka keeps a
+ * partition's pause across revoke and reassign, so it is set explicitly either way: a
+ * partition given back must not stay paused. */
+static void set_pauses(worker_t *w, const rd_kafka_topic_partition_list_t *parts)
+{
+	for (int i = 0; i < parts->cnt; i++) {
+		rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+		rd_kafka_topic_partition_list_add(one, parts->elems[i].topic,
+						  parts->elems[i].partition);
+		if (worker_lane_of(w, parts->elems[i].partition)->paused)
+			rd_kafka_pause_partitions(w->rk, one);
+		else
+			rd_kafka_resume_partitions(w->rk, one);
+		rd_kafka_topic_partition_list_destroy(one);
+	}
+}
+
 void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			 rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -366,18 +383,7 @@ void worker_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		if (moved->cnt && !error && !ret && !rd_kafka_offsets_store(rk, moved))
 			w->commit_dirty = true;
 		rd_kafka_topic_partition_list_destroy(moved);
-		/* librdkafka keeps a partition's pause across revoke and reassign, so set it
-		 * explicitly either way: a partition given back must not stay paused. */
-		for (int i = 0; i < parts->cnt; i++) {
-			rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
-			rd_kafka_topic_partition_list_add(one, parts->elems[i].topic,
-							  parts->elems[i].partition);
-			if (worker_lane_of(w, parts->elems[i].partition)->paused)
-				rd_kafka_pause_partitions(rk, one);
-			else
-				rd_kafka_resume_partitions(rk, one);
-			rd_kafka_topic_partition_list_destroy(one);
-		}
+		set_pauses(w, parts);
 		atomic_store(&w->joined, true);
 	} else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
 		bool lost = rd_kafka_assignment_lost(rk);
