@@ -29,9 +29,10 @@ wl_wait_drained 60
 wl_check_workers_alive
 assert_eq "applied paid" "$(wl_sql "SELECT c.outcome || ' ' || o.status FROM payq.processed_commands c
 	JOIN payq.orders o USING (order_id) WHERE c.command_id = 'R-1:p'")" "the worker applied the commands"
-assert_eq "payq_worker t TLSv1.3" "$(wl_sql "SELECT a.usename, s.ssl, s.version FROM pg_stat_activity a
-	JOIN pg_stat_ssl s USING (pid) WHERE a.datname = current_database()
-	AND a.application_name = 'payq-worker'")" "the worker is connected as payq_worker over TLS"
+# One connection per apply lane (PAYQ_APPLY_LANES): every one of them.
+assert_eq "payq_worker t TLSv1.3" "$(wl_sql "SELECT DISTINCT a.usename, s.ssl, s.version
+	FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.datname = current_database()
+	AND a.application_name = 'payq-worker'")" "every connection of the worker is payq_worker over TLS"
 assert_eq "payq_owner" "$(wl_sql "SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'payq'")" \
 	"the schema belongs to payq_owner, who migrated it"
 if grep -q '"level":"warn".*sslmode' "$WL_DIR/w1.log"; then
