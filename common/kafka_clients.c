@@ -61,15 +61,15 @@ static const prop_t worker_consumer[] = {
 	 "the poll loop expects messages and errors only"},
 	{"statistics.interval.ms", V_STATS_MS, NULL, false, NULL},
 	/* The prefetch queue, sized by measurement (tests/bench, phase (h)). librdkafka 2.0.2
-	 * stops fetching a partition once the queue passes this size and looks again only
-	 * when its broker thread next wakes, up to a second later: the queue must last that
-	 * long at the worker's rate, or the worker starves (2 MiB: 23k commands/s whatever
-	 * the lanes; 7 MiB: 41k with one lane, 45k with two). What bounds the memory is the
+	 * stops fetching once the queue passes this size and looks again only when its
+	 * broker thread wakes, up to a second later; worker/fetch_wake.c wakes it once the
+	 * queue is half drained. With that, 2 MiB and 7 MiB drain at the same rate (without
+	 * it, 7 MiB meant one queue a second: about 40k commands/s), and 4 MiB keeps half a
+	 * queue, about 0.2 s of work, ahead of the refill. What else bounds the memory is the
 	 * overshoot of one fetch past the threshold, up to max.partition.fetch.bytes per
 	 * partition (1 MiB by default: 96 MiB RSS at 16 MiB): 64 KiB per partition and 1 MiB
-	 * per fetch keep the worker under 64 MiB (8 MiB went to 69 with four lanes). The
-	 * broker still returns a larger message whole. */
-	{"queued.max.messages.kbytes", V_FIXED, "7168", false, NULL},
+	 * per fetch. The broker still returns a larger message whole. */
+	{"queued.max.messages.kbytes", V_FIXED, "4096", false, NULL},
 	{"max.partition.fetch.bytes", V_FIXED, "65536", false, NULL},
 	{"fetch.max.bytes", V_FIXED, "1048576", false, NULL},
 	{NULL, V_FIXED, NULL, false, NULL},

@@ -124,6 +124,8 @@ static rd_kafka_message_t *poll_one(worker_t *w, int timeout_ms)
 	atomic_store(&w->last_poll_ms, payq_now_ms());
 	if (!m)
 		return NULL;
+	if (!m->err)
+		payq_fetch_wake_taken(w->fetch_wake, m->len);
 	if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
 		/* With the main queue forwarded to the consumer, fatal errors such as a
 		 * fenced static member arrive here rather than in error_cb. */
@@ -351,6 +353,9 @@ static void hold_ready(worker_t *w)
 			rd_kafka_test_fatal_error(w->rk, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
 						  "payq fault injection");
 	}
+#ifndef PAYQ_MUTATION_NO_FETCH_WAKE
+	payq_fetch_wake_check(w->fetch_wake); /* librdkafka 2.0.2 does not wake by itself */
+#endif
 }
 
 /* True when l's held messages are to be sent now: the lane is free and they make a

@@ -117,10 +117,13 @@ static void enable_wakeup(worker_t *w)
 		return;
 	}
 	rd_kafka_queue_io_event_enable(w->cq, w->wake_fd[1], "1", 1);
+	w->fetch_wake = payq_fetch_wake_start(w->rk, w->cq);
 }
 
 static void disable_wakeup(worker_t *w)
 {
+	payq_fetch_wake_stop(w->fetch_wake);
+	w->fetch_wake = NULL;
 	if (w->cq) {
 		if (w->wake_fd[1] >= 0)
 			rd_kafka_queue_io_event_enable(w->cq, -1, NULL, 0);

@@ -55,6 +55,10 @@ void payq_worker_metrics_init(void)
 		"or after a new database session), by direction: forward (Kafka "
 		"behind) or back (the database lost commits; re-applied).",
 		NULL, 0);
+	payq_metrics_declare("payq_fetch_wakes_total", PAYQ_METRIC_COUNTER,
+			     "Times the worker woke librdkafka's fetch as its queue drained "
+			     "(worker/fetch_wake.c).",
+			     NULL, 0);
 	payq_metrics_declare("payq_commit_errors_total", PAYQ_METRIC_COUNTER,
 			     "Kafka offset commits that failed.", NULL, 0);
 	payq_metrics_declare("payq_last_commit_timestamp_seconds", PAYQ_METRIC_GAUGE,

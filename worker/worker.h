@@ -47,6 +47,7 @@
 #include "codec.h"
 #include "config.h"
 #include "dlq.h"
+#include "fetch_wake.h"
 #include "gateway.h"
 #include "http.h"
 #include "reconcile.h"
@@ -124,8 +125,9 @@ typedef struct worker {
 
 	lane_t *lanes; /* PAYQ_APPLY_LANES of them */
 	int nlanes;
-	rd_kafka_queue_t *cq; /* the consumer queue, whose IO event wakes the wait */
-	int wake_fd[2];	      /* its pipe: read end, write end (-1 when none) */
+	rd_kafka_queue_t *cq;	       /* the consumer queue, whose IO event wakes the wait */
+	payq_fetch_wake_t *fetch_wake; /* fetch_wake.c: fetching again as the queue drains */
+	int wake_fd[2];		       /* its pipe: read end, write end (-1 when none) */
 
 	atomic_llong last_poll_ms;
 	atomic_bool joined;

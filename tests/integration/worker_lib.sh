@@ -1504,3 +1504,31 @@ wl_scenario_zombie_tx() {
 	wl_worker_stop w2
 	wl_worker_stop w1
 }
+
+# The fetch wake (worker/fetch_wake.c): librdkafka 2.0.2 stops fetching once its queue is
+# full and looks again only when its broker thread wakes, up to a second later. Here the
+# fetch outruns the worker (fetches of 4 KiB per partition, batches of 10), so a 16 KiB
+# queue (about 90 commands) fills at once and the worker drains it in a few batches. A
+# backlog of 4,800 commands then drains in seconds only if the worker wakes the fetch as
+# it drains the queue; without, it takes a second a queue, close to a minute. Judged: the
+# backlog is drained within WL_FETCH_WAKE_S (20 s) with every outcome right, and
+# payq_fetch_wakes_total counted the wakes.
+wl_scenario_fetch_wake() {
+	local t0 wakes
+	wl_init fetchwake 4
+	wl_gen_orders f 2000
+	# One record batch per message, so that a fetch brings what its byte limit allows.
+	wl_produce -X batch.num.messages=1 <"$WL_DIR/cmds.f"
+	wl_worker_start w1 PAYQ_BATCH_MAX=10 -- \
+		-X queued.max.messages.kbytes=16 -X max.partition.fetch.bytes=4096
+	wl_wait_assigned w1
+	t0=$SECONDS
+	wl_wait_drained "${WL_FETCH_WAKE_S:-20}"
+	wl_metrics w1 >"$WL_DIR/metrics.txt"
+	wakes=$(wl_metric_value "$WL_DIR/metrics.txt" payq_fetch_wakes_total)
+	wl_check_state
+	[[ ${wakes:-0} -gt 0 ]] || wl_violation "payq_fetch_wakes_total is ${wakes:-absent}, want > 0"
+	wl_worker_stop w1 TERM
+	[[ $WL_RC == 0 ]] || wl_violation "worker exited $WL_RC after SIGTERM"
+	pass "fetch wake: $(wc -l <"$WL_DIR/cmds.f") commands through a 16 KiB queue in $((SECONDS - t0)) s, $wakes wakes"
+}

@@ -24,6 +24,8 @@
 #                        catches it first, through tests/unit/outcome_mutation.sh)
 #   gateway-no-verify    gateway mode: the channel's TLS certificate is not checked, so the
 #                        API key goes to whoever answers (tests/security/gateway_tls.sh)
+#   no-fetch-wake        the worker never wakes librdkafka's fetch: a backlog behind a small
+#                        queue drains a queue a second, far past the scenario's deadline
 #
 # The mutants come from PAYQ_MUTANT_<NAME>_EXE (NAME upper-case, '-' as '_'), for example
 # PAYQ_MUTANT_SKIP_DEDUP_EXE; unset ones are built by tests/lib/mutant.sh, incrementally,
@@ -82,3 +84,4 @@ check_mutant charge-poison gw_scenario_poison
 check_mutant unguarded-progress rp_scenario_reset_race
 check_mutant ambiguous-key gw_scenario_key_ambiguous
 check_mutant gateway-no-verify gw_scenario_security_script gateway_tls
+check_mutant no-fetch-wake wl_scenario_fetch_wake
