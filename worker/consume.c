@@ -124,8 +124,13 @@ static rd_kafka_message_t *poll_one(worker_t *w, int timeout_ms)
 	atomic_store(&w->last_poll_ms, payq_now_ms());
 	if (!m)
 		return NULL;
-	if (!m->err)
+	if (!m->err) {
+		int64_t ts = rd_kafka_message_timestamp(m, NULL);
 		payq_fetch_wake_taken(w->fetch_wake, m->len);
+		if (ts > 0)
+			payq_metrics_observe("payq_poll_latency_seconds", NULL,
+					     (double)(payq_wall_ms() - ts) / 1000.0);
+	}
 	if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
 		/* With the main queue forwarded to the consumer, fatal errors such as a
 		 * fenced static member arrive here rather than in error_cb. */

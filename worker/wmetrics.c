@@ -40,6 +40,11 @@ void payq_worker_metrics_init(void)
 	payq_metrics_declare("payq_commit_latency_seconds", PAYQ_METRIC_HISTOGRAM,
 			     "From the Kafka message timestamp to the database commit.",
 			     latency_buckets, PAYQ_ARRAY_SIZE(latency_buckets));
+	payq_metrics_declare("payq_poll_latency_seconds", PAYQ_METRIC_HISTOGRAM,
+			     "From the Kafka message timestamp to the worker taking the message "
+			     "from librdkafka's queue (the part of payq_commit_latency_seconds "
+			     "before the worker holds it).",
+			     latency_buckets, PAYQ_ARRAY_SIZE(latency_buckets));
 	payq_metrics_declare("payq_db_retries_total", PAYQ_METRIC_COUNTER,
 			     "Batches retried after a transient database error, by SQLSTATE.", NULL,
 			     0);

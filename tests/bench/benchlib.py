@@ -118,15 +118,16 @@ def histogram_quantile(q, buckets):
     return prev_le
 
 
-def latency_buckets(files, minus=()):
-    """payq_commit_latency_seconds buckets (le -> cumulative count), summed over files,
-    less the buckets of the minus files."""
+def latency_buckets(files, minus=(), metric='payq_commit_latency_seconds'):
+    """A latency histogram's buckets (le -> cumulative count; payq_commit_latency_seconds
+    unless --metric names another), summed over files, less the buckets of the minus
+    files."""
     acc = {}
     for sign, group in ((1, files), (-1, minus)):
         for f in group:
             with open(f) as fp:
                 for name, labels, v in parse(fp.read()):
-                    if name != 'payq_commit_latency_seconds_bucket':
+                    if name != metric + '_bucket':
                         continue
                     le = re.search(r'le="([^"]+)"', labels).group(1)
                     le = float('inf') if le == '+Inf' else float(le)
@@ -135,10 +136,16 @@ def latency_buckets(files, minus=()):
 
 
 def split_minus(args):
+    """FILE... [--metric NAME] [--minus FILE...] -> (files, minus, metric)."""
+    metric = 'payq_commit_latency_seconds'
+    if '--metric' in args:
+        i = args.index('--metric')
+        metric = args[i + 1]
+        args = args[:i] + args[i + 2:]
     if '--minus' in args:
         i = args.index('--minus')
-        return args[:i], args[i + 1:]
-    return args, []
+        return args[:i], args[i + 1:], metric
+    return args, [], metric
 
 
 def cmd_quantiles(args):
@@ -431,6 +438,8 @@ def build_results(fig):
                 'latency_p50_ms': rnd(n(k + '_p50') * ms, 2),
                 'latency_p99_ms': rnd(n(k + '_p99') * ms, 2),
                 'latency_p999_ms': rnd(n(k + '_p999') * ms, 2),
+                'poll_latency_p99_ms': rnd(n(k + '_poll_p99') * ms, 2) if k + '_poll_p99' in fig
+                else None,
                 'latency_at_top_bucket': n(k + '_p999') >= top,
                 'buckets': js(k + '_buckets'),
             })

@@ -68,7 +68,10 @@ def rows(r):
                     f"({slash([s['achieved_rate'] for s in st])} commands/s)",
                     f"p50 {slash([s['latency_p50_ms'] for s in st], ms)} ms, "
                     f"p99 {slash([s['latency_p99_ms'] for s in st], ms)} ms, "
-                    f"p999 {slash([s['latency_p999_ms'] for s in st], ms)} ms"))
+                    f"p999 {slash([s['latency_p999_ms'] for s in st], ms)} ms"
+                    + (f"; p99 until the worker took it (payq_poll_latency_seconds) "
+                       f"{slash([s['poll_latency_p99_ms'] for s in st], ms)} ms"
+                       if all(s.get('poll_latency_p99_ms') is not None for s in st) else '')))
     g = r.get('g_gateway')
     if g:
         gc, gs = g['concurrent'], g['sequential']
