@@ -14,7 +14,8 @@ payq_fetch_wake_t *payq_fetch_wake_start(rd_kafka_t *rk, rd_kafka_queue_t *cq);
 void payq_fetch_wake_taken(payq_fetch_wake_t *fw, size_t len);
 
 /* Called after draining the queue: wakes the broker threads once the queue holds less
- * than half of queued.max.messages.kbytes. Never blocks. NULL-safe. */
+ * than half of queued.max.messages.kbytes (bytes estimated from the average taken) and
+ * of queued.min.messages, at most every 100 ms. Never blocks. NULL-safe. */
 void payq_fetch_wake_check(payq_fetch_wake_t *fw);
 
 /* Stops and joins the thread. NULL-safe. */
