@@ -159,7 +159,7 @@ static const char *split_pair(const char *kv, char *key, size_t size)
 	return eq ? eq + 1 : "";
 }
 
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+void payq_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	/* librdkafka uses syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug. */
 	int lvl = level <= 3   ? PAYQ_LOG_ERROR
@@ -201,7 +201,7 @@ rd_kafka_conf_t *payq_kafka_conf_new(const payq_config_t *cfg, payq_kafka_client
 	if (set_own(cfg, &clients[client], conf, errstr, errstr_size) ||
 	    payq_config_apply_x(cfg, conf, errstr, errstr_size))
 		goto fail;
-	rd_kafka_conf_set_log_cb(conf, log_cb);
+	rd_kafka_conf_set_log_cb(conf, payq_kafka_log_cb);
 	return conf;
 fail:
 	rd_kafka_conf_destroy(conf);

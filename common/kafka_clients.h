@@ -26,6 +26,9 @@ typedef enum {
 rd_kafka_conf_t *payq_kafka_conf_new(const payq_config_t *cfg, payq_kafka_client_t client,
 				     char *errstr, size_t errstr_size);
 
+/* The log callback payq_kafka_conf_new() sets: librdkafka's line to payq's logger. */
+void payq_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
 /* Checks cfg's -X pairs against the properties that prog's clients rely on (the offset
  * rule, the group, the producers' idempotence and partitioning). A pair is judged by the
  * property it really sets and the value librdkafka reads it as, so aliases and synonyms

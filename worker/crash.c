@@ -7,6 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
+
+#include "kafka.h"
 #include "log.h"
 
 /* True when var names this point and this is its Nth pass. */
@@ -62,5 +65,17 @@ void payq_stall_point(const char *name)
 	log_warn("stall point %s reached (hit %ld): sleeping %ld ms", name, hits, wait);
 	usleep((useconds_t)wait * 1000);
 	log_warn("stall point %s: awake", name);
+}
+
+void payq_fault_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	if (!strcmp(fac, "CONSUMER") && strstr(buf, "Start consuming ") &&
+	    strstr(buf, " [0] at offset")) {
+		payq_kafka_log_cb(rk, 4, fac,
+				  "fault assign_race: holding the fetch start of "
+				  "partition 0 for 300 ms");
+		usleep(300 * 1000);
+	}
+	payq_kafka_log_cb(rk, level, fac, buf);
 }
 #endif

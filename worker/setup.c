@@ -16,6 +16,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "crash.h"
 #include "kafka.h"
 #include "lag.h"
 #include "log.h"
@@ -95,6 +96,10 @@ static rd_kafka_t *make_consumer(worker_t *w, char *errstr, size_t errstr_size)
 	if (!conf)
 		return NULL;
 	rd_kafka_conf_set_opaque(conf, w);
+#ifdef PAYQ_CRASH_POINTS
+	if (payq_fault_armed("assign_race"))
+		rd_kafka_conf_set_log_cb(conf, payq_fault_log_cb);
+#endif
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_rebalance_cb(conf, worker_rebalance_cb);
 	rd_kafka_conf_set_offset_commit_cb(conf, worker_commit_cb);
