@@ -463,7 +463,13 @@ static void set_lane_pause(lane_t *l, int64_t now)
 		return;
 	if (l->state == LANE_IN_FLIGHT && lane_full(l) && now - l->sent_ms > SLOW_LANE_MS)
 		worker_set_paused(l, true);
+#ifdef PAYQ_MUTATION_IDLE_LANE_PAUSED
+	/* Deliberately broken build: the old rule, a lane resumed only when it sends, so a
+	 * lane whose held messages a revoke dropped stays paused. */
+	else if (l->state == LANE_IDLE && l->paused && !lane_full(l) && l->nheld)
+#else
 	else if (l->state == LANE_IDLE && l->paused && !lane_full(l))
+#endif
 		worker_set_paused(l, false);
 }
 

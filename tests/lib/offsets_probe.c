@@ -28,9 +28,9 @@
  *   offsets_probe dump-text BROKERS TOPIC
  *       the same messages as text, one line each: "PARTITION OFFSET KEY DLQ_PARTITION
  *       DLQ_OFFSET DLQ_REASON DLQ_ORIGINAL_SIZE VALUE_BYTES" ('-' for an absent header)
- *   offsets_probe produce BROKERS TOPIC < LINES
- *       KEY<TAB>VALUE per line, murmur2 partitioning as the Java client, idempotent,
- *       acks=all; exit 1 unless every message is persisted
+ *   offsets_probe produce BROKERS TOPIC [PARTITION] < LINES
+ *       KEY<TAB>VALUE per line, murmur2 partitioning as the Java client (or every line to
+ *       PARTITION), idempotent, acks=all; exit 1 unless every message is persisted
  *   offsets_probe commit BROKERS GROUP TOPIC PARTITION:OFFSET...
  *       commits these offsets for a group that has no members (an offset reset)
  *
@@ -609,7 +609,7 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	}
 }
 
-static int cmd_produce(const char *brokers, const char *topic)
+static int cmd_produce(const char *brokers, const char *topic, int32_t partition)
 {
 	char *line = NULL;
 	size_t cap = 0;
@@ -640,7 +640,8 @@ static int cmd_produce(const char *brokers, const char *topic)
 		value = tab + 1;
 		do {
 			err = rd_kafka_producev(
-				rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(line, strlen(line)),
+				rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+				RD_KAFKA_V_KEY(line, strlen(line)),
 				RD_KAFKA_V_VALUE(value, strlen(value)),
 				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 			if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -719,7 +720,7 @@ static void usage(void)
 			"       offsets_probe group BROKERS GROUP\n"
 			"       offsets_probe dump BROKERS TOPIC\n"
 			"       offsets_probe dump-text BROKERS TOPIC\n"
-			"       offsets_probe produce BROKERS TOPIC < LINES\n"
+			"       offsets_probe produce BROKERS TOPIC [PARTITION] < LINES\n"
 			"       offsets_probe commit BROKERS GROUP TOPIC PARTITION:OFFSET...\n"
 			"(the header of tests/lib/offsets_probe.c says what each prints)\n");
 	exit(2);
@@ -736,7 +737,9 @@ static int faults_command(int argc, char **argv)
 	if (argc == 4 && !strcmp(argv[1], "dump-text"))
 		return cmd_dump_text(argv[2], argv[3]);
 	if (argc == 4 && !strcmp(argv[1], "produce"))
-		return cmd_produce(argv[2], argv[3]);
+		return cmd_produce(argv[2], argv[3], RD_KAFKA_PARTITION_UA);
+	if (argc == 5 && !strcmp(argv[1], "produce"))
+		return cmd_produce(argv[2], argv[3], (int32_t)atoi(argv[4]));
 	if (argc == 6 && !strcmp(argv[1], "monitor"))
 		return cmd_monitor(argv[2], argv[3], argv[4], argv[5]);
 	usage();
