@@ -59,6 +59,12 @@ batch_result_t lane_send(lane_t *l)
 	switch (worker_connect(l, errstr, sizeof(errstr))) {
 	case PAYQ_CONNECT_OK: break;
 	case PAYQ_CONNECT_RETRY:
+#ifdef PAYQ_MUTATION_CONNECT_SYNC
+		/* Deliberately broken build: the rule before the lanes' review fixes, a lane
+		 * that cannot connect settles on the synchronous path, which holds every lane
+		 * until it connects. */
+		return worker_batch_settle_sync(l);
+#endif
 		/* The database is not reachable from this lane: back off without blocking
 		 * the other lanes. */
 		back_off(l, "08000", errstr);

@@ -80,15 +80,18 @@ db_drop() {
 sql() { psql "$DB" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 
 # Starts tests/faults/pgproxy.py in front of PostgreSQL, dropping the answer of the first
-# COMMIT (its log, $WORK/proxy.out, says "dropped COMMIT answer 1"), and sets PROXY_DB to
-# this scenario's database through it. In plain text: the proxy reads the statements to
-# find the COMMIT (the test cluster has TLS on).
+# PROXY_DROPS (default 1) COMMITs (its log, $WORK/proxy.out, says "dropped COMMIT answer
+# 1"), and sets PROXY_DB to this scenario's database through it. In plain text: the proxy
+# reads the statements to find the COMMIT (the test cluster has TLS on). Its mode
+# (pgproxy.py: forward, hole, hole-all, refuse) is the first word of $WORK/proxy.ctl.
 commit_proxy_start() {
 	local host port pid
 	host=$(sed -n 's/.*host=\([^ ]*\).*/\1/p' <<<"$PAYQ_TEST_DB")
 	port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$PAYQ_TEST_DB")
-	python3 "$PAYQ_SOURCE_ROOT/tests/faults/pgproxy.py" "$WORK/proxy.port" "${host:-127.0.0.1}" \
-		"${port:-5432}" 1 >"$WORK/proxy.out" 2>&1 &
+	echo forward >"$WORK/proxy.ctl"
+	PGPROXY_CONTROL=$WORK/proxy.ctl python3 "$PAYQ_SOURCE_ROOT/tests/faults/pgproxy.py" \
+		"$WORK/proxy.port" "${host:-127.0.0.1}" "${port:-5432}" "${PROXY_DROPS:-1}" \
+		>"$WORK/proxy.out" 2>&1 &
 	pid=$!
 	on_exit "proc_stop $pid"
 	wait_until 10 test -s "$WORK/proxy.port" || die "pgproxy.py did not start: $(cat "$WORK/proxy.out")"

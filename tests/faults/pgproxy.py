@@ -19,6 +19,9 @@ every 50 ms. Its first word sets the mode:
              Connections made later are forwarded.
   hole-all   the same, and connections made while it lasts are accepted and held
              without ever reaching the server.
+  refuse     connections open now go on; connections made while it lasts are closed
+             at once, as by a server that takes no more (one connection of a worker
+             lost, its reconnect refused).
 Each change is logged on stdout as "mode MODE (N connections blackholed)".
 """
 import os
@@ -55,13 +58,13 @@ def watch_control(path):
             want = words[0] if words else "forward"
         except OSError:
             want = "forward"
-        if want not in ("forward", "hole", "hole-all"):
+        if want not in ("forward", "hole", "hole-all", "refuse"):
             want = "forward"
         with lock:
             if want != mode:
                 mode = want
                 n = 0
-                if mode != "forward":
+                if mode in ("hole", "hole-all"):
                     for ev in live:
                         if not ev.is_set():
                             ev.set()
@@ -136,6 +139,9 @@ def main():
         with lock:
             if mode == "hole-all":
                 held.append(client)
+                continue
+            if mode == "refuse":
+                client.close()
                 continue
         try:
             server = socket.create_connection((host, port))
