@@ -12,11 +12,7 @@ if [[ -n ${PAYQ_FAULTS_COMMIT_MODE:-} ]]; then
 fi
 
 broker_start --brokers 3 --partitions 4
-for p in 0 1 2 3; do
-	broker_ctl leader "$TOPIC" "$p" 1
-	broker_ctl leader "$DLQ_TOPIC" "$p" 1
-done
-broker_ctl coordinator group "$GROUP" 2
+place_leaders 4 1 1 2
 db_create
 monitor_start
 worker_start w1

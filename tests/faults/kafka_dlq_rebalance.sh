@@ -16,11 +16,7 @@ if [[ -z ${PAYQ_FAULTS_WORKER_EXE:-} ]]; then
 fi
 WORKER_ENV+=(ASAN_OPTIONS=detect_leaks=0)
 broker_start --brokers 3 --partitions 4
-for p in 0 1 2 3; do
-	broker_ctl leader "$TOPIC" "$p" 1
-	broker_ctl leader "$DLQ_TOPIC" "$p" 2
-done
-broker_ctl coordinator group "$GROUP" 1
+place_leaders 4 1 2 1
 db_create
 monitor_start
 worker_start w1

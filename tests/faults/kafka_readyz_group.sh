@@ -8,11 +8,7 @@
 source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/faults/lib.sh"
 
 broker_start --brokers 3 --partitions 4
-for p in 0 1 2 3; do
-	broker_ctl leader "$TOPIC" "$p" 1
-	broker_ctl leader "$DLQ_TOPIC" "$p" 1
-done
-broker_ctl coordinator group "$GROUP" 2
+place_leaders 4 1 1 2
 db_create
 PORT=$(free_port)
 worker_start w1 PAYQ_HTTP_ADDR="127.0.0.1:$PORT"

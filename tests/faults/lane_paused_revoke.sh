@@ -13,11 +13,7 @@
 source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/faults/lib.sh"
 
 broker_start --brokers 3 --partitions 4
-for p in 0 1 2 3; do
-	broker_ctl leader "$TOPIC" "$p" 1
-	broker_ctl leader "$DLQ_TOPIC" "$p" 2
-done
-broker_ctl coordinator group "$GROUP" 1
+place_leaders 4 1 2 1
 db_create
 worker_start w1 PAYQ_BATCH_MAX=4
 worker_wait_assigned w1

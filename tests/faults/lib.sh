@@ -122,6 +122,18 @@ broker_start() {
 	log "mock cluster at $BROKERS ($*)"
 }
 
+# Places every leader on the mock cluster: the commands topic's N partitions on broker
+# TOPIC_B, the DLQ's on DLQ_B, and the group's coordinator on COORD_B:
+# place_leaders N TOPIC_B DLQ_B COORD_B
+place_leaders() {
+	local n=$1 topic_b=$2 dlq_b=$3 coord_b=$4 p
+	for ((p = 0; p < n; p++)); do
+		broker_ctl leader "$TOPIC" "$p" "$topic_b"
+		broker_ctl leader "$DLQ_TOPIC" "$p" "$dlq_b"
+	done
+	broker_ctl coordinator group "$GROUP" "$coord_b"
+}
+
 # Sends one control command and fails unless the answer is ok.
 broker_ctl() {
 	local before after i answer

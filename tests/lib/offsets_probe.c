@@ -609,6 +609,17 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	}
 }
 
+/* A partition number argument: 0 or more, digits only. */
+static int32_t partition_arg(const char *arg)
+{
+	char *end;
+	long v = strtol(arg, &end, 10);
+
+	if (!*arg || *end || v < 0 || v > INT32_MAX)
+		die("not a partition number: %s%s", arg, "");
+	return (int32_t)v;
+}
+
 static int cmd_produce(const char *brokers, const char *topic, int32_t partition)
 {
 	char *line = NULL;
@@ -739,7 +750,7 @@ static int faults_command(int argc, char **argv)
 	if (argc == 4 && !strcmp(argv[1], "produce"))
 		return cmd_produce(argv[2], argv[3], RD_KAFKA_PARTITION_UA);
 	if (argc == 5 && !strcmp(argv[1], "produce"))
-		return cmd_produce(argv[2], argv[3], (int32_t)atoi(argv[4]));
+		return cmd_produce(argv[2], argv[3], partition_arg(argv[4]));
 	if (argc == 6 && !strcmp(argv[1], "monitor"))
 		return cmd_monitor(argv[2], argv[3], argv[4], argv[5]);
 	usage();
