@@ -205,8 +205,9 @@ def postgres_ticks(pgdata):
 
 
 def snapshot(pids, pgdata, pidfile):
-    """CPU ticks so far: of the pids summed (app), of PostgreSQL, of the broker, and the
-    machine's busy and idle ticks."""
+    """CPU ticks so far: of the pids summed (app), of the pids after a '+' summed (app2,
+    the producer of (f)), of PostgreSQL, of the broker, and the machine's busy and idle
+    ticks."""
     with open('/proc/stat') as f:
         cpu = [int(x) for x in f.readline().split()[1:]]
     t = time.time()
@@ -215,9 +216,14 @@ def snapshot(pids, pgdata, pidfile):
             'busy': cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6] + cpu[7],
             'idle': cpu[3] + cpu[4], 'app': 0,
             'postgresql': postgres_ticks(pgdata) if pgdata else None, 'broker': None}
+    key = 'app'
     for p in pids:
+        if p == '+':
+            key = 'app2'
+            snap[key] = 0
+            continue
         st = proc_stat(p)
-        snap['app'] += int(st[11]) + int(st[12])
+        snap[key] += int(st[11]) + int(st[12])
     try:
         with open(pidfile) as f:
             st = proc_stat(int(f.read().strip()))
@@ -251,7 +257,7 @@ def cmd_cpusnapd(args):
             print(f'error {e}', flush=True)
 
 
-def cmd_cpusplit(a_path, b_path, name='worker'):
+def cmd_cpusplit(a_path, b_path, name='worker', name2='producer'):
     with open(a_path) as f:
         a = json.load(f)
     with open(b_path) as f:
@@ -264,6 +270,8 @@ def cmd_cpusplit(a_path, b_path, name='worker'):
         return (b[k] - a[k]) / TICK
 
     sec = {name: delta('app'), 'postgresql': delta('postgresql'), 'broker': delta('broker')}
+    if 'app2' in a and 'app2' in b:
+        sec[name2] = delta('app2')
     busy = delta('busy')
     sec['other'] = max(0.0, busy - sum(v for v in sec.values() if v is not None))
     sec['idle'] = delta('idle')
@@ -442,6 +450,7 @@ def build_results(fig):
                 else None,
                 'latency_at_top_bucket': n(k + '_p999') >= top,
                 'buckets': js(k + '_buckets'),
+                'cpu_split': js(k + '_split') if k + '_split' in fig else None,
             })
         res['f_latency'] = {'lanes': int(n('f_lanes')), 'seconds_per_step': n('f_seconds'),
                             'steps': steps}
@@ -613,15 +622,19 @@ def markdown(res, top_ms):
     for ln, run in (h or {}).get('runs', {}).items():
         if run.get('cpu_split'):
             splits.append((f'(h) {ln} lane(s)', run['cpu_split']))
+    for st in res.get('f_latency', {}).get('steps', []):
+        if st.get('cpu_split'):
+            splits.append((f"(f) live at {st['percent_of_b']}% of (b)", st['cpu_split']))
     if splits:
         lines += ['', f"(i) CPU split, in cores busy on average ({res['machine']['cpus']} "
-                      'in all), over each drain:', '',
-                  '| During | Wall s | worker | PostgreSQL | broker | other | idle |',
-                  '|---|---:|---:|---:|---:|---:|---:|']
+                      'in all), over each drain and over the middle of each live step:', '',
+                  '| During | Wall s | worker | PostgreSQL | broker | producer | other | idle |',
+                  '|---|---:|---:|---:|---:|---:|---:|---:|']
         for label, s in splits:
             c = s['cores']
             lines.append(f"| {label} | {fmt(s['wall_s'], 1)} | {fmt(c['worker'], 2)} | "
                          f"{fmt(c['postgresql'], 2)} | {fmt(c['broker'], 2)} | "
+                         f"{fmt(c['producer'], 2) if c.get('producer') is not None else ''} | "
                          f"{fmt(c['other'], 2)} | {fmt(c['idle'], 2)} |")
     if 'check' in j:
         ck = j['check']
@@ -672,6 +685,8 @@ def smoke_check(res):
     # fraction of a second, a few 10 ms ticks: a role may well have used none.)
     splits = [res['i_cpu_split']] if 'i_cpu_split' in res else []
     splits += [r['cpu_split'] for r in res.get('h_lanes', {}).get('runs', {}).values()]
+    splits += [s['cpu_split'] for s in res.get('f_latency', {}).get('steps', [])
+               if s.get('cpu_split')]
     for s in splits:
         if not s['wall_s'] > 0:
             bad.append(f"cpu split wall_s={s['wall_s']!r}")

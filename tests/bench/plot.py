@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
 COLORS = {'a': '#9e9e9e', 'b': '#1f77b4', 'c': '#aec7e8', 'd': '#2ca02c', 'e': '#98df8a',
           'g': '#8c564b', 'h': '#17becf', 'j': '#d62728'}
 ROLES = (('worker', 'payq-worker', '#1f77b4'), ('postgresql', 'PostgreSQL', '#ff7f0e'),
-         ('broker', 'Kafka broker', '#2ca02c'), ('other', 'other (busy)', '#9467bd'),
+         ('broker', 'Kafka broker', '#2ca02c'), ('producer', 'payq-producer (f)', '#8c564b'),
+         ('other', 'other (busy)', '#9467bd'),
          ('idle', 'idle', '#e0e0e0'))
 
 
@@ -110,6 +111,9 @@ def draw_cpu(ax, r):
     for ln, run in r.get('h_lanes', {}).get('runs', {}).items():
         if run.get('cpu_split'):
             splits.append((f'(h) {ln} lane(s)', run['cpu_split']))
+    for s in r.get('f_latency', {}).get('steps', []):
+        if s.get('cpu_split'):
+            splits.append((f"(f) {s['percent_of_b']}% live", s['cpu_split']))
     if not splits:
         ax.set_axis_off()
         return
@@ -123,7 +127,7 @@ def draw_cpu(ax, r):
     ax.invert_yaxis()
     ax.set_xlim(0, max(max(left), splits[0][1]['cpus']))
     ax.set_xlabel(f"cores busy on average ({splits[0][1]['cpus']} in all)")
-    ax.set_title('(i) CPU split over each drain')
+    ax.set_title('(i) CPU split over each drain and live step')
     ax.legend(fontsize=7, loc='lower right')
 
 

@@ -90,6 +90,17 @@ def rows(r):
                  (('worker', 'worker'), ('postgresql', 'PostgreSQL'), ('broker', 'broker'),
                   ('other', 'other'), ('idle', 'idle')) if cores.get(key) is not None]
         out.append((f"(i) CPU during (b), in cores busy of {i['cpus']}", ', '.join(parts)))
+    fs = [s for s in (r.get('f_latency') or {}).get('steps', []) if s.get('cpu_split')]
+    if fs:
+        def split_of(c):
+            return ' + '.join(f"{name} {c[key]:.2f}" for key, name in
+                              (('worker', 'worker'), ('postgresql', 'PostgreSQL'),
+                               ('broker', 'broker'), ('producer', 'producer'),
+                               ('other', 'other'), ('idle', 'idle'))
+                              if c.get(key) is not None)
+        out.append((f"(i) CPU during (f), producer at {' / '.join(str(s['percent_of_b']) for s in fs)}% "
+                    f"of (b), in cores busy of {fs[0]['cpu_split']['cpus']}",
+                    '; '.join(split_of(s['cpu_split']['cores']) for s in fs)))
     j = r.get('j_peer')
     if j:
         modes = [(t, label) for t, label in (('per_command', 'per command'),
