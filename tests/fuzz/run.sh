@@ -2,7 +2,7 @@
 # The fuzz suite: builds the libFuzzer targets with Debian's clang under AddressSanitizer and
 # UndefinedBehaviorSanitizer into PAYQ_BUILD_ROOT/fuzz (-Dfuzz=true), replays every committed
 # input (corpus/TARGET: the seeds and the regression inputs of fixed findings), then fuzzes
-# each target for PAYQ_FUZZ_SECONDS (default 60) and prints its executions per second.
+# each target for PAYQ_FUZZ_SECONDS (default 30) and prints its executions per second.
 # A crash, a leak, undefined behaviour or a failed check fails the test; the input is kept in
 # PAYQ_BUILD_ROOT/fuzz-artifacts for `TARGET-binary INPUT` to replay.
 PAYQ_SOURCE_ROOT=${PAYQ_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -11,7 +11,7 @@ TEST_NAME=fuzz
 source "$PAYQ_SOURCE_ROOT/tests/lib/common.sh"
 require_env PAYQ_BUILD_ROOT
 
-FUZZ_SECONDS=${PAYQ_FUZZ_SECONDS:-60}
+FUZZ_SECONDS=${PAYQ_FUZZ_SECONDS:-30}
 DIR=$PAYQ_BUILD_ROOT/fuzz
 ARTIFACTS=$PAYQ_BUILD_ROOT/fuzz-artifacts
 HERE=$PAYQ_SOURCE_ROOT/tests/fuzz
