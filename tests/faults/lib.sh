@@ -355,10 +355,18 @@ wait_processed() {
 # ---- checks: print ok/VIOLATION, return non-zero on violation ----
 
 # Every produced command processed and every message settled within TIMEOUT_S: a stall
-# (a partition never fetched again) is a violation, not a test error.
+# (a partition never fetched again) is a violation, not a test error. A mutation check
+# whose mutant stalls for good may wait less in the mutant's run: PAYQ_FAULTS_STALL_S, when
+# set and smaller, replaces TIMEOUT_S under PAYQ_FAULTS_EXPECT_VIOLATION=1 only (the real
+# worker's run, the control, keeps TIMEOUT_S).
 check_processed() {
-	if ! wait_until "$1" all_processed; then
-		violation "only $(processed_count) of $(expected_count) commands processed, consumer_progress [$(sql "SELECT string_agg(partition || ':' || next_offset, ' ' ORDER BY partition) FROM payq.consumer_progress WHERE group_id = '$GROUP'")] against log-end offsets [$(end_offsets | tr '\n' ' ')], after $1 s"
+	local t=$1
+	if [[ ${PAYQ_FAULTS_EXPECT_VIOLATION:-0} == 1 && -n ${PAYQ_FAULTS_STALL_S:-} ]] &&
+		((PAYQ_FAULTS_STALL_S < t)); then
+		t=$PAYQ_FAULTS_STALL_S
+	fi
+	if ! wait_until "$t" all_processed; then
+		violation "only $(processed_count) of $(expected_count) commands processed, consumer_progress [$(sql "SELECT string_agg(partition || ':' || next_offset, ' ' ORDER BY partition) FROM payq.consumer_progress WHERE group_id = '$GROUP'")] against log-end offsets [$(end_offsets | tr '\n' ' ')], after $t s"
 		return 1
 	fi
 	pass "all $(expected_count) commands processed"
