@@ -147,13 +147,14 @@ static void on_error(void *opaque, rd_kafka_t *rk, int err, const char *reason)
  * metadata request (the brokers only) waits for librdkafka's next topic scan, up to a
  * second, and the --rate clock, which starts at the first message, then runs up to a second
  * ahead of what is sent: tests/bench's (f) showed it as a second of latency at the start
- * of one step in two. A broker that does not answer within half of message.timeout.ms (5 s
- * at most) is not an error here: the messages then wait for it as they would anyway. */
+ * of one step in two. A broker that does not answer within a second (or half of
+ * message.timeout.ms, if less) is not an error here: the messages then wait for it as they
+ * would anyway, and a run against a dead broker fails at most that much later. */
 static void warm_up(payq_producer_t *s)
 {
 	rd_kafka_t *rk = payq_delivery_rk(s->producer);
 	const struct rd_kafka_metadata *md = NULL;
-	int64_t timeout = s->message_timeout_ms / 2 < 5000 ? s->message_timeout_ms / 2 : 5000;
+	int64_t timeout = s->message_timeout_ms / 2 < 1000 ? s->message_timeout_ms / 2 : 1000;
 	rd_kafka_resp_err_t err;
 
 	s->rkt = rd_kafka_topic_new(rk, s->cfg->topic, NULL);
