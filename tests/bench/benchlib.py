@@ -547,6 +547,20 @@ def fmt(v, nd=0):
     return 'n/a' if v is None else f'{v:,.{nd}f}'
 
 
+def cpu_splits(res):
+    """(label, split) for every CPU split of the run: (b), each run of (h), each (f) step."""
+    splits = []
+    if 'i_cpu_split' in res:
+        splits.append(('(b)', res['i_cpu_split']))
+    for ln, run in res.get('h_lanes', {}).get('runs', {}).items():
+        if run.get('cpu_split'):
+            splits.append((f'(h) {ln} lane(s)', run['cpu_split']))
+    for st in res.get('f_latency', {}).get('steps', []):
+        if st.get('cpu_split'):
+            splits.append((f"(f) live at {st['percent_of_b']}% of (b)", st['cpu_split']))
+    return splits
+
+
 def markdown(res, top_ms):
     """The per-phase table of results.md (README's table is tests/bench/table.py's)."""
     def lat(v):
@@ -616,15 +630,7 @@ def markdown(res, top_ms):
             lines.append(f"| (j) Python peer, {label} | {j[title]['commands']:,} | "
                          f"{fmt(j[title]['commands_per_s'])} | | | | "
                          f"{fmt(j[title]['cpu_seconds_per_100k'], 2)} | |")
-    splits = []
-    if 'i_cpu_split' in res:
-        splits.append(('(b)', res['i_cpu_split']))
-    for ln, run in (h or {}).get('runs', {}).items():
-        if run.get('cpu_split'):
-            splits.append((f'(h) {ln} lane(s)', run['cpu_split']))
-    for st in res.get('f_latency', {}).get('steps', []):
-        if st.get('cpu_split'):
-            splits.append((f"(f) live at {st['percent_of_b']}% of (b)", st['cpu_split']))
+    splits = cpu_splits(res)
     if splits:
         lines += ['', f"(i) CPU split, in cores busy on average ({res['machine']['cpus']} "
                       'in all), over each drain and over the middle of each live step:', '',
@@ -683,11 +689,7 @@ def smoke_check(res):
             bad.append(f"target {t['target']}={t['value']!r}")
     # The CPU split: every role was found and nothing is negative. (A smoke drain lasts a
     # fraction of a second, a few 10 ms ticks: a role may well have used none.)
-    splits = [res['i_cpu_split']] if 'i_cpu_split' in res else []
-    splits += [r['cpu_split'] for r in res.get('h_lanes', {}).get('runs', {}).values()]
-    splits += [s['cpu_split'] for s in res.get('f_latency', {}).get('steps', [])
-               if s.get('cpu_split')]
-    for s in splits:
+    for _, s in cpu_splits(res):
         if not s['wall_s'] > 0:
             bad.append(f"cpu split wall_s={s['wall_s']!r}")
         for k, v in s['seconds'].items():

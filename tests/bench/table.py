@@ -83,24 +83,22 @@ def rows(r):
         out.append((f"(h) one worker, PAYQ_APPLY_LANES={' / '.join(h['runs'])}"
                     + ('' if r['lanes']['supported'] else ' (this worker ignores it)'),
                     f"{slash([x['commands_per_s'] for x in h['runs'].values()])} commands/s"))
+    def split_text(cores, sep):
+        return sep.join(f"{name} {cores[key]:.2f}" for key, name in
+                        (('worker', 'worker'), ('postgresql', 'PostgreSQL'),
+                         ('broker', 'broker'), ('producer', 'producer'),
+                         ('other', 'other'), ('idle', 'idle'))
+                        if cores.get(key) is not None)
     i = r.get('i_cpu_split')
     if i:
-        cores = i['cores']
-        parts = [f"{name} {cores[key]:.2f}" for key, name in
-                 (('worker', 'worker'), ('postgresql', 'PostgreSQL'), ('broker', 'broker'),
-                  ('other', 'other'), ('idle', 'idle')) if cores.get(key) is not None]
-        out.append((f"(i) CPU during (b), in cores busy of {i['cpus']}", ', '.join(parts)))
+        out.append((f"(i) CPU during (b), in cores busy of {i['cpus']}",
+                    split_text(i['cores'], ', ')))
     fs = [s for s in (r.get('f_latency') or {}).get('steps', []) if s.get('cpu_split')]
     if fs:
-        def split_of(c):
-            return ' + '.join(f"{name} {c[key]:.2f}" for key, name in
-                              (('worker', 'worker'), ('postgresql', 'PostgreSQL'),
-                               ('broker', 'broker'), ('producer', 'producer'),
-                               ('other', 'other'), ('idle', 'idle'))
-                              if c.get(key) is not None)
-        out.append((f"(i) CPU during (f), producer at {' / '.join(str(s['percent_of_b']) for s in fs)}% "
-                    f"of (b), in cores busy of {fs[0]['cpu_split']['cpus']}",
-                    '; '.join(split_of(s['cpu_split']['cores']) for s in fs)))
+        out.append((f"(i) CPU during (f), producer at "
+                    f"{' / '.join(str(s['percent_of_b']) for s in fs)}% of (b), "
+                    f"in cores busy of {fs[0]['cpu_split']['cpus']}",
+                    '; '.join(split_text(s['cpu_split']['cores'], ' + ') for s in fs)))
     j = r.get('j_peer')
     if j:
         modes = [(t, label) for t, label in (('per_command', 'per command'),
