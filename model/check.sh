@@ -70,35 +70,21 @@ RUNS=(
 
 trim() { sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' <<<"$1"; }
 
-failed=0
-printf '%-26s %12s %7s %8s  %s\n' run states depth seconds verdict
-for line in "${RUNS[@]}"; do
-	IFS='|' read -r name defs ccflags panflags expect <<<"$line"
-	name=$(trim "$name")
-	defs=$(trim "$defs")
-	ccflags=$(trim "$ccflags")
-	panflags=$(trim "$panflags")
-	expect=$(trim "$expect")
-	if ((${#ONLY[@]})) && [[ " ${ONLY[*]} " != *" $name "* ]]; then
-		continue
-	fi
-	dir=$WORK/$name
+# run_one NAME DEFS CCFLAGS PANFLAGS EXPECT: builds and runs one verifier in $WORK/NAME,
+# and leaves its line of the table in NAME/row (and what to show on failure in NAME/fail).
+run_one() {
+	local name=$1 defs=$2 ccflags=$3 panflags=$4 expect=$5 dir=$WORK/$1 opt=-O0 t0 secs
+	local states depth errors what incomplete verdict
 	mkdir -p "$dir"
 	cp "$HERE/payq.pml" "$dir/"
-	# The clean runs search everything: optimise them. A mutant stops at its first trail.
-	# -DCOLLAPSE compresses the stored states (a third of the memory, none lost).
-	opt=-O0
 	[[ $expect == clean ]] && opt="-O2 -DCOLLAPSE"
 	t0=$EPOCHREALTIME
-	# shellcheck disable=SC2086 # the flags are word lists
 	if ! (cd "$dir" && spin $defs -a payq.pml >spin.out 2>&1 &&
-		$CC $opt -w $ccflags -DMEMLIM=6000 -o pan pan.c >cc.out 2>&1); then
-		echo "$name: building the verifier failed:" >&2
-		cat "$dir/spin.out" "$dir/cc.out" >&2 2>/dev/null || true
-		failed=$((failed + 1))
-		continue
+		$CC $opt -w $ccflags -DMEMLIM=$MEMLIM -o pan pan.c >cc.out 2>&1); then
+		printf '%-26s %12s %7s %8s  %s\n' "$name" - - - "FAILED: building the verifier" >"$dir/row"
+		cat "$dir/spin.out" "$dir/cc.out" >"$dir/fail" 2>/dev/null || true
+		return
 	fi
-	# shellcheck disable=SC2086
 	(cd "$dir" && ./pan $panflags >pan.out 2>&1) || true
 	secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 	states=$(awk '/states, stored/ { print $1; exit }' "$dir/pan.out")
@@ -106,7 +92,6 @@ for line in "${RUNS[@]}"; do
 	errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$dir/pan.out" | head -1)
 	what=$(grep -m1 -E '^pan:1: ' "$dir/pan.out" | sed 's/^pan:1: //' || true)
 	incomplete=$(grep -m1 -E 'out of memory|max search depth too small' "$dir/pan.out" || true)
-	verdict=
 	if [[ -z $errors ]]; then
 		verdict="FAILED: no verdict from pan"
 	elif [[ $expect == clean ]]; then
@@ -122,13 +107,49 @@ for line in "${RUNS[@]}"; do
 			verdict="FAILED: not refuted"
 		fi
 	fi
-	printf '%-26s %12s %7s %8s  %s\n' "$name" "${states:-?}" "${depth:-?}" "$secs" "$verdict"
+	printf '%-26s %12s %7s %8s  %s\n' "$name" "${states:-?}" "${depth:-?}" "$secs" "$verdict" >"$dir/row"
 	if [[ $verdict == FAILED* ]]; then
+		{
+			tail -n 30 "$dir/pan.out"
+			[[ ! -f $dir/payq.pml.trail ]] ||
+				echo "trail: model/check.sh --keep $name, then: (cd DIR/$name && spin $defs -t -p payq.pml)"
+		} >"$dir/fail"
+	fi
+}
+
+# The verifiers are independent and each runs on one core: run them JOBS at a time (one per
+# core, PAYQ_MODEL_JOBS to change), and print the table in the order above once all are
+# done. Each may use MEMLIM megabytes; the largest run stores well under it.
+JOBS=${PAYQ_MODEL_JOBS:-$(nproc)}
+((JOBS >= 1)) || JOBS=1
+MEMLIM=6000
+names=()
+for line in "${RUNS[@]}"; do
+	IFS='|' read -r name defs ccflags panflags expect <<<"$line"
+	name=$(trim "$name")
+	if ((${#ONLY[@]})) && [[ " ${ONLY[*]} " != *" $name "* ]]; then
+		continue
+	fi
+	names+=("$name")
+	while (($(jobs -rp | wc -l) >= JOBS)); do
+		wait -n || true
+	done
+	run_one "$name" "$(trim "$defs")" "$(trim "$ccflags")" "$(trim "$panflags")" "$(trim "$expect")" &
+done
+wait
+
+failed=0
+printf '%-26s %12s %7s %8s  %s\n' run states depth seconds verdict
+for name in "${names[@]}"; do
+	if [[ ! -f $WORK/$name/row ]]; then
+		printf '%-26s %12s %7s %8s  %s\n' "$name" - - - "FAILED: no result"
 		failed=$((failed + 1))
-		tail -n 30 "$dir/pan.out" >&2
-		if [[ -f $dir/payq.pml.trail ]]; then
-			echo "trail: model/check.sh --keep $name, then: (cd DIR/$name && spin $defs -t -p payq.pml)" >&2
-		fi
+		continue
+	fi
+	cat "$WORK/$name/row"
+	if [[ -f $WORK/$name/fail ]]; then
+		failed=$((failed + 1))
+		cat "$WORK/$name/fail" >&2
 	fi
 done
 if ((failed)); then
