@@ -59,11 +59,16 @@ void payq_stall_point(const char *name)
 	static long hits;
 	const char *ms = getenv("PAYQ_STALL_MS");
 	long wait = ms ? strtol(ms, NULL, 10) : 10000;
+	const char *until = getenv("PAYQ_STALL_UNTIL");
 
 	if (!hit("PAYQ_STALL_AT", name, &hits))
 		return;
-	log_warn("stall point %s reached (hit %ld): sleeping %ld ms", name, hits, wait);
-	usleep((useconds_t)wait * 1000);
+	log_warn("stall point %s reached (hit %ld): sleeping %ld ms%s%s", name, hits, wait,
+		 until ? " or until this file exists: " : "", until ? until : "");
+	/* A signal ends the stall, as it ends one long sleep. */
+	for (long slept = 0; slept < wait && !(until && !access(until, F_OK)); slept += 50)
+		if (usleep((useconds_t)(wait - slept < 50 ? wait - slept : 50) * 1000))
+			break;
 	log_warn("stall point %s: awake", name);
 }
 

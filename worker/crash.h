@@ -17,7 +17,8 @@ bool payq_fault_point(const char *name);
 bool payq_fault_armed(const char *name);
 /* Sleeps PAYQ_STALL_MS (default 10000) the Nth time (default 1st) the point called name
  * is passed while PAYQ_STALL_AT=name[:N]: a worker frozen inside its transaction, holding
- * its locks, as a zombie whose assignment was lost meanwhile. */
+ * its locks, as a zombie whose assignment was lost meanwhile. With PAYQ_STALL_UNTIL=FILE
+ * it wakes early, once FILE exists: the test wakes it when its scenario is ready. */
 void payq_stall_point(const char *name);
 /* librdkafka's log callback while PAYQ_FAULT_AT=assign_race (set in setup.c): where
  * librdkafka's main thread logs the fetch start of partition 0 (with -X debug=topic),

@@ -98,8 +98,10 @@ rp_probe_produce() {
 rp_scenario_reset_race() {
 	local total n_b applied
 	wl_init rrace 1
+	# The stall ends when the test creates rrace.wake, after the reset; 40 s is its bound.
 	wl_worker_start w1 PAYQ_STALL_AT=before_db_commit:2 PAYQ_STALL_MS=40000 \
-		PAYQ_BATCH_WAIT_MS=500 -- -X max.poll.interval.ms=7000
+		PAYQ_STALL_UNTIL="$WL_DIR/rrace.wake" PAYQ_BATCH_WAIT_MS=500 -- \
+		-X max.poll.interval.ms=7000
 	wl_wait_assigned w1
 	wl_cmd_create RR-0 RR-0:c 100 | wl_produce
 	wl_wait_applied 1 30
@@ -116,6 +118,7 @@ rp_scenario_reset_race() {
 	((! $(wl_log_count w1 'stall point before_db_commit: awake'))) ||
 		die "test timing: w1 woke before the reset finished; raise PAYQ_STALL_MS"
 	pass "the reset landed while w1 was frozen in its batch and out of the group"
+	touch "$WL_DIR/rrace.wake"
 
 	wl_wait_log w1 'stall point before_db_commit: awake' 60
 	# shellcheck disable=SC2016 # wait_for evaluates it

@@ -1478,7 +1478,7 @@ wl_scenario_static() {
 wl_scenario_zombie_tx() {
 	wl_init zombie 1
 	wl_worker_start w1 PAYQ_STALL_AT=before_db_commit:2 PAYQ_STALL_MS=14000 \
-		-- -X max.poll.interval.ms=7000
+		PAYQ_STALL_UNTIL="$WL_DIR/zombie.wake" -- -X max.poll.interval.ms=7000
 	wl_wait_assigned w1
 	wl_cmd_create Z-E Z-E:c 700 | wl_produce
 	wl_wait_applied 1 30
@@ -1490,6 +1490,11 @@ wl_scenario_zombie_tx() {
 	wl_cmd_pay Z-A Z-A:p 800 | wl_produce
 	wl_worker_start w2
 	wl_wait_assigned w2 60
+	# w1 wakes once w2's batch waits for its lock (at the latest after PAYQ_STALL_MS).
+	# shellcheck disable=SC2016 # wait_for evaluates it
+	wait_for '(($(wl_sql "SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND wait_event_type = '"'Lock'"'") > 0))' 14 || true
+	touch "$WL_DIR/zombie.wake"
 	wl_wait_log w1 'stall point before_db_commit: awake' 30
 	wl_expect_cmd Z-E Z-E:c applied
 	wl_expect_cmd Z-E Z-E:p applied
