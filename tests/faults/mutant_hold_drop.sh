@@ -7,6 +7,6 @@
 source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/faults/lib.sh"
 
 # The dropped message is never processed, so the mutant's run need not wait out the
-# scenario's 60 s (PAYQ_FAULTS_STALL_S; the control keeps them).
+# scenario's 60 s (PAYQ_FAULTS_STALL_S; its own test, hold_alloc, keeps them).
 PAYQ_FAULTS_STALL_S=15 mutant_scenario_check hold-drop "$PAYQ_SOURCE_ROOT/tests/faults/hold_alloc.sh" \
 	"check_processed check_exactly_once"

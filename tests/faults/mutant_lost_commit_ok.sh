@@ -6,6 +6,6 @@
 # shellcheck source=tests/faults/lib.sh
 source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/faults/lib.sh"
 
-PAYQ_FAULTS_COMMIT_MODE=sync mutant_scenario_check lost-commit-ok \
+PAYQ_FAULTS_COMMIT_MODE=sync PAYQ_MUTANT_CONTROL=1 mutant_scenario_check lost-commit-ok \
 	"$PAYQ_SOURCE_ROOT/tests/faults/kafka_coordinator_down.sh" \
 	"check_no_commit_after_lost check_monotonic check_exactly_once"

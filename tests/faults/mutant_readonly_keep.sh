@@ -11,7 +11,9 @@ source "${PAYQ_SOURCE_ROOT:-$(dirname "$0")/../..}/tests/faults/lib.sh"
 scenario=$PAYQ_SOURCE_ROOT/tests/faults/pg_failover.sh
 mutant=$(mutant_exe readonly-keep)
 log "mutant: $mutant"
-PAYQ_FAULTS_ONLY="check_processed" PAYQ_FAULTS_EXPECT_VIOLATION=1 PAYQ_FAILOVER_WAIT_S=60 \
+# The real worker is back within a few seconds of the promotion (the whole of
+# pg_failover_async takes about 11 s), so 20 s of no progress is a stall.
+PAYQ_FAULTS_ONLY="check_processed" PAYQ_FAULTS_EXPECT_VIOLATION=1 PAYQ_FAILOVER_WAIT_S=20 \
 	PAYQ_FAULTS_WORKER_EXE=$mutant TEST_NAME=pg_failover_async-mutant "$scenario" async ||
 	die "the async failover did not detect the readonly-keep mutant"
 pass "readonly-keep mutant detected: it stalled on the fenced primary"
