@@ -79,12 +79,14 @@ run_one() {
 	cp "$HERE/payq.pml" "$dir/"
 	[[ $expect == clean ]] && opt="-O2 -DCOLLAPSE"
 	t0=$EPOCHREALTIME
+	# shellcheck disable=SC2086 # the flags are word lists
 	if ! (cd "$dir" && spin $defs -a payq.pml >spin.out 2>&1 &&
 		$CC $opt -w $ccflags -DMEMLIM=$MEMLIM -o pan pan.c >cc.out 2>&1); then
 		printf '%-26s %12s %7s %8s  %s\n' "$name" - - - "FAILED: building the verifier" >"$dir/row"
 		cat "$dir/spin.out" "$dir/cc.out" >"$dir/fail" 2>/dev/null || true
 		return
 	fi
+	# shellcheck disable=SC2086
 	(cd "$dir" && ./pan $panflags >pan.out 2>&1) || true
 	secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 	states=$(awk '/states, stored/ { print $1; exit }' "$dir/pan.out")
