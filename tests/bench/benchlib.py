@@ -547,8 +547,9 @@ def fmt(v, nd=0):
     return 'n/a' if v is None else f'{v:,.{nd}f}'
 
 
-def cpu_splits(res):
-    """(label, split) for every CPU split of the run: (b), each run of (h), each (f) step."""
+def cpu_splits(res, short=False):
+    """(label, split) for every CPU split of the run: (b), each run of (h), each (f) step
+    (labelled shorter for the picture when short)."""
     splits = []
     if 'i_cpu_split' in res:
         splits.append(('(b)', res['i_cpu_split']))
@@ -557,7 +558,9 @@ def cpu_splits(res):
             splits.append((f'(h) {ln} lane(s)', run['cpu_split']))
     for st in res.get('f_latency', {}).get('steps', []):
         if st.get('cpu_split'):
-            splits.append((f"(f) live at {st['percent_of_b']}% of (b)", st['cpu_split']))
+            label = (f"(f) {st['percent_of_b']}% live" if short
+                     else f"(f) live at {st['percent_of_b']}% of (b)")
+            splits.append((label, st['cpu_split']))
     return splits
 
 

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
 
+from benchlib import cpu_splits  # noqa: E402 (beside this script)
+
 COLORS = {'a': '#9e9e9e', 'b': '#1f77b4', 'c': '#aec7e8', 'd': '#2ca02c', 'e': '#98df8a',
           'g': '#8c564b', 'h': '#17becf', 'j': '#d62728'}
 ROLES = (('worker', 'payq-worker', '#1f77b4'), ('postgresql', 'PostgreSQL', '#ff7f0e'),
@@ -105,15 +107,7 @@ def draw_latency(ax, r):
 
 
 def draw_cpu(ax, r):
-    splits = []
-    if 'i_cpu_split' in r:
-        splits.append(('(b)', r['i_cpu_split']))
-    for ln, run in r.get('h_lanes', {}).get('runs', {}).items():
-        if run.get('cpu_split'):
-            splits.append((f'(h) {ln} lane(s)', run['cpu_split']))
-    for s in r.get('f_latency', {}).get('steps', []):
-        if s.get('cpu_split'):
-            splits.append((f"(f) {s['percent_of_b']}% live", s['cpu_split']))
+    splits = cpu_splits(r, short=True)
     if not splits:
         ax.set_axis_off()
         return
