@@ -1,0 +1,19 @@
+-- 010_dedup_hot_room.sql - room on each dedup page for one new version of every row.
+--
+-- A redelivered command updates its processed_commands row (duplicates + 1,
+-- last_seen_at). The rows a batch wrote share pages, about 40 to a page, so a replay's
+-- batch updates most rows of each page it touches in one transaction, and an update is
+-- HOT only if its new version fits on the same page. At fillfactor 85 (004) about one
+-- update in five found room; each of the others wrote its new version to another page
+-- plus an entry in both indexes (3.5 WAL records a row instead of 1), and the counter's
+-- UPDATE was the largest statement of a replay. At 50 every row has room for one new
+-- version, so a replay's updates are all HOT, and the next replay finds the room again
+-- once vacuum or page pruning has removed the old versions.
+--
+-- Measured side by side (ten alternating pairs, a backlog of 200k commands applied by one
+-- group and replayed by a second): the UPDATE took 2.2-3.1 ms a batch instead of
+-- 4.5-6.4, the replay ran 1.3x as fast, and applying new commands was no slower within
+-- the noise. The cost is space: the table is about 1.7 times as large until its rows are
+-- first updated (after one replay it is smaller than at 85, which grows with each).
+-- Like 004, it applies to pages written from now on.
+ALTER TABLE payq.processed_commands SET (fillfactor = 50);
