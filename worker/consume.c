@@ -254,9 +254,14 @@ bool worker_tick(void *opaque, int wait_ms)
 		if (w->fatal)
 			return false;
 		if (!payq_run) {
+#ifndef PAYQ_MUTATION_SIGTERM_ONE_LANE
 			/* Stopping: fetch nothing new for any lane. */
 			for (int i = 0; i < w->nlanes; i++)
 				worker_set_paused(&w->lanes[i], true);
+#else
+			/* Deliberately broken build: only this lane stays paused, so the others'
+			 * partitions are still fetched, and applied on the way out. */
+#endif
 			if (!w->stop_deadline_ms)
 				w->stop_deadline_ms = payq_now_ms() + w->cfg->shutdown_timeout_ms;
 			/* The last fifth is for the final commit and leaving the group. */
