@@ -57,6 +57,7 @@ RUNS=(
 	"m_recharge_past_retention | -DGATEWAY -DMAXF=2 -DM_RECHARGE_PAST_RETENTION | -DSAFETY | -m100000 | refuted"
 	"m_ambiguous_key           | -DGATEWAY -DMAXF=0 -DM_AMBIGUOUS_KEY       | -DSAFETY | -m100000 | refuted"
 	"m_dlq_store_early         | -DMAXF=1 -DM_DLQ_STORE_EARLY               | -DSAFETY | -m100000 | refuted"
+	"m_lock_skip_any           | -DMAXF=0 -DM_LOCK_SKIP_ANY                 | -DSAFETY | -m100000 | refuted"
 	"m_stuck_pause             | -DMAXF=2 -DM_STUCK_PAUSE                   | -DSAFETY | -m100000 | refuted"
 	"m_look_forever            | -DGATEWAY -DMAXF=2 -DNO_LOSE -DNO_CRASH -DNO_REVOKE -DNO_FAILOVER -DNO_DLQFAIL -DM_LOOK_FOREVER | -DNP -DNFAIR=3 | -m100000 -l -f | refuted"
 	"m_early_send              | -DOVERLAP -DMAXF=0 -DM_EARLY_SEND          | -DSAFETY | -m100000 | refuted"

@@ -28,7 +28,8 @@
  *                    so that SPIN's trail shows it is reached (check.sh expects refuted)
  *   the mutants:     M_STORE_BEFORE_COMMIT M_SKIP_DEDUP M_DEDUP_AFTER_LOCK
  *                    M_TRUST_KAFKA_AHEAD M_RECHARGE_PAST_RETENTION M_AMBIGUOUS_KEY
- *                    M_DLQ_STORE_EARLY, and two for the progress checks:
+ *                    M_DLQ_STORE_EARLY M_LOCK_SKIP_ANY (no order lock when the dedup
+ *                    read found any command of the order, not all), and two for the progress checks:
  *                    M_STUCK_PAUSE M_LOOK_FOREVER; with OVERLAP: M_EARLY_SEND (batch
  *                    N+1 sent before N's COMMIT result arrived: its reads do not see N's
  *                    writes)
@@ -335,6 +336,13 @@ inline read_dedup() {
 #endif
 }
 
+/* Whether the dedup read found the batch's commands [from, to) (1 or 2 messages; the
+ * malformed one has no command): every one of them, or any. */
+#define FOUND(i) (KIND(i) != K_BAD && (rdd & BIT(CMD(i))))
+#define ALL_FOUND() ((KIND(from) == K_BAD || FOUND(from)) && \
+		     (to == from + 1 || KIND(from + 1) == K_BAD || FOUND(from + 1)))
+#define ANY_FOUND() (FOUND(from) || (to == from + 2 && FOUND(from + 1)))
+
 /* lock_orders(_gw): the statement's snapshot decides whether the order exists. A row that
  * exists is locked, waiting for its holder if need be, and read at its latest version
  * (with, in gateway mode, whether a payment is pending or unknown). An order another
@@ -540,7 +548,19 @@ txn:
 			/* lane_send() (worker/lane.c, planned): BEGIN and the reads, pipelined */
 			read_dedup()
 		}
-		lock_orders();
+		/* The fast path after a batch of duplicates only (apply_async.c) sends the
+		 * dedup read alone, and locks only the orders with a command it did not find:
+		 * a duplicate reads and writes nothing of its order. Any batch may still lock
+		 * them all, as every other batch does. */
+		if
+#ifndef M_LOCK_SKIP_ANY
+		:: ALL_FOUND() -> rst = ST_NONE; rinprog = 0
+#else
+		/* the broken build: no lock for an order with any command found */
+		:: ANY_FOUND() -> rst = ST_NONE; rinprog = 0
+#endif
+		:: lock_orders()
+		fi;
 #else
 			/* the broken build: the lock first, the dedup read after it */
 			lock_start()
