@@ -36,6 +36,11 @@
  *      order into one row write. Then set-based writes over arrays (new orders, version-checked
  * order updates, payments, dedup rows, duplicate counters, anomalies, progress) and COMMIT.
  *
+ * The fast path (apply_async.c) splits round trip 1 after a batch of duplicates only: the
+ * dedup read alone, then the lock of just the orders with a command it did not find (a
+ * duplicate reads and writes nothing of its order). The lock still comes after the dedup
+ * read, in a later statement, so the rule above holds.
+ *
  * The unique partial index on payments still refuses a second live payment, whatever
  * this code does.
  *
@@ -281,9 +286,9 @@ int apply_prepare_scratch(payq_apply_t *a, size_t n)
 	return 0;
 }
 
-/* Round trip 1, sent: BEGIN, read the dedup rows, then lock and read the orders (the
- * order of the two is explained on top). Returns 0, or -1 when sending failed. */
-int apply_send_reads(payq_apply_t *a, payq_item_t *items, size_t n)
+/* The batch's orders, each once, into the outcome table's state and P_LOCK_IDS; each
+ * payload hash in hex. */
+static void collect_orders(payq_apply_t *a, payq_item_t *items, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		const payq_command_t *c = &items[i].cmd;
@@ -295,7 +300,13 @@ int apply_send_reads(payq_apply_t *a, payq_item_t *items, size_t n)
 		if (a->batch.norders > before)
 			payq_sqlbuf_str(&a->p[P_LOCK_IDS], c->order_id);
 	}
+}
 
+/* Round trip 1, sent: BEGIN, read the dedup rows, then lock and read the orders (the
+ * order of the two is explained on top). Returns 0, or -1 when sending failed. */
+int apply_send_reads(payq_apply_t *a, payq_item_t *items, size_t n)
+{
+	collect_orders(a, items, n);
 	if (!PQenterPipelineMode(a->conn) ||
 	    !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
 #ifndef PAYQ_MUTATION_LOCK_BEFORE_DEDUP
@@ -309,6 +320,31 @@ int apply_send_reads(payq_apply_t *a, payq_item_t *items, size_t n)
 				P_LOCK_IDS, 1) ||
 	    apply_send_prepared(a, "read_dedup", NULL, 0, P_LOCK_IDS, 1) ||
 #endif
+	    !PQpipelineSync(a->conn))
+		return -1;
+	return 0;
+}
+
+/* The fast path's round trip 1 after a batch of duplicates only, sent: BEGIN and the
+ * dedup read alone; the orders it must lock follow (apply_send_lock). Returns 0 or -1. */
+int apply_send_dedup(payq_apply_t *a, payq_item_t *items, size_t n)
+{
+	collect_orders(a, items, n);
+	if (!PQenterPipelineMode(a->conn) ||
+	    !PQsendQueryParams(a->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
+	    apply_send_prepared(a, "read_dedup", NULL, 0, P_LOCK_IDS, 1) ||
+	    !PQpipelineSync(a->conn))
+		return -1;
+	return 0;
+}
+
+/* Sent, in the transaction apply_send_dedup began: the lock of the orders in P_LOCK_IDS
+ * (apply_unfound_orders). Its snapshot is later than the dedup read's, as on top.
+ * Returns 0 or -1. */
+int apply_send_lock(payq_apply_t *a)
+{
+	if (!PQenterPipelineMode(a->conn) ||
+	    apply_send_prepared(a, "lock_orders", NULL, 0, P_LOCK_IDS, 1) ||
 	    !PQpipelineSync(a->conn))
 		return -1;
 	return 0;

@@ -2,7 +2,15 @@
  * round trips (apply.c's top comment), sent on a non-blocking connection in pipeline
  * mode, their results taken as they arrive, so that the worker's loop polls Kafka
  * meanwhile (lane.c). Anything but a clean COMMIT ends in PAYQ_ASYNC_FAILED, and the
- * caller settles the batch on the synchronous path instead. */
+ * caller settles the batch on the synchronous path instead.
+ *
+ * After a batch whose commands the dedup read found all (a replay, a redelivered
+ * backlog), round trip 1 is split: the dedup read goes alone, and only the orders with a
+ * command it did not find are locked, in a round trip of their own (none at all when it
+ * found every one). A duplicate reads and writes nothing of its order, so its order needs
+ * no lock; the lock that is taken still comes after the dedup read (model/README.md,
+ * "Locks a replay does not take"). Any other batch reads and locks in one round trip,
+ * which costs new commands no extra round trip. */
 #include "apply_internal.h"
 
 #include <stdio.h>
@@ -77,9 +85,15 @@ int payq_apply_async_send(payq_apply_t *a, payq_item_t *items, size_t n,
 	a->async_n = n;
 	a->async_prog = progress;
 	a->async_nprog = nprogress;
-	start_pipe(a, 3);
-	a->phase = APPLY_ASYNC_READS;
-	if (apply_send_reads(a, items, n) || flush(a)) {
+	if (a->dups_only) {
+		start_pipe(a, 2);
+		a->phase = APPLY_ASYNC_DEDUP;
+	} else {
+		start_pipe(a, 3);
+		a->phase = APPLY_ASYNC_READS;
+	}
+	if ((a->dups_only ? apply_send_dedup(a, items, n) : apply_send_reads(a, items, n)) ||
+	    flush(a)) {
 		a->healthy = false;
 		fail(a, "sending");
 		return -1;
@@ -130,10 +144,24 @@ static bool take_results(payq_apply_t *a)
 	return false;
 }
 
-/* Round trip 1 is in: evaluates and sends round trip 2. */
-static payq_async_t reads_done(payq_apply_t *a)
+/* The reads are in and loaded: evaluates and sends round trip 2. */
+static payq_async_t send_writes(payq_apply_t *a)
 {
 	int nq = 0;
+
+	apply_evaluate(a, a->async_items, a->async_n);
+	if (apply_send_writes(a, false, false, a->async_prog, a->async_nprog, &nq, &a->prog_q))
+		return fail(a, "sending");
+	start_pipe(a, nq);
+	a->phase = APPLY_ASYNC_WRITES;
+	if (flush(a))
+		return fail(a, "sending");
+	return PAYQ_ASYNC_WAIT;
+}
+
+/* Round trip 1 is in: loads it, then the writes. */
+static payq_async_t reads_done(payq_apply_t *a)
+{
 	payq_apply_status_t st = apply_pipe_end(a, &a->pipe);
 
 	st = apply_take_reads(a->keep, &a->locked, &a->dedup, st, a->errstr, sizeof(a->errstr));
@@ -144,14 +172,53 @@ static payq_async_t reads_done(payq_apply_t *a)
 		payq_err(a->errstr, sizeof(a->errstr), "out of memory");
 		return fail(a, NULL);
 	}
-	apply_evaluate(a, a->async_items, a->async_n);
-	if (apply_send_writes(a, false, false, a->async_prog, a->async_nprog, &nq, &a->prog_q))
+	a->dups_only = !apply_unfound_orders(a, a->async_items, a->async_n);
+	return send_writes(a);
+}
+
+/* The dedup read alone is in: locks the orders with a command it did not find, or goes
+ * on to the writes when there are none. */
+static payq_async_t dedup_done(payq_apply_t *a)
+{
+	payq_apply_status_t st = apply_pipe_end(a, &a->pipe);
+
+	if (st != PAYQ_APPLY_OK)
+		return fail(a, NULL);
+	a->dedup = a->keep[1];
+	a->keep[1] = NULL;
+	if (!a->dedup) {
+		payq_err(a->errstr, sizeof(a->errstr), "missing result in the read pipeline");
+		return fail(a, NULL);
+	}
+	if (apply_load_keys(a, a->async_n, a->dedup)) {
+		payq_err(a->errstr, sizeof(a->errstr), "out of memory");
+		return fail(a, NULL);
+	}
+	a->dups_only = !apply_unfound_orders(a, a->async_items, a->async_n);
+	if (!a->p[P_LOCK_IDS].count)
+		return send_writes(a);
+	if (apply_send_lock(a))
 		return fail(a, "sending");
-	start_pipe(a, nq);
-	a->phase = APPLY_ASYNC_WRITES;
+	start_pipe(a, 1);
+	a->phase = APPLY_ASYNC_LOCK;
 	if (flush(a))
 		return fail(a, "sending");
 	return PAYQ_ASYNC_WAIT;
+}
+
+/* The lock is in: loads the orders, then the writes. */
+static payq_async_t lock_done(payq_apply_t *a)
+{
+	if (apply_pipe_end(a, &a->pipe) != PAYQ_APPLY_OK)
+		return fail(a, NULL);
+	a->locked = a->keep[0];
+	a->keep[0] = NULL;
+	if (!a->locked) {
+		payq_err(a->errstr, sizeof(a->errstr), "missing result in the lock pipeline");
+		return fail(a, NULL);
+	}
+	apply_load_orders(a, a->locked);
+	return send_writes(a);
 }
 
 /* Round trip 2 is in: the COMMIT result decides. */
@@ -178,7 +245,12 @@ payq_async_t payq_apply_async_step(payq_apply_t *a)
 		return fail(a, "sending");
 	if (!take_results(a))
 		return PAYQ_ASYNC_WAIT;
-	return a->phase == APPLY_ASYNC_READS ? reads_done(a) : writes_done(a);
+	switch (a->phase) {
+	case APPLY_ASYNC_READS: return reads_done(a);
+	case APPLY_ASYNC_DEDUP: return dedup_done(a);
+	case APPLY_ASYNC_LOCK: return lock_done(a);
+	default: return writes_done(a);
+	}
 }
 
 bool payq_apply_async_busy(const payq_apply_t *a)

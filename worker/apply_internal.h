@@ -46,6 +46,8 @@ typedef struct apply_pipe {
 typedef enum {
 	APPLY_ASYNC_NONE,   /* no batch in flight on this connection */
 	APPLY_ASYNC_READS,  /* round trip 1 sent */
+	APPLY_ASYNC_DEDUP,  /* round trip 1 without the lock sent (after duplicates only) */
+	APPLY_ASYNC_LOCK,   /* then the lock of the orders with a command not found */
 	APPLY_ASYNC_WRITES, /* round trip 2 (writes, progress, COMMIT) sent */
 } apply_async_phase_t;
 
@@ -84,6 +86,9 @@ struct payq_apply {
 	size_t async_n;
 	const payq_progress_t *async_prog;
 	size_t async_nprog;
+	/* The last batch's commands were all found by its dedup read (a replay): the next
+	 * one sends the dedup read alone, then locks only the orders that need it. */
+	bool dups_only;
 	int prog_q;
 	PGresult *keep[16], *locked, *dedup;
 	apply_pipe_t pipe;
@@ -128,11 +133,22 @@ bool apply_pipe_take(payq_apply_t *a, apply_pipe_t *p, PGresult *r);
 payq_apply_status_t apply_pipe_end(payq_apply_t *a, apply_pipe_t *p);
 /* Round trip 1, sent (see apply.c's top comment). Returns 0 or -1. */
 int apply_send_reads(payq_apply_t *a, payq_item_t *items, size_t n);
+/* The fast path after a batch of duplicates only: round trip 1 without the lock (BEGIN,
+ * the dedup read), then the lock of the orders in P_LOCK_IDS. Each returns 0 or -1. */
+int apply_send_dedup(payq_apply_t *a, payq_item_t *items, size_t n);
+int apply_send_lock(payq_apply_t *a);
 /* Round trip 1's results, keep[0..3), into *locked and *dedup. */
 payq_apply_status_t apply_take_reads(PGresult **keep, PGresult **locked, PGresult **dedup,
 				     payq_apply_status_t st, char *errstr, size_t errstr_size);
 /* Loads round trip 1's rows into the outcome table's state. Returns 0 or -1. */
 int apply_load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedup);
+/* The same in two steps: the dedup rows (0 or -1), then the locked orders. */
+int apply_load_keys(payq_apply_t *a, size_t n, PGresult *dedup);
+void apply_load_orders(payq_apply_t *a, PGresult *locked);
+/* After apply_load_keys: how many of items[0..n) the dedup read did not find; their
+ * orders replace P_LOCK_IDS (the lock statement takes each once). An order whose commands were all found is a
+ * duplicate's only: nothing of it is read or written, so it needs no lock. */
+size_t apply_unfound_orders(payq_apply_t *a, const payq_item_t *items, size_t n);
 /* Runs the outcome table over items[0..n) and fills the write arrays. */
 void apply_evaluate(payq_apply_t *a, payq_item_t *items, size_t n);
 /* Round trip 2, sent: writes, progress, COMMIT. Returns 0 or -1. */

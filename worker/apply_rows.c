@@ -13,11 +13,14 @@
 
 int apply_load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedup)
 {
-	/* The dedup read returns every row of the batch's orders, not only the batch's
-	 * commands, so size the key index for both. */
-	if (payq_batch_reserve_keys(&a->batch, n + (size_t)PQntuples(dedup)) != PAYQ_OUTCOME_OK)
+	if (apply_load_keys(a, n, dedup))
 		return -1;
+	apply_load_orders(a, locked);
+	return 0;
+}
 
+void apply_load_orders(payq_apply_t *a, PGresult *locked)
+{
 	for (int r = 0; r < PQntuples(locked); r++) {
 		payq_order_state_t *o =
 			payq_batch_order(&a->batch, PQgetvalue(locked, r, 0), false);
@@ -31,6 +34,14 @@ int apply_load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedu
 		o->currency = PQgetvalue(locked, r, 4);
 		o->in_progress = a->gateway && PQgetvalue(locked, r, 5)[0] == 't';
 	}
+}
+
+int apply_load_keys(payq_apply_t *a, size_t n, PGresult *dedup)
+{
+	/* The dedup read returns every row of the batch's orders, not only the batch's
+	 * commands, so size the key index for both. */
+	if (payq_batch_reserve_keys(&a->batch, n + (size_t)PQntuples(dedup)) != PAYQ_OUTCOME_OK)
+		return -1;
 #ifndef PAYQ_MUTATION_SKIP_DEDUP
 	for (int r = 0; r < PQntuples(dedup); r++) {
 		payq_key_state_t *k = payq_batch_key_add(&a->batch, PQgetvalue(dedup, r, 0),
@@ -47,6 +58,43 @@ int apply_load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedu
 	(void)dedup;
 #endif
 	return 0;
+}
+
+size_t apply_unfound_orders(payq_apply_t *a, const payq_item_t *items, size_t n)
+{
+	size_t unfound = 0;
+	const char *last = NULL;
+
+	payq_sqlbuf_reset(&a->p[P_LOCK_IDS]);
+#ifdef PAYQ_MUTATION_LOCK_SKIP_ANY
+	/* Deliberately broken build: an order with any command found is not locked, so a
+	 * new command next to a duplicate is evaluated against no order. (changed is
+	 * scratch here: it is set only by the evaluation that follows.) */
+	for (size_t i = 0; i < n; i++)
+		if (payq_batch_key(&a->batch, items[i].cmd.order_id, items[i].cmd.command_id))
+			payq_batch_order(&a->batch, items[i].cmd.order_id, false)->changed = true;
+#endif
+	for (size_t i = 0; i < n; i++) {
+		const payq_command_t *c = &items[i].cmd;
+
+		if (payq_batch_key(&a->batch, c->order_id, c->command_id))
+			continue;
+		unfound++;
+#ifdef PAYQ_MUTATION_LOCK_SKIP_ANY
+		if (payq_batch_order(&a->batch, c->order_id, false)->changed)
+			continue;
+#endif
+		/* The statement takes each order once (DISTINCT); a run of one order's
+		 * commands is listed once here. */
+		if (!last || strcmp(last, c->order_id))
+			payq_sqlbuf_str(&a->p[P_LOCK_IDS], c->order_id);
+		last = c->order_id;
+	}
+#ifdef PAYQ_MUTATION_LOCK_SKIP_ANY
+	for (size_t j = 0; j < a->batch.norders; j++)
+		a->batch.orders[j].changed = false;
+#endif
+	return unfound;
 }
 
 /* The effects of one command that are rows of their own: a key_reuse anomaly, a

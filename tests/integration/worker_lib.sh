@@ -503,6 +503,44 @@ wl_scenario_redelivery() {
 	pass "redelivery: $(wc -l <"$WL_DIR/cmds.r") commands each delivered twice and one 50 times: one effect each, duplicates 1 and 49"
 }
 
+# A replay, then new commands next to duplicates. After a batch of duplicates only, the
+# fast path sends the dedup read alone and locks only the orders with a command it did not
+# find (worker/apply_async.c). The third wave gives each order its recorded pay (or
+# cancel) again next to a pay it has never seen, one pair after the other on its
+# partition, so each lane's first batch after the replay holds such pairs: the new pay
+# must be judged against the order as it is (rejected_already_paid,
+# rejected_order_cancelled), not against no order (rejected_unknown_order), which is what
+# skipping the lock of an order with any command found does (the lock-skip-any mutant).
+wl_scenario_replay_mixed() {
+	local i o
+	wl_init replaymix 4
+	wl_gen_orders m 40
+	wl_produce <"$WL_DIR/cmds.m"
+	wl_worker_start w1 PAYQ_BATCH_WAIT_MS=200
+	wl_wait_assigned w1
+	wl_wait_drained 60
+	wl_produce <"$WL_DIR/cmds.m"
+	wl_wait_drained 60
+	for ((i = 1; i <= 40; i++)); do
+		o=m-$i
+		if ((i % 5 == 0)); then
+			grep -F "\"command_id\":\"$o:x\"" "$WL_DIR/cmds.m"
+			wl_cmd_pay "$o" "$o:r" $((100 + i))
+			wl_expect_cmd "$o" "$o:r" rejected_order_cancelled
+		else
+			grep -F "\"command_id\":\"$o:p\"" "$WL_DIR/cmds.m"
+			wl_cmd_pay "$o" "$o:r" $((100 + i))
+			wl_expect_cmd "$o" "$o:r" rejected_already_paid
+		fi
+	done | wl_produce
+	wl_wait_drained 60
+	wl_check_state
+	wl_check_offsets_final
+	wl_worker_stop w1 TERM
+	[[ $WL_RC == 0 ]] || wl_violation "worker exited $WL_RC after SIGTERM"
+	pass "replay, then a new pay next to each order's duplicate: judged against the order ($(wl_sql "SELECT count(*) FROM payq.processed_commands WHERE command_id LIKE '%:r'") new pays, none rejected_unknown_order)"
+}
+
 # Crash before the database COMMIT: the batch is rolled back; on restart it is applied,
 # so nothing is lost. Kafka must never be ahead of the database.
 wl_scenario_crash_before_commit() {

@@ -30,6 +30,9 @@
 #                        API key goes to whoever answers (tests/security/gateway_tls.sh)
 #   no-fetch-wake        the worker never wakes librdkafka's fetch: a backlog behind a small
 #                        queue drains a queue a second, far past the scenario's deadline
+#   lock-skip-any        after a batch of duplicates only, an order with any command
+#                        the dedup read found is not locked, so a new pay next to a
+#                        duplicate is judged against no order (rejected_unknown_order)
 #
 # The mutants come from PAYQ_MUTANT_<NAME>_EXE (NAME upper-case, '-' as '_'), for example
 # PAYQ_MUTANT_SKIP_DEDUP_EXE; unset ones are built by tests/lib/mutant.sh, incrementally,
@@ -90,3 +93,4 @@ check_mutant unguarded-progress rp_scenario_reset_race
 check_mutant ambiguous-key gw_scenario_key_ambiguous
 check_mutant gateway-no-verify gw_scenario_security_script gateway_tls
 check_mutant no-fetch-wake wl_scenario_fetch_wake
+check_mutant lock-skip-any wl_scenario_replay_mixed
