@@ -146,8 +146,9 @@ int apply_load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedu
 int apply_load_keys(payq_apply_t *a, size_t n, PGresult *dedup);
 void apply_load_orders(payq_apply_t *a, PGresult *locked);
 /* After apply_load_keys: how many of items[0..n) the dedup read did not find; their
- * orders replace P_LOCK_IDS (the lock statement takes each once). An order whose commands were all found is a
- * duplicate's only: nothing of it is read or written, so it needs no lock. */
+ * orders replace P_LOCK_IDS (the lock statement takes each once). An order whose
+ * commands were all found has duplicates only: nothing of it is read or written, so it
+ * needs no lock. */
 size_t apply_unfound_orders(payq_apply_t *a, const payq_item_t *items, size_t n);
 /* Runs the outcome table over items[0..n) and fills the write arrays. */
 void apply_evaluate(payq_apply_t *a, payq_item_t *items, size_t n);
