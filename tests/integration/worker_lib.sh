@@ -1116,6 +1116,46 @@ wl_scenario_offsets() {
 	[[ $WL_RC == 0 ]] || wl_violation "worker w2 exited $WL_RC after SIGTERM"
 }
 
+# A rebalance meets a batch in flight whose answers arrived while the process was not
+# running. The crash-point build stops lane_quiesce (worker/lane.c) at quiesce_in_flight
+# for 3 s, past the batch's answer bound (PAYQ_DB_STATEMENT_TIMEOUT_MS +
+# PAYQ_DB_TCP_USER_TIMEOUT_MS = 1.5 s). The answers that are there must count before the
+# deadline does: the batch finishes and its offsets are stored. The quiesce-no-step build
+# checks the deadline first and abandons a batch whose answers had arrived ("did not
+# finish in time"), leaving it to the synchronous path.
+wl_scenario_quiesce_answered() {
+	local try rc
+	wl_init quiesce 4
+	wl_worker_start w1 PAYQ_STALL_AT=quiesce_in_flight PAYQ_STALL_MS=3000 \
+		PAYQ_DB_STATEMENT_TIMEOUT_MS=1000 PAYQ_DB_TCP_USER_TIMEOUT_MS=500
+	wl_wait_assigned w1
+	# A backlog keeps both lanes busy (a batch in flight most of the time).
+	wl_gen_orders q 60000
+	wl_produce <"$WL_DIR/cmds.q"
+	wl_wait_applied 2000
+	# A member joins: every partition is revoked (eager) while w1 drains. Most revokes
+	# find a lane with a batch in flight; one that does not is tried again.
+	for try in 1 2 3 4 5; do
+		(($(wl_applied) < $(wc -l <"$WL_DIR/cmds.q"))) ||
+			die "scenario error: the backlog was drained before rebalance $try; make it longer"
+		wl_worker_start "j$try" PAYQ_BATCH_MAX=50
+		rc=0
+		log_wait "$WL_DIR/w1.log" 'stall point quiesce_in_flight: awake' 20 "${WL_PID[w1]}" || rc=$?
+		((rc == 0)) && break
+		((rc == 2)) && die "worker w1 is not running: $(tail -n 3 "$WL_DIR/w1.log")"
+		wl_worker_stop "j$try" TERM
+	done
+	((rc == 0)) || die "scenario error: no rebalance of 5 met a batch in flight"
+	log "rebalance $try stopped w1 with a batch in flight, past its answer bound"
+	if grep -q 'did not finish in time' "$WL_DIR/w1.log"; then
+		wl_violation "w1 abandoned a batch whose answers had arrived: $(grep -m 1 'did not finish in time' "$WL_DIR/w1.log" | cut -c 1-200)"
+	fi
+	wl_wait_drained 120
+	wl_check_state
+	wl_check_offsets_final
+	pass "a batch in flight across a stall past its answer bound finished from the answers that had arrived"
+}
+
 # The last "assigned N partitions" count a worker logged.
 wl_last_assigned() {
 	grep -o '"msg":"assigned [0-9]* partitions' "$WL_DIR/$1.log" | tail -n 1 | grep -o '[0-9]*' || echo 0

@@ -30,6 +30,8 @@
 #                        API key goes to whoever answers (tests/security/gateway_tls.sh)
 #   no-fetch-wake        the worker never wakes librdkafka's fetch: a backlog behind a small
 #                        queue drains a queue a second, far past the scenario's deadline
+#   quiesce-no-step      a rebalance checks a batch's deadline before taking the answers
+#                        that arrived, so a batch whose COMMIT result is there is abandoned
 #   lock-skip-any        after a batch of duplicates only, an order with any command
 #                        the dedup read found is not locked, so a new pay next to a
 #                        duplicate is judged against no order (rejected_unknown_order)
@@ -94,3 +96,4 @@ check_mutant ambiguous-key gw_scenario_key_ambiguous
 check_mutant gateway-no-verify gw_scenario_security_script gateway_tls
 check_mutant no-fetch-wake wl_scenario_fetch_wake
 check_mutant lock-skip-any wl_scenario_replay_mixed
+check_mutant quiesce-no-step wl_scenario_quiesce_answered
