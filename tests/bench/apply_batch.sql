@@ -8,16 +8,21 @@
 -- here with generate_series, since pgbench variables cannot hold arrays.
 \set base random(1, 1000000000000)
 \set part random(0, 11)
--- Round trip 1: BEGIN, lock the batch's orders, read their dedup rows.
+-- Round trip 1, as worker/apply_sql.c has it: BEGIN, read the batch's dedup rows, then lock
+-- its orders, each through LATERAL probes of the primary key.
 \startpipeline
 BEGIN;
-SELECT order_id, status, version, amount_minor, currency FROM payq.orders
- WHERE order_id = ANY(ARRAY(SELECT 'pb-' || :base || '-' || g
-                            FROM generate_series(1, :orders::int) g)::text[])
- ORDER BY order_id FOR UPDATE;
-SELECT order_id, command_id, encode(payload_sha256, 'hex') FROM payq.processed_commands
- WHERE order_id = ANY(ARRAY(SELECT 'pb-' || :base || '-' || g
-                            FROM generate_series(1, :orders::int) g)::text[]);
+SELECT p.order_id, p.command_id, encode(p.payload_sha256, 'hex'), p.outcome = 'pending',
+ p.outcome, p.kafka_topic, p.kafka_partition, p.kafka_offset
+ FROM unnest(ARRAY(SELECT 'pb-' || :base || '-' || g
+                   FROM generate_series(1, :orders::int) g)::text[]) AS k(id)
+ JOIN LATERAL (SELECT * FROM payq.processed_commands WHERE order_id = k.id OFFSET 0) AS p
+ ON true;
+SELECT o.order_id, o.status, o.version, o.amount_minor, o.currency
+ FROM (SELECT DISTINCT id FROM unnest(ARRAY(SELECT 'pb-' || :base || '-' || g
+                                            FROM generate_series(1, :orders::int) g)::text[])
+       AS u(id) ORDER BY id) AS k
+ JOIN LATERAL (SELECT * FROM payq.orders WHERE order_id = k.id FOR UPDATE) AS o ON true;
 \endpipeline
 -- Round trip 2: the set-based writes and COMMIT.
 \startpipeline
