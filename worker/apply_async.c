@@ -144,6 +144,31 @@ static bool take_results(payq_apply_t *a)
 	return false;
 }
 
+/* A pipeline of nq statements is sent: its results are awaited in phase. */
+static payq_async_t await_pipe(payq_apply_t *a, int nq, apply_async_phase_t phase)
+{
+	start_pipe(a, nq);
+	a->phase = phase;
+	if (flush(a))
+		return fail(a, "sending");
+	return PAYQ_ASYNC_WAIT;
+}
+
+/* The pipeline has ended: moves the rows of its statement q to *to. Returns 0, or -1
+ * (the error set) when it failed or that result is missing. */
+static int take_rows(payq_apply_t *a, int q, PGresult **to)
+{
+	if (apply_pipe_end(a, &a->pipe) != PAYQ_APPLY_OK)
+		return -1;
+	*to = a->keep[q];
+	a->keep[q] = NULL;
+	if (!*to) {
+		payq_err(a->errstr, sizeof(a->errstr), "missing result in the read pipeline");
+		return -1;
+	}
+	return 0;
+}
+
 /* The reads are in and loaded: evaluates and sends round trip 2. */
 static payq_async_t send_writes(payq_apply_t *a)
 {
@@ -152,11 +177,7 @@ static payq_async_t send_writes(payq_apply_t *a)
 	apply_evaluate(a, a->async_items, a->async_n);
 	if (apply_send_writes(a, false, false, a->async_prog, a->async_nprog, &nq, &a->prog_q))
 		return fail(a, "sending");
-	start_pipe(a, nq);
-	a->phase = APPLY_ASYNC_WRITES;
-	if (flush(a))
-		return fail(a, "sending");
-	return PAYQ_ASYNC_WAIT;
+	return await_pipe(a, nq, APPLY_ASYNC_WRITES);
 }
 
 /* Round trip 1 is in: loads it, then the writes. */
@@ -172,51 +193,34 @@ static payq_async_t reads_done(payq_apply_t *a)
 		payq_err(a->errstr, sizeof(a->errstr), "out of memory");
 		return fail(a, NULL);
 	}
-	a->dups_only = !apply_unfound_orders(a, a->async_items, a->async_n);
+	a->dups_only = apply_all_found(a, a->async_items, a->async_n);
 	return send_writes(a);
 }
 
-/* The dedup read alone is in: locks the orders with a command it did not find, or goes
- * on to the writes when there are none. */
+/* The dedup read alone (BEGIN, then the read: statement 1) is in: locks the orders with
+ * a command it did not find, or goes on to the writes when there are none. */
 static payq_async_t dedup_done(payq_apply_t *a)
 {
-	payq_apply_status_t st = apply_pipe_end(a, &a->pipe);
-
-	if (st != PAYQ_APPLY_OK)
+	if (take_rows(a, 1, &a->dedup))
 		return fail(a, NULL);
-	a->dedup = a->keep[1];
-	a->keep[1] = NULL;
-	if (!a->dedup) {
-		payq_err(a->errstr, sizeof(a->errstr), "missing result in the read pipeline");
-		return fail(a, NULL);
-	}
 	if (apply_load_keys(a, a->async_n, a->dedup)) {
 		payq_err(a->errstr, sizeof(a->errstr), "out of memory");
 		return fail(a, NULL);
 	}
-	a->dups_only = !apply_unfound_orders(a, a->async_items, a->async_n);
-	if (!a->p[P_LOCK_IDS].count)
+	a->dups_only = apply_all_found(a, a->async_items, a->async_n);
+	if (a->dups_only)
 		return send_writes(a);
+	apply_unfound_orders(a, a->async_items, a->async_n);
 	if (apply_send_lock(a))
 		return fail(a, "sending");
-	start_pipe(a, 1);
-	a->phase = APPLY_ASYNC_LOCK;
-	if (flush(a))
-		return fail(a, "sending");
-	return PAYQ_ASYNC_WAIT;
+	return await_pipe(a, 1, APPLY_ASYNC_LOCK);
 }
 
 /* The lock is in: loads the orders, then the writes. */
 static payq_async_t lock_done(payq_apply_t *a)
 {
-	if (apply_pipe_end(a, &a->pipe) != PAYQ_APPLY_OK)
+	if (take_rows(a, 0, &a->locked))
 		return fail(a, NULL);
-	a->locked = a->keep[0];
-	a->keep[0] = NULL;
-	if (!a->locked) {
-		payq_err(a->errstr, sizeof(a->errstr), "missing result in the lock pipeline");
-		return fail(a, NULL);
-	}
 	apply_load_orders(a, a->locked);
 	return send_writes(a);
 }

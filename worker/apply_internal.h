@@ -145,11 +145,13 @@ int apply_load_state(payq_apply_t *a, size_t n, PGresult *locked, PGresult *dedu
 /* The same in two steps: the dedup rows (0 or -1), then the locked orders. */
 int apply_load_keys(payq_apply_t *a, size_t n, PGresult *dedup);
 void apply_load_orders(payq_apply_t *a, PGresult *locked);
-/* After apply_load_keys: how many of items[0..n) the dedup read did not find; their
- * orders replace P_LOCK_IDS (the lock statement takes each once). An order whose
- * commands were all found has duplicates only: nothing of it is read or written, so it
- * needs no lock. */
-size_t apply_unfound_orders(payq_apply_t *a, const payq_item_t *items, size_t n);
+/* After apply_load_keys: whether the dedup read found every one of items[0..n) (it
+ * stops at the first it did not). */
+bool apply_all_found(payq_apply_t *a, const payq_item_t *items, size_t n);
+/* After apply_load_keys: the orders of the items the dedup read did not find replace
+ * P_LOCK_IDS (the lock statement takes each once). An order whose commands were all
+ * found has duplicates only: nothing of it is read or written, so it needs no lock. */
+void apply_unfound_orders(payq_apply_t *a, const payq_item_t *items, size_t n);
 /* Runs the outcome table over items[0..n) and fills the write arrays. */
 void apply_evaluate(payq_apply_t *a, payq_item_t *items, size_t n);
 /* Round trip 2, sent: writes, progress, COMMIT. Returns 0 or -1. */

@@ -60,9 +60,16 @@ int apply_load_keys(payq_apply_t *a, size_t n, PGresult *dedup)
 	return 0;
 }
 
-size_t apply_unfound_orders(payq_apply_t *a, const payq_item_t *items, size_t n)
+bool apply_all_found(payq_apply_t *a, const payq_item_t *items, size_t n)
 {
-	size_t unfound = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!payq_batch_key(&a->batch, items[i].cmd.order_id, items[i].cmd.command_id))
+			return false;
+	return true;
+}
+
+void apply_unfound_orders(payq_apply_t *a, const payq_item_t *items, size_t n)
+{
 	const char *last = NULL;
 
 	payq_sqlbuf_reset(&a->p[P_LOCK_IDS]);
@@ -79,7 +86,6 @@ size_t apply_unfound_orders(payq_apply_t *a, const payq_item_t *items, size_t n)
 
 		if (payq_batch_key(&a->batch, c->order_id, c->command_id))
 			continue;
-		unfound++;
 #ifdef PAYQ_MUTATION_LOCK_SKIP_ANY
 		if (payq_batch_order(&a->batch, c->order_id, false)->changed)
 			continue;
@@ -94,7 +100,6 @@ size_t apply_unfound_orders(payq_apply_t *a, const payq_item_t *items, size_t n)
 	for (size_t j = 0; j < a->batch.norders; j++)
 		a->batch.orders[j].changed = false;
 #endif
-	return unfound;
 }
 
 /* The effects of one command that are rows of their own: a key_reuse anomaly, a
